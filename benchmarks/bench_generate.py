@@ -1,0 +1,139 @@
+"""Creative generation benchmark: procedural creatives per second per core, and segmentation quality.
+
+    python benchmarks/bench_generate.py [--quick] [--no-segmentation]
+
+Measures, on the demo catalog at the square 1080x1080 placement with every style of each
+product's category:
+  * render + composite per second on one core (cv2 single-threaded): the generator's own speed;
+  * the same plus lossless PNG encoding (what the store writes);
+  * the whole pipeline end to end into a fresh store (decode, mask, layout, render, composite,
+    quality, encode, index) with 1 worker and with one worker per core.
+Then the segmentation table of ``bench_segment.py``. Results go to benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _results import update_section  # noqa: E402
+
+from backdrop.batch import run_local  # noqa: E402
+from backdrop.catalog import load_catalog, load_image  # noqa: E402
+from backdrop.cli import DEMO_DIR  # noqa: E402
+from backdrop.generators import GenerationRequest, get_generator  # noqa: E402
+from backdrop.imaging.color import dominant_colors  # noqa: E402
+from backdrop.imaging.composite import composite  # noqa: E402
+from backdrop.imaging.layout import layout, load_placements  # noqa: E402
+from backdrop.imaging.mask import product_mask  # noqa: E402
+from backdrop.pipeline import PipelineConfig  # noqa: E402
+from backdrop.store import encode_image  # noqa: E402
+from backdrop.styles import StyleLibrary  # noqa: E402
+
+
+def bench_render(products, library, placement, repeats: int) -> dict:
+    cv2.setNumThreads(1)
+    gen = get_generator("procedural")
+    jobs = []
+    for p in products:
+        rgba = load_image(p.image_path)
+        alpha = product_mask(rgba)
+        rgb = rgba[..., :3].copy()
+        scene = layout(rgb, alpha, placement, palette=dominant_colors(rgb, alpha))
+        for style in library.for_category(p.category_path):
+            jobs.append(GenerationRequest(scene=scene, style=style, fields=p.fields(), seed=len(jobs)))
+    render_s, encode_s = [], []
+    for _ in range(repeats):
+        for job in jobs:
+            t0 = time.perf_counter()
+            creative = composite(gen.generate(job), job.scene)
+            t1 = time.perf_counter()
+            encode_image(creative, "png")
+            t2 = time.perf_counter()
+            render_s.append(t1 - t0)
+            encode_s.append(t2 - t1)
+    n = len(render_s)
+    return {
+        "creatives": n,
+        "render_per_s": n / sum(render_s),
+        "render_ms_p50": 1000 * statistics.median(render_s),
+        "render_ms_p95": 1000 * sorted(render_s)[int(0.95 * (n - 1))],
+        "with_png_per_s": n / (sum(render_s) + sum(encode_s)),
+        "png_ms_p50": 1000 * statistics.median(encode_s),
+    }
+
+
+def bench_pipeline(products, library, placement, workers: int) -> dict:
+    config = PipelineConfig(placements=(placement,), library=library)
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = run_local(products, config, Path(tmp) / "store", workers=workers, progress=False)
+    assert summary.failed == 0, summary.errors
+    return {"workers": workers, "creatives": summary.generated, "seconds": summary.seconds,
+            "per_s": summary.generated / summary.seconds}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer products and repeats (smoke run; results not written)")
+    ap.add_argument("--no-segmentation", action="store_true", help="skip the segmentation table")
+    args = ap.parse_args()
+
+    catalog = load_catalog(DEMO_DIR / "products.csv")
+    products = catalog.products[:4] if args.quick else catalog.products
+    library = StyleLibrary.load()
+    placement = load_placements()["square"]
+
+    r = bench_render(products, library, placement, repeats=1 if args.quick else 2)
+    print(f"render+composite: {r['render_per_s']:.1f}/s per core (p50 {r['render_ms_p50']:.1f} ms), "
+          f"with PNG encode {r['with_png_per_s']:.1f}/s", flush=True)
+    cores = os.cpu_count() or 1
+    pipes = [bench_pipeline(products, library, placement, w) for w in sorted({1, cores})]
+    for p in pipes:
+        print(f"pipeline, {p['workers']} worker(s): {p['per_s']:.1f} creatives/s ({p['creatives']} in {p['seconds']:.1f} s)", flush=True)
+
+    lines = [
+        "## Procedural creatives (`bench_generate.py`)",
+        "",
+        f"Demo catalog ({len(products)} products x every style of their category), square 1080x1080, "
+        "procedural generator, cv2 single-threaded. Target: >= 10 creatives/s per core.",
+        "",
+        "| measure | creatives/s | p50 ms | p95 ms |",
+        "|---|---:|---:|---:|",
+        f"| render + exact composite, 1 core | **{r['render_per_s']:.1f}** | {r['render_ms_p50']:.1f} | {r['render_ms_p95']:.1f} |",
+        f"| + lossless PNG encode, 1 core | {r['with_png_per_s']:.1f} | {r['render_ms_p50'] + r['png_ms_p50']:.1f} | |",
+    ]
+    for p in pipes:
+        lines.append(
+            f"| whole pipeline into a fresh store, {p['workers']} worker process(es) | {p['per_s']:.1f} | | |"
+        )
+    lines += [
+        "",
+        "The whole pipeline adds image decoding, mask, palette, layout, quality scores, PNG encoding, fsync'd",
+        "atomic writes and the SQLite index; its per-second figure includes worker start-up.",
+    ]
+
+    if not args.no_segmentation:
+        import bench_segment
+
+        rows = bench_segment.run(quick=args.quick) if "quick" in bench_segment.run.__code__.co_varnames else bench_segment.run()
+        lines += ["", bench_segment.to_markdown(rows)]
+        print(bench_segment.to_markdown(rows))
+
+    if args.quick:
+        print("\n(--quick: RESULTS.md not written)")
+        return
+    update_section("bench_generate", "\n".join(lines))
+    print("wrote benchmarks/RESULTS.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,329 @@
+"""Read a product catalog (CSV, JSONL or Parquet) into :class:`Product` records.
+
+Bad rows never stop the load: each one becomes a :class:`~backdrop.errors.RowError`
+(``FILE:ROW: FIELD: reason``) and the good rows go on. Row numbers are line numbers in the
+file with the header as line 1 (CSV), the line number (JSONL), or the record index + 2 as if
+there were a header line (Parquet).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from PIL import Image, UnidentifiedImageError
+
+from .errors import CatalogError, RowError
+
+REQUIRED = ("product_id", "title", "category", "image")
+SUPPORTED_IMAGE_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF"}
+MAX_IMAGE_PIXELS = 64_000_000
+_CATEGORY_SPLIT = re.compile(r"\s*(?:>|/|›)\s*")
+
+
+@dataclass(frozen=True)
+class Product:
+    """One catalog product. ``category_path`` runs from the root to the leaf category."""
+
+    product_id: str
+    title: str
+    category_path: tuple[str, ...]
+    image_path: Path
+    description: str = ""
+    attributes: dict = field(default_factory=dict)
+    brand: str = ""
+    color: str = ""
+    product_type: str = ""
+    source_file: str = ""
+    source_row: int = 0
+
+    @property
+    def category(self) -> str:
+        return self.category_path[-1]
+
+    @property
+    def category_str(self) -> str:
+        return " > ".join(self.category_path)
+
+    def attribute(self, name: str) -> str:
+        """An attribute by case-insensitive name, '' when absent."""
+        want = name.lower()
+        for key, value in self.attributes.items():
+            if key.lower() == want:
+                return str(value)
+        return ""
+
+    def fields(self) -> dict[str, str]:
+        """The fields a prompt template may use: every attribute (lower-cased key) plus the columns."""
+        out = {str(k).lower().replace(" ", "_"): str(v) for k, v in self.attributes.items()}
+        out.update(
+            title=self.title,
+            category=self.category,
+            category_path=self.category_str,
+            description=self.description,
+            product_type=self.product_type,
+            brand=self.brand or self.attribute("brand"),
+            color=self.color or self.attribute("color") or self.attribute("colour"),
+            material=self.attribute("material"),
+            product_id=self.product_id,
+        )
+        return out
+
+    def image_sha256(self) -> str:
+        return file_sha256(self.image_path)
+
+
+@dataclass
+class CatalogResult:
+    products: list[Product]
+    errors: list[RowError]
+    path: Path
+
+    @property
+    def rows(self) -> int:
+        return len(self.products) + len(self.errors)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def parse_category(value: str) -> tuple[str, ...]:
+    parts = tuple(p.strip() for p in _CATEGORY_SPLIT.split(value.strip()) if p.strip())
+    return parts
+
+
+def load_catalog(path: str | Path, *, check_images: bool = True) -> CatalogResult:
+    """Load every good row of ``path``; bad rows are returned as errors, not raised.
+
+    Raises :class:`CatalogError` only when the file itself cannot be read.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CatalogError(f"{path}: catalog file not found")
+    if path.is_dir():
+        raise CatalogError(f"{path}: is a directory; pass the catalog file (CSV, JSONL or Parquet)")
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        records = _read_csv(path, delimiter="\t" if suffix == ".tsv" else ",")
+    elif suffix in (".jsonl", ".ndjson"):
+        records = _read_jsonl(path)
+    elif suffix in (".parquet", ".pq"):
+        records = _read_parquet(path)
+    else:
+        raise CatalogError(f"{path}: unsupported catalog format '{suffix}'; use .csv, .jsonl or .parquet")
+
+    products: list[Product] = []
+    errors: list[RowError] = []
+    seen: dict[str, int] = {}
+    for row, record in records:
+        if isinstance(record, RowError):
+            errors.append(record)
+            continue
+        product, error = _to_product(path, row, record, seen, check_images)
+        if error is not None:
+            errors.append(error)
+        else:
+            products.append(product)
+            seen[product.product_id] = row
+    return CatalogResult(products=products, errors=errors, path=path)
+
+
+def _read_csv(path: Path, delimiter: str) -> Iterator[tuple[int, dict | RowError]]:
+    try:
+        f = open(path, newline="", encoding="utf-8-sig")
+    except OSError as e:
+        raise CatalogError(f"{path}: cannot open: {e.strerror}") from e
+    with f:
+        reader = csv.reader(f, delimiter=delimiter)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise CatalogError(f"{path}: empty file, expected a header row") from None
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise CatalogError(f"{path}:1: cannot parse header: {e}") from e
+        header = [h.strip() for h in header]
+        missing = [c for c in ("product_id", "title", "image") if c not in header]
+        if missing or not ({"category", "category_path"} & set(header)):
+            need = missing + ([] if {"category", "category_path"} & set(header) else ["category"])
+            raise CatalogError(f"{path}:1: header lacks required column(s): {', '.join(need)}")
+        next_line = reader.line_num + 1
+        while True:
+            start = next_line
+            try:
+                values = next(reader)
+            except StopIteration:
+                return
+            except (csv.Error, UnicodeDecodeError) as e:
+                next_line = reader.line_num + 1
+                yield start, RowError(str(path), start, "row", f"cannot parse CSV: {e}")
+                continue
+            next_line = reader.line_num + 1
+            if not values or all(not v.strip() for v in values):
+                continue
+            if len(values) != len(header):
+                yield start, RowError(
+                    str(path), start, "row", f"has {len(values)} fields, header has {len(header)}; quote values that contain '{delimiter}'"
+                )
+                continue
+            yield start, dict(zip(header, values))
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, dict | RowError]]:
+    try:
+        f = open(path, encoding="utf-8")
+    except OSError as e:
+        raise CatalogError(f"{path}: cannot open: {e.strerror}") from e
+    with f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield lineno, RowError(str(path), lineno, "row", f"invalid JSON: {e.msg} at column {e.colno}")
+                continue
+            if not isinstance(record, dict):
+                yield lineno, RowError(str(path), lineno, "row", "expected a JSON object per line")
+                continue
+            yield lineno, record
+
+
+def _read_parquet(path: Path) -> Iterator[tuple[int, dict | RowError]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # pyarrow raises several unrelated types for bad files
+        raise CatalogError(f"{path}: cannot read Parquet: {e}") from e
+    for i, record in enumerate(table.to_pylist()):
+        yield i + 2, record
+
+
+def _text(record: dict, key: str) -> str:
+    value = record.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, float) and value != value:  # NaN from Parquet/pandas
+        return ""
+    return str(value).strip()
+
+
+def _to_product(
+    path: Path, row: int, record: dict, seen: dict[str, int], check_images: bool
+) -> tuple[Product | None, RowError | None]:
+    def err(fieldname: str, reason: str) -> tuple[None, RowError]:
+        return None, RowError(str(path), row, fieldname, reason)
+
+    for key in ("product_id", "title", "image"):
+        if not _text(record, key):
+            return err(key, "missing value (required)")
+    product_id = _text(record, "product_id")
+    if product_id in seen:
+        return err("product_id", f"duplicate id '{product_id}' (first on row {seen[product_id]})")
+
+    category_value = _text(record, "category_path") or _text(record, "category")
+    if not category_value:
+        return err("category", "missing value (required; a path like 'Apparel > Sneakers' is allowed)")
+    category_path = parse_category(category_value)
+    if not category_path:
+        return err("category", f"cannot parse category '{category_value}'")
+
+    attributes = record.get("attributes")
+    if isinstance(attributes, str):
+        if attributes.strip():
+            try:
+                attributes = json.loads(attributes)
+            except json.JSONDecodeError as e:
+                return err("attributes", f"invalid JSON: {e.msg} at column {e.colno}; expected an object like {{\"Material\": \"Cotton\"}}")
+        else:
+            attributes = {}
+    elif attributes is None or (isinstance(attributes, float) and attributes != attributes):
+        attributes = {}
+    if not isinstance(attributes, dict):
+        return err("attributes", f"expected a JSON object, got {type(attributes).__name__}")
+
+    image_path, reason = _resolve_image(path, _text(record, "image"))
+    if reason is None and check_images:
+        reason = check_image(image_path)
+    if reason is not None:
+        return err("image", reason)
+
+    return (
+        Product(
+            product_id=product_id,
+            title=_text(record, "title"),
+            category_path=category_path,
+            image_path=image_path,
+            description=_text(record, "description"),
+            attributes=attributes,
+            brand=_text(record, "brand"),
+            color=_text(record, "color"),
+            product_type=_text(record, "product_type"),
+            source_file=str(path),
+            source_row=row,
+        ),
+        None,
+    )
+
+
+def _resolve_image(catalog: Path, value: str) -> tuple[Path, str | None]:
+    if value.startswith("file://"):
+        parsed = urlparse(value)
+        return Path(unquote(parsed.path)), None
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", value):
+        scheme = value.split(":", 1)[0]
+        return Path(value), f"unsupported image location '{scheme}://'; download images first and give a local path or file:// URI"
+    p = Path(value).expanduser()
+    if not p.is_absolute():
+        p = catalog.parent / p
+    return p, None
+
+
+def check_image(path: Path) -> str | None:
+    """Why ``path`` is not a usable product image, or None when it is."""
+    if not path.exists():
+        return f"file not found: {path}"
+    if not path.is_file():
+        return f"not a file: {path}"
+    try:
+        with Image.open(path) as im:
+            fmt = im.format
+            size = im.size
+            im.verify()
+    except UnidentifiedImageError:
+        return f"not an image or unsupported format: {path}"
+    except (OSError, SyntaxError, ValueError) as e:
+        return f"corrupt image {path}: {e}"
+    if fmt not in SUPPORTED_IMAGE_FORMATS:
+        return f"unsupported image format {fmt} ({path}); use PNG, JPEG or WebP"
+    if size[0] < 16 or size[1] < 16:
+        return f"image too small ({size[0]}x{size[1]}): {path}"
+    if size[0] * size[1] > MAX_IMAGE_PIXELS:
+        return f"image too large ({size[0]}x{size[1]} pixels): {path}"
+    return None
+
+
+def load_image(path: Path) -> "np.ndarray":  # noqa: F821 - numpy imported lazily below
+    """Decode an image fully as RGBA uint8 (H, W, 4); raises ValueError with the path when corrupt."""
+    import numpy as np
+    from PIL import ImageOps
+
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+            rgba = im.convert("RGBA") if has_alpha else im.convert("RGB").convert("RGBA")
+            return np.asarray(rgba, dtype=np.uint8).copy()
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"cannot decode image {path}: {e}") from e

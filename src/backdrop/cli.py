@@ -1,0 +1,322 @@
+"""The `backdrop` command line: argument parsing and printing only; the work is in the library.
+
+Exit codes: 0 success, 1 the data had problems (bad rows with --strict, nothing succeeded),
+2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import BackdropError
+
+DEMO_DIR = Path(__file__).resolve().parent / "data" / "demo"
+DEMO_PLACEMENTS = ("square", "landscape", "story")
+DEMO_STYLES_PER_PRODUCT = 5
+
+
+def _csv_list(value: str) -> tuple[str, ...]:
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list")
+    return items
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{value}'") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="backdrop",
+        formatter_class=_Formatter,
+        description=(
+            "Backdrop makes personalized product creatives for e-commerce ads: each catalog product is placed\n"
+            "on every ad placement's canvas, a background is generated around it (the product's pixels stay\n"
+            "exact), and creatives are stored content-addressed so nothing is generated twice.\n\n"
+            "Start with `backdrop demo`, then `backdrop generate CATALOG --out STORE` on your own catalog."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"backdrop {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    g = sub.add_parser(
+        "generate",
+        help="make creatives for every product of a catalog",
+        formatter_class=_Formatter,
+        description=(
+            "Make the creatives of every product in CATALOG (CSV, JSONL or Parquet with product_id, title,\n"
+            "category, image; optional description, attributes (JSON object), brand, color) into STORE.\n"
+            "Bad rows are reported on stderr as FILE:ROW: FIELD: reason and skipped; the good rows go on.\n"
+            "Creatives already in the store are skipped, so an interrupted run resumes where it stopped.\n\n"
+            "Defaults: every placement of the placement file, every style of each product's category."
+        ),
+    )
+    g.add_argument("catalog", type=Path, help="catalog file (.csv, .jsonl or .parquet); image paths are relative to it")
+    g.add_argument("--out", "-o", type=Path, required=True, metavar="STORE", help="creative store directory (created if missing)")
+    _add_generation_options(g)
+    g.add_argument("--limit", type=_positive_int, help="only the first N good products")
+    g.add_argument("--strict", action="store_true", help="exit 1 without generating anything if any row is bad")
+    g.add_argument("--json", action="store_true", help="print one JSON summary object on stdout at the end")
+
+    s = sub.add_parser(
+        "segment",
+        help="write a product mask per image",
+        formatter_class=_Formatter,
+        description=(
+            "Write one 8-bit PNG mask per IMAGE into DIR, named after the image's stem (255 = product).\n"
+            "The alpha channel is used when the image has a meaningful one; otherwise the segmenter runs\n"
+            "(auto = U2-Net-p refined by a colour model and GrabCut when onnxruntime and the weights are\n"
+            "installed, else the classical colour-model segmenter)."
+        ),
+    )
+    s.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    s.add_argument("--out", "-o", type=Path, required=True, metavar="DIR")
+    s.add_argument(
+        "--method",
+        default="auto",
+        choices=["auto", "alpha", "classical", "u2netp", "combined"],
+        help="auto: alpha when meaningful, else the best segmenter; alpha: fail on images without one",
+    )
+    s.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+
+    r = sub.add_parser(
+        "report",
+        help="write an HTML contact sheet of a store",
+        formatter_class=_Formatter,
+        description="Write a static HTML contact sheet (product x style x placement thumbnails) of STORE.",
+    )
+    r.add_argument("store", type=Path, metavar="STORE")
+    r.add_argument("--out", "-o", type=Path, default=Path("report.html"), help="HTML file; thumbnails go to <name>_files/")
+    r.add_argument("--json", action="store_true")
+
+    d = sub.add_parser(
+        "demo",
+        help="run the whole creative pipeline on the bundled sample catalog",
+        formatter_class=_Formatter,
+        description=(
+            f"Generate {len(DEMO_PLACEMENTS)} placements ({', '.join(DEMO_PLACEMENTS)}) x {DEMO_STYLES_PER_PRODUCT} styles for the\n"
+            "20 bundled sample products (Saleor demo data, BSD-3-Clause) with the procedural generator,\n"
+            "then write the HTML report. Running it again reuses the store."
+        ),
+    )
+    d.add_argument("--out", "-o", type=Path, default=Path("demo-out"), help="output directory (store/ and report.html)")
+    d.add_argument("--workers", type=_positive_int, help="worker processes (default: one per core)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d.add_argument("--json", action="store_true")
+    return parser
+
+
+def _add_generation_options(p: argparse.ArgumentParser) -> None:
+    from .generators import GENERATORS
+    from .store import FORMATS
+
+    p.add_argument("--placements", type=_csv_list, metavar="A,B", help="placement names (default: all in the placement file)")
+    p.add_argument("--placements-file", type=Path, metavar="YAML", help="placement definitions (default: the packaged ones)")
+    p.add_argument("--styles", type=_csv_list, metavar="A,B", help="only these style names (default: every style of the category)")
+    p.add_argument("--style-library", type=Path, metavar="YAML", help="style library (default: the packaged one)")
+    p.add_argument("--generator", default="procedural", choices=GENERATORS, help="background generator")
+    p.add_argument("--segmenter", default="auto", choices=["auto", "classical", "u2netp", "combined"], help="mask for images without alpha")
+    p.add_argument("--seed", type=int, default=0, help="base seed; each creative derives its own from it")
+    p.add_argument("--format", default="png", choices=sorted(FORMATS), help="creative file format (png/webp lossless)")
+    p.add_argument("--workers", type=_positive_int, help="worker processes (default: one per core)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return {
+            "generate": cmd_generate,
+            "segment": cmd_segment,
+            "report": cmd_report,
+            "demo": cmd_demo,
+        }[args.command](args)
+    except BackdropError as e:
+        print(f"backdrop {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"backdrop {args.command}: interrupted; finished work is kept, run again to resume", file=sys.stderr)
+        return 130
+
+
+def _pipeline_config(args, placement_names=None, max_styles=None):
+    from .errors import ConfigError
+    from .imaging.layout import load_placements
+    from .pipeline import PipelineConfig
+    from .styles import StyleLibrary
+
+    placements = load_placements(args.placements_file)
+    names = placement_names or args.placements
+    if names:
+        unknown = [n for n in names if n not in placements]
+        if unknown:
+            raise ConfigError(f"unknown placement(s) {', '.join(unknown)}; known: {', '.join(placements)}")
+        chosen = tuple(placements[n] for n in names)
+    else:
+        chosen = tuple(placements.values())
+    library = StyleLibrary.load(args.style_library)
+    if args.styles:
+        known = set(library.all_styles())
+        unknown = [s for s in args.styles if s not in known]
+        if unknown:
+            raise ConfigError(f"unknown style(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return PipelineConfig(
+        placements=chosen,
+        library=library,
+        styles=args.styles,
+        max_styles=max_styles,
+        generator=args.generator,
+        segmenter=args.segmenter,
+        seed=args.seed,
+        fmt=args.format,
+    )
+
+
+def cmd_generate(args) -> int:
+    from .batch import run_local
+    from .catalog import load_catalog
+
+    config = _pipeline_config(args)
+    catalog = load_catalog(args.catalog)
+    for err in catalog.errors:
+        print(err, file=sys.stderr)
+    if args.strict and catalog.errors:
+        print(f"backdrop generate: {len(catalog.errors)} bad row(s) in {args.catalog} (--strict): nothing generated", file=sys.stderr)
+        _print_summary(args, {"generated": 0, "skipped": 0, "failed": 0, "errors": [e.to_dict() for e in catalog.errors]})
+        return 1
+    if not catalog.products:
+        print(f"backdrop generate: no usable product in {args.catalog}", file=sys.stderr)
+        _print_summary(args, {"generated": 0, "skipped": 0, "failed": 0, "errors": [e.to_dict() for e in catalog.errors]})
+        return 1
+    products = catalog.products[: args.limit] if args.limit else catalog.products
+    summary = run_local(products, config, args.out, workers=args.workers, progress=not args.no_progress)
+    for err in summary.errors:
+        print(err, file=sys.stderr)
+    summary.errors = catalog.errors + summary.errors
+    out = summary.to_dict()
+    _print_summary(args, out, store=args.out)
+    if summary.generated + summary.skipped == 0:
+        return 1
+    return 1 if args.strict and summary.failed else 0
+
+
+def _print_summary(args, summary: dict, store: Path | None = None) -> None:
+    if args.json:
+        print(json.dumps(summary))
+        return
+    line = f"generated {summary['generated']}, skipped {summary['skipped']} (already in the store), failed {summary['failed']}"
+    if summary.get("seconds"):
+        line += f" in {summary['seconds']:.1f} s"
+    if store is not None:
+        line += f" -> {store}"
+    print(line)
+    if summary["errors"]:
+        print(f"{len(summary['errors'])} problem(s), listed above on stderr")
+
+
+def cmd_segment(args) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from .catalog import check_image, load_image
+    from .imaging.mask import alpha_is_meaningful, get_segmenter, object_alpha
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    segmenter = None
+    written, failed = [], []
+    for path in args.images:
+        reason = check_image(path)
+        try:
+            if reason is not None:
+                raise ValueError(reason)
+            rgba = load_image(path)
+            if args.method in ("auto", "alpha") and alpha_is_meaningful(rgba):
+                mask, used = object_alpha(rgba[..., 3]), "alpha"
+            elif args.method == "alpha":
+                raise ValueError("no meaningful alpha channel (use --method auto to segment it)")
+            else:
+                if segmenter is None:
+                    segmenter = get_segmenter("auto" if args.method == "auto" else args.method)
+                mask, used = segmenter(np.ascontiguousarray(rgba[..., :3])), segmenter.name
+            dst = args.out / f"{path.stem}.png"
+            Image.fromarray(mask.astype(np.uint8), "L").save(dst)
+            written.append({"image": str(path), "mask": str(dst), "method": used, "coverage": round(float((mask >= 128).mean()), 4)})
+        except ValueError as e:
+            print(f"{path}: {e}", file=sys.stderr)
+            failed.append({"image": str(path), "reason": str(e)})
+    if args.json:
+        print(json.dumps({"written": written, "failed": failed}))
+    else:
+        for w in written:
+            print(f"{w['mask']}  ({w['method']}, product covers {w['coverage']:.1%})")
+    return 0 if written and not failed else 1
+
+
+def cmd_report(args) -> int:
+    from .report import write_contact_sheet
+    from .store import CreativeStore
+
+    store = CreativeStore(args.store, readonly=True)
+    path = write_contact_sheet(store, args.out)
+    n = len(store)
+    if args.json:
+        print(json.dumps({"report": str(path), "creatives": n}))
+    else:
+        print(f"wrote {path} ({n} creatives); open it in a browser: file://{path.resolve()}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    import time
+
+    from .batch import run_local
+    from .catalog import load_catalog
+    from .report import write_contact_sheet
+    from .store import CreativeStore
+
+    t0 = time.perf_counter()
+    ns = argparse.Namespace(
+        placements=None, placements_file=None, styles=None, style_library=None, generator="procedural",
+        segmenter="auto", seed=args.seed, format="png",
+    )
+    config = _pipeline_config(ns, placement_names=DEMO_PLACEMENTS, max_styles=DEMO_STYLES_PER_PRODUCT)
+    catalog = load_catalog(DEMO_DIR / "products.csv")
+    for err in catalog.errors:
+        print(err, file=sys.stderr)
+    store_dir = args.out / "store"
+    summary = run_local(catalog.products, config, store_dir, workers=args.workers, progress=not args.no_progress)
+    for err in summary.errors:
+        print(err, file=sys.stderr)
+    report = write_contact_sheet(CreativeStore(store_dir, readonly=True), args.out / "report.html", title="Backdrop demo")
+    elapsed = time.perf_counter() - t0
+    out = summary.to_dict() | {"report": str(report), "store": str(store_dir), "products": len(catalog.products), "seconds": round(elapsed, 2)}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(
+            f"demo: {len(catalog.products)} products x {len(DEMO_PLACEMENTS)} placements x {DEMO_STYLES_PER_PRODUCT} styles: "
+            f"generated {summary.generated}, skipped {summary.skipped}, failed {summary.failed} in {elapsed:.1f} s"
+        )
+        print(f"open the report: file://{report.resolve()}")
+    return 0 if summary.failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Errors a user can cause, carrying the file/row/field they come from."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+class BackdropError(Exception):
+    """Base class for errors the CLI turns into a one-line message and a non-zero exit."""
+
+
+class ConfigError(BackdropError):
+    """A configuration file (placements, styles) is missing or invalid."""
+
+
+@dataclass(frozen=True)
+class RowError:
+    """One bad catalog row: ``FILE:ROW: FIELD: reason`` (ROW is the line number, header = 1)."""
+
+    file: str
+    row: int
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.row}: {self.field}: {self.reason}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class CatalogError(BackdropError):
+    """The catalog as a whole cannot be read (missing file, unknown format, no header...)."""

@@ -1,0 +1,45 @@
+"""The generator interface every background generator implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ..imaging.layout import Scene
+from ..styles import Style
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One background to generate: the scene, the style, the product's fields for the prompt, the seed."""
+
+    scene: Scene
+    style: Style
+    fields: dict
+    seed: int
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Makes the background *around* a laid-out product.
+
+    ``generate`` returns a uint8 (H, W, 3) image at the scene's canvas size; the product is
+    pasted on top afterwards (``imaging.composite``), so what a generator draws under the
+    product does not matter, only around it (shadows and reflections included).
+    ``name`` and ``version`` are part of every creative's key: bump ``version`` whenever the
+    output for the same inputs changes.
+    """
+
+    name: str
+    version: str
+
+    def generate(self, request: GenerationRequest) -> np.ndarray: ...
+
+    def generate_batch(self, requests: Sequence[GenerationRequest]) -> list[np.ndarray]: ...
+
+    def spec(self) -> dict:
+        """Settings that change the output (model, steps...), hashed into the creative's key."""
+        ...

@@ -1,0 +1,215 @@
+"""Place a product on an ad placement's canvas: scale to a target share, anchor, margins.
+
+A :class:`Scene` is what a generator receives: the canvas size, the scaled product pixels and
+their soft mask at an integer offset, and the geometry a background needs (where the product
+touches the ground, where the floor's horizon is).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..errors import ConfigError
+
+Anchor = Literal["floor", "bottom", "center"]
+
+
+class Placement(BaseModel):
+    """One ad placement: canvas size and how the product sits on it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    width: int = Field(ge=64, le=8192)
+    height: int = Field(ge=64, le=8192)
+    #: fraction of the canvas area the product's bounding box should cover
+    product_share: float = Field(default=0.30, gt=0.01, le=0.9)
+    #: "floor": standing on a surface; "bottom": bottom-anchored; "center": centred
+    anchor: Anchor = "floor"
+    #: margin on every side, as a fraction of the canvas's shorter side
+    margin: float = Field(default=0.06, ge=0.0, le=0.3)
+    #: for "floor": where the product touches the ground, as a fraction of the height from the top
+    ground: float = Field(default=0.86, gt=0.3, le=1.0)
+    #: for "floor": the floor's horizon above the ground line, as a fraction of the product height
+    horizon_depth: float = Field(default=0.22, ge=0.0, le=1.0)
+    #: horizontal position of the product's centre, as a fraction of the width
+    center_x: float = Field(default=0.5, ge=0.1, le=0.9)
+    #: never enlarge the product image more than this (upscaling blurs it)
+    max_upscale: float = Field(default=2.5, ge=1.0, le=8.0)
+
+    @property
+    def aspect(self) -> float:
+        return self.width / self.height
+
+    def spec(self) -> dict:
+        """Everything that changes the rendered canvas (part of the creative's key)."""
+        return self.model_dump()
+
+
+class PlacementSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = 1
+    placements: list[Placement]
+
+    @model_validator(mode="after")
+    def _unique(self) -> "PlacementSet":
+        names = [p.name for p in self.placements]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"duplicate placement name(s): {', '.join(sorted(dup))}")
+        return self
+
+
+DEFAULT_PLACEMENTS_FILE = Path(__file__).resolve().parent.parent / "config" / "placements.yaml"
+
+
+def load_placements(path: str | Path | None = None) -> dict[str, Placement]:
+    """Placements by name from a YAML file (the packaged defaults when ``path`` is None)."""
+    path = Path(path) if path else DEFAULT_PLACEMENTS_FILE
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read placements: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from e
+    try:
+        pset = PlacementSet.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"])
+        raise ConfigError(f"{path}: {loc}: {first['msg']}") from e
+    return {p.name: p for p in pset.placements}
+
+
+@dataclass(frozen=True, eq=False)
+class Scene:
+    """A product laid out on a placement canvas.
+
+    ``product_rgb`` / ``product_alpha`` are the scaled product patch; its top-left corner sits
+    at (``x``, ``y``) on a ``width`` x ``height`` canvas. Alpha 255 marks pixels that must
+    come out of compositing exactly as they are here.
+    """
+
+    placement: Placement
+    width: int
+    height: int
+    product_rgb: np.ndarray
+    product_alpha: np.ndarray
+    x: int
+    y: int
+    ground_y: int
+    horizon_y: int | None
+    palette: tuple[tuple[int, int, int], ...] = field(default=())
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) of the product patch on the canvas."""
+        h, w = self.product_alpha.shape
+        return self.x, self.y, self.x + w, self.y + h
+
+    def canvas_alpha(self) -> np.ndarray:
+        """The product's soft mask at canvas size, uint8 (H, W)."""
+        out = np.zeros((self.height, self.width), np.uint8)
+        x0, y0, x1, y1 = self.box
+        out[y0:y1, x0:x1] = self.product_alpha
+        return out
+
+    def canvas_mask(self, threshold: int = 128) -> np.ndarray:
+        return self.canvas_alpha() >= threshold
+
+    def canvas_product(self) -> np.ndarray:
+        """The product's pixels at canvas size (zero outside), uint8 (H, W, 3)."""
+        out = np.zeros((self.height, self.width, 3), np.uint8)
+        x0, y0, x1, y1 = self.box
+        out[y0:y1, x0:x1] = self.product_rgb
+        return out
+
+
+def mask_bbox(alpha: np.ndarray, threshold: int = 1) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of the pixels at or above ``threshold``; raises ValueError on an empty mask."""
+    rows = np.flatnonzero((alpha >= threshold).any(axis=1))
+    cols = np.flatnonzero((alpha >= threshold).any(axis=0))
+    if rows.size == 0:
+        raise ValueError("the product mask is empty")
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def resize_premultiplied(rgb: np.ndarray, alpha: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Resize a product patch with premultiplied alpha, so colour under transparent pixels never bleeds into edges."""
+    w, h = size
+    if (w, h) == (alpha.shape[1], alpha.shape[0]):
+        return rgb.copy(), alpha.copy()
+    downscale = w < alpha.shape[1]
+    interp = cv2.INTER_AREA if downscale else cv2.INTER_CUBIC
+    a = alpha.astype(np.float32) / 255.0
+    premul = rgb.astype(np.float32) * a[..., None]
+    premul_r = cv2.resize(premul, (w, h), interpolation=interp)
+    a_r = np.clip(cv2.resize(a, (w, h), interpolation=interp), 0.0, 1.0)
+    safe = np.where(a_r > 1e-4, a_r, 1.0)
+    rgb_r = np.clip(premul_r / safe[..., None] + 0.5, 0, 255).astype(np.uint8)
+    alpha_r = np.clip(a_r * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    rgb_r[alpha_r == 0] = 0
+    return rgb_r, alpha_r
+
+
+def layout(
+    rgb: np.ndarray,
+    alpha: np.ndarray,
+    placement: Placement,
+    palette: tuple[tuple[int, int, int], ...] = (),
+) -> Scene:
+    """Scale and position a product (``rgb`` (H, W, 3), soft ``alpha`` (H, W)) on ``placement``'s canvas."""
+    if rgb.shape[:2] != alpha.shape:
+        raise ValueError(f"image {rgb.shape[:2]} and mask {alpha.shape} differ in size")
+    x0, y0, x1, y1 = mask_bbox(alpha)
+    rgb, alpha = rgb[y0:y1, x0:x1], alpha[y0:y1, x0:x1]
+    bw, bh = x1 - x0, y1 - y0
+
+    W, H = placement.width, placement.height
+    margin = placement.margin * min(W, H)
+    scale = math.sqrt(placement.product_share * W * H / (bw * bh))
+    max_h = H - 2 * margin
+    if placement.anchor == "floor":
+        # room above the ground line, and the product's base must sit below the horizon
+        max_h = placement.ground * H - margin
+    scale = min(scale, (W - 2 * margin) / bw, max_h / bh, placement.max_upscale)
+    w, h = max(1, round(bw * scale)), max(1, round(bh * scale))
+    prgb, palpha = resize_premultiplied(rgb, alpha, (w, h))
+
+    x = round(placement.center_x * W - w / 2)
+    x = int(min(max(x, 0), W - w))
+    if placement.anchor == "center":
+        y = round((H - h) / 2)
+        ground_y = y + h
+    elif placement.anchor == "bottom":
+        y = round(H - margin - h)
+        ground_y = y + h
+    else:
+        ground_y = round(placement.ground * H)
+        y = ground_y - h
+    y = int(min(max(y, 0), H - h))
+    ground_y = int(min(ground_y, H))
+    horizon_y = None
+    if placement.anchor == "floor":
+        horizon_y = int(max(0, ground_y - placement.horizon_depth * h - 0.04 * H))
+    return Scene(
+        placement=placement,
+        width=W,
+        height=H,
+        product_rgb=prgb,
+        product_alpha=palpha,
+        x=x,
+        y=y,
+        ground_y=ground_y,
+        horizon_y=horizon_y,
+        palette=palette,
+    )

@@ -1,0 +1,268 @@
+"""One product -> its creatives. The local process pool and Ray both call :class:`CreativeMaker`.
+
+Stages (each usable on its own, so a distributed runner can put them on different workers):
+
+1. :meth:`CreativeMaker.plan` — the creatives a product needs and their keys; no pixels.
+2. :meth:`CreativeMaker.prepare` — decode, mask, palette, layout on each placement canvas.
+3. the generator renders backgrounds (batched).
+4. :meth:`CreativeMaker.finish` — exact composite, quality scores, write to the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .catalog import Product, load_image
+from .errors import RowError
+from .generators import GenerationRequest, Generator, get_generator
+from .imaging.color import dominant_colors
+from .imaging.composite import composite, exact_region_matches
+from .imaging.layout import Placement, Scene, layout
+from .imaging.mask import Segmenter, get_segmenter, product_mask
+from .imaging.quality import procedural_quality
+from .store import LOSSLESS_FORMATS, CreativeStore, creative_key
+from .styles import Style, StyleLibrary
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """What to make for every product. Picklable: it travels to worker processes."""
+
+    placements: tuple[Placement, ...]
+    library: StyleLibrary
+    styles: tuple[str, ...] | None = None  # only these style names; None = every style of the category
+    max_styles: int | None = None  # at most this many styles per product (the first ones of its category)
+    generator: str = "procedural"
+    generator_options: dict = field(default_factory=dict)
+    segmenter: str = "auto"
+    seed: int = 0
+    fmt: str = "png"
+
+
+@dataclass(frozen=True)
+class CreativeSpec:
+    """A planned creative: everything that determines it, and its key."""
+
+    key: str
+    product: Product
+    placement: Placement
+    style: Style
+    seed: int
+    prompt: str
+    negative_prompt: str
+
+
+@dataclass
+class PreparedScene:
+    spec: CreativeSpec
+    scene: Scene
+
+
+@dataclass(frozen=True)
+class CreativeResult:
+    product_id: str
+    key: str | None
+    style: str | None
+    placement: str | None
+    status: str  # "generated" | "skipped" | "failed"
+    error: RowError | None = None
+    seconds: float = 0.0
+
+
+def derive_seed(base: int, *parts: str) -> int:
+    """A per-creative seed: same inputs, same seed; different products/styles/placements, unrelated seeds."""
+    h = hashlib.sha256(("\x1f".join([str(base), *parts])).encode()).digest()
+    return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
+
+
+def styles_for(product: Product, config: PipelineConfig) -> list[Style]:
+    styles = config.library.for_category(product.category_path)
+    if config.styles is not None:
+        wanted = set(config.styles)
+        styles = [s for s in styles if s.name in wanted]
+    if config.max_styles is not None:
+        styles = styles[: config.max_styles]
+    return styles
+
+
+class CreativeMaker:
+    """Holds the per-worker state (generator, segmenter, store) and runs the stages for a product."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        store: CreativeStore,
+        generator: Generator | None = None,
+        segmenter: Segmenter | None = None,
+    ):
+        self.config = config
+        self.store = store
+        self.generator = generator or get_generator(config.generator, **config.generator_options)
+        self._segmenter = segmenter
+
+    @property
+    def segmenter(self) -> Segmenter:
+        if self._segmenter is None:
+            self._segmenter = get_segmenter(self.config.segmenter)
+        return self._segmenter
+
+    def mask_method(self) -> str:
+        # The segmenter's identity is part of the key (it decides the mask of images without alpha).
+        return f"{self.segmenter.name}@{self.segmenter.version}"
+
+    # -- stage 1 ----------------------------------------------------------------------------
+
+    def plan(self, product: Product, image_sha256: str | None = None) -> list[CreativeSpec]:
+        sha = image_sha256 or product.image_sha256()
+        fields = product.fields()
+        mask_method = self.mask_method()
+        gen_spec = self.generator.spec()
+        specs = []
+        for placement in self.config.placements:
+            for style in styles_for(product, self.config):
+                seed = derive_seed(self.config.seed, product.product_id, style.name, placement.name)
+                key = creative_key(
+                    image_sha256=sha,
+                    style_spec=style.spec(),
+                    placement_spec=placement.spec(),
+                    generator=self.generator.name,
+                    generator_version=self.generator.version,
+                    generator_spec=gen_spec,
+                    mask_method=mask_method,
+                    seed=seed,
+                    fmt=self.config.fmt,
+                )
+                specs.append(
+                    CreativeSpec(
+                        key=key,
+                        product=product,
+                        placement=placement,
+                        style=style,
+                        seed=seed,
+                        prompt=style.prompt_for(fields),
+                        negative_prompt=style.negative_for(fields),
+                    )
+                )
+        return specs
+
+    # -- stage 2 ----------------------------------------------------------------------------
+
+    def prepare(self, product: Product, specs: Sequence[CreativeSpec]) -> list[PreparedScene]:
+        rgba = load_image(product.image_path)
+        alpha = product_mask(rgba, self.segmenter)
+        if not alpha.any():
+            raise ValueError("the product mask is empty (segmentation found no product)")
+        rgb = np.ascontiguousarray(rgba[..., :3])
+        palette = dominant_colors(rgb, alpha)
+        scenes: dict[str, Scene] = {}
+        prepared = []
+        for spec in specs:
+            if spec.placement.name not in scenes:
+                scenes[spec.placement.name] = layout(rgb, alpha, spec.placement, palette=palette)
+            prepared.append(PreparedScene(spec=spec, scene=scenes[spec.placement.name]))
+        return prepared
+
+    # -- stage 3 ----------------------------------------------------------------------------
+
+    def render(self, prepared: Sequence[PreparedScene]) -> list[np.ndarray]:
+        requests = [
+            GenerationRequest(scene=p.scene, style=p.spec.style, fields=p.spec.product.fields(), seed=p.spec.seed)
+            for p in prepared
+        ]
+        return self.generator.generate_batch(requests)
+
+    # -- stage 4 ----------------------------------------------------------------------------
+
+    def finish(self, item: PreparedScene, background: np.ndarray, render_seconds: float = 0.0) -> CreativeResult:
+        t0 = time.perf_counter()
+        spec, scene = item.spec, item.scene
+        creative = composite(background, scene)
+        exact = exact_region_matches(creative, scene)
+        if not exact:  # composite() guarantees it; a failure here is a bug, never a stored creative
+            raise AssertionError(f"product pixels changed in creative {spec.key}")
+        metrics = procedural_quality(creative, scene)
+        metrics["exact"] = exact
+        metrics["lossless"] = self.config.fmt in LOSSLESS_FORMATS
+        metrics["render_s"] = round(render_seconds, 4)
+        self.store.put(
+            spec.key,
+            creative,
+            fmt=self.config.fmt,
+            product_id=spec.product.product_id,
+            style=spec.style.name,
+            placement=spec.placement.name,
+            generator=self.generator.name,
+            generator_version=self.generator.version,
+            seed=spec.seed,
+            prompt=spec.prompt,
+            negative_prompt=spec.negative_prompt,
+            params={
+                "style": spec.style.spec(),
+                "placement": spec.placement.spec(),
+                "generator": self.generator.spec(),
+                "mask": self.mask_method(),
+                "box": list(scene.box),
+            },
+            metrics=metrics,
+        )
+        return CreativeResult(
+            spec.product.product_id,
+            spec.key,
+            spec.style.name,
+            spec.placement.name,
+            "generated",
+            seconds=render_seconds + time.perf_counter() - t0,
+        )
+
+    # -- all stages -------------------------------------------------------------------------
+
+    def make(self, product: Product) -> list[CreativeResult]:
+        """Every missing creative of ``product``; never raises for a bad image or a failed render."""
+        try:
+            sha = product.image_sha256()
+            specs = self.plan(product, sha)
+        except Exception as e:  # noqa: BLE001 - reported per product, the run goes on
+            return [_failed(product, None, "image", f"cannot read: {e}")]
+        done = self.store.existing([s.key for s in specs])
+        results = [
+            CreativeResult(product.product_id, s.key, s.style.name, s.placement.name, "skipped")
+            for s in specs
+            if s.key in done
+        ]
+        todo = [s for s in specs if s.key not in done]
+        if not todo:
+            return results
+        try:
+            prepared = self.prepare(product, todo)
+            self.store.put_product(product, sha)
+        except Exception as e:  # noqa: BLE001
+            return results + [_failed(product, s, "image", str(e)) for s in todo]
+        for item in prepared:
+            try:
+                t0 = time.perf_counter()
+                [background] = self.render([item])
+                results.append(self.finish(item, background, time.perf_counter() - t0))
+            except Exception as e:  # noqa: BLE001
+                detail = f"{type(e).__name__}: {e}"
+                if not isinstance(e, (ValueError, OSError)):
+                    detail += " | " + traceback.format_exc(limit=3).strip().splitlines()[-1]
+                results.append(_failed(product, item.spec, "generate", detail))
+        return results
+
+
+def _failed(product: Product, spec: CreativeSpec | None, fieldname: str, reason: str) -> CreativeResult:
+    where = f" [{spec.style.name} @ {spec.placement.name}]" if spec is not None else ""
+    return CreativeResult(
+        product.product_id,
+        spec.key if spec else None,
+        spec.style.name if spec else None,
+        spec.placement.name if spec else None,
+        "failed",
+        error=RowError(product.source_file, product.source_row, fieldname, reason + where),
+    )

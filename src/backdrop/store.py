@@ -1,0 +1,384 @@
+"""Content-addressed creative store: image files plus an SQLite index.
+
+A creative's key hashes everything that determines its pixels: the product image's content,
+the style (name and full spec), the placement (size and layout), the generator (name, version
+and settings), the mask method and the seed. Re-running a job therefore generates nothing new,
+an interrupted job resumes where it stopped, and parallel workers are safe: files are written
+to a temporary name and renamed into place, index rows are inserted in WAL mode, and a key that
+two workers produce at once has the same bytes either way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import BackdropError
+
+SCHEMA_VERSION = 1
+KEY_VERSION = 1
+FORMATS = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG"}
+LOSSLESS_FORMATS = {"png", "webp"}
+
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS products (
+        product_id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        category TEXT NOT NULL,
+        image_path TEXT NOT NULL,
+        image_sha256 TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS creatives (
+        key TEXT PRIMARY KEY,
+        product_id TEXT NOT NULL,
+        style TEXT NOT NULL,
+        placement TEXT NOT NULL,
+        generator TEXT NOT NULL,
+        generator_version TEXT NOT NULL,
+        seed INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        format TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        prompt TEXT NOT NULL,
+        negative_prompt TEXT NOT NULL,
+        params TEXT NOT NULL,
+        metrics TEXT NOT NULL,
+        created_at REAL NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS creatives_item ON creatives (product_id, placement, style)""",
+]
+
+
+class StoreError(BackdropError):
+    pass
+
+
+def creative_key(
+    *,
+    image_sha256: str,
+    style_spec: dict,
+    placement_spec: dict,
+    generator: str,
+    generator_version: str,
+    generator_spec: dict,
+    mask_method: str,
+    seed: int,
+    fmt: str,
+) -> str:
+    """The content address of a creative (32 hex digits)."""
+    blob = json.dumps(
+        {
+            "v": KEY_VERSION,
+            "image": image_sha256,
+            "style": style_spec,
+            "placement": placement_spec,
+            "generator": [generator, generator_version, generator_spec],
+            "mask": mask_method,
+            "seed": seed,
+            "format": fmt,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class CreativeRecord:
+    key: str
+    product_id: str
+    style: str
+    placement: str
+    generator: str
+    generator_version: str
+    seed: int
+    path: str
+    format: str
+    width: int
+    height: int
+    bytes: int
+    prompt: str
+    negative_prompt: str
+    params: dict
+    metrics: dict
+    created_at: float
+
+
+def encode_image(image: np.ndarray, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    im = Image.fromarray(image)
+    if fmt == "png":
+        im.save(buf, "PNG", compress_level=3)
+    elif fmt == "webp":
+        im.save(buf, "WEBP", lossless=True, method=1)
+    elif fmt == "jpeg":
+        im.save(buf, "JPEG", quality=92, subsampling=0)
+    else:
+        raise ValueError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
+    return buf.getvalue()
+
+
+class CreativeStore:
+    """Files under ``root/creatives/`` and an index at ``root/index.sqlite``."""
+
+    def __init__(self, root: str | Path, *, readonly: bool = False):
+        self.root = Path(root)
+        self.readonly = readonly
+        if readonly:
+            if not (self.root / "index.sqlite").exists():
+                raise StoreError(f"{self.root}: not a creative store (no index.sqlite); run `backdrop generate` first")
+        else:
+            (self.root / "creatives").mkdir(parents=True, exist_ok=True)
+        self._conn: sqlite3.Connection | None = None
+        self._pid = None
+        if not readonly:
+            self._migrate()
+
+    @property
+    def index_path(self) -> Path:
+        return self.root / "index.sqlite"
+
+    def _db(self) -> sqlite3.Connection:
+        # One connection per process: a connection must not cross a fork.
+        if self._conn is None or self._pid != os.getpid():
+            if self.readonly:
+                uri = f"file:{self.index_path}?mode=ro"
+                conn = sqlite3.connect(uri, uri=True, timeout=60, check_same_thread=False)
+            else:
+                conn = sqlite3.connect(self.index_path, timeout=60, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=60000")
+            self._conn, self._pid = conn, os.getpid()
+        return self._conn
+
+    def _migrate(self) -> None:
+        db = self._db()
+        with db:
+            for stmt in _SCHEMA:
+                db.execute(stmt)
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.index_path}: store schema {row[0]} is newer than this backdrop supports ({SCHEMA_VERSION}); upgrade backdrop"
+                )
+
+    def close(self) -> None:
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn = None
+
+    def __getstate__(self):
+        return {"root": self.root, "readonly": self.readonly}
+
+    def __setstate__(self, state):
+        self.root = state["root"]
+        self.readonly = state["readonly"]
+        self._conn = None
+        self._pid = None
+
+    # -- products -------------------------------------------------------------------------
+
+    def put_product(self, product, image_sha256: str) -> None:
+        db = self._db()
+        with db:
+            db.execute(
+                "INSERT OR REPLACE INTO products VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    product.product_id,
+                    product.title,
+                    product.category_str,
+                    str(product.image_path),
+                    image_sha256,
+                    json.dumps(product.fields(), sort_keys=True),
+                    time.time(),
+                ),
+            )
+
+    def product(self, product_id: str) -> dict | None:
+        row = self._db().execute(
+            "SELECT product_id, title, category, image_path, image_sha256, fields FROM products WHERE product_id=?",
+            (product_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return {
+            "product_id": row[0],
+            "title": row[1],
+            "category": row[2],
+            "image_path": row[3],
+            "image_sha256": row[4],
+            "fields": json.loads(row[5]),
+        }
+
+    def products(self) -> list[dict]:
+        rows = self._db().execute("SELECT product_id FROM products ORDER BY product_id").fetchall()
+        return [self.product(r[0]) for r in rows]
+
+    # -- creatives ------------------------------------------------------------------------
+
+    def path_for(self, key: str, fmt: str) -> Path:
+        return self.root / "creatives" / key[:2] / f"{key}.{fmt if fmt != 'jpeg' else 'jpg'}"
+
+    def has(self, key: str) -> bool:
+        row = self._db().execute("SELECT path FROM creatives WHERE key=?", (key,)).fetchone()
+        return row is not None and (self.root / row[0]).is_file()
+
+    def existing(self, keys: list[str]) -> set[str]:
+        if not keys:
+            return set()
+        found: set[str] = set()
+        db = self._db()
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            rows = db.execute(
+                f"SELECT key, path FROM creatives WHERE key IN ({','.join('?' * len(chunk))})", chunk
+            ).fetchall()
+            found.update(k for k, p in rows if (self.root / p).is_file())
+        return found
+
+    def put(
+        self,
+        key: str,
+        image: np.ndarray,
+        *,
+        fmt: str,
+        product_id: str,
+        style: str,
+        placement: str,
+        generator: str,
+        generator_version: str,
+        seed: int,
+        prompt: str,
+        negative_prompt: str,
+        params: dict,
+        metrics: dict,
+    ) -> CreativeRecord:
+        """Write the image atomically, then index it. Safe to call twice for the same key."""
+        data = encode_image(image, fmt)
+        path = self.path_for(key, fmt)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        record = CreativeRecord(
+            key=key,
+            product_id=product_id,
+            style=style,
+            placement=placement,
+            generator=generator,
+            generator_version=generator_version,
+            seed=seed,
+            path=str(path.relative_to(self.root)),
+            format=fmt,
+            width=int(image.shape[1]),
+            height=int(image.shape[0]),
+            bytes=len(data),
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            params=params,
+            metrics=metrics,
+            created_at=time.time(),
+        )
+        db = self._db()
+        with db:
+            db.execute(
+                "INSERT OR REPLACE INTO creatives VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    record.key,
+                    record.product_id,
+                    record.style,
+                    record.placement,
+                    record.generator,
+                    record.generator_version,
+                    record.seed,
+                    record.path,
+                    record.format,
+                    record.width,
+                    record.height,
+                    record.bytes,
+                    record.prompt,
+                    record.negative_prompt,
+                    json.dumps(record.params, sort_keys=True),
+                    json.dumps(record.metrics, sort_keys=True),
+                    record.created_at,
+                ),
+            )
+        return record
+
+    def get(self, key: str) -> CreativeRecord | None:
+        row = self._db().execute("SELECT * FROM creatives WHERE key=?", (key,)).fetchone()
+        return _record(row) if row else None
+
+    def creatives(
+        self, *, product_id: str | None = None, placement: str | None = None, style: str | None = None
+    ) -> list[CreativeRecord]:
+        sql, args = "SELECT * FROM creatives WHERE 1=1", []
+        for col, val in (("product_id", product_id), ("placement", placement), ("style", style)):
+            if val is not None:
+                sql += f" AND {col}=?"
+                args.append(val)
+        sql += " ORDER BY product_id, placement, style, created_at"
+        return [_record(r) for r in self._db().execute(sql, args).fetchall()]
+
+    def __iter__(self) -> Iterator[CreativeRecord]:
+        return iter(self.creatives())
+
+    def __len__(self) -> int:
+        return int(self._db().execute("SELECT COUNT(*) FROM creatives").fetchone()[0])
+
+    def read_bytes(self, record: CreativeRecord) -> bytes:
+        return (self.root / record.path).read_bytes()
+
+    def read_image(self, record: CreativeRecord) -> np.ndarray:
+        with Image.open(self.root / record.path) as im:
+            return np.asarray(im.convert("RGB")).copy()
+
+
+def _record(row) -> CreativeRecord:
+    (key, pid, style, placement, gen, gver, seed, path, fmt, w, h, nbytes, prompt, neg, params, metrics, created) = row
+    return CreativeRecord(
+        key=key,
+        product_id=pid,
+        style=style,
+        placement=placement,
+        generator=gen,
+        generator_version=gver,
+        seed=int(seed),
+        path=path,
+        format=fmt,
+        width=int(w),
+        height=int(h),
+        bytes=int(nbytes),
+        prompt=prompt,
+        negative_prompt=neg,
+        params=json.loads(params),
+        metrics=json.loads(metrics),
+        created_at=float(created),
+    )

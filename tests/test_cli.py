@@ -1,0 +1,163 @@
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from backdrop.cli import DEMO_DIR, main
+
+BIN = Path(sys.executable).parent / "backdrop"
+
+
+def _catalog_with_bad_rows(tmp_path: Path) -> Path:
+    shutil.copytree(DEMO_DIR / "images", tmp_path / "images")
+    (tmp_path / "images" / "broken.png").write_bytes(b"not an image")
+    lines = (DEMO_DIR / "products.csv").read_text(encoding="utf-8").splitlines()
+    header, rows = lines[0], lines[1:3]
+    bad = [
+        "bad-1,No image,Juices,Groceries > Juices,Juice,desc,{},images/missing.png",
+        "bad-2,Broken,Juices,Groceries > Juices,Juice,desc,{},images/broken.png",
+        'bad-3,Bad attrs,Juices,Groceries > Juices,Juice,desc,"{oops",images/apple-drink.png',
+    ]
+    path = tmp_path / "catalog.csv"
+    path.write_text("\n".join([header, *rows, *bad]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_generate_reports_bad_rows_and_prints_a_json_summary(tmp_path, capsys):
+    cat = _catalog_with_bad_rows(tmp_path)
+    store = tmp_path / "store"
+    args = ["generate", str(cat), "--out", str(store), "--placements", "square", "--workers", "1", "--no-progress", "--json"]
+    code = main(args)
+    out, err = capsys.readouterr()
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["failed"] == 0 and summary["skipped"] == 0 and summary["generated"] > 0
+    errors = {(e["row"], e["field"]) for e in summary["errors"]}
+    assert errors == {(4, "image"), (5, "image"), (6, "attributes")}
+    assert all(e["file"] == str(cat) for e in summary["errors"])
+    for row, field in errors:
+        assert f"{cat}:{row}: {field}: " in err
+    # the same again: nothing new
+    assert main(args) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["generated"] == 0 and again["skipped"] == summary["generated"]
+
+
+def test_strict_refuses_a_catalog_with_bad_rows(tmp_path, capsys):
+    cat = _catalog_with_bad_rows(tmp_path)
+    code = main(["generate", str(cat), "--out", str(tmp_path / "s"), "--strict", "--json", "--no-progress"])
+    assert code == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["generated"] == 0 and len(summary["errors"]) == 3
+    assert not (tmp_path / "s").exists()
+
+
+def test_no_good_row_exits_non_zero(tmp_path, capsys):
+    (tmp_path / "c.csv").write_text("product_id,title,category,image\np,T,C,missing.png\n")
+    assert main(["generate", str(tmp_path / "c.csv"), "--out", str(tmp_path / "s"), "--no-progress"]) == 1
+    assert "c.csv:2: image: file not found" in capsys.readouterr().err
+
+
+def test_usage_errors_name_the_problem(tmp_path, capsys):
+    cat = DEMO_DIR / "products.csv"
+    assert main(["generate", str(cat), "--out", str(tmp_path / "s"), "--placements", "square,billboard"]) == 2
+    assert "unknown placement(s) billboard" in capsys.readouterr().err
+    assert main(["generate", str(cat), "--out", str(tmp_path / "s"), "--styles", "nope"]) == 2
+    assert "unknown style(s) nope" in capsys.readouterr().err
+    assert main(["generate", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "s")]) == 2
+    assert "catalog file not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["generate", str(cat), "--out", str(tmp_path / "s"), "--workers", "0"])
+    assert e.value.code == 2
+
+
+@pytest.mark.parametrize("command", ["generate", "segment", "report", "demo"])
+def test_every_command_has_help(command):
+    out = subprocess.run([str(BIN), command, "--help"], capture_output=True, text=True, check=True).stdout
+    assert "usage: backdrop " + command in out and len(out) > 300
+
+
+def test_killed_run_resumes_without_losing_or_redoing_work(tmp_path):
+    store = tmp_path / "store"
+    cmd = [str(BIN), "generate", str(DEMO_DIR / "products.csv"), "--out", str(store), "--workers", "2",
+           "--placements", "square,portrait", "--no-progress", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    index = store / "index.sqlite"
+    deadline = time.time() + 120
+    done = 0
+    while time.time() < deadline and proc.poll() is None:
+        if index.exists():
+            try:
+                with sqlite3.connect(index) as db:
+                    done = db.execute("SELECT COUNT(*) FROM creatives").fetchone()[0]
+            except sqlite3.OperationalError:
+                pass
+        if done >= 12:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with sqlite3.connect(index) as db:
+        before = db.execute("SELECT COUNT(*) FROM creatives").fetchone()[0]
+    assert before >= 12
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["failed"] == 0
+    assert summary["skipped"] >= before
+    with sqlite3.connect(index) as db:
+        total, distinct = db.execute("SELECT COUNT(*), COUNT(DISTINCT product_id || style || placement) FROM creatives").fetchone()
+        paths = [r[0] for r in db.execute("SELECT path FROM creatives")]
+    assert total == distinct == summary["generated"] + summary["skipped"]
+    for p in paths:  # every indexed file is complete and decodable
+        with Image.open(store / p) as im:
+            im.load()
+    assert not list(store.rglob("*.tmp"))
+
+
+def test_segment_writes_one_mask_per_image(tmp_path, capsys):
+    src = DEMO_DIR / "images" / "mighty-mug.png"
+    rgba = np.asarray(Image.open(src).convert("RGBA"))
+    flat = rgba[..., :3].astype(float) * (rgba[..., 3:] / 255) + 255 * (1 - rgba[..., 3:] / 255)
+    jpg = tmp_path / "mug-on-white.jpg"
+    Image.fromarray(flat.astype(np.uint8)).save(jpg, quality=90)
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    code = main(["segment", str(src), str(jpg), str(tmp_path / "bad.png"), "--out", str(tmp_path / "m"), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1  # one image failed
+    assert [w["method"] for w in out["written"]][0] == "alpha"
+    assert out["failed"][0]["image"].endswith("bad.png")
+    for name in ("mighty-mug.png", "mug-on-white.png"):
+        m = np.asarray(Image.open(tmp_path / "m" / name))
+        assert m.dtype == np.uint8 and m.ndim == 2 and m.shape == rgba.shape[:2]
+    a = np.asarray(Image.open(tmp_path / "m" / "mighty-mug.png")) >= 128
+    b = np.asarray(Image.open(tmp_path / "m" / "mug-on-white.png")) >= 128
+    assert (a & b).sum() / (a | b).sum() > 0.9
+
+
+def test_report_renders_every_image_in_chromium(tmp_path, capsys, browser):
+    store = tmp_path / "store"
+    cat = DEMO_DIR / "products.csv"
+    assert main(["generate", str(cat), "--out", str(store), "--limit", "3", "--placements", "square,story",
+                 "--workers", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(store), "--out", str(tmp_path / "r" / "report.html"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    n = info["creatives"]
+    assert n >= 3 * 2 * 5
+    browser.open((tmp_path / "r" / "report.html").as_uri())
+    images = browser.image_report()
+    assert len(images) == n + 3  # every creative plus each product's catalog image
+    broken = [i["src"] for i in images if not (i["complete"] and i["width"] > 0)]
+    assert broken == []
+    assert browser.evaluate("document.querySelectorAll('section.product').length") == 3
