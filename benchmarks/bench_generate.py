@@ -124,8 +124,18 @@ def main() -> None:
     if not args.no_segmentation:
         import bench_segment
 
-        rows = bench_segment.run(quick=args.quick) if "quick" in bench_segment.run.__code__.co_varnames else bench_segment.run()
-        lines += ["", bench_segment.to_markdown(rows)]
+        quick_images = ["mighty-mug", "white-plimsolls-1", "sunnies", "blue-hoodie"] if args.quick else None
+        rows = bench_segment.run(images=quick_images)
+        lines += [
+            "",
+            "## Segmentation (`bench_segment.py`)",
+            "",
+            "Every sample cut-out on white, off-white and light grey, each with and without a soft drop shadow,",
+            "random scale and position, JPEG quality 80; IoU against the exact alpha (>= 128). `combined` is the",
+            "default (`auto`). Target: mean IoU >= 0.97 and no image below 0.90.",
+            "",
+            bench_segment.to_markdown(rows),
+        ]
         print(bench_segment.to_markdown(rows))
 
     if args.quick:

@@ -89,7 +89,7 @@ def test_every_command_has_help(command):
 def test_killed_run_resumes_without_losing_or_redoing_work(tmp_path):
     store = tmp_path / "store"
     cmd = [str(BIN), "generate", str(DEMO_DIR / "products.csv"), "--out", str(store), "--workers", "2",
-           "--placements", "square,portrait", "--no-progress", "--json"]
+           "--placements", "square,portrait", "--limit", "6", "--no-progress", "--json"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     index = store / "index.sqlite"
     deadline = time.time() + 120

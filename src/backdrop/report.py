@@ -95,7 +95,8 @@ def write_contact_sheet(store: CreativeStore, out: str | Path, title: str = "Bac
     for pid in sorted(by_product):
         recs = by_product[pid]
         info = products.get(pid, {"title": pid, "category": "", "image_path": ""})
-        placements = sorted({r.placement for r in recs}, key=lambda n: [r.placement for r in recs].index(n))
+        shape = {r.placement: r.width / r.height for r in recs}
+        placements = sorted(shape, key=lambda n: (-shape[n], n))  # widest first: landscape ... story
         styles = sorted({r.style for r in recs})
         cell = {(r.style, r.placement): r for r in recs}
         original = ""

@@ -124,7 +124,9 @@ def encode_image(image: np.ndarray, fmt: str) -> bytes:
     buf = io.BytesIO()
     im = Image.fromarray(image)
     if fmt == "png":
-        im.save(buf, "PNG", compress_level=3)
+        # Level 1: the grain that keeps gradients free of banding makes higher levels cost 60% more
+        # time for 9% fewer bytes.
+        im.save(buf, "PNG", compress_level=1)
     elif fmt == "webp":
         im.save(buf, "WEBP", lossless=True, method=1)
     elif fmt == "jpeg":

@@ -30,5 +30,5 @@ def composite(background: np.ndarray, scene: Scene) -> np.ndarray:
 def exact_region_matches(creative: np.ndarray, scene: Scene) -> bool:
     """True when every fully opaque product pixel of ``creative`` equals the scene's product pixel."""
     x0, y0, x1, y1 = scene.box
-    solid = scene.product_alpha == 255
-    return bool(np.array_equal(creative[y0:y1, x0:x1][solid], scene.product_rgb[solid]))
+    differs = (creative[y0:y1, x0:x1] != scene.product_rgb).any(axis=2)
+    return not bool((differs & (scene.product_alpha == 255)).any())
