@@ -29,7 +29,7 @@ demo: install
 
 test: install-test
 	scripts/ensure-chromium.sh
-	BACKDROP_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q
+	BACKDROP_REQUIRE_ALL=1 $(BIN)/python -m pytest -q
 
 bench: install-test
 	$(BIN)/python benchmarks/bench_generate.py

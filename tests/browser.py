@@ -1,13 +1,12 @@
 """Open a page in headless Chromium and evaluate JavaScript in it (Chrome DevTools Protocol).
 
 `make test` installs Debian's chromium (scripts/ensure-chromium.sh) and sets
-BACKDROP_REQUIRE_BROWSER=1, so there a missing browser fails the tests instead of skipping them.
+BACKDROP_REQUIRE_ALL=1, so there a missing browser fails the tests instead of skipping them.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -15,7 +14,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
 
 FLAGS = [
     "--headless=new",
@@ -36,9 +34,9 @@ def chromium_path() -> str:
         path = shutil.which(name)
         if path:
             return path
-    if os.environ.get("BACKDROP_REQUIRE_BROWSER"):
-        pytest.fail("chromium is required (BACKDROP_REQUIRE_BROWSER=1) but not installed; run scripts/ensure-chromium.sh")
-    pytest.skip("chromium not installed (make test installs it)")
+    from conftest import need
+
+    need(False, "chromium (scripts/ensure-chromium.sh installs Debian's package)")
 
 
 class Browser:

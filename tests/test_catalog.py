@@ -10,7 +10,7 @@ from PIL import Image
 from backdrop.catalog import load_catalog, parse_category
 from backdrop.errors import CatalogError
 
-SAMPLE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "saleor-catalog"
+from conftest import SAMPLE_CATALOG as SAMPLE
 
 
 def _png(path: Path, size=(64, 48), color=(30, 90, 250)) -> Path:

@@ -1,4 +1,3 @@
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ from backdrop.imaging.composite import composite, exact_region_matches
 from backdrop.imaging.layout import Placement, layout, load_placements, resize_premultiplied
 from backdrop.imaging.mask import alpha_is_meaningful, object_alpha, product_mask
 
-SAMPLE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "saleor-catalog"
+from conftest import SAMPLE_CATALOG as SAMPLE
 
 
 def test_default_placements_cover_the_four_ad_formats():

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -26,7 +24,7 @@ from backdrop.imaging.composite import composite, exact_region_matches
 from backdrop.imaging.layout import Placement, layout, load_placements
 from backdrop.styles import Style, StyleLibrary
 
-SAMPLE_DIR = Path(os.environ.get("BACKDROP_SAMPLE_DATA", "/work/shared/data/saleor-catalog"))
+from conftest import SAMPLE_CATALOG as SAMPLE_DIR
 
 BLUE = (31, 95, 255)
 WHITE = (240, 240, 238)
