@@ -1,0 +1,34 @@
+"""Contextual bandits: features, policies with propensities, offline evaluation, simulation."""
+
+from .features import FeatureConfig, FeatureEncoder
+from .policies import (
+    POLICIES,
+    BetaTS,
+    Decision,
+    EpsilonGreedy,
+    FixedArm,
+    HybridLinUCB,
+    LinTS,
+    LinUCB,
+    ModelFileError,
+    Policy,
+    UCB1,
+    Uniform,
+)
+
+__all__ = [
+    "POLICIES",
+    "BetaTS",
+    "Decision",
+    "EpsilonGreedy",
+    "FeatureConfig",
+    "FeatureEncoder",
+    "FixedArm",
+    "HybridLinUCB",
+    "LinTS",
+    "LinUCB",
+    "ModelFileError",
+    "Policy",
+    "UCB1",
+    "Uniform",
+]
