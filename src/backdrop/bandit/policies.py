@@ -546,29 +546,35 @@ class EpsilonGreedy(_RidgeArms):
         return scores, _mix(scores, self.epsilon)
 
 
-_GL8_T, _GL8_W = np.polynomial.legendre.leggauss(8)
+_GL6_T, _GL6_W = np.polynomial.legendre.leggauss(6)
 _BREAKS = np.array([-7.0, -4.0, -2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 4.0, 7.0])
 
 
-def gaussian_argmax_probabilities(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+def gaussian_argmax_probabilities(mu: np.ndarray, sigma: np.ndarray, max_intervals: int = 40) -> np.ndarray:
     """P(arm a has the largest of independent N(mu_b, sigma_b^2) draws), for every a (sums to 1).
 
     P_a = integral of pdf_a(s) * prod_{b != a} cdf_b(s) ds, by composite Gauss-Legendre over
-    intervals whose ends are every arm's mean +- multiples of its sd, so both wide and narrow
-    arms are resolved (accurate to ~1e-4).
+    intervals whose ends are the arms' means +- multiples of their sds (thinned to at most
+    ``max_intervals`` when there are many arms), so wide and narrow arms are both resolved.
+    Accurate to ~1e-3 (tests compare with 10^5-10^6 draws).
     """
     k = len(mu)
     if k == 1:
         return np.ones(1)
     sigma = np.maximum(sigma, 1e-12)
     edges = np.unique((mu[:, None] + sigma[:, None] * _BREAKS[None, :]).ravel())
+    if len(edges) > max_intervals + 1:
+        edges = edges[np.round(np.linspace(0, len(edges) - 1, max_intervals + 1)).astype(np.intp)]
     mid, half = (edges[1:] + edges[:-1]) / 2, (edges[1:] - edges[:-1]) / 2
-    s = (mid[:, None] + half[:, None] * _GL8_T[None, :]).ravel()
-    w = (half[:, None] * _GL8_W[None, :]).ravel()
+    s = (mid[:, None] + half[:, None] * _GL6_T[None, :]).ravel()
+    w = (half[:, None] * _GL6_W[None, :]).ravel()
     z = (s[:, None] - mu[None, :]) / sigma[None, :]  # (nodes, k)
-    log_cdf = special.log_ndtr(z)
-    log_pdf = -0.5 * z * z - np.log(sigma)[None, :] - 0.5 * math.log(2 * math.pi)
-    p = (np.exp(log_pdf + log_cdf.sum(axis=1, keepdims=True) - log_cdf) * w[:, None]).sum(axis=0)
+    cdf = special.ndtr(z)
+    pdf = np.exp(-0.5 * z * z) / sigma[None, :]
+    prod = cdf.prod(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        others = np.where(cdf > 0, prod / cdf, 0.0)  # where cdf_a underflows, pdf_a is ~0 too
+    p = w @ (pdf * others)
     total = p.sum()
     return p / total if total > 0 else np.full(k, 1.0 / k)
 
