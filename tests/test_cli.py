@@ -80,9 +80,9 @@ def test_usage_errors_name_the_problem(tmp_path, capsys):
     assert e.value.code == 2
 
 
-@pytest.mark.parametrize("command", ["generate", "segment", "report", "demo"])
+@pytest.mark.parametrize("command", ["generate", "segment", "report", "demo", "evaluate obd", "simulate"])
 def test_every_command_has_help(command):
-    out = subprocess.run([str(BIN), command, "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([str(BIN), *command.split(), "--help"], capture_output=True, text=True, check=True).stdout
     assert "usage: backdrop " + command in out and len(out) > 300
 
 
@@ -161,3 +161,30 @@ def test_report_renders_every_image_in_chromium(tmp_path, capsys, browser):
     broken = [i["src"] for i in images if not (i["complete"] and i["width"] > 0)]
     assert broken == []
     assert browser.evaluate("document.querySelectorAll('section.product').length") == 3
+
+
+def test_simulate_prints_records_and_writes_a_plot(tmp_path, capsys):
+    code = main(["simulate", "--rounds", "1500", "--preset", "strong", "--policies", "linucb", "--plot", str(tmp_path / "s.png"), "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    names = {r["policy"] for r in out["policies"]}
+    assert names == {"linucb", "original", "uniform", "best-fixed", "oracle"}
+    assert (tmp_path / "s.png").stat().st_size > 10_000
+    assert main(["simulate", "--policies", "nope"]) == 2
+    assert "unknown policy" in capsys.readouterr().err
+    assert main(["simulate", "--base-ctr", "2"]) == 2
+    assert "--base-ctr" in capsys.readouterr().err
+
+
+def test_evaluate_obd_json_records(tmp_path, capsys):
+    from conftest import OBD
+
+    code = main(["evaluate", "obd", "--data", str(OBD), "--campaigns", "men", "--policies", "uniform,linucb",
+                 "--bootstrap", "50", "--out", str(tmp_path), "--json"])
+    assert code == 0
+    records = json.loads(capsys.readouterr().out)
+    assert {r["logs"] for r in records} == {"random", "bts"}
+    assert set(records[0]) == {"policy", "estimator", "logs", "campaign", "value", "ci_low", "ci_high", "n"}
+    assert (tmp_path / "obd_estimates.csv").is_file() and (tmp_path / "obd_estimates.png").is_file()
+    assert main(["evaluate", "obd", "--data", str(tmp_path)]) == 2
+    assert "not the Open Bandit Dataset folder" in capsys.readouterr().err

@@ -135,6 +135,38 @@ def build_parser() -> argparse.ArgumentParser:
     eo.add_argument("--seed", type=int, default=0)
     eo.add_argument("--json", action="store_true", help="print the records as a JSON list on stdout")
 
+    sm = sub.add_parser(
+        "simulate",
+        help="simulate an ad audience and compare style-choosing policies",
+        formatter_class=_Formatter,
+        description=(
+            "Run bandit policies on a synthetic audience (the demo catalog, its styles and placements) with\n"
+            "logistic clicks and delayed, batched feedback; every policy sees the same impressions and click\n"
+            "draws. Prints CTR, lift and cumulative regret against the oracle per policy and writes a plot.\n\n"
+            "Presets: paper (default) = paper-like effects (+15% generated vs original, +10% best style vs\n"
+            "average, +10% personalised vs best fixed style) at a 2% base CTR; telling styles apart at these\n"
+            "effects takes ~10^5 impressions per style, so in 20k rounds the learners trail the best fixed\n"
+            "style. strong = 10% base CTR, +20% style spread, +50% personal spread: learning shows within\n"
+            "a few thousand rounds. The effect flags override the preset."
+        ),
+    )
+    sm.add_argument("--rounds", type=_positive_int, default=20000)
+    sm.add_argument("--preset", default="paper", choices=["paper", "strong"])
+    sm.add_argument("--policies", type=_csv_list, default="linucb,lints,epsilon-greedy", metavar="A,B",
+                    help="learners: linucb, lints, epsilon-greedy, ucb1")
+    sm.add_argument("--baselines", type=_csv_list, default="original,uniform,best-fixed,oracle", metavar="A,B",
+                    help="original (catalog image), uniform (random style), best-fixed (best single style), oracle")
+    sm.add_argument("--base-ctr", type=float, help="CTR of the plain catalog image")
+    sm.add_argument("--generated-lift", type=float, help="relative lift of a random generated style over the catalog image")
+    sm.add_argument("--style-spread", type=float, help="relative lift of the best fixed style over a random style")
+    sm.add_argument("--personal-spread", type=float, help="relative lift of each impression's best style over the best fixed style")
+    sm.add_argument("--users", type=_positive_int, help="audience size")
+    sm.add_argument("--delay", type=float, help="mean feedback delay, in rounds")
+    sm.add_argument("--update-every", type=_positive_int, help="rounds between batched policy updates")
+    sm.add_argument("--seed", type=int, default=0)
+    sm.add_argument("--plot", type=Path, default=Path("simulate.png"), help="PNG: cumulative regret and CTR over time")
+    sm.add_argument("--json", action="store_true", help="print the per-policy records as JSON on stdout")
+
     d = sub.add_parser(
         "demo",
         help="run the whole creative pipeline on the bundled sample catalog",
@@ -179,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             "report": cmd_report,
             "demo": cmd_demo,
             "evaluate": cmd_evaluate,
+            "simulate": cmd_simulate,
         }[args.command](args)
     except BackdropError as e:
         print(f"backdrop {args.command}: error: {e}", file=sys.stderr)
@@ -345,6 +378,50 @@ def cmd_evaluate(args) -> int:
         print(obd.to_markdown(records))
         print(f"\nwrote {csv_path} and {png_path}")
         print("The sample holds 38-69 clicks per file: the intervals, not the point values, are the result.")
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from pydantic import ValidationError
+
+    from .bandit import simulator
+    from .errors import ConfigError
+
+    overrides = {
+        k: v
+        for k, v in {
+            "base_ctr": args.base_ctr,
+            "generated_lift": args.generated_lift,
+            "style_spread": args.style_spread,
+            "personal_spread": args.personal_spread,
+            "n_users": args.users,
+            "delay_mean": args.delay,
+            "update_every": args.update_every,
+            "seed": args.seed,
+        }.items()
+        if v is not None
+    }
+    unknown = [b for b in args.baselines if b not in simulator.BASELINES]
+    if unknown:
+        raise ConfigError(f"--baselines: unknown {', '.join(unknown)}; known: {', '.join(simulator.BASELINES)}")
+    try:
+        config = simulator.preset(args.preset, **overrides)
+        policies = simulator.policy_factories(args.policies)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise ConfigError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    result = simulator.simulate(
+        policies, config, n_rounds=args.rounds, baselines=args.baselines,
+        progress=lambda name, sec: print(f"simulated {name} in {sec:.1f} s", file=sys.stderr, flush=True),
+    )
+    plot = result.plot(args.plot)
+    if args.json:
+        print(json.dumps(result.to_dict(curves=False)))
+    else:
+        print(result.to_markdown())
+        print(f"\nwrote {plot}")
     return 0
 
 

@@ -4,7 +4,7 @@ Every policy has::
 
     choose(x, arms) -> Decision(arm, propensity, scores, probabilities)
     update(x, arm, reward)
-    choose_many(X, arms) -> list[Decision]        # arms: one list for all rows, or one list per row
+    choose_many(X, arms) -> sequence of Decision   # arms: one list for all rows, or one list per row
     update_many(X, arms, rewards)                  # same model as calling update() row by row
     probabilities(x, arms) -> np.ndarray           # the policy's action distribution over ``arms``
     save(path) / load(path)                        # one versioned file, written atomically
@@ -47,7 +47,7 @@ class ModelFileError(ValueError):
     """A model file that cannot be loaded: corrupt, not a model, or of another version."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Decision:
     arm: Hashable
     propensity: float
@@ -55,9 +55,48 @@ class Decision:
     probabilities: np.ndarray  # the action distribution over ``arms``
     arms: tuple
 
+    def __init__(self, arm: Hashable, propensity: float, scores: np.ndarray, probabilities: np.ndarray, arms: tuple):
+        # the generated frozen __init__ makes five object.__setattr__ calls (~2x slower); one
+        # Decision per choose (and per row of choose_many) makes that matter. Still frozen.
+        d = self.__dict__
+        d["arm"] = arm
+        d["propensity"] = propensity
+        d["scores"] = scores
+        d["probabilities"] = probabilities
+        d["arms"] = arms
+
     @property
     def index(self) -> int:
         return self.arms.index(self.arm)
+
+
+class DecisionBatch(Sequence):
+    """What ``choose_many`` returns on its fast path: a sequence of :class:`Decision`, built on access.
+
+    Bulk users read the arrays directly: ``index`` (chosen arm's position in ``arms``),
+    ``propensity`` (n,), ``scores`` and ``probabilities`` (n, K).
+    """
+
+    __slots__ = ("arms", "index", "propensity", "scores", "probabilities")
+
+    def __init__(self, arms: tuple, index: np.ndarray, propensity: np.ndarray, scores: np.ndarray, probabilities: np.ndarray):
+        self.arms, self.index, self.propensity = arms, index, propensity
+        self.scores, self.probabilities = scores, probabilities
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        k = int(self.index[i])
+        return Decision(self.arms[k], float(self.propensity[i]), self.scores[i], self.probabilities[i], self.arms)
+
+    @property
+    def chosen(self) -> list:
+        """The chosen arm ids, in row order."""
+        arms = self.arms
+        return [arms[k] for k in self.index.tolist()]
 
 
 # -- arm ids <-> JSON (for model files) -------------------------------------------------------
@@ -160,11 +199,11 @@ class Policy:
         return Decision(arms[k], float(probs[k]), scores, probs, arms)
 
     def _sample(self, probs: np.ndarray) -> int:
-        u = self.rng.random()
-        k = int(np.searchsorted(np.cumsum(probs), u * probs.sum(), side="right"))
+        cum = probs.cumsum()
+        k = int(cum.searchsorted(self.rng.random() * cum[-1], side="right"))
         return min(k, len(probs) - 1)
 
-    def choose_many(self, X, arms) -> list[Decision]:
+    def choose_many(self, X, arms) -> Sequence[Decision]:
         X = np.asarray(X, dtype=self.dtype)
         per_row = _per_row_arms(arms, len(X))
         return [self.choose(X[i], per_row[i]) for i in range(len(X))]
@@ -301,18 +340,62 @@ def _per_row_arms(arms, n: int) -> list[tuple]:
 
 def _mix(scores: np.ndarray, epsilon: float) -> np.ndarray:
     """Epsilon-mix over the argmax set: (1-eps)/n_best on the best arms, eps/K on every arm."""
+    return _mix_sample(scores, epsilon, None)[0]
+
+
+_FLOOR: dict[tuple[int, float], np.ndarray] = {}
+
+
+def _mix_sample(scores: np.ndarray, epsilon: float, u: float | None) -> tuple[np.ndarray, int]:
+    """``_mix(scores, epsilon)`` and, given one uniform draw ``u`` in [0, 1), an arm drawn from it.
+
+    u < epsilon: arm ``floor(u / epsilon * K)`` (uniform over all arms); otherwise one of the best
+    arms, ``(u - epsilon) / (1 - epsilon)`` picking among ties in order -- so P(arm) is exactly the
+    mixed probability, from a single draw and without a cumulative sum.
+    """
     k = len(scores)
-    best = scores >= scores.max() - 1e-12 * max(1.0, abs(float(scores.max())))
-    probs = np.full(k, epsilon / k)
-    probs[best] += (1.0 - epsilon) / int(best.sum())
-    return probs
+    j = int(scores.argmax())
+    top = float(scores[j])
+    best = scores >= top - 1e-12 * max(1.0, abs(top))
+    n_best = int(np.count_nonzero(best))
+    base = _FLOOR.get((k, epsilon))
+    if base is None:
+        if len(_FLOOR) > 256:
+            _FLOOR.clear()
+        base = _FLOOR[(k, epsilon)] = np.full(k, epsilon / k)
+    probs = base.copy()  # copying a cached eps/K vector is ~5x cheaper than np.full
+    if n_best == 1:
+        probs[j] += 1.0 - epsilon
+    else:
+        probs[best] += (1.0 - epsilon) / n_best  # n_best == 0 (NaN scores) raises ZeroDivisionError
+    if u is None:
+        return probs, -1
+    if u < epsilon:
+        return probs, min(int(u / epsilon * k), k - 1)
+    if n_best == 1:
+        return probs, j
+    ties = np.flatnonzero(best)
+    return probs, int(ties[min(int((u - epsilon) / (1.0 - epsilon) * n_best), n_best - 1)])
 
 
-def _mix_rows(scores: np.ndarray, epsilon: float) -> np.ndarray:
+def _mix_rows(scores: np.ndarray, epsilon: float, with_best: bool = False):
     k = scores.shape[1]
     top = scores.max(axis=1, keepdims=True)
     best = scores >= top - 1e-12 * np.maximum(1.0, np.abs(top))
-    return epsilon / k + best * ((1.0 - epsilon) / best.sum(axis=1, keepdims=True))
+    probs = epsilon / k + best * ((1.0 - epsilon) / best.sum(axis=1, keepdims=True))
+    return (probs, best) if with_best else probs
+
+
+def _sample_rows(probs: np.ndarray, best: np.ndarray, epsilon: float, u: np.ndarray) -> np.ndarray:
+    """Row-wise :func:`_mix_sample`: the arm each row's uniform ``u`` picks (same rule, same result)."""
+    n, k = probs.shape
+    n_best = best.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        explore = np.minimum((u / epsilon * k).astype(np.intp), k - 1) if epsilon > 0 else np.zeros(n, np.intp)
+        rank = np.minimum(((u - epsilon) / (1.0 - epsilon) * n_best).astype(np.intp), n_best - 1) if epsilon < 1 else explore
+    # the rank-th best arm of each row: the first column where the running count of best arms exceeds rank
+    exploit = (np.cumsum(best, axis=1) > rank[:, None]).argmax(axis=1)
+    return np.where(u < epsilon, explore, exploit)
 
 
 # -- ridge-regression arms (LinUCB, LinTS, EpsilonGreedy) ------------------------------------
@@ -366,7 +449,6 @@ class _RidgeArms(Policy):
         self.theta = np.zeros((0, d), self.dtype)
         self.counts = np.zeros(0, np.int64)
         self._since = np.zeros(0, np.int64)
-        self._pending = np.zeros((0, self.refactor_every, d), self.dtype)
         self._eye = np.eye(d, dtype=self.dtype)
         self._ger = _ger(self.dtype)
 
@@ -394,7 +476,6 @@ class _RidgeArms(Policy):
         self.theta = grow(self.theta, (d,))
         self.counts = grow(self.counts, ())
         self._since = grow(self._since, ())
-        self._pending = grow(self._pending, (self.refactor_every, d))
         self._cap = new
         self._sets.clear()  # slices into the old arrays stay valid, but be safe
 
@@ -406,19 +487,19 @@ class _RidgeArms(Policy):
 
     def _update(self, x, i: int, reward: float) -> None:
         A_inv = self.A_inv[i]
-        u = A_inv @ x
-        denom = 1.0 + float(x @ u)
+        u = A_inv.dot(x)  # ndarray.dot: BLAS gemv like @, with less per-call overhead
+        denom = 1.0 + float(x.dot(u))
         theta = self.theta[i]
         # Sherman-Morrison on A^-1, and theta' = A'^-1 b' = theta + (r - x.theta) A^-1 x / (1 + x'A^-1 x)
-        theta += ((reward - float(x @ theta)) / denom) * u
+        theta += ((reward - float(x.dot(theta))) / denom) * u
         self._ger(-1.0 / denom, u, A_inv)
-        self.b[i] += reward * x
+        b = self.b[i]
+        b += reward * x
+        self._ger(1.0, x, self.A[i])  # A itself: exact sums, the source of every refactorisation
         self.counts[i] += 1
-        # A itself is only needed to refactorise: keep the rows and add them then, in one product.
-        j = self._since[i]
-        self._pending[i, j] = x
-        self._since[i] = j + 1
-        if j + 1 >= self.refactor_every:
+        j = int(self._since[i]) + 1
+        self._since[i] = j
+        if j >= self.refactor_every:
             self._refactor(i)
 
     def _update_many(self, X, rows, rewards) -> None:
@@ -427,22 +508,14 @@ class _RidgeArms(Policy):
         bounds = np.flatnonzero(np.diff(rows_s)) + 1
         for grp in np.split(order, bounds):
             i = int(rows[grp[0]])
-            self._flush(i)
             Xi = X[grp]
             self.A[i] += Xi.T @ Xi
             self.b[i] += Xi.T @ rewards[grp].astype(self.dtype)
             self.counts[i] += len(grp)
             self._refactor(i)
 
-    def _flush(self, i: int) -> None:
-        n = self._since[i]
-        if n:
-            P = self._pending[i, :n]
-            self.A[i] += P.T @ P
-            self._since[i] = 0
-
     def _refactor(self, i: int) -> None:
-        self._flush(i)
+        self._since[i] = 0
         A = self.A[i].astype(np.float64)
         L = np.linalg.cholesky(A)
         L_inv = np.linalg.solve(L, np.eye(len(A)))
@@ -451,8 +524,6 @@ class _RidgeArms(Policy):
         self.theta[i] = A_inv @ self.b[i].astype(np.float64)
 
     def _state(self) -> dict:
-        for i in range(len(self.arm_ids)):
-            self._flush(i)
         return {"arm_A": self.A, "arm_b": self.b, "arm_counts": self.counts}
 
     def _set_state(self, arrays) -> None:
@@ -469,10 +540,10 @@ class _RidgeArms(Policy):
 
     def _means_widths(self, x, arms: tuple) -> tuple[np.ndarray, np.ndarray]:
         idx = self._indices(arms)
-        theta = self.theta[idx]
-        A_inv = self.A_inv[idx]
-        means = theta @ x
-        widths = np.sqrt(np.maximum((A_inv @ x) @ x, 0.0))
+        means = self.theta[idx].dot(x)
+        widths = (self.A_inv[idx] @ x).dot(x)  # x' A_a^-1 x for every arm: one stacked matvec, one gemv
+        np.maximum(widths, 0.0, out=widths)
+        np.sqrt(widths, out=widths)
         return means, widths
 
     def coef(self, arm) -> np.ndarray:
@@ -501,29 +572,61 @@ class LinUCB(_RidgeArms):
     def params(self) -> dict:
         return super().params() | {"alpha": self.alpha, "epsilon": self.epsilon}
 
-    def _distribution(self, x, arms):
+    def _scores(self, x, arms: tuple) -> np.ndarray:
         means, widths = self._means_widths(x, arms)
-        scores = means + self.alpha * widths
+        widths *= self.alpha  # in place: scores = means + alpha * widths
+        widths += means
+        return widths
+
+    def _distribution(self, x, arms):
+        scores = self._scores(x, arms)
         return scores, _mix(scores, self.epsilon)
 
-    def choose_many(self, X, arms) -> list[Decision]:
+    def choose(self, x, arms: Sequence) -> Decision:
+        # the generic choose (distribution, then cumsum sampling) with the mix and the draw fused
+        arms = tuple(arms)
+        scores = self._scores(self._check_x(x), arms)
+        probs, k = _mix_sample(scores, self.epsilon, self.rng.random())
+        return Decision(arms[k], float(probs[k]), scores, probs, arms)
+
+    def choose_many(self, X, arms) -> Sequence[Decision]:
         X = np.asarray(X, dtype=self.dtype)
         per_row = _per_row_arms(arms, len(X))
-        if len(set(per_row)) != 1:
-            return super().choose_many(X, arms)
-        shared = per_row[0] if per_row else ()
         if not len(X):
             return []
+        shared = per_row[0]
+        if not all(a is shared or a == shared for a in per_row):
+            return super().choose_many(X, arms)
         idx = self._indices(shared)
-        theta, A_inv = self.theta[idx], self.A_inv[idx]
-        means = X @ theta.T
-        widths = np.sqrt(np.maximum(np.einsum("nd,kde,ne->nk", X, A_inv, X, optimize=True), 0.0))
-        scores = means + self.alpha * widths
-        probs = _mix_rows(scores, self.epsilon)
-        u = self.rng.random(len(X))
-        cum = np.cumsum(probs, axis=1)
-        ks = np.minimum((cum < (u * cum[:, -1])[:, None]).sum(axis=1), len(shared) - 1)
-        return [Decision(shared[k], float(probs[i, k]), scores[i], probs[i], shared) for i, k in enumerate(ks)]
+        scores = self._scores_rows(X, idx)
+        probs, best = _mix_rows(scores, self.epsilon, with_best=True)
+        ks = _sample_rows(probs, best, self.epsilon, self.rng.random(len(X)))
+        # the same draw per row as choose() would make: one uniform each, from the same stream
+        return DecisionBatch(shared, ks, probs[np.arange(len(X)), ks], scores, probs)
+
+    def _scores_rows(self, X: np.ndarray, idx) -> np.ndarray:
+        """(n, K) UCB scores: means X theta' plus alpha sqrt(x' A_a^-1 x), in row blocks.
+
+        All arms' A^-1 stacked as one (K*d, d) matrix: a block of X times its transpose is one gemm
+        giving x' A_a^-1 for every arm a and row x (A^-1 is symmetric up to rounding); the
+        quadratic forms are then one contiguous multiply-and-sum over d (einsum).
+        """
+        A_inv = self.A_inv[idx]
+        K, d = A_inv.shape[0], A_inv.shape[1]
+        stacked_t = A_inv.reshape(K * d, d).T
+        n = len(X)
+        scores = X @ self.theta[idx].T
+        widths = np.empty((n, K), dtype=scores.dtype)
+        block = max(32, min(256, (1 << 21) // (K * d)))  # temporaries <= 16 MiB
+        for start in range(0, n, block):
+            Xb = X[start : start + block]
+            R = (Xb @ stacked_t).reshape(len(Xb), K, d)
+            np.einsum("nkd,nd->nk", R, Xb, out=widths[start : start + block])
+        np.maximum(widths, 0.0, out=widths)
+        np.sqrt(widths, out=widths)
+        widths *= self.alpha
+        scores += widths
+        return scores
 
 
 class EpsilonGreedy(_RidgeArms):
