@@ -197,8 +197,28 @@ def _add_generation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--segmenter", default="auto", choices=["auto", "classical", "u2netp", "combined"], help="mask for images without alpha")
     p.add_argument("--seed", type=int, default=0, help="base seed; each creative derives its own from it")
     p.add_argument("--format", default="png", choices=sorted(FORMATS), help="creative file format (png/webp lossless)")
-    p.add_argument("--workers", type=_positive_int, help="worker processes (default: one per core)")
+    p.add_argument("--workers", type=_positive_int, help="worker processes (default: one per core; 1 for diffusion)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--ray", nargs="?", const="local", metavar="ADDRESS",
+        help="run on Ray Data: a local Ray (no ADDRESS) or a cluster (ray://host:10001 or host:6379)",
+    )
+    dg = p.add_argument_group("diffusion generator (--generator diffusion; needs the [diffusion] extra)")
+    dg.add_argument("--model", metavar="DIR", help="diffusers folder (save_pretrained of an SD 1.5/2 or SDXL pipeline) or a hub id in the local HF cache")
+    dg.add_argument("--controlnet", metavar="DIR", help="a separately saved ControlNetModel folder")
+    dg.add_argument("--steps", type=_positive_int, default=20, help="denoising steps")
+    dg.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")
+    dg.add_argument("--control", default="canny", choices=["canny", "mask", "none"], help="ControlNet image from the product")
+    dg.add_argument("--controlnet-scale", type=float, default=0.8)
+    dg.add_argument("--scheduler", default="default", choices=["default", "ddim", "dpm", "euler", "euler-a", "unipc", "lcm"])
+    dg.add_argument("--batch-size", type=_positive_int, default=4, help="images per pipeline call")
+    dg.add_argument("--device", default="auto", help="cuda, cuda:1, cpu (auto: cuda when available)")
+    dg.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"], help="auto: float16 on CUDA, float32 on CPU")
+    dg.add_argument("--compile", action="store_true", help="torch.compile the UNet (slow first batch, faster after)")
+    dg.add_argument("--gate-attempts", type=_positive_int, default=3, help="seeds tried before the procedural fallback")
+    dg.add_argument("--gate-max-expansion", type=float, default=0.15, help="max object expansion (share of the product's area)")
+    dg.add_argument("--gate-min-iou", type=float, default=0.8, help="min IoU of the generated foreground with the product")
+    dg.add_argument("--gate-max-halo", type=float, default=14.0, help="max Delta E of the ring around the product")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,15 +262,35 @@ def _pipeline_config(args, placement_names=None, max_styles=None):
         unknown = [s for s in args.styles if s not in known]
         if unknown:
             raise ConfigError(f"unknown style(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    options, gate = {}, {}
+    if args.generator == "diffusion":
+        if not getattr(args, "model", None):
+            raise ConfigError("--generator diffusion needs --model DIR (a diffusers folder or a hub id in the local HF cache)")
+        from .generators.diffusion import resolve_model_dir
+
+        resolve_model_dir(args.model)  # fail now, not in every worker
+        if args.controlnet:
+            resolve_model_dir(args.controlnet)
+        options = dict(
+            model=args.model, controlnet=args.controlnet, steps=args.steps, guidance_scale=args.guidance,
+            control=args.control, controlnet_scale=args.controlnet_scale, scheduler=args.scheduler,
+            batch_size=args.batch_size, device=args.device, dtype=args.dtype, compile=args.compile,
+        )
+        gate = dict(
+            max_attempts=args.gate_attempts, max_expansion=args.gate_max_expansion,
+            min_iou=args.gate_min_iou, max_halo=args.gate_max_halo,
+        )
     return PipelineConfig(
         placements=chosen,
         library=library,
         styles=args.styles,
         max_styles=max_styles,
         generator=args.generator,
+        generator_options=options,
         segmenter=args.segmenter,
         seed=args.seed,
         fmt=args.format,
+        gate=gate,
     )
 
 
@@ -271,7 +311,14 @@ def cmd_generate(args) -> int:
         _print_summary(args, {"generated": 0, "skipped": 0, "failed": 0, "errors": [e.to_dict() for e in catalog.errors]})
         return 1
     products = catalog.products[: args.limit] if args.limit else catalog.products
-    summary = run_local(products, config, args.out, workers=args.workers, progress=not args.no_progress)
+    if args.ray:
+        from .distributed import run_ray
+
+        summary = run_ray(products, config, args.out, address=None if args.ray == "local" else args.ray,
+                          progress=not args.no_progress)
+    else:
+        workers = args.workers or (1 if config.generator == "diffusion" else None)
+        summary = run_local(products, config, args.out, workers=workers, progress=not args.no_progress)
     for err in summary.errors:
         print(err, file=sys.stderr)
     summary.errors = catalog.errors + summary.errors

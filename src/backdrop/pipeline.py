@@ -20,12 +20,12 @@ import numpy as np
 
 from .catalog import Product, load_image
 from .errors import RowError
-from .generators import GenerationRequest, Generator, get_generator
+from .generators import GenerationRequest, Generator, describe_generator, get_generator
 from .imaging.color import dominant_colors
 from .imaging.composite import composite, exact_region_matches
 from .imaging.layout import Placement, Scene, layout
 from .imaging.mask import Segmenter, get_segmenter, product_mask
-from .imaging.quality import procedural_quality
+from .imaging.quality import Gate, procedural_quality
 from .store import LOSSLESS_FORMATS, CreativeStore, creative_key
 from .styles import Style, StyleLibrary
 
@@ -43,6 +43,7 @@ class PipelineConfig:
     segmenter: str = "auto"
     seed: int = 0
     fmt: str = "png"
+    gate: dict = field(default_factory=dict)  # Gate settings, for generators that are gated
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,27 @@ class CreativeMaker:
     ):
         self.config = config
         self.store = store
-        self.generator = generator or get_generator(config.generator, **config.generator_options)
+        self._generator = generator
+        if generator is not None:
+            self.gen_name, self.gen_version = generator.name, generator.version
+            self._gen_spec, self.gated = generator.spec(), bool(getattr(generator, "needs_gate", False))
+        else:  # loaded on first use: planning and compositing workers never hold the model
+            self.gen_name, self.gen_version, self._gen_spec, self.gated = describe_generator(
+                config.generator, **config.generator_options
+            )
         self._segmenter = segmenter
+        self.gate = Gate(**config.gate)
+        self._fallback = None
+
+    @property
+    def generator(self) -> Generator:
+        if self._generator is None:
+            self._generator = get_generator(self.config.generator, **self.config.generator_options)
+        return self._generator
+
+    def generator_spec(self) -> dict:
+        """The generator's settings, plus the gate's when it gates (both decide the pixels)."""
+        return self._gen_spec | {"gate": self.gate.spec()} if self.gated else self._gen_spec
 
     @property
     def segmenter(self) -> Segmenter:
@@ -122,7 +142,7 @@ class CreativeMaker:
         sha = image_sha256 or product.image_sha256()
         fields = product.fields()
         mask_method = self.mask_method()
-        gen_spec = self.generator.spec()
+        gen_spec = self.generator_spec()
         specs = []
         for placement in self.config.placements:
             for style in styles_for(product, self.config):
@@ -131,8 +151,8 @@ class CreativeMaker:
                     image_sha256=sha,
                     style_spec=style.spec(),
                     placement_spec=placement.spec(),
-                    generator=self.generator.name,
-                    generator_version=self.generator.version,
+                    generator=self.gen_name,
+                    generator_version=self.gen_version,
                     generator_spec=gen_spec,
                     mask_method=mask_method,
                     seed=seed,
@@ -169,17 +189,65 @@ class CreativeMaker:
         return prepared
 
     # -- stage 3 ----------------------------------------------------------------------------
+    #
+    # A generator with ``needs_gate`` (diffusion) has every output checked by the artifact gate:
+    # object expansion, IoU and halo (imaging.quality.Gate). A failing creative is regenerated
+    # with the next attempt's seed, up to ``gate.max_attempts`` seeds, then gets a procedural
+    # background instead. The local loop (render_gated) and Ray's unrolled stages share these
+    # functions: render_attempt (generator work), judge (CPU), fallback (CPU).
+
+    def _request(self, item: PreparedScene, attempt: int = 0) -> GenerationRequest:
+        seed = item.spec.seed if attempt == 0 else derive_seed(item.spec.seed, f"attempt-{attempt}")
+        return GenerationRequest(scene=item.scene, style=item.spec.style, fields=item.spec.product.fields(), seed=seed)
 
     def render(self, prepared: Sequence[PreparedScene]) -> list[np.ndarray]:
-        requests = [
-            GenerationRequest(scene=p.scene, style=p.spec.style, fields=p.spec.product.fields(), seed=p.spec.seed)
-            for p in prepared
-        ]
-        return self.generator.generate_batch(requests)
+        """Backgrounds at canvas size for the first attempt (no gate)."""
+        return self.generator.generate_batch([self._request(p) for p in prepared])
+
+    def render_attempt(self, items: Sequence[PreparedScene], attempt: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(canvas background, raw output at the generator's size) per item, for attempt number ``attempt``."""
+        requests = [self._request(it, attempt) for it in items]
+        raws = self.generator.generate_raw(requests)
+        return [(self.generator.to_canvas(raw, it.scene), raw) for raw, it in zip(raws, items)]
+
+    def judge(self, item: PreparedScene, background: np.ndarray, raw: np.ndarray, attempt: int) -> dict:
+        """The gate's scores of one attempt, with ``gate`` = "pass" or the reasons it failed."""
+        scores = self.gate.score(raw, background, item.scene, self.segmenter)
+        failures = self.gate.failures(scores)
+        return scores | {"attempts": attempt + 1, "gate": "pass" if not failures else "; ".join(failures)}
+
+    def fallback(self, item: PreparedScene) -> np.ndarray:
+        if self._fallback is None:
+            self._fallback = get_generator("procedural")
+        return self._fallback.generate(self._request(item))
+
+    def render_gated(self, items: Sequence[PreparedScene]) -> list[tuple[np.ndarray, dict]]:
+        """(background, gate metrics) per item: regenerate failures, then fall back to procedural."""
+        results: list[tuple[np.ndarray, dict] | None] = [None] * len(items)
+        last: dict[int, dict] = {}
+        todo = list(range(len(items)))
+        for attempt in range(self.gate.max_attempts):
+            outs = self.render_attempt([items[i] for i in todo], attempt)
+            still = []
+            for i, (background, raw) in zip(todo, outs):
+                verdict = self.judge(items[i], background, raw, attempt)
+                if verdict["gate"] == "pass":
+                    results[i] = (background, verdict)
+                else:
+                    last[i] = verdict
+                    still.append(i)
+            todo = still
+            if not todo:
+                break
+        for i in todo:
+            results[i] = (self.fallback(items[i]), last[i] | {"gate": "fallback", "gate_failed": last[i]["gate"]})
+        return results  # type: ignore[return-value]
 
     # -- stage 4 ----------------------------------------------------------------------------
 
-    def finish(self, item: PreparedScene, background: np.ndarray, render_seconds: float = 0.0) -> CreativeResult:
+    def finish(
+        self, item: PreparedScene, background: np.ndarray, render_seconds: float = 0.0, gate_metrics: dict | None = None
+    ) -> CreativeResult:
         t0 = time.perf_counter()
         spec, scene = item.spec, item.scene
         creative = composite(background, scene)
@@ -190,6 +258,8 @@ class CreativeMaker:
         metrics["exact"] = exact
         metrics["lossless"] = self.config.fmt in LOSSLESS_FORMATS
         metrics["render_s"] = round(render_seconds, 4)
+        if gate_metrics:
+            metrics.update(gate_metrics)
         self.store.put(
             spec.key,
             creative,
@@ -197,15 +267,15 @@ class CreativeMaker:
             product_id=spec.product.product_id,
             style=spec.style.name,
             placement=spec.placement.name,
-            generator=self.generator.name,
-            generator_version=self.generator.version,
+            generator=self.gen_name,
+            generator_version=self.gen_version,
             seed=spec.seed,
             prompt=spec.prompt,
             negative_prompt=spec.negative_prompt,
             params={
                 "style": spec.style.spec(),
                 "placement": spec.placement.spec(),
-                "generator": self.generator.spec(),
+                "generator": self.generator_spec(),
                 "mask": self.mask_method(),
                 "box": list(scene.box),
             },
@@ -243,17 +313,34 @@ class CreativeMaker:
             self.store.put_product(product, sha)
         except Exception as e:  # noqa: BLE001
             return results + [_failed(product, s, "image", str(e)) for s in todo]
+        if self.gated:  # one batched call for all of the product's creatives
+            try:
+                t0 = time.perf_counter()
+                rendered = self.render_gated(prepared)
+                per_item = (time.perf_counter() - t0) / len(prepared)
+            except Exception as e:  # noqa: BLE001
+                return results + [_failed(product, it.spec, "generate", _describe(e)) for it in prepared]
+            for item, (background, gate_metrics) in zip(prepared, rendered):
+                try:
+                    results.append(self.finish(item, background, per_item, gate_metrics))
+                except Exception as e:  # noqa: BLE001
+                    results.append(_failed(product, item.spec, "generate", _describe(e)))
+            return results
         for item in prepared:
             try:
                 t0 = time.perf_counter()
                 [background] = self.render([item])
                 results.append(self.finish(item, background, time.perf_counter() - t0))
             except Exception as e:  # noqa: BLE001
-                detail = f"{type(e).__name__}: {e}"
-                if not isinstance(e, (ValueError, OSError)):
-                    detail += " | " + traceback.format_exc(limit=3).strip().splitlines()[-1]
-                results.append(_failed(product, item.spec, "generate", detail))
+                results.append(_failed(product, item.spec, "generate", _describe(e)))
         return results
+
+
+def _describe(e: Exception) -> str:
+    detail = f"{type(e).__name__}: {e}"
+    if not isinstance(e, (ValueError, OSError)):
+        detail += " | " + traceback.format_exc(limit=3).strip().splitlines()[-1]
+    return detail
 
 
 def _failed(product: Product, spec: CreativeSpec | None, fieldname: str, reason: str) -> CreativeResult:

@@ -74,9 +74,11 @@ def _caption(metrics: dict) -> str:
     if "edge_contrast" in metrics:
         parts.append(f"ΔE {metrics['edge_contrast']:.0f}")
     if "expansion" in metrics:
-        parts.append(f"exp {metrics['expansion']:.2f}")
-    if metrics.get("gate") and metrics["gate"] != "pass":
-        parts.append(str(metrics["gate"]))
+        parts.append(f"exp {metrics['expansion']:.2f} · iou {metrics['iou']:.2f} · halo {metrics['halo']:.0f}")
+    if metrics.get("gate") == "fallback":
+        parts.append(f"gate: procedural fallback after {metrics.get('attempts')} tries")
+    elif metrics.get("attempts", 1) > 1:
+        parts.append(f"gate: passed on try {metrics['attempts']}")
     return " · ".join(parts)
 
 
@@ -135,7 +137,9 @@ def write_contact_sheet(store: CreativeStore, out: str | Path, title: str = "Bac
         f"<h1>{esc(title)}</h1>"
         f'<p class="muted">{len(records)} creatives of {n_products} products from store <code>{esc(store.root)}</code>. '
         "Hover a thumbnail for its prompt, key and quality scores; click it for the full-size creative. "
-        "ΔE = colour contrast between the product's edge and the background around it.</p>"
+        "ΔE = colour contrast between the product's edge and the background around it; for generated "
+        "backgrounds, exp = object expansion (generated foreground beyond the product, share of its area), "
+        "iou = overlap of that foreground with the product, halo = ΔE of the ring around the product.</p>"
         + ("".join(sections) if sections else "<p>The store has no creatives yet: run <code>backdrop generate</code>.</p>")
     )
     tmp = out.with_suffix(".tmp")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .base import GenerationRequest, Generator
 
-GENERATORS = ("procedural",)
+GENERATORS = ("procedural", "diffusion")
 
 
 def get_generator(name: str = "procedural", **options) -> Generator:
@@ -13,7 +13,40 @@ def get_generator(name: str = "procedural", **options) -> Generator:
         from .procedural import ProceduralGenerator
 
         return ProceduralGenerator(**options)
+    if name == "diffusion":
+        try:
+            import diffusers  # noqa: F401
+            import torch  # noqa: F401
+
+            from .diffusion import DiffusionGenerator
+        except ImportError as e:
+            from ..errors import BackdropError
+
+            raise BackdropError(
+                f"the diffusion generator needs torch and diffusers ({e.name} is missing): "
+                "pip install torch==2.13.0 && pip install 'backdrop[diffusion]'"
+            ) from None
+        if "model" not in options:
+            raise ValueError("the diffusion generator needs a model: --model DIR (a diffusers folder or cached hub id)")
+        return DiffusionGenerator(**options)
     raise ValueError(f"unknown generator '{name}'; choose one of: {', '.join(GENERATORS)}")
 
 
-__all__ = ["GENERATORS", "GenerationRequest", "Generator", "get_generator"]
+def describe_generator(name: str = "procedural", **options) -> tuple[str, str, dict, bool]:
+    """(name, version, spec, gated) of the generator ``get_generator`` would build, without loading
+    any weights: planning (creative keys) runs on CPU workers that never hold the model."""
+    if name == "procedural":
+        from .procedural import ProceduralGenerator
+
+        g = ProceduralGenerator(**options)
+        return g.name, g.version, g.spec(), False
+    if name == "diffusion":
+        from .diffusion import DiffusionGenerator
+
+        if "model" not in options:
+            raise ValueError("the diffusion generator needs a model: --model DIR (a diffusers folder or cached hub id)")
+        return DiffusionGenerator.name, DiffusionGenerator.version, DiffusionGenerator.describe(**options), True
+    raise ValueError(f"unknown generator '{name}'; choose one of: {', '.join(GENERATORS)}")
+
+
+__all__ = ["GENERATORS", "GenerationRequest", "Generator", "describe_generator", "get_generator"]

@@ -8,6 +8,8 @@ a white sweep); the report shows it so such creatives can be spotted.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import cv2
 import numpy as np
 
@@ -43,3 +45,97 @@ def procedural_quality(creative: np.ndarray, scene: Scene) -> dict:
         "edge_contrast": round(edge_contrast(creative, scene), 2),
         "product_share": round(float(mask.sum()) / (scene.width * scene.height), 4),
     }
+
+
+# -- the artifact gate for generative backgrounds ----------------------------------------------
+#
+# A diffusion model asked to paint *around* a product sometimes paints the product bigger
+# ("object expansion", Eshratifar et al., "Salient Object-Aware Background Generation", CVPRW
+# 2024): a second sole under the shoe, the bottle growing a taller neck, a duplicate beside it.
+# Segmenting the generated image with the product segmenter exposes it: the salient foreground
+# then covers more than the placed product.
+
+
+def expansion_scores(generated: np.ndarray, placed: np.ndarray, segmenter) -> dict:
+    """Object expansion of a generated image against the placed product mask (bool, same size).
+
+    E = (area(G u M) - area(M)) / area(M), G = the segmenter's foreground of ``generated``, M the
+    placed mask: 0 when nothing salient appears outside the product; IoU(G, M) besides.
+    """
+    fg = segmenter(np.ascontiguousarray(generated)) >= 128
+    m = placed.astype(bool)
+    area = max(int(m.sum()), 1)
+    union = int((fg | m).sum())
+    return {
+        "expansion": round((union - area) / area, 4),
+        "iou": round(int((fg & m).sum()) / max(union, 1), 4),
+    }
+
+
+def halo_score(background: np.ndarray, scene: Scene) -> float:
+    """Delta E between a thin ring hugging the product's outline and the ring just beyond it.
+
+    A generator that leaves a bright or dark outline (a halo) around the kept region scores high;
+    the contact-shadow zone at the product's base is excluded, a shadow there is wanted.
+    """
+    mask = scene.canvas_mask().astype(np.uint8)
+    w = max(2, int(round(0.008 * min(scene.width, scene.height))))
+    near = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * w + 1, 2 * w + 1)))
+    mid = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * w + 1, 4 * w + 1)))
+    far = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (8 * w + 1, 8 * w + 1)))
+    inner = (near > 0) & (mask == 0)
+    outer = (far > 0) & (mid == 0)
+    x0, y0, x1, y1 = scene.box
+    cut = int(y1 - 0.12 * (y1 - y0))
+    inner[cut:] = False
+    outer[cut:] = False
+    if not inner.any() or not outer.any():
+        return 0.0
+    lab = cv2.cvtColor(background, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab[..., 0] *= 100.0 / 255.0
+    lab[..., 1:] -= 128.0
+    return round(float(np.linalg.norm(lab[inner].mean(0) - lab[outer].mean(0))), 2)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Accept a generated background, or ask for another seed (then fall back to the procedural one).
+
+    Fails when the generated foreground grows beyond the product by more than ``max_expansion``
+    of its area, when its IoU with the product is below ``min_iou``, or when the halo around the
+    product exceeds ``max_halo`` (Delta E). ``max_attempts`` seeds are tried in all.
+    """
+
+    max_expansion: float = 0.15
+    min_iou: float = 0.8
+    max_halo: float = 14.0
+    max_attempts: int = 3
+
+    def __post_init__(self):
+        # normalised types: 0 and 0.0 must not give two different creative keys
+        for name in ("max_expansion", "min_iou", "max_halo"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        object.__setattr__(self, "max_attempts", int(self.max_attempts))
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1")
+
+    def spec(self) -> dict:
+        return asdict(self)
+
+    def failures(self, scores: dict) -> list[str]:
+        out = []
+        if scores["expansion"] > self.max_expansion:
+            out.append(f"expansion {scores['expansion']:.2f} > {self.max_expansion}")
+        if scores["iou"] < self.min_iou:
+            out.append(f"iou {scores['iou']:.2f} < {self.min_iou}")
+        if scores["halo"] > self.max_halo:
+            out.append(f"halo {scores['halo']:.1f} > {self.max_halo}")
+        return out
+
+    def score(self, raw: np.ndarray, background: np.ndarray, scene: Scene, segmenter) -> dict:
+        """Scores of one attempt: ``raw`` the generator's output at its own size, ``background`` on the canvas."""
+        h, w = raw.shape[:2]
+        placed = cv2.resize(scene.canvas_alpha(), (w, h), interpolation=cv2.INTER_AREA) >= 128
+        scores = expansion_scores(raw, placed, segmenter)
+        scores["halo"] = halo_score(background, scene)
+        return scores

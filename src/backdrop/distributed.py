@@ -1,0 +1,211 @@
+"""Batch generation on Ray Data: the same pipeline stages as the local run, spread over a cluster.
+
+::
+
+    products ─> [CPU tasks] plan + skip what the store has + decode, mask, layout
+             ─> [generator actors, num_gpus=1 each when the cluster has GPUs] attempt 0
+             ─> [CPU tasks] gate: segment, expansion / IoU / halo
+             ─> ... attempts 1..N-1 for the creatives the gate rejected ...
+             ─> [CPU tasks] procedural fallback for the rest, exact composite, store write + index
+
+Every stage calls the :class:`~backdrop.pipeline.CreativeMaker` methods the local run uses, and
+writes into the same content-addressed store, so a run resumes, skips, and stays idempotent the
+same way. Rows travel between stages as pickled payloads (scenes hold numpy arrays). The store
+must be on storage every node can reach (a shared filesystem) when the cluster has several nodes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .batch import RunSummary
+from .catalog import Product
+from .pipeline import CreativeMaker, CreativeResult, PipelineConfig, _describe, _failed
+from .store import CreativeStore
+
+
+def _rows(batch: dict) -> list[dict]:
+    """Ray's default batch format (a dict of columns) -> the list of row payloads."""
+    return [pickle.loads(p) for p in batch["payload"]]
+
+
+def _batch(rows: list[dict]) -> dict:
+    import numpy as np
+
+    payload = np.empty(len(rows), dtype=object)
+    payload[:] = [pickle.dumps(r, protocol=pickle.HIGHEST_PROTOCOL) for r in rows]
+    pending = np.array([("item" in r and r.get("background") is None) for r in rows], dtype=bool)
+    return {"payload": payload, "pending": pending}
+
+
+def _maker(config: PipelineConfig, store_root: str) -> CreativeMaker:
+    import cv2
+
+    cv2.setNumThreads(1)
+    return CreativeMaker(config, CreativeStore(store_root))
+
+
+def plan_batch(batch: dict, config: PipelineConfig, store_root: str) -> dict:
+    """CPU task. Product -> one row per creative: finished ("skipped"/"failed" result) or to render."""
+    m = _maker(config, store_root)
+    out = []
+    for row in _rows(batch):
+        product: Product = row["product"]
+        try:
+            sha = product.image_sha256()
+            specs = m.plan(product, sha)
+        except Exception as e:  # noqa: BLE001 - reported per product
+            out.append({"result": _failed(product, None, "image", f"cannot read: {e}")})
+            continue
+        done = m.store.existing([s.key for s in specs])
+        out += [
+            {"result": CreativeResult(product.product_id, s.key, s.style.name, s.placement.name, "skipped")}
+            for s in specs
+            if s.key in done
+        ]
+        todo = [s for s in specs if s.key not in done]
+        if not todo:
+            continue
+        try:
+            prepared = m.prepare(product, todo)
+            m.store.put_product(product, sha)
+        except Exception as e:  # noqa: BLE001
+            out += [{"result": _failed(product, s, "image", str(e))} for s in todo]
+            continue
+        out += [{"item": it, "background": None, "gate": None, "seconds": 0.0} for it in prepared]
+    return _batch(out)
+
+
+class Generate:
+    """Actor: holds the model; renders attempt ``attempt`` for every row still without a background."""
+
+    def __init__(self, config: PipelineConfig, store_root: str, attempt: int):
+        self.maker = _maker(config, store_root)
+        self.attempt = attempt
+        self.maker.generator  # load the model once, when the actor starts
+
+    def __call__(self, batch: dict) -> dict:
+        rows = _rows(batch)
+        todo = [r for r in rows if "item" in r and r["background"] is None]
+        if todo:
+            t0 = time.perf_counter()
+            try:
+                if self.maker.gated:
+                    outs = self.maker.render_attempt([r["item"] for r in todo], self.attempt)
+                else:
+                    outs = [(bg, None) for bg in self.maker.render([r["item"] for r in todo])]
+            except Exception as e:  # noqa: BLE001 - the whole batch failed: report each creative
+                for r in todo:
+                    r["result"] = _failed(r["item"].spec.product, r["item"].spec, "generate", _describe(e))
+                    del r["item"]
+                return _batch(rows)
+            share = (time.perf_counter() - t0) / len(todo)
+            for r, (background, raw) in zip(todo, outs):
+                r["candidate"], r["raw"] = background, raw
+                r["seconds"] += share
+        return _batch(rows)
+
+
+def judge_batch(batch: dict, config: PipelineConfig, store_root: str, attempt: int) -> dict:
+    """CPU task: the gate on this attempt's candidates; passes keep their background, failures stay pending."""
+    m = _maker(config, store_root)
+    rows = _rows(batch)
+    for r in rows:
+        if "candidate" not in r:
+            continue
+        candidate, raw = r.pop("candidate"), r.pop("raw")
+        if not m.gated:
+            r["background"] = candidate
+            continue
+        verdict = m.judge(r["item"], candidate, raw, attempt)
+        r["gate"] = verdict
+        if verdict["gate"] == "pass":
+            r["background"] = candidate
+    return _batch(rows)
+
+
+def finish_batch(batch: dict, config: PipelineConfig, store_root: str) -> dict:
+    """CPU task: procedural fallback where every attempt failed, exact composite, store write."""
+    m = _maker(config, store_root)
+    out = []
+    for r in _rows(batch):
+        if "result" in r:
+            out.append({"result": r["result"]})
+            continue
+        item, gate = r["item"], r["gate"]
+        try:
+            background = r["background"]
+            if background is None:
+                background = m.fallback(item)
+                gate = gate | {"gate": "fallback", "gate_failed": gate["gate"]}
+            out.append({"result": m.finish(item, background, r["seconds"], gate)})
+        except Exception as e:  # noqa: BLE001
+            out.append({"result": _failed(item.spec.product, item.spec, "generate", _describe(e))})
+    return _batch(out)
+
+
+def run_ray(
+    products: Sequence[Product],
+    config: PipelineConfig,
+    store_root: str | Path,
+    *,
+    address: str | None = None,
+    progress: bool = True,
+    generator_actors: int | None = None,
+    batch_size: int | None = None,
+) -> RunSummary:
+    """Make every missing creative of ``products`` on Ray Data (a local Ray when ``address`` is None).
+
+    CPU stages are Ray tasks; generation is an actor pool (``num_gpus=1`` per actor, one actor per
+    GPU, when the cluster has GPUs; else one CPU actor). Each gate attempt is one pass over the
+    creatives still without a background, so a single pool holds the GPUs at a time.
+    """
+    import ray
+    from ray.data import ActorPoolStrategy, DataContext
+    from ray.data.expressions import col
+
+    t0 = time.perf_counter()
+    store_root = str(Path(store_root).resolve())
+    CreativeStore(store_root).close()
+    if not ray.is_initialized():
+        if address is None:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        else:
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = progress
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-dataset INFO lines drown the run's own output
+
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    actors = generator_actors or max(1, gpus)
+    gen_batch = batch_size or max(1, int(config.generator_options.get("batch_size", 4)))
+    attempts = CreativeMaker(config, CreativeStore(store_root)).gate.max_attempts
+    common = {"config": config, "store_root": store_root}
+
+    ds = ray.data.from_items([{"payload": pickle.dumps({"product": p})} for p in products])
+    ds = ds.map_batches(plan_batch, fn_kwargs=common, batch_size=1).materialize()
+    for attempt in range(attempts):
+        todo = ds.filter(expr=col("pending") == True)  # noqa: E712 - an Arrow expression, not a Python comparison
+        if todo.count() == 0:
+            break
+        rendered = todo.map_batches(
+            Generate,
+            fn_constructor_args=(config, store_root, attempt),
+            batch_size=gen_batch,
+            compute=ActorPoolStrategy(size=actors),
+            num_gpus=1 if gpus else 0,
+            num_cpus=1,
+        ).map_batches(judge_batch, fn_kwargs=common | {"attempt": attempt}, batch_size=gen_batch)
+        ds = ds.filter(expr=col("pending") == False).union(rendered).materialize()  # noqa: E712
+    ds = ds.map_batches(finish_batch, fn_kwargs=common, batch_size=gen_batch)
+
+    summary = RunSummary()
+    for row in ds.iter_rows():
+        summary.add([pickle.loads(row["payload"])["result"]])
+    summary.seconds = time.perf_counter() - t0
+    return summary
