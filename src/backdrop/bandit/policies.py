@@ -250,9 +250,8 @@ class Policy:
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         pass
 
-    def save(self, path: str | Path) -> Path:
-        """Write the model to ``path`` atomically (temp file + rename)."""
-        path = Path(path)
+    def to_bytes(self) -> bytes:
+        """The model as one versioned zip (metadata JSON + arrays; no pickle): what :meth:`save` writes."""
         meta = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -264,16 +263,24 @@ class Policy:
         }
         n = len(self.arm_ids)
         arrays = {k: np.ascontiguousarray(v[:n] if v.ndim and k.startswith("arm_") else v) for k, v in self._state().items()}
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as z:
+            z.writestr("meta.json", json.dumps(meta, default=_json_default))
+            for name, arr in arrays.items():
+                buf = io.BytesIO()
+                np.save(buf, arr, allow_pickle=False)
+                z.writestr(f"{name}.npy", buf.getvalue())
+        return out.getvalue()
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model to ``path`` atomically (temp file + rename)."""
+        path = Path(path)
+        data = self.to_bytes()
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
-                with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as z:
-                    z.writestr("meta.json", json.dumps(meta, default=_json_default))
-                    for name, arr in arrays.items():
-                        buf = io.BytesIO()
-                        np.save(buf, arr, allow_pickle=False)
-                        z.writestr(f"{name}.npy", buf.getvalue())
+                f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -288,25 +295,34 @@ class Policy:
         """Load any policy saved by :meth:`save`; raises :class:`ModelFileError` with the reason."""
         path = Path(path)
         try:
-            with zipfile.ZipFile(path) as z:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ModelFileError(f"{path}: model file not found") from None
+        except OSError as e:
+            raise ModelFileError(f"{path}: cannot read: {e}") from e
+        return Policy.from_bytes(data, source=str(path))
+
+    @staticmethod
+    def from_bytes(data: bytes, source: str = "<bytes>") -> "Policy":
+        """The policy in ``data`` (from :meth:`to_bytes`); raises :class:`ModelFileError` with the reason."""
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
                 meta = json.loads(z.read("meta.json"))
                 arrays = {
                     n[:-4]: np.load(io.BytesIO(z.read(n)), allow_pickle=False) for n in z.namelist() if n.endswith(".npy")
                 }
-        except FileNotFoundError:
-            raise ModelFileError(f"{path}: model file not found") from None
         except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
-            raise ModelFileError(f"{path}: not a readable backdrop model file (corrupt or truncated: {e})") from e
+            raise ModelFileError(f"{source}: not a readable backdrop model file (corrupt or truncated: {e})") from e
         if meta.get("format") != FORMAT:
-            raise ModelFileError(f"{path}: not a backdrop bandit model (format {meta.get('format')!r})")
+            raise ModelFileError(f"{source}: not a backdrop bandit model (format {meta.get('format')!r})")
         if meta.get("version") != FORMAT_VERSION:
             raise ModelFileError(
-                f"{path}: model file version {meta.get('version')} is not supported by this backdrop "
+                f"{source}: model file version {meta.get('version')} is not supported by this backdrop "
                 f"(reads version {FORMAT_VERSION}); retrain or convert it"
             )
         cls = POLICIES.get(meta.get("policy"))
         if cls is None:
-            raise ModelFileError(f"{path}: unknown policy {meta.get('policy')!r}")
+            raise ModelFileError(f"{source}: unknown policy {meta.get('policy')!r}")
         try:
             policy = cls(**meta["params"])
             for arm in meta["arms"]:
@@ -315,7 +331,7 @@ class Policy:
             policy.n_updates = int(meta["n_updates"])
             policy.rng.bit_generator.state = meta["rng"]
         except (KeyError, ValueError, TypeError) as e:
-            raise ModelFileError(f"{path}: inconsistent model file: {e}") from e
+            raise ModelFileError(f"{source}: inconsistent model file: {e}") from e
         return policy
 
     def __repr__(self) -> str:

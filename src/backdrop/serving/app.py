@@ -1,0 +1,530 @@
+"""The decision service: which creative to show for this (user, item, placement), and the feedback loop.
+
+An ad server calls ``POST /v1/decide`` per impression and ``POST /v1/feedback`` when the user
+clicks. Every answered decision is in the event log before the answer leaves (its propensity is the
+probability the served policy really had); the learner (``backdrop learn`` or ``serve --learn``)
+folds joined rewards into a new model version, which every replica picks up between requests.
+The OpenAPI schema (``/openapi.json``, committed as ``docs/openapi.json``) is the contract.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+import threading
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
+
+from .. import __version__
+from ..bandit.features import FeatureEncoder
+from ..bandit.policies import ModelFileError, Policy
+from ..store import CreativeStore
+from .eventlog import EventLog, LogUnavailable, TooLate, UnknownDecision, open_event_log
+from .metrics import Metrics
+from .records import DecisionRecord
+from .settings import ServiceSettings
+
+logger = logging.getLogger(__name__)
+ORIGINAL = "original"
+FeatureValue = StrictStr | StrictBool | StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)]
+
+
+# -- request / response models (the contract) -----------------------------------------------
+
+
+class User(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(default=None, max_length=128, description="Your user id (logged, not a feature)")
+    features: dict[str, FeatureValue] = Field(
+        default_factory=dict,
+        description="Context features: strings and booleans are hashed, numbers must be declared in the "
+        "service's feature config to be used. Bounded in keys and lengths.",
+    )
+
+
+class DecideRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str | None = Field(
+        default=None, min_length=1, max_length=128, description="Idempotency key: a retry with the same id gets the same decision"
+    )
+    user: User = Field(default_factory=User)
+    item_id: str = Field(min_length=1, max_length=256)
+    placement: str = Field(min_length=1, max_length=64)
+    styles: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None, description="Only consider these styles (default: every style stored for the item and placement)"
+    )
+
+
+class Creative(BaseModel):
+    key: str
+    url: str
+    width: int
+    height: int
+
+
+class DecideResponse(BaseModel):
+    decision_id: str | None = Field(description="Pass it to /v1/feedback; null when the decision could not be logged")
+    item_id: str
+    placement: str
+    style: str
+    creative: Creative
+    propensity: float = Field(description="Probability the served policy chose this style")
+    policy: str
+    model_version: int
+    fallback: Literal["no-creative", "log-unavailable"] | None = Field(
+        description="no-creative: no generated creative for this item and placement, the catalog image is shown; "
+        "log-unavailable: the event log could not be written, a default creative is shown and nothing was logged"
+    )
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision_id: str = Field(min_length=1, max_length=64)
+    reward: Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6)] = Field(description="1 for a click, 0 for none, or a value")
+    at: Annotated[float, Field(allow_inf_nan=False, ge=0)] | None = Field(
+        default=None, description="When the event happened (unix seconds); default: now"
+    )
+
+
+class FeedbackResponse(BaseModel):
+    decision_id: str
+    status: Literal["joined", "duplicate"] = Field(description="duplicate: a reward was already joined; this one is not counted")
+
+
+class ModelResponse(BaseModel):
+    version: int
+    policy: str
+    learner_offset: int
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+# -- the creative index (in memory, refreshed from the store) -------------------------------
+
+
+@dataclass(frozen=True)
+class _Creative:
+    key: str
+    path: Path
+    width: int
+    height: int
+    media_type: str
+
+
+class CreativeIndex:
+    """item -> category, and (item, placement) -> {style: creative}; rebuilt from the store, swapped whole."""
+
+    def __init__(self, store_root: Path):
+        self.store_root = Path(store_root)
+        self.products: dict[str, dict] = {}
+        self.by_item: dict[tuple[str, str], dict[str, _Creative]] = {}
+        self.files: dict[str, _Creative] = {}
+        self.placements: set[str] = set()
+        self.loaded_at = 0.0
+
+    def refresh(self) -> None:
+        from PIL import Image
+
+        store = CreativeStore(self.store_root, readonly=True)
+        try:
+            products, by_item, files, placements = {}, {}, {}, set()
+            for p in store.products():
+                products[p["product_id"]] = p
+            for r in store.creatives():
+                media = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}.get(r.format, "application/octet-stream")
+                c = _Creative(r.key, self.store_root / r.path, r.width, r.height, media)
+                by_item.setdefault((r.product_id, r.placement), {})[r.style] = c
+                files[r.key] = c
+                placements.add(r.placement)
+            for p in products.values():  # the catalog image, content-addressed like the creatives
+                path = Path(p["image_path"])
+                key = "catalog-" + p["image_sha256"][:32]
+                if key not in files and path.is_file():
+                    with Image.open(path) as im:
+                        w, h = im.size
+                    media = "image/png" if path.suffix.lower() == ".png" else "image/jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else "image/webp"
+                    files[key] = _Creative(key, path, w, h, media)
+                p["catalog_key"] = key
+        finally:
+            store.close()
+        self.products, self.by_item, self.files, self.placements = products, by_item, files, placements
+        self.loaded_at = time.time()
+
+
+# -- the service ----------------------------------------------------------------------------
+
+
+class Service:
+    """Holds the log, the served policy (swapped when a newer version is published) and the index."""
+
+    def __init__(self, settings: ServiceSettings, log: EventLog | None = None):
+        self.settings = settings
+        self.encoder = FeatureEncoder(settings.features)
+        self.index = CreativeIndex(settings.store)
+        self.index.refresh()
+        self.log = log or open_event_log(settings.db_url)
+        self.metrics = Metrics()
+        self._policy_lock = threading.Lock()
+        self.policy: Policy = settings.policy.make(self.encoder.n_features)
+        self.model_version = 0
+        self.model_loaded = False
+        self._stop = threading.Event()
+        try:
+            self.log.migrate()
+            self.reload_model()
+        except LogUnavailable:
+            pass  # serve with the configured fresh policy; /readyz says why not ready
+        self._threads = [
+            threading.Thread(target=self._poll_models, name="backdrop-model-poll", daemon=True),
+            threading.Thread(target=self._poll_store, name="backdrop-store-refresh", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def reload_model(self) -> bool:
+        """Load the latest published model if it is newer than the served one (an atomic swap)."""
+        latest = self.log.latest_version()
+        if latest > self.model_version:
+            record = self.log.latest_model()
+            policy = Policy.from_bytes(record.blob, source=f"model version {record.version}")
+            if getattr(policy, "n_features", None) not in (None, self.encoder.n_features):
+                raise ModelFileError(
+                    f"model version {record.version} expects {policy.n_features} features, the service encodes {self.encoder.n_features}"
+                )
+            with self._policy_lock:
+                self.policy, self.model_version = policy, record.version
+            self.metrics.model_version.set(record.version)
+        self.model_loaded = True
+        return True
+
+    def _poll_models(self) -> None:
+        while not self._stop.wait(self.settings.model_poll_s):
+            try:
+                self.reload_model()
+            except (LogUnavailable, ModelFileError) as e:
+                logger.debug("model poll: %s", e)
+
+    def _poll_store(self) -> None:
+        while not self._stop.wait(self.settings.store_refresh_s):
+            try:
+                self.index.refresh()
+            except Exception as e:  # noqa: BLE001 - keep serving the last good index
+                logger.warning("creative store refresh failed, serving the last good index: %s", e)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.log.close()
+
+    # -- decide -----------------------------------------------------------------------------
+
+    def url(self, key: str) -> str:
+        return f"{self.settings.public_url}/v1/creatives/{key}"
+
+    def creative(self, c: _Creative) -> Creative:
+        return Creative(key=c.key, url=self.url(c.key), width=c.width, height=c.height)
+
+    def decide(self, req: DecideRequest) -> DecideResponse:
+        limits = self.settings.limits
+        _check_features(req.user.features, limits)
+        if req.styles is not None and len(req.styles) > limits.max_styles:
+            raise HTTPException(422, f"styles: at most {limits.max_styles} styles")
+        product = self.index.products.get(req.item_id)
+        if product is None:
+            raise HTTPException(404, f"unknown item_id '{req.item_id}': not in the creative store (run backdrop generate for it)")
+        if req.placement not in self.index.placements:
+            known = ", ".join(sorted(self.index.placements)) or "none"
+            raise HTTPException(404, f"unknown placement '{req.placement}'; known: {known}")
+
+        if req.request_id is not None:
+            try:
+                previous = self.log.get_by_request(req.request_id)
+            except LogUnavailable:
+                previous = None
+            if previous is not None:
+                if (previous.item_id, previous.placement) != (req.item_id, req.placement):
+                    raise HTTPException(409, f"request_id '{req.request_id}' was already used for another item or placement")
+                return self._response(previous)
+
+        stored = self.index.by_item.get((req.item_id, req.placement), {})
+        arms = [s for s in sorted(stored) if s != ORIGINAL]
+        if req.styles is not None:
+            wanted = set(req.styles)
+            arms = [s for s in arms if s in wanted]
+        t0 = time.perf_counter()
+        x = self.encoder.encode(req.user.features, product["category"], req.placement)
+        if arms:
+            with self._policy_lock:
+                policy, version = self.policy, self.model_version
+                decision = policy.choose(x, arms)
+            style, propensity, fallback = str(decision.arm), float(decision.propensity), None
+            key = stored[style].key
+        else:  # the control arm: the catalog image (its "original" rendition when stored)
+            policy, version = self.policy, self.model_version
+            style, propensity, fallback = ORIGINAL, 1.0, "no-creative"
+            key = stored[ORIGINAL].key if ORIGINAL in stored else product["catalog_key"]
+        self.metrics.policy_seconds.observe(time.perf_counter() - t0)
+        record = DecisionRecord(
+            decision_id=uuid.uuid4().hex,
+            created_at=time.time(),
+            item_id=req.item_id,
+            placement=req.placement,
+            arms=arms,
+            arm=style,
+            propensity=propensity,
+            policy=policy.name,
+            model_version=version,
+            context=x.tolist(),
+            user_id=req.user.id,
+            user_features=dict(req.user.features),
+            request_id=req.request_id,
+            creative_key=key,
+            fallback=fallback,
+        )
+        try:
+            record = self.log.log_decision(record)
+        except LogUnavailable:
+            return self._unlogged(req, stored, product, policy, version)
+        self.metrics.decisions.labels(style=style, fallback=fallback or "none").inc()
+        return self._response(record)
+
+    def _unlogged(self, req, stored, product, policy, version) -> DecideResponse:
+        """The database is down: an ad must still render, but nothing is claimed as logged."""
+        default = self.settings.default_style
+        styles = [s for s in sorted(stored) if s != ORIGINAL]
+        style = default if default in stored else (styles[0] if styles else ORIGINAL)
+        key = stored[style].key if style in stored else product["catalog_key"]
+        self.metrics.decisions.labels(style=style, fallback="log-unavailable").inc()
+        return DecideResponse(
+            decision_id=None,
+            item_id=req.item_id,
+            placement=req.placement,
+            style=style,
+            creative=self.creative(self.index.files[key]),
+            propensity=1.0,
+            policy=policy.name,
+            model_version=version,
+            fallback="log-unavailable",
+        )
+
+    def _response(self, r: DecisionRecord) -> DecideResponse:
+        c = self.index.files.get(r.creative_key)
+        if c is None:
+            raise HTTPException(404, f"creative {r.creative_key} of decision {r.decision_id} is no longer in the store")
+        return DecideResponse(
+            decision_id=r.decision_id,
+            item_id=r.item_id,
+            placement=r.placement,
+            style=r.arm,
+            creative=self.creative(c),
+            propensity=r.propensity,
+            policy=r.policy,
+            model_version=r.model_version,
+            fallback=r.fallback,
+        )
+
+
+def _check_features(features: dict, limits) -> None:
+    if len(features) > limits.max_feature_keys:
+        raise HTTPException(422, f"user.features: at most {limits.max_feature_keys} keys, got {len(features)}")
+    for key, value in features.items():
+        if not key or len(key) > limits.max_key_length:
+            raise HTTPException(422, f"user.features: keys must be 1-{limits.max_key_length} characters ({key[:80]!r})")
+        if isinstance(value, str) and len(value) > limits.max_value_length:
+            raise HTTPException(422, f"user.features.{key}: at most {limits.max_value_length} characters")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise HTTPException(422, f"user.features.{key}: must be a finite number")
+
+
+# -- the app --------------------------------------------------------------------------------
+
+
+def create_app(settings: ServiceSettings, log: EventLog | None = None) -> FastAPI:
+    """The FastAPI app of one replica (several replicas share one PostgreSQL event log)."""
+    service = Service(settings, log)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        service.close()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="Backdrop decision service",
+        version=__version__,
+        description=(
+            "Chooses, per ad impression, which generated creative (background style) of an item to show, "
+            "logs the decision with its propensity, and joins click feedback for the learner."
+        ),
+        responses={422: {"description": "Invalid request: the detail names the field"}},
+    )
+    app.state.service = service
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes the input back, which may be NaN (unserialisable) or a secret
+        errors, seen = [], set()
+        for e in exc.errors():
+            loc = list(e.get("loc", ()))
+            msg, kind = e.get("msg", ""), e.get("type", "")
+            if loc[:3] == ["body", "user", "features"] and len(loc) > 4:  # one error per feature, not per union branch
+                loc, msg, kind = loc[:4], "must be a string, a boolean, an integer or a finite number", "feature_type"
+            if tuple(loc) not in seen:
+                seen.add(tuple(loc))
+                errors.append({"loc": loc, "msg": msg, "type": kind})
+        return JSONResponse({"detail": errors}, status_code=422)
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
+
+    def require_key(
+        authorization: Annotated[str | None, Header(description="Bearer <api key>")] = None,
+        x_api_key: Annotated[str | None, Header(description="the API key (alternative to Authorization)")] = None,
+    ) -> None:
+        given = x_api_key or (authorization[7:] if authorization and authorization.lower().startswith("bearer ") else None)
+        if api_key is None:
+            raise HTTPException(503, "this endpoint needs an API key and none is configured (serve --api-key or BACKDROP_API_KEY)")
+        if given is None or not hmac.compare_digest(given.encode(), api_key.encode()):
+            raise HTTPException(401, "missing or wrong API key (Authorization: Bearer <key> or X-API-Key)")
+
+    @app.middleware("http")
+    async def limits_and_metrics(request: Request, call_next):
+        t0 = time.perf_counter()
+        limit = settings.limits.max_model_bytes if request.url.path == "/v1/models" else settings.limits.max_body_bytes
+        length = request.headers.get("content-length")
+        too_big = JSONResponse({"detail": f"request body larger than {limit} bytes"}, 413)
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            response = too_big
+        elif request.method in ("POST", "PUT") and length is None and len(await request.body()) > limit:
+            response = too_big  # chunked upload without a length
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        endpoint = getattr(route, "path", "unmatched")
+        service.metrics.requests.labels(endpoint=endpoint, status=str(response.status_code)).inc()
+        service.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - t0)
+        return response
+
+    @app.post("/v1/decide", response_model=DecideResponse, responses={404: {"model": Problem}, 409: {"model": Problem}})
+    def decide(req: DecideRequest) -> DecideResponse:
+        """Choose the creative for this impression; the decision is logged before the answer leaves."""
+        return service.decide(req)
+
+    @app.post(
+        "/v1/feedback",
+        response_model=FeedbackResponse,
+        dependencies=[Depends(require_key)],
+        responses={401: {"model": Problem}, 404: {"model": Problem}, 409: {"model": Problem}, 503: {"model": Problem}},
+    )
+    def feedback(req: FeedbackRequest) -> FeedbackResponse:
+        """Join a reward (a click) to its decision; a second reward for the same decision is not counted."""
+        now = time.time()
+        try:
+            status = service.log.log_reward(
+                req.decision_id, req.reward, req.at if req.at is not None else now, now, settings.join_window_s
+            )
+        except UnknownDecision:
+            raise HTTPException(404, f"unknown decision_id '{req.decision_id}'") from None
+        except TooLate as e:
+            raise HTTPException(409, str(e)) from None
+        except LogUnavailable:
+            raise HTTPException(503, "the event log is unavailable; retry later") from None
+        service.metrics.rewards.labels(status=status).inc()
+        return FeedbackResponse(decision_id=req.decision_id, status=status)
+
+    @app.get(
+        "/v1/creatives/{key}",
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}}, 304: {"description": "Not modified"}, 404: {"model": Problem}},
+    )
+    def creative(key: str, if_none_match: Annotated[str | None, Header()] = None):
+        """The image bytes; content-addressed, so cached forever (ETag = key)."""
+        c = service.index.files.get(key)
+        if c is None:
+            raise HTTPException(404, f"unknown creative '{key}'")
+        etag = f'"{key}"'
+        headers = {"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable"}
+        if if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]:
+            return Response(status_code=304, headers=headers)
+        if not c.path.is_file():
+            raise HTTPException(404, f"creative '{key}' is indexed but its file is missing")
+        return FileResponse(c.path, media_type=c.media_type, headers=headers)
+
+    @app.post(
+        "/v1/models",
+        response_model=ModelResponse,
+        dependencies=[Depends(require_key)],
+        responses={401: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem}, 503: {"model": Problem}},
+        openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
+    )
+    async def publish_model(request: Request) -> ModelResponse:
+        """Publish a model file (``Policy.save``) as the next version: every replica serves it within seconds."""
+        data = await request.body()
+        try:
+            policy = Policy.from_bytes(data, source="uploaded model")
+        except ModelFileError as e:
+            raise HTTPException(422, str(e)) from None
+        if getattr(policy, "n_features", None) not in (None, service.encoder.n_features):
+            raise HTTPException(422, f"the model expects {policy.n_features} features; the service encodes {service.encoder.n_features}")
+        try:
+            current = service.log.latest_model()
+            record = service.log.publish_model(
+                data,
+                policy.name,
+                learner_offset=current.learner_offset if current else 0,
+                n_decisions=current.n_decisions if current else 0,
+                n_rewards=current.n_rewards if current else 0,
+                expected_version=current.version if current else 0,
+            )
+        except LogUnavailable:
+            raise HTTPException(503, "the event log is unavailable; retry later") from None
+        except Exception as e:  # VersionConflict
+            if type(e).__name__ == "VersionConflict":
+                raise HTTPException(409, str(e)) from None
+            raise
+        return ModelResponse(version=record.version, policy=record.policy, learner_offset=record.learner_offset)
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        """The process is up."""
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/readyz", responses={503: {"description": "Not ready: the reasons are listed"}})
+    def readyz():
+        """Ready to serve logged decisions: the event log answers and a model is loaded."""
+        problems = []
+        if not service.log.ping():
+            problems.append("event log unreachable")
+        if not service.model_loaded:
+            problems.append("model not loaded")
+        if not service.index.by_item:
+            problems.append("creative store is empty")
+        body = {"ready": not problems, "problems": problems, "model_version": service.model_version}
+        return JSONResponse(body, status_code=200 if not problems else 503)
+
+    @app.get("/metrics", response_class=Response)
+    def metrics() -> Response:
+        """Prometheus metrics: requests and latency per endpoint, decisions per style, rewards, model version."""
+        return Response(service.metrics.render(), media_type=service.metrics.content_type)
+
+    return app

@@ -1,0 +1,523 @@
+"""The durable event log: decisions, rewards and model versions, in SQLite (embedded) or PostgreSQL.
+
+One schema, two dialects, versioned migrations (``schema_migrations``). Every write is one
+transaction: a decision is answered only after :meth:`EventLog.log_decision` returned, a reward is
+joined at most once (the rewards table is keyed by decision), and a model version is published
+together with the learner's offset (so a crashed learner resumes exactly where its last published
+model ends).
+
+``seq`` orders decisions; the learner folds a contiguous prefix of it. On PostgreSQL several
+replicas insert concurrently, so a row may commit after a row with a higher ``seq``; the learner
+only reads decisions older than the join window plus a grace (:data:`COMMIT_GRACE_S`), and a
+decision insert that takes longer than :data:`STATEMENT_TIMEOUT_MS` is aborted and answered as not
+logged, so no decision commits behind the learner's offset.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BackdropError
+from .records import DecisionRecord, ModelRecord, RewardRecord
+
+#: the learner waits this long past the join window before folding a decision in (default)
+COMMIT_GRACE_S = 5.0
+#: a decision insert on PostgreSQL taking longer than this is aborted (and answered as not logged)
+STATEMENT_TIMEOUT_MS = 2000
+
+
+class LogUnavailable(BackdropError):
+    """The database cannot be reached or written right now (the service degrades, never lies)."""
+
+
+class UnknownDecision(BackdropError):
+    pass
+
+
+class TooLate(BackdropError):
+    pass
+
+
+class VersionConflict(BackdropError):
+    """Another writer published a model version first; reload and retry."""
+
+
+_DECISION_COLUMNS = (
+    "decision_id, request_id, created_at, item_id, placement, arms, arm, propensity, policy, "
+    "model_version, context, user_id, user_features, creative_key, fallback"
+)
+
+
+def _migrations(dialect: str) -> list[tuple[int, list[str]]]:
+    seq = "INTEGER PRIMARY KEY AUTOINCREMENT" if dialect == "sqlite" else "BIGSERIAL PRIMARY KEY"
+    blob = "BLOB" if dialect == "sqlite" else "BYTEA"
+    real = "REAL" if dialect == "sqlite" else "DOUBLE PRECISION"
+    big = "INTEGER" if dialect == "sqlite" else "BIGINT"
+    return [
+        (
+            1,
+            [
+                f"""CREATE TABLE decisions (
+                    seq {seq},
+                    decision_id TEXT NOT NULL UNIQUE,
+                    request_id TEXT UNIQUE,
+                    created_at {real} NOT NULL,
+                    item_id TEXT NOT NULL,
+                    placement TEXT NOT NULL,
+                    arms TEXT NOT NULL,
+                    arm TEXT NOT NULL,
+                    propensity {real} NOT NULL CHECK (propensity > 0 AND propensity <= 1),
+                    policy TEXT NOT NULL,
+                    model_version {big} NOT NULL,
+                    context {blob} NOT NULL,
+                    user_id TEXT,
+                    user_features TEXT NOT NULL,
+                    creative_key TEXT,
+                    fallback TEXT)""",
+                "CREATE INDEX decisions_created_at ON decisions (created_at)",
+                f"""CREATE TABLE rewards (
+                    decision_id TEXT PRIMARY KEY REFERENCES decisions (decision_id),
+                    reward {real} NOT NULL,
+                    at {real} NOT NULL,
+                    received_at {real} NOT NULL)""",
+                f"""CREATE TABLE models (
+                    version {big} PRIMARY KEY,
+                    created_at {real} NOT NULL,
+                    policy TEXT NOT NULL,
+                    blob {blob} NOT NULL,
+                    learner_offset {big} NOT NULL,
+                    n_decisions {big} NOT NULL,
+                    n_rewards {big} NOT NULL)""",
+            ],
+        ),
+    ]
+
+
+SCHEMA_VERSION = max(v for v, _ in _migrations("sqlite"))
+
+
+def open_event_log(url: str, **kwargs) -> EventLog:
+    """``postgresql://...`` -> :class:`PostgresEventLog`; ``sqlite:///path`` or a plain path -> :class:`SQLiteEventLog`."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresEventLog(url, **kwargs)
+    path = url.removeprefix("sqlite:///")
+    if "://" in path:
+        raise BackdropError(f"event log URL {url!r}: use postgresql://user:pass@host/db or an SQLite path")
+    return SQLiteEventLog(Path(path), **kwargs)
+
+
+def _decision_row(r: DecisionRecord) -> tuple:
+    return (
+        r.decision_id,
+        r.request_id,
+        r.created_at,
+        r.item_id,
+        r.placement,
+        json.dumps(r.arms),
+        r.arm,
+        r.propensity,
+        r.policy,
+        r.model_version,
+        np.asarray(r.context, dtype="<f8").tobytes(),
+        r.user_id,
+        json.dumps(r.user_features, sort_keys=True),
+        r.creative_key,
+        r.fallback,
+    )
+
+
+def _decision(row) -> DecisionRecord:
+    (seq, decision_id, request_id, created_at, item_id, placement, arms, arm, propensity, policy,
+     model_version, context, user_id, user_features, creative_key, fallback) = row  # fmt: skip
+    return DecisionRecord(
+        decision_id=decision_id,
+        created_at=float(created_at),
+        item_id=item_id,
+        placement=placement,
+        arms=json.loads(arms),
+        arm=arm,
+        propensity=float(propensity),
+        policy=policy,
+        model_version=int(model_version),
+        context=np.frombuffer(bytes(context), dtype="<f8").tolist(),
+        user_id=user_id,
+        user_features=json.loads(user_features),
+        request_id=request_id,
+        creative_key=creative_key,
+        fallback=fallback,
+        seq=int(seq),
+    )
+
+
+def _model(row) -> ModelRecord:
+    version, created_at, policy, blob, offset, n_decisions, n_rewards = row
+    return ModelRecord(int(version), float(created_at), policy, bytes(blob), int(offset), int(n_decisions), int(n_rewards))
+
+
+class EventLog:
+    """The dialect-independent operations; subclasses provide connections and the SQL placeholders."""
+
+    dialect = "?"
+    url = ""
+
+    # subclass hooks -----------------------------------------------------------------------
+    @contextmanager
+    def _tx(self, write: bool = True):  # pragma: no cover - abstract
+        raise NotImplementedError
+        yield
+
+    def _sql(self, sql: str) -> str:
+        return sql
+
+    def _is_unique_violation(self, e: Exception) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # schema -------------------------------------------------------------------------------
+    def migrate(self) -> int:
+        """Apply the migrations this database lacks (idempotent, safe with several replicas)."""
+        with self._tx() as cur:
+            self._lock_for_migration(cur)
+            cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+            cur.execute("SELECT version FROM schema_migrations")
+            done = {int(r[0]) for r in cur.fetchall()}
+            if done and max(done) > SCHEMA_VERSION:
+                raise BackdropError(
+                    f"{self.redacted_url}: event log schema version {max(done)} is newer than this backdrop "
+                    f"(knows {SCHEMA_VERSION}); upgrade backdrop"
+                )
+            for version, statements in _migrations(self.dialect):
+                if version in done:
+                    continue
+                for s in statements:
+                    cur.execute(s)
+                cur.execute(self._sql("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)"), (version, time.time()))
+        return SCHEMA_VERSION
+
+    def _lock_for_migration(self, cur) -> None:
+        pass
+
+    @property
+    def redacted_url(self) -> str:
+        import re
+
+        return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", self.url)
+
+    def ping(self) -> bool:
+        try:
+            with self._tx(write=False) as cur:
+                cur.execute("SELECT 1")
+                cur.fetchall()
+            return True
+        except LogUnavailable:
+            return False
+
+    # decisions ----------------------------------------------------------------------------
+    def log_decision(self, record: DecisionRecord) -> DecisionRecord:
+        """Insert the decision durably; with a ``request_id`` already logged, return that decision instead."""
+        if not record.propensity > 0:
+            raise ValueError(f"propensity must be > 0, got {record.propensity}")
+        row = _decision_row(record)
+        placeholders = ", ".join("?" * len(row))
+        conflict = " ON CONFLICT (request_id) DO NOTHING" if record.request_id is not None else ""
+        with self._tx() as cur:
+            self._before_decision_insert(cur)
+            cur.execute(self._sql(f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES ({placeholders}){conflict} RETURNING seq"), row)
+            got = cur.fetchone()
+            if got is None:  # the request_id was logged before: idempotent retry
+                cur.execute(self._sql(f"SELECT seq, {_DECISION_COLUMNS} FROM decisions WHERE request_id = ?"), (record.request_id,))
+                return _decision(cur.fetchone())
+        record.seq = int(got[0])
+        return record
+
+    def _before_decision_insert(self, cur) -> None:
+        pass
+
+    def get_decision(self, decision_id: str) -> DecisionRecord | None:
+        with self._tx(write=False) as cur:
+            cur.execute(self._sql(f"SELECT seq, {_DECISION_COLUMNS} FROM decisions WHERE decision_id = ?"), (decision_id,))
+            row = cur.fetchone()
+        return _decision(row) if row else None
+
+    def get_by_request(self, request_id: str) -> DecisionRecord | None:
+        with self._tx(write=False) as cur:
+            cur.execute(self._sql(f"SELECT seq, {_DECISION_COLUMNS} FROM decisions WHERE request_id = ?"), (request_id,))
+            row = cur.fetchone()
+        return _decision(row) if row else None
+
+    def decisions(self, after_seq: int = 0, batch: int = 5000) -> Iterator[DecisionRecord]:
+        """Every decision in ``seq`` order (read in batches)."""
+        while True:
+            with self._tx(write=False) as cur:
+                cur.execute(
+                    self._sql(f"SELECT seq, {_DECISION_COLUMNS} FROM decisions WHERE seq > ? ORDER BY seq LIMIT ?"),
+                    (after_seq, batch),
+                )
+                rows = cur.fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield _decision(row)
+            after_seq = int(rows[-1][0])
+
+    # rewards ------------------------------------------------------------------------------
+    def log_reward(self, decision_id: str, reward: float, at: float, received_at: float, join_window_s: float) -> str:
+        """Join a reward to its decision: ``"joined"``, or ``"duplicate"`` when one was joined already.
+
+        Raises :class:`UnknownDecision`, or :class:`TooLate` when the reward arrives (or happened)
+        after the join window closed: the learner may already have folded the decision in.
+        """
+        with self._tx() as cur:
+            cur.execute(self._sql("SELECT created_at FROM decisions WHERE decision_id = ?"), (decision_id,))
+            row = cur.fetchone()
+            if row is None:
+                raise UnknownDecision(decision_id)
+            created = float(row[0])
+            late = max(at, received_at) - created
+            if late > join_window_s:
+                raise TooLate(
+                    f"decision {decision_id} was made {late:.0f} s before this reward, more than the join window "
+                    f"of {join_window_s:g} s: the learner has counted it with the default reward"
+                )
+            cur.execute(
+                self._sql("INSERT INTO rewards (decision_id, reward, at, received_at) VALUES (?, ?, ?, ?) ON CONFLICT (decision_id) DO NOTHING RETURNING decision_id"),
+                (decision_id, float(reward), float(at), float(received_at)),
+            )
+            return "joined" if cur.fetchone() is not None else "duplicate"
+
+    def rewards(self) -> list[RewardRecord]:
+        with self._tx(write=False) as cur:
+            cur.execute("SELECT decision_id, reward, at, received_at FROM rewards")
+            return [RewardRecord(r[0], float(r[1]), float(r[2]), float(r[3])) for r in cur.fetchall()]
+
+    def joined(self, after_seq: int, created_before: float, limit: int = 10_000) -> list[tuple[DecisionRecord, float | None]]:
+        """The decisions after ``after_seq`` with their reward (None: no reward joined), in ``seq`` order.
+
+        Only a contiguous prefix of decisions made before ``created_before`` is returned, so the
+        caller's offset never jumps over a decision whose join window is still open.
+        """
+        cols = ", ".join(f"d.{c.strip()}" for c in _DECISION_COLUMNS.split(","))
+        with self._tx(write=False) as cur:
+            cur.execute(
+                self._sql(
+                    f"SELECT d.seq, {cols}, r.reward FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.decision_id "
+                    "WHERE d.seq > ? ORDER BY d.seq LIMIT ?"
+                ),
+                (after_seq, limit),
+            )
+            rows = cur.fetchall()
+        out = []
+        for row in rows:
+            if float(row[3]) > created_before:
+                break
+            out.append((_decision(row[:-1]), None if row[-1] is None else float(row[-1])))
+        return out
+
+    # models -------------------------------------------------------------------------------
+    def publish_model(
+        self, blob: bytes, policy: str, *, learner_offset: int, n_decisions: int, n_rewards: int, expected_version: int
+    ) -> ModelRecord:
+        """Publish ``blob`` as version ``expected_version + 1``; :class:`VersionConflict` if that exists."""
+        record = ModelRecord(expected_version + 1, time.time(), policy, blob, learner_offset, n_decisions, n_rewards)
+        try:
+            with self._tx() as cur:
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO models (version, created_at, policy, blob, learner_offset, n_decisions, n_rewards) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    ),
+                    (record.version, record.created_at, policy, blob, learner_offset, n_decisions, n_rewards),
+                )
+        except _Conflict as e:
+            raise VersionConflict(f"model version {record.version} was published by another writer; reload and retry") from e
+        return record
+
+    def latest_version(self) -> int:
+        with self._tx(write=False) as cur:
+            cur.execute("SELECT MAX(version) FROM models")
+            row = cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def latest_model(self) -> ModelRecord | None:
+        with self._tx(write=False) as cur:
+            cur.execute(
+                "SELECT version, created_at, policy, blob, learner_offset, n_decisions, n_rewards FROM models ORDER BY version DESC LIMIT 1"
+            )
+            row = cur.fetchone()
+        return _model(row) if row else None
+
+    def counts(self) -> dict[str, int]:
+        with self._tx(write=False) as cur:
+            out = {}
+            for table in ("decisions", "rewards", "models"):
+                cur.execute(f"SELECT COUNT(*) FROM {table}")
+                out[table] = int(cur.fetchone()[0])
+        return out
+
+    def close(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class _Conflict(Exception):
+    """A unique-key violation, whatever the driver calls it."""
+
+
+# -- SQLite -----------------------------------------------------------------------------------
+
+
+class SQLiteEventLog(EventLog):
+    """SQLite in WAL mode, one connection per thread; ``synchronous=FULL`` so a logged decision survives a power cut."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL", busy_timeout_ms: int = 5000):
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        self.synchronous = synchronous
+        self.busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout_ms / 1000)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={self.synchronous}")
+                conn.execute("PRAGMA foreign_keys=ON")
+            except (sqlite3.Error, OSError) as e:
+                raise LogUnavailable(f"{self.path}: cannot open the event log: {e}") from e
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _tx(self, write: bool = True):
+        conn = self._conn()
+        cur = conn.cursor()
+        try:
+            cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        except sqlite3.Error as e:
+            raise LogUnavailable(f"{self.path}: {e}") from e
+        try:
+            yield cur
+            cur.execute("COMMIT")
+        except sqlite3.IntegrityError as e:
+            conn.rollback()
+            if "UNIQUE" in str(e) or "PRIMARY KEY" in str(e):
+                raise _Conflict(str(e)) from e
+            raise
+        except sqlite3.OperationalError as e:
+            if conn.in_transaction:
+                conn.rollback()
+            raise LogUnavailable(f"{self.path}: {e}") from e
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+        finally:
+            cur.close()
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+        self._local = threading.local()
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------
+
+
+class PostgresEventLog(EventLog):
+    """PostgreSQL through psycopg 3 with a small connection pool; fails fast while the server is down."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str, *, pool_size: int = 8, connect_timeout_s: int = 2, retry_after_s: float = 1.0):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError as e:  # pragma: no cover - psycopg is a core dependency
+            raise BackdropError("PostgreSQL event log needs psycopg: pip install 'psycopg[binary]'") from e
+        self.url = url
+        self.pool_size = pool_size
+        self.connect_timeout_s = connect_timeout_s
+        self.retry_after_s = retry_after_s
+        self._idle: queue.LifoQueue = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(pool_size)
+        self._down_until = 0.0
+        self._closed = False
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s")
+
+    def _connect(self):
+        import psycopg
+
+        if time.monotonic() < self._down_until:
+            raise LogUnavailable(f"{self.redacted_url}: unreachable (retrying shortly)")
+        try:
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=self.connect_timeout_s)
+        except psycopg.Error as e:
+            self._down_until = time.monotonic() + self.retry_after_s
+            raise LogUnavailable(f"{self.redacted_url}: cannot connect: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+    @contextmanager
+    def _tx(self, write: bool = True):
+        import psycopg
+        import psycopg.errors
+
+        if not self._slots.acquire(timeout=self.connect_timeout_s):
+            raise LogUnavailable(f"{self.redacted_url}: all {self.pool_size} connections busy")
+        conn = None
+        try:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                conn = self._connect()
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    yield cur
+            except psycopg.errors.UniqueViolation as e:
+                raise _Conflict(str(e)) from e
+            except (psycopg.OperationalError, psycopg.errors.QueryCanceled, psycopg.InterfaceError) as e:
+                conn.close()
+                if isinstance(e, psycopg.OperationalError) and not isinstance(e, psycopg.errors.QueryCanceled):
+                    self._down_until = time.monotonic() + self.retry_after_s
+                conn = None
+                raise LogUnavailable(f"{self.redacted_url}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        finally:
+            if conn is not None and not conn.closed and not self._closed:
+                self._idle.put(conn)
+            elif conn is not None:
+                conn.close()
+            self._slots.release()
+
+    def _lock_for_migration(self, cur) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock(7261004)")  # replicas starting together migrate one at a time
+
+    def _before_decision_insert(self, cur) -> None:
+        cur.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
+
+    def close(self) -> None:
+        self._closed = True
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return

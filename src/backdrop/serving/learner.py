@@ -1,0 +1,112 @@
+"""The learner: fold joined rewards into the policy and publish model versions.
+
+A pass reads the decisions after the latest model's ``learner_offset`` whose join window (plus the
+commit grace of :mod:`.eventlog`) has passed, gives each its joined reward or the default reward,
+updates a copy of the latest model with ``update_many`` and publishes it as the next version with
+the new offset, in one transaction. A crash anywhere before that commit changes nothing; a crash
+after it is a finished pass. Two learners racing get a :class:`VersionConflict` on one side, which
+reloads and retries, so no event is skipped or counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from ..bandit.policies import Policy
+from .eventlog import COMMIT_GRACE_S, EventLog, LogUnavailable, VersionConflict
+from .records import DecisionRecord, ModelRecord
+
+log = logging.getLogger(__name__)
+
+
+def fold(policy: Policy, rows: list[tuple[DecisionRecord, float | None]], default_reward: float) -> tuple[int, int]:
+    """Update ``policy`` with the rows that had a choice (fallbacks offered nothing); (decisions, rewards) folded."""
+    learnable = [(d, r) for d, r in rows if d.arms and d.fallback is None]
+    if learnable:
+        X = np.array([d.context for d, _ in learnable], dtype=np.float64)
+        arms = [d.arm for d, _ in learnable]
+        rewards = [default_reward if r is None else r for _, r in learnable]
+        policy.update_many(X, arms, rewards)
+    return len(learnable), sum(r is not None for _, r in learnable)
+
+
+class Learner:
+    def __init__(
+        self,
+        log: EventLog,
+        factory: Callable[[], Policy],
+        *,
+        join_window_s: float,
+        default_reward: float = 0.0,
+        batch: int = 20_000,
+        grace_s: float = COMMIT_GRACE_S,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.log = log
+        self.factory = factory
+        self.join_window_s = join_window_s
+        self.default_reward = default_reward
+        self.batch = batch
+        self.grace_s = grace_s
+        self.clock = clock
+
+    def cutoff(self) -> float:
+        return self.clock() - self.join_window_s - self.grace_s
+
+    def run_once(self) -> ModelRecord | None:
+        """One pass: the published model, or None when nothing new was ready. Retries a lost race."""
+        for _ in range(5):
+            try:
+                return self._pass()
+            except VersionConflict:
+                continue
+        raise VersionConflict("five passes in a row lost the race to publish; is another learner running?")
+
+    def _pass(self) -> ModelRecord | None:
+        current = self.log.latest_model()
+        rows = self.log.joined(current.learner_offset if current else 0, self.cutoff(), limit=self.batch)
+        if not rows:
+            return None
+        policy = Policy.from_bytes(current.blob, source=f"model version {current.version}") if current else self.factory()
+        n_decisions, n_rewards = fold(policy, rows, self.default_reward)
+        return self.log.publish_model(
+            policy.to_bytes(),
+            policy.name,
+            learner_offset=rows[-1][0].seq,
+            n_decisions=(current.n_decisions if current else 0) + n_decisions,
+            n_rewards=(current.n_rewards if current else 0) + n_rewards,
+            expected_version=current.version if current else 0,
+        )
+
+    def run_forever(self, interval_s: float, stop: threading.Event) -> None:
+        """Passes until ``stop`` is set; a full batch is followed at once by the next pass."""
+        while not stop.is_set():
+            try:
+                record = self.run_once()
+                if record is not None:
+                    log.info("published model version %d (offset %d)", record.version, record.learner_offset)
+                    continue
+            except LogUnavailable as e:
+                log.warning("learner: %s", e)
+            stop.wait(interval_s)
+
+
+def train_offline(
+    log: EventLog, factory: Callable[[], Policy], *, join_window_s: float, default_reward: float = 0.0,
+    grace_s: float = COMMIT_GRACE_S, now: float | None = None,
+) -> tuple[Policy, int]:
+    """The model a learner would reach on the same log, trained in one go; (policy, offset)."""
+    policy = factory()
+    cutoff = (time.time() if now is None else now) - join_window_s - grace_s
+    offset = 0
+    while True:
+        rows = log.joined(offset, cutoff, limit=50_000)
+        if not rows:
+            return policy, offset
+        fold(policy, rows, default_reward)
+        offset = rows[-1][0].seq

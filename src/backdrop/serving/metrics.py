@@ -1,0 +1,34 @@
+"""Prometheus metrics of one replica (a registry per app, so tests can run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("backdrop_requests", "HTTP requests", ["endpoint", "status"], registry=r)
+        self.latency = Histogram(
+            "backdrop_request_seconds", "HTTP request latency", ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.policy_seconds = Histogram(
+            "backdrop_policy_seconds", "Time in feature encoding + policy choice", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.decisions = Counter("backdrop_decisions", "Decisions answered, per style", ["style", "fallback"], registry=r)
+        self.rewards = Counter("backdrop_rewards", "Rewards received", ["status"], registry=r)
+        self.model_version = Gauge("backdrop_model_version", "Model version being served", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,52 @@
+"""What the decision service logs: decisions, rewards, model versions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class DecisionRecord:
+    """One answered decision, exactly as logged (the offline estimators and the learner read these).
+
+    ``context`` is the encoded feature vector the policy saw (float64), so the learner and offline
+    evaluation never re-encode; ``arms`` are the offered styles in the order the policy saw them;
+    ``propensity`` is the probability the served policy had of choosing ``arm``.
+    ``seq`` is assigned by the database (monotonic): the learner's offset.
+    """
+
+    decision_id: str
+    created_at: float
+    item_id: str
+    placement: str
+    arms: list[str]
+    arm: str
+    propensity: float
+    policy: str
+    model_version: int
+    context: list[float]
+    user_id: str | None = None
+    user_features: dict = field(default_factory=dict)
+    request_id: str | None = None
+    creative_key: str | None = None
+    fallback: str | None = None
+    seq: int | None = None
+
+
+@dataclass
+class RewardRecord:
+    decision_id: str
+    reward: float
+    at: float  # when the event (click) happened, by the caller's clock if given
+    received_at: float  # when the service received it
+
+
+@dataclass
+class ModelRecord:
+    version: int
+    created_at: float
+    policy: str
+    blob: bytes  # Policy.to_bytes()
+    learner_offset: int  # the highest decision seq folded into this model
+    n_decisions: int  # decisions folded in, in all
+    n_rewards: int  # of which with a joined reward (the rest got the default reward)

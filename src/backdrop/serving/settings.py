@@ -1,0 +1,110 @@
+"""Decision-service settings: YAML (``--config``), environment (``BACKDROP_*``) and CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from ..bandit.features import FeatureConfig
+from ..errors import ConfigError
+
+
+class PolicySettings(BaseModel):
+    """The served policy and its exploration (the propensities in the log come from it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Literal["linucb", "lints", "epsilon-greedy", "hybrid-linucb", "uniform"] = "linucb"
+    alpha: float = Field(default=0.1, ge=0)
+    #: uniform exploration mixed into the choice (> 0 keeps every logged propensity >= epsilon / K)
+    epsilon: float = Field(default=0.05, ge=0, le=1)
+    l2: float = Field(default=1.0, gt=0)
+    seed: int | None = None
+
+    def make(self, n_features: int):
+        from ..bandit import EpsilonGreedy, HybridLinUCB, LinTS, LinUCB, Uniform
+
+        if self.name == "linucb":
+            return LinUCB(n_features=n_features, alpha=self.alpha, epsilon=self.epsilon, l2=self.l2, seed=self.seed)
+        if self.name == "lints":
+            return LinTS(n_features=n_features, alpha=max(self.alpha, 1e-6), epsilon=self.epsilon, l2=self.l2, seed=self.seed)
+        if self.name == "epsilon-greedy":
+            return EpsilonGreedy(n_features=n_features, epsilon=self.epsilon, l2=self.l2, seed=self.seed)
+        if self.name == "hybrid-linucb":
+            return HybridLinUCB(n_features=n_features, alpha=self.alpha, epsilon=self.epsilon, l2=self.l2, seed=self.seed)
+        return Uniform(seed=self.seed)
+
+
+class Limits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_body_bytes: int = Field(default=16_384, ge=256)
+    #: POST /v1/models carries a model file
+    max_model_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    max_feature_keys: int = Field(default=64, ge=1)
+    max_key_length: int = Field(default=64, ge=1)
+    max_value_length: int = Field(default=256, ge=1)
+    max_styles: int = Field(default=64, ge=1)
+
+
+class ServiceSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: the creative store (created by `backdrop generate` / `backdrop demo`)
+    store: Path
+    #: event log: sqlite path/URL or postgresql://...; default: events.sqlite next to the store's index
+    db: str | None = None
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    #: a reward may join its decision up to this long after it; the learner waits this long
+    join_window_s: float = Field(default=600.0, gt=0)
+    #: the learner also waits this long past the join window, for slow commits on PostgreSQL (a decision
+    #: insert is aborted after ``eventlog.STATEMENT_TIMEOUT_MS``, so this must exceed it)
+    commit_grace_s: float = Field(default=5.0, ge=2.5)
+    #: the reward of a decision with no feedback within the join window
+    default_reward: float = 0.0
+    #: needed by the write and admin endpoints (feedback, model publish); compared in constant time
+    api_key: SecretStr | None = None
+    #: the creative shown when a decision cannot be logged (the database is down): this style if the
+    #: item has it, else the first stored style, else the catalog image
+    default_style: str | None = None
+    #: how often replicas look for a newer model version
+    model_poll_s: float = Field(default=1.0, gt=0)
+    #: how often the in-memory creative index is refreshed from the store
+    store_refresh_s: float = Field(default=30.0, gt=0)
+    #: the base of creative URLs in responses ("" = relative to this service)
+    public_url: str = ""
+    limits: Limits = Field(default_factory=Limits)
+
+    @property
+    def db_url(self) -> str:
+        return self.db or f"sqlite:///{(self.store / 'events.sqlite').resolve()}"
+
+
+def load_settings(path: str | Path | None = None, **overrides) -> ServiceSettings:
+    """Settings from a YAML file (optional), with non-None ``overrides`` (CLI flags, env) on top."""
+    data: dict = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: invalid YAML: {e}") from e
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if "." in key:
+            outer, inner = key.split(".", 1)
+            data.setdefault(outer, {})[inner] = value
+        else:
+            data[key] = value
+    try:
+        return ServiceSettings.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"])
+        raise ConfigError(f"{path or 'settings'}: {loc}: {first['msg']}") from e

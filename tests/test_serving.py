@@ -1,0 +1,292 @@
+"""The decision service on both event-log backends: the API contract, the log, the learner."""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from backdrop.bandit import Policy
+from backdrop.errors import BackdropError
+from backdrop.serving.app import create_app
+from backdrop.serving.eventlog import (
+    SQLiteEventLog,
+    TooLate,
+    UnknownDecision,
+    VersionConflict,
+    open_event_log,
+)
+from backdrop.serving.learner import Learner, train_offline
+from backdrop.serving.records import DecisionRecord
+from backdrop.serving.settings import load_settings
+
+KEY = "test-key-123"
+AUTH = {"X-API-Key": KEY}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        return str(tmp_path / "events.sqlite")
+    return request.getfixturevalue("pg_url")
+
+
+def _settings(store, db_url, **kw):
+    kw.setdefault("join_window_s", 60.0)
+    return load_settings(None, store=store, db=db_url, api_key=KEY, commit_grace_s=2.5, model_poll_s=0.05, **kw)
+
+
+@pytest.fixture
+def client(small_store, db_url):
+    app = create_app(_settings(small_store, db_url))
+    with TestClient(app) as c:
+        yield c
+
+
+def _decide(c, item="apple-juice", placement="square", **kw):
+    body = {"item_id": item, "placement": placement, "user": {"id": "u1", "features": {"segment": "runners", "age": 31}}} | kw
+    return c.post("/v1/decide", json=body)
+
+
+def test_decide_logs_before_answering_and_retries_are_idempotent(client):
+    r = _decide(client, request_id="req-1")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["style"] in ("color-pop", "marble-counter") and body["fallback"] is None
+    assert 0 < body["propensity"] <= 1 and body["model_version"] == 0 and body["policy"] == "linucb"
+    log = client.app.state.service.log
+    logged = log.get_decision(body["decision_id"])
+    assert logged is not None and logged.arm == body["style"] and logged.propensity == body["propensity"]
+    assert sorted(logged.arms) == ["color-pop", "marble-counter"] and len(logged.context) == 64
+    assert logged.user_features == {"segment": "runners", "age": 31}
+
+    again = _decide(client, request_id="req-1").json()
+    assert again == body
+    assert log.counts()["decisions"] == 1
+    clash = _decide(client, item="banana-juice", request_id="req-1")
+    assert clash.status_code == 409 and "req-1" in clash.json()["detail"]
+
+
+def test_propensity_is_the_served_policys_probability(client):
+    service = client.app.state.service
+    for _ in range(30):
+        body = _decide(client).json()
+        logged = service.log.get_decision(body["decision_id"])
+        x = np.array(logged.context)
+        probs = service.policy.probabilities(x, logged.arms)  # fresh model: no state changes between calls
+        assert body["propensity"] == pytest.approx(probs[logged.arms.index(body["style"])])
+
+
+def test_no_stored_creative_serves_the_catalog_image_as_control(client):
+    r = _decide(client, styles=["not-a-style"])
+    body = r.json()
+    assert r.status_code == 200 and body["style"] == "original" and body["fallback"] == "no-creative"
+    assert body["propensity"] == 1.0 and body["creative"]["key"].startswith("catalog-")
+    img = client.get(body["creative"]["url"])
+    assert img.status_code == 200 and img.headers["content-type"] == "image/png"
+
+
+def test_feedback_joins_once_and_names_unknown_and_late_decisions(client):
+    d = _decide(client).json()["decision_id"]
+    assert client.post("/v1/feedback", json={"decision_id": d, "reward": 1}, headers=AUTH).json()["status"] == "joined"
+    assert client.post("/v1/feedback", json={"decision_id": d, "reward": 1}, headers=AUTH).json()["status"] == "duplicate"
+    assert len(client.app.state.service.log.rewards()) == 1
+
+    r = client.post("/v1/feedback", json={"decision_id": "nope", "reward": 1}, headers=AUTH)
+    assert r.status_code == 404 and "nope" in r.json()["detail"]
+    d2 = _decide(client).json()["decision_id"]
+    r = client.post("/v1/feedback", json={"decision_id": d2, "reward": 1, "at": time.time() + 3600}, headers=AUTH)
+    assert r.status_code == 409 and "join window" in r.json()["detail"]
+
+
+def test_write_endpoints_need_the_api_key(client):
+    d = _decide(client).json()["decision_id"]
+    assert client.post("/v1/feedback", json={"decision_id": d, "reward": 1}).status_code == 401
+    assert client.post("/v1/feedback", json={"decision_id": d, "reward": 1}, headers={"X-API-Key": "wrong"}).status_code == 401
+    ok = client.post("/v1/feedback", json={"decision_id": d, "reward": 1}, headers={"Authorization": f"Bearer {KEY}"})
+    assert ok.status_code == 200
+    assert client.post("/v1/models", content=b"x").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "body, status, needle",
+    [
+        ({"item_id": "no-such-item", "placement": "square"}, 404, "no-such-item"),
+        ({"item_id": "apple-juice", "placement": "billboard"}, 404, "billboard"),
+        ({"item_id": "apple-juice", "placement": "square", "user": {"features": {"age": [1]}}}, 422, "age"),
+        ({"item_id": "apple-juice"}, 422, "placement"),
+        ({"item_id": "apple-juice", "placement": "square", "colour": 1}, 422, "colour"),
+        ({"item_id": "apple-juice", "placement": "square", "user": {"features": {f"k{i}": 1 for i in range(65)}}}, 422, "at most 64"),
+        ({"item_id": "apple-juice", "placement": "square", "user": {"features": {"k": "v" * 300}}}, 422, "user.features.k"),
+    ],
+)
+def test_bad_decide_input_names_the_field(client, body, status, needle):
+    r = client.post("/v1/decide", json=body)
+    assert r.status_code == status, r.text
+    assert needle in json.dumps(r.json())
+
+
+def test_nan_and_oversized_bodies_are_rejected(client):
+    nan = b'{"item_id": "apple-juice", "placement": "square", "user": {"features": {"x": NaN}}}'
+    r = client.post("/v1/decide", content=nan, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "user", "features", "x"]
+    r = client.post("/v1/feedback", content=b'{"decision_id": "a", "reward": Infinity}', headers=AUTH | {"content-type": "application/json"})
+    assert r.status_code == 422 and "reward" in json.dumps(r.json())
+    big = json.dumps({"item_id": "apple-juice", "placement": "square", "request_id": "x" * 20_000})
+    assert client.post("/v1/decide", content=big, headers={"content-type": "application/json"}).status_code == 413
+
+
+def test_creatives_are_served_with_immutable_caching(client):
+    c = _decide(client).json()["creative"]
+    r = client.get(c["url"])
+    assert r.status_code == 200 and r.headers["etag"] == f'"{c["key"]}"'
+    assert "immutable" in r.headers["cache-control"] and r.content[:4] in (b"\x89PNG", b"\xff\xd8\xff\xe0", b"RIFF")
+    assert client.get(c["url"], headers={"If-None-Match": f'"{c["key"]}"'}).status_code == 304
+    assert client.get("/v1/creatives/deadbeef").status_code == 404
+
+
+def test_health_readiness_and_metrics(client):
+    assert client.get("/healthz").json()["status"] == "ok"
+    assert client.get("/readyz").json() == {"ready": True, "problems": [], "model_version": 0}
+    _decide(client)
+    text = client.get("/metrics").text
+    assert 'backdrop_requests_total{endpoint="/v1/decide",status="200"} 1.0' in text
+    assert "backdrop_decisions_total{" in text and "backdrop_request_seconds_bucket" in text
+    assert "backdrop_model_version 0.0" in text and KEY not in text
+
+
+def _factory(settings):
+    return lambda: settings.policy.make(settings.features.n_features)
+
+
+def test_learner_model_equals_the_offline_model_and_replicas_pick_it_up(small_store, db_url):
+    settings = _settings(small_store, db_url, join_window_s=0.2)
+    app = create_app(settings)
+    rng = np.random.default_rng(0)
+    with TestClient(app) as c:
+        for i in range(120):
+            body = _decide(c, item=["apple-juice", "ascii-tee-1"][i % 2], placement=["square", "story"][i % 3 % 2],
+                           user={"features": {"segment": f"s{i % 4}"}}).json()
+            if rng.random() < 0.3:
+                c.post("/v1/feedback", json={"decision_id": body["decision_id"], "reward": 1}, headers=AUTH)
+        service = app.state.service
+        learner = Learner(service.log, _factory(settings), join_window_s=0.2, grace_s=0.0, batch=50)
+        time.sleep(0.3)
+        versions = []
+        while (m := learner.run_once()) is not None:
+            versions.append(m.version)
+        assert versions == [1, 2, 3] and m is None
+        latest = service.log.latest_model()
+        assert latest.n_decisions == 120 and latest.n_rewards == len(service.log.rewards())
+        offline, offset = train_offline(service.log, _factory(settings), join_window_s=0.2, grace_s=0.0)
+        assert offset == latest.learner_offset
+        online = Policy.from_bytes(latest.blob)
+        assert online.arm_ids == offline.arm_ids and online.n_updates == offline.n_updates == 120
+        for (k, a), b in zip(online._state().items(), offline._state().values()):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=k)
+
+        deadline = time.time() + 5
+        while service.model_version != 3 and time.time() < deadline:
+            time.sleep(0.02)
+        assert _decide(c).json()["model_version"] == 3
+
+
+def test_learner_crash_before_publish_changes_nothing(small_store, db_url, monkeypatch):
+    settings = _settings(small_store, db_url, join_window_s=0.1)
+    app = create_app(settings)
+    with TestClient(app) as c:
+        for _ in range(20):
+            _decide(c)
+    log = app.state.service.log
+    time.sleep(0.15)
+    learner = Learner(log, _factory(settings), join_window_s=0.1, grace_s=0.0)
+
+    def crash(*a, **k):
+        raise KeyboardInterrupt("killed mid-pass")
+
+    monkeypatch.setattr(log, "publish_model", crash)
+    with pytest.raises(KeyboardInterrupt):
+        learner.run_once()
+    monkeypatch.undo()
+    assert log.latest_model() is None
+    m = learner.run_once()
+    assert m.version == 1 and m.n_decisions == 20 and learner.run_once() is None
+
+
+def test_two_publishers_of_one_version_conflict(small_store, db_url):
+    log = open_event_log(db_url)
+    log.migrate()
+    blob = _factory(_settings(small_store, db_url))().to_bytes()
+    log.publish_model(blob, "linucb", learner_offset=0, n_decisions=0, n_rewards=0, expected_version=0)
+    with pytest.raises(VersionConflict):
+        log.publish_model(blob, "linucb", learner_offset=0, n_decisions=0, n_rewards=0, expected_version=0)
+    assert log.latest_version() == 1
+    log.close()
+
+
+def test_uploaded_model_is_published_and_validated(client, small_store, db_url):
+    model = _factory(_settings(small_store, db_url))()
+    r = client.post("/v1/models", content=model.to_bytes(), headers=AUTH | {"content-type": "application/octet-stream"})
+    assert r.status_code == 200 and r.json()["version"] == 1
+    bad = client.post("/v1/models", content=b"not a zip", headers=AUTH)
+    assert bad.status_code == 422 and "not a readable" in bad.json()["detail"]
+
+
+def test_event_log_rules(db_url):
+    log = open_event_log(db_url)
+    assert log.migrate() == log.migrate() == 1  # idempotent
+    rec = DecisionRecord("d1", time.time(), "i", "square", ["a", "b"], "a", 0.5, "linucb", 0, [0.0, 1.0])
+    assert log.log_decision(rec).seq == 1
+    with pytest.raises(UnknownDecision):
+        log.log_reward("zz", 1.0, time.time(), time.time(), 60)
+    with pytest.raises(TooLate):
+        log.log_reward("d1", 1.0, time.time() + 120, time.time(), 60)
+    with pytest.raises(ValueError):
+        log.log_decision(DecisionRecord("d2", time.time(), "i", "square", ["a"], "a", 0.0, "x", 0, [0.0]))
+    assert [d.decision_id for d in log.decisions()] == ["d1"]
+    log.close()
+
+
+def test_newer_schema_is_refused(tmp_path):
+    log = SQLiteEventLog(tmp_path / "e.sqlite")
+    log.migrate()
+    with log._tx() as cur:
+        cur.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (99, 0)")
+    with pytest.raises(BackdropError, match="newer than this backdrop"):
+        log.migrate()
+    log.close()
+
+
+def test_evaluate_log_on_the_services_own_log(small_store, tmp_path, capsys):
+    from backdrop.cli import main
+
+    db = tmp_path / "events.sqlite"
+    settings = _settings(small_store, str(db), join_window_s=0.1)
+    rng = np.random.default_rng(1)
+    with TestClient(create_app(settings)) as c:
+        for i in range(300):
+            seg = f"s{i % 3}"
+            body = _decide(c, placement=["square", "story"][i % 2], user={"features": {"segment": seg}}).json()
+            p = 0.3 if (body["style"] == "color-pop") == (seg == "s0") else 0.05
+            if rng.random() < p:
+                c.post("/v1/feedback", json={"decision_id": body["decision_id"], "reward": 1}, headers=AUTH)
+    time.sleep(0.1)
+    capsys.readouterr()
+    assert main(["evaluate", "log", "--db", str(db), "--join-window", "0", "--commit-grace", "0", "--bootstrap", "50",
+                 "--policy", "linucb:alpha=0.5", "--policy", "uniform", "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    by = {(r["policy"], r["estimator"]): r for r in records}
+    assert by[("logged", "on-policy")]["n"] == 300
+    assert {("linucb:alpha=0.5", "ips"), ("uniform", "snips"), ("uniform", "dr")} <= set(by)
+    for r in records:
+        assert r["ci_low"] <= r["value"] <= r["ci_high"]
+    assert main(["evaluate", "log", "--db", str(db), "--policy", "linucb:beta=2"]) == 2
+    assert "unknown parameter 'beta'" in capsys.readouterr().err
+
+
+def test_openapi_schema_is_the_committed_contract(client):
+    committed = json.loads((ROOT / "docs" / "openapi.json").read_text())
+    assert client.get("/openapi.json").json() == committed, "the API changed: run `python scripts/export-openapi.py`"
