@@ -315,7 +315,9 @@ def _service_settings(args):
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_urlsafe(32) + "\n")
-        settings = settings.model_copy(update={"api_key": path.read_text().strip()})
+        from pydantic import SecretStr
+
+        settings = settings.model_copy(update={"api_key": SecretStr(path.read_text().strip())})
         print(f"API key for /v1/feedback and /v1/models: in {path}", file=sys.stderr)
     return settings
 

@@ -31,6 +31,7 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    StringConstraints,
 )
 
 from .. import __version__
@@ -44,7 +45,15 @@ from .settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
 ORIGINAL = "original"
-FeatureValue = StrictStr | StrictBool | StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)]
+#: the schema's hard maxima; a deployment's ``limits`` may only be stricter
+MAX_FEATURE_KEYS, MAX_KEY_LENGTH, MAX_VALUE_LENGTH = 64, 64, 256
+FeatureKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_LENGTH)]
+FeatureValue = (
+    Annotated[StrictStr, StringConstraints(max_length=MAX_VALUE_LENGTH)]
+    | StrictBool
+    | StrictInt
+    | Annotated[StrictFloat, Field(allow_inf_nan=False)]
+)
 
 
 # -- request / response models (the contract) -----------------------------------------------
@@ -54,8 +63,9 @@ class User(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str | None = Field(default=None, max_length=128, description="Your user id (logged, not a feature)")
-    features: dict[str, FeatureValue] = Field(
+    features: dict[FeatureKey, FeatureValue] = Field(
         default_factory=dict,
+        max_length=MAX_FEATURE_KEYS,
         description="Context features: strings and booleans are hashed, numbers must be declared in the "
         "service's feature config to be used. Bounded in keys and lengths.",
     )
@@ -303,8 +313,10 @@ class Service:
             creative_key=key,
             fallback=fallback,
         )
+        t1 = time.perf_counter()
         try:
             record = self.log.log_decision(record)
+            self.metrics.log_seconds.observe(time.perf_counter() - t1)
         except LogUnavailable:
             return self._unlogged(req, stored, product, policy, version)
         self.metrics.decisions.labels(style=style, fallback=fallback or "none").inc()

@@ -26,6 +26,9 @@ class Metrics:
         self.policy_seconds = Histogram(
             "backdrop_policy_seconds", "Time in feature encoding + policy choice", buckets=_LATENCY_BUCKETS, registry=r
         )
+        self.log_seconds = Histogram(
+            "backdrop_log_write_seconds", "Time writing a decision to the event log (commit included)", buckets=_LATENCY_BUCKETS, registry=r
+        )
         self.decisions = Counter("backdrop_decisions", "Decisions answered, per style", ["style", "fallback"], registry=r)
         self.rewards = Counter("backdrop_rewards", "Rewards received", ["status"], registry=r)
         self.model_version = Gauge("backdrop_model_version", "Model version being served", registry=r)

@@ -44,9 +44,10 @@ class Limits(BaseModel):
     max_body_bytes: int = Field(default=16_384, ge=256)
     #: POST /v1/models carries a model file
     max_model_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
-    max_feature_keys: int = Field(default=64, ge=1)
-    max_key_length: int = Field(default=64, ge=1)
-    max_value_length: int = Field(default=256, ge=1)
+    # at most the API schema's maxima (64 keys, 64-character keys, 256-character values)
+    max_feature_keys: int = Field(default=64, ge=1, le=64)
+    max_key_length: int = Field(default=64, ge=1, le=64)
+    max_value_length: int = Field(default=256, ge=1, le=256)
     max_styles: int = Field(default=64, ge=1)
 
 
