@@ -98,7 +98,8 @@ class _Proc:
         self.start()
 
     def start(self):
-        self.p = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=open(self.log_path, "ab"), start_new_session=True)
+        with open(self.log_path, "ab") as err:  # the child keeps its own copy of the descriptor
+            self.p = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
 
     def kill9(self):
         os.killpg(self.p.pid, signal.SIGKILL)
