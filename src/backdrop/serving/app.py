@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -45,6 +46,8 @@ from .settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
 ORIGINAL = "original"
+#: the ``policy`` logged for decisions made by an experiment arm rather than the bandit (the learner skips them)
+CONTROL, FIXED_STYLE, RANDOM_STYLE = "control", "fixed-style", "random-style"
 #: the schema's hard maxima; a deployment's ``limits`` may only be stricter
 MAX_FEATURE_KEYS, MAX_KEY_LENGTH, MAX_VALUE_LENGTH = 64, 64, 256
 FeatureKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_LENGTH)]
@@ -99,8 +102,9 @@ class DecideResponse(BaseModel):
     style: str
     creative: Creative
     propensity: float = Field(description="Probability the served policy chose this style")
-    policy: str
+    policy: str = Field(description="The bandit policy, or control / fixed-style / random-style for an experiment arm")
     model_version: int
+    experiment_arm: str | None = Field(default=None, description="The experiment arm of this user (null outside experiments)")
     fallback: Literal["no-creative", "log-unavailable"] | None = Field(
         description="no-creative: no generated creative for this item and placement, the catalog image is shown; "
         "log-unavailable: the event log could not be written, a default creative is shown and nothing was logged"
@@ -198,6 +202,7 @@ class Service:
         self.log = log or open_event_log(settings.db_url)
         self.metrics = Metrics()
         self._policy_lock = threading.Lock()
+        self._rng = np.random.default_rng(settings.policy.seed)
         self.policy: Policy = settings.policy.make(self.encoder.n_features)
         self.model_version = 0
         self.model_loaded = False
@@ -283,28 +288,38 @@ class Service:
         if req.styles is not None:
             wanted = set(req.styles)
             arms = [s for s in arms if s in wanted]
+        experiment = self.settings.experiment
+        group = experiment.assign(req.user.id) if experiment is not None else None
+        serve = experiment.arms[group].serve if experiment is not None else "policy"
         t0 = time.perf_counter()
         x = self.encoder.encode(req.user.features, product["category"], req.placement)
-        if arms:
-            with self._policy_lock:
-                policy, version = self.policy, self.model_version
-                decision = policy.choose(x, arms)
-            style, propensity, fallback = str(decision.arm), float(decision.propensity), None
-            key = stored[style].key
-        else:  # the control arm: the catalog image (its "original" rendition when stored)
+        with self._policy_lock:
             policy, version = self.policy, self.model_version
-            style, propensity, fallback = ORIGINAL, 1.0, "no-creative"
+            if serve == "policy" and arms:
+                decision = policy.choose(x, arms)
+                style, propensity, policy_name = str(decision.arm), float(decision.propensity), policy.name
+            elif serve == "random" and arms:
+                style, propensity, policy_name = arms[int(self._rng.integers(len(arms)))], 1.0 / len(arms), RANDOM_STYLE
+        fallback = None
+        if serve == "fixed" and arms:
+            style, propensity, policy_name = _fixed_style(experiment.arms[group], req.item_id, arms), 1.0, FIXED_STYLE
+        if serve == "original" or not arms:  # the control arm: the catalog image (its "original" rendition when stored)
+            style, propensity = ORIGINAL, 1.0
+            policy_name = CONTROL if serve == "original" else policy.name
+            fallback = None if serve == "original" else "no-creative"
             key = stored[ORIGINAL].key if ORIGINAL in stored else product["catalog_key"]
+        else:
+            key = stored[style].key
         self.metrics.policy_seconds.observe(time.perf_counter() - t0)
         record = DecisionRecord(
             decision_id=uuid.uuid4().hex,
             created_at=time.time(),
             item_id=req.item_id,
             placement=req.placement,
-            arms=arms,
+            arms=arms if style != ORIGINAL else [ORIGINAL],
             arm=style,
             propensity=propensity,
-            policy=policy.name,
+            policy=policy_name,
             model_version=version,
             context=x.tolist(),
             user_id=req.user.id,
@@ -312,17 +327,18 @@ class Service:
             request_id=req.request_id,
             creative_key=key,
             fallback=fallback,
+            experiment_arm=group,
         )
         t1 = time.perf_counter()
         try:
             record = self.log.log_decision(record)
             self.metrics.log_seconds.observe(time.perf_counter() - t1)
         except LogUnavailable:
-            return self._unlogged(req, stored, product, policy, version)
+            return self._unlogged(req, stored, product, policy, version, group)
         self.metrics.decisions.labels(style=style, fallback=fallback or "none").inc()
         return self._response(record)
 
-    def _unlogged(self, req, stored, product, policy, version) -> DecideResponse:
+    def _unlogged(self, req, stored, product, policy, version, group) -> DecideResponse:
         """The database is down: an ad must still render, but nothing is claimed as logged."""
         default = self.settings.default_style
         styles = [s for s in sorted(stored) if s != ORIGINAL]
@@ -338,6 +354,7 @@ class Service:
             propensity=1.0,
             policy=policy.name,
             model_version=version,
+            experiment_arm=group,
             fallback="log-unavailable",
         )
 
@@ -354,8 +371,16 @@ class Service:
             propensity=r.propensity,
             policy=r.policy,
             model_version=r.model_version,
+            experiment_arm=r.experiment_arm,
             fallback=r.fallback,
         )
+
+
+def _fixed_style(arm, item_id: str, arms: list[str]) -> str:
+    wanted = arm.styles.get(item_id)
+    if wanted in arms:
+        return wanted
+    return next((s for s in arm.order if s in arms), arms[0])
 
 
 def _check_features(features: dict, limits) -> None:
@@ -402,10 +427,12 @@ def create_app(settings: ServiceSettings, log: EventLog | None = None) -> FastAP
             loc = list(e.get("loc", ()))
             msg, kind = e.get("msg", ""), e.get("type", "")
             if loc[:3] == ["body", "user", "features"] and len(loc) > 4:  # one error per feature, not per union branch
-                loc, msg, kind = loc[:4], "must be a string, a boolean, an integer or a finite number", "feature_type"
-            if tuple(loc) not in seen:
+                loc = loc[:4]
+                if kind != "string_too_long":
+                    msg, kind = "must be a string, a boolean, an integer or a finite number", "feature_type"
+            if tuple(loc) not in seen or kind == "string_too_long":
                 seen.add(tuple(loc))
-                errors.append({"loc": loc, "msg": msg, "type": kind})
+                errors = [e for e in errors if e["loc"] != loc] + [{"loc": loc, "msg": msg, "type": kind}]
         return JSONResponse({"detail": errors}, status_code=422)
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
 

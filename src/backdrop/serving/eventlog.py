@@ -53,7 +53,7 @@ class VersionConflict(BackdropError):
 
 _DECISION_COLUMNS = (
     "decision_id, request_id, created_at, item_id, placement, arms, arm, propensity, policy, "
-    "model_version, context, user_id, user_features, creative_key, fallback"
+    "model_version, context, user_id, user_features, creative_key, fallback, experiment_arm"
 )
 
 
@@ -99,6 +99,7 @@ def _migrations(dialect: str) -> list[tuple[int, list[str]]]:
                     n_rewards {big} NOT NULL)""",
             ],
         ),
+        (2, ["ALTER TABLE decisions ADD COLUMN experiment_arm TEXT"]),
     ]
 
 
@@ -132,12 +133,13 @@ def _decision_row(r: DecisionRecord) -> tuple:
         json.dumps(r.user_features, sort_keys=True),
         r.creative_key,
         r.fallback,
+        r.experiment_arm,
     )
 
 
 def _decision(row) -> DecisionRecord:
     (seq, decision_id, request_id, created_at, item_id, placement, arms, arm, propensity, policy,
-     model_version, context, user_id, user_features, creative_key, fallback) = row  # fmt: skip
+     model_version, context, user_id, user_features, creative_key, fallback, experiment_arm) = row  # fmt: skip
     return DecisionRecord(
         decision_id=decision_id,
         created_at=float(created_at),
@@ -154,6 +156,7 @@ def _decision(row) -> DecisionRecord:
         request_id=request_id,
         creative_key=creative_key,
         fallback=fallback,
+        experiment_arm=experiment_arm,
         seq=int(seq),
     )
 

@@ -17,7 +17,10 @@ from ..bandit.evaluation import bootstrap_interval, estimate, shrunk_ctr_reward_
 from ..bandit.policies import Policy
 from .eventlog import COMMIT_GRACE_S, EventLog
 from .learner import train_offline  # noqa: F401 - re-exported: the learner's model, trained in one go
+from .records import DecisionRecord
 from .settings import PolicySettings
+
+ORIGINAL = "original"
 
 _FLOAT_PARAMS = {"alpha", "epsilon", "l2"}
 
@@ -56,8 +59,13 @@ def evaluate_log(
     seed: int = 0,
     grace_s: float = COMMIT_GRACE_S,
     now: float | None = None,
+    where: Callable[[DecisionRecord], bool] | None = None,
 ) -> list[dict]:
-    """Records ``{policy, estimator, value, ci_low, ci_high, n}``: ``logged`` (the served CTR), then IPS/SNIPS/DR."""
+    """Records ``{policy, estimator, value, ci_low, ci_high, n}``: ``logged`` (the served CTR), then IPS/SNIPS/DR.
+
+    Every decision with a choice of styles counts (``where`` narrows it, e.g. to one experiment arm);
+    the catalog-image control and fallbacks offered no choice and are left out.
+    """
     import time
 
     cutoff = (time.time() if now is None else now) - join_window_s - grace_s
@@ -67,7 +75,11 @@ def evaluate_log(
         batch = log.joined(offset, cutoff, limit=50_000)
         if not batch:
             break
-        rows += [(d, default_reward if r is None else r) for d, r in batch if d.arms and d.fallback is None]
+        rows += [
+            (d, default_reward if r is None else r)
+            for d, r in batch
+            if d.fallback is None and d.arm != ORIGINAL and (where is None or where(d))
+        ]
         offset = batch[-1][0].seq
     if not rows:
         return []

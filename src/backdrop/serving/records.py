@@ -30,6 +30,8 @@ class DecisionRecord:
     request_id: str | None = None
     creative_key: str | None = None
     fallback: str | None = None
+    #: the experiment arm the user was assigned to (None outside experiments)
+    experiment_arm: str | None = None
     seq: int | None = None
 
 

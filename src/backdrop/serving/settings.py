@@ -38,6 +38,49 @@ class PolicySettings(BaseModel):
         return Uniform(seed=self.seed)
 
 
+class ExperimentArm(BaseModel):
+    """How one arm of an A/B/n experiment serves its users."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: share of users (normalised over the arms)
+    share: float = Field(gt=0)
+    #: original: the catalog image (the control); fixed: one style per item; random: a uniformly random
+    #: stored style (propensity 1/K, the randomised log off-policy evaluation needs); policy: the bandit
+    serve: Literal["original", "fixed", "random", "policy"]
+    #: serve=fixed: the style of each item (item_id -> style) ...
+    styles: dict[str, str] = Field(default_factory=dict)
+    #: ... else the first of these stored for the item, else the first stored style by name
+    order: list[str] = Field(default_factory=list)
+
+
+class ExperimentSettings(BaseModel):
+    """Users are assigned to arms by a hash of (name, user id): sticky, and independent across experiments."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    arms: dict[str, ExperimentArm] = Field(min_length=1)
+
+    def assign(self, user_id: str | None) -> str:
+        import hashlib
+        import secrets
+
+        key = f"{self.name}:{user_id}" if user_id is not None else secrets.token_hex(8)  # no id: per request
+        u = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+        total = sum(a.share for a in self.arms.values())
+        acc = 0.0
+        for name, arm in self.arms.items():
+            acc += arm.share / total
+            if u < acc:
+                return name
+        return name
+
+    def planned_shares(self) -> dict[str, float]:
+        total = sum(a.share for a in self.arms.values())
+        return {name: a.share / total for name, a in self.arms.items()}
+
+
 class Limits(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -79,6 +122,8 @@ class ServiceSettings(BaseModel):
     #: the base of creative URLs in responses ("" = relative to this service)
     public_url: str = ""
     limits: Limits = Field(default_factory=Limits)
+    #: an A/B/n experiment: each user is assigned an arm that decides how their impressions are served
+    experiment: ExperimentSettings | None = None
 
     @property
     def db_url(self) -> str:
