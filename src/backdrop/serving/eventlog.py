@@ -389,6 +389,7 @@ class SQLiteEventLog(EventLog):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -408,6 +409,17 @@ class SQLiteEventLog(EventLog):
 
     @contextmanager
     def _tx(self, write: bool = True):
+        # SQLite has one writer at a time; threads of this process queue on a mutex, because SQLite's
+        # own busy handler sleeps in growing steps (1, 2, 5, 10 ms...) and would add milliseconds
+        if write:
+            with self._write_lock, self._tx_inner(write) as cur:
+                yield cur
+        else:
+            with self._tx_inner(write) as cur:
+                yield cur
+
+    @contextmanager
+    def _tx_inner(self, write: bool):
         conn = self._conn()
         cur = conn.cursor()
         try:
@@ -452,7 +464,7 @@ class PostgresEventLog(EventLog):
 
     dialect = "postgresql"
 
-    def __init__(self, url: str, *, pool_size: int = 8, connect_timeout_s: int = 2, retry_after_s: float = 1.0):
+    def __init__(self, url: str, *, pool_size: int = 16, connect_timeout_s: int = 2, retry_after_s: float = 1.0):
         try:
             import psycopg  # noqa: F401
         except ImportError as e:  # pragma: no cover - psycopg is a core dependency
