@@ -282,3 +282,39 @@ def test_plan_table_and_markdown():
     assert f"{rows[0]['impressions_per_arm']:,}" in md
     single = plan_markdown(plan(0.01, 0.05))
     assert "| 1.00% | +5% | 1.050% |" in single and "days" not in single
+
+
+def _clustered_experiment(rng, users=3000, lift=0.0):
+    """Per-user assignment, users with very different CTRs and numbers of impressions."""
+    arm_of = rng.integers(0, 2, users)
+    ctr = np.clip(rng.lognormal(np.log(0.03), 0.8, users), 0, 0.9) * np.where(arm_of == 1, 1 + lift, 1.0)
+    n = rng.geometric(1 / 12, users)
+    unit = np.repeat(np.arange(users), n)
+    arm = np.where(arm_of[unit] == 1, "B", "control")
+    click = (rng.random(len(unit)) < ctr[unit]).astype(float)
+    return Impressions(arm=arm, click=click, unit=unit.astype(str))
+
+
+def test_per_user_assignment_uses_the_delta_method_and_counts_users_for_srm():
+    rng = np.random.default_rng(11)
+    covered_delta = covered_binomial = 0
+    reps = 150
+    for _ in range(reps):
+        imp = _clustered_experiment(rng)
+        r = analyze(imp)
+        b = r["arms"][1]
+        covered_delta += b["lift_low"] <= 0.0 <= b["lift_high"]
+        naive = analyze(Impressions(arm=imp.arm, click=imp.click))["arms"][1]
+        covered_binomial += naive["lift_low"] <= 0.0 <= naive["lift_high"]
+    # heavy-tailed users: the binomial interval is far too narrow; the delta method holds its level
+    assert covered_delta / reps >= 0.88
+    assert covered_binomial / reps <= covered_delta / reps - 0.04
+    assert r["unit"] == "user" and r["arms"][0]["design_effect"] > 1.2
+    # impressions per arm swing with who happens to be heavy users; users split evenly
+    assert r["srm"]["warning"] is None
+
+
+def test_a_user_in_two_arms_is_reported():
+    imp = Impressions(arm=["control", "B", "B", "control"], click=[0, 1, 0, 0], unit=["u1", "u1", "u2", "u3"])
+    r = analyze(imp)
+    assert "more than one arm" in r["srm"]["warning"]

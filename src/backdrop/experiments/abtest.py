@@ -33,6 +33,7 @@ ALIASES = {
     "click": ("click", "reward"),
     "covariate": ("covariate", "pre_ctr"),
     "at": ("at", "timestamp"),
+    "unit": ("user_id", "user", "unit"),
 }
 #: default control arm names, in order of preference (case-insensitive)
 CONTROL_NAMES = ("control", "original", "a")
@@ -56,9 +57,15 @@ class Impressions:
     covariate: np.ndarray | None = None
     at: np.ndarray | None = None
     source: str = "<memory>"
+    #: the randomisation unit of each impression (a user id) when arms are assigned per user
+    unit: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.arm = np.asarray(self.arm, dtype=str)
+        if self.unit is not None:
+            self.unit = np.asarray(self.unit, dtype=str)
+            if self.unit.shape != self.arm.shape:
+                raise ValueError(f"unit has shape {self.unit.shape}, arm has {self.arm.shape}; one entry per impression")
         self.click = np.asarray(self.click, dtype=float)
         n = self.arm.shape[0] if self.arm.ndim == 1 else -1
         for name in ("click", "covariate", "at"):
@@ -217,7 +224,13 @@ def _build(path: Path, columns: dict[str, str], rows: list[tuple[int, dict]]) ->
     click = np.empty(n)
     covariate = np.empty(n) if "covariate" in columns else None
     at = np.empty(n) if "at" in columns else None
+    unit = np.empty(n, dtype=object) if "unit" in columns else None
     for i, (row, record) in enumerate(rows):
+        if unit is not None:
+            raw = record.get(columns["unit"])
+            unit[i] = "" if raw is None else str(raw).strip()
+            if not unit[i]:
+                raise bad(row, f"{columns['unit']} is empty; give every impression its user (or drop the column)")
         raw = record.get(columns["arm"])
         name = "" if raw is None else str(raw).strip()
         if not name:
@@ -247,7 +260,8 @@ def _build(path: Path, columns: dict[str, str], rows: list[tuple[int, dict]]) ->
             if value is None or not math.isfinite(value):
                 raise bad(row, f"{columns['at']} {_show(raw)} is not a time; use epoch seconds or ISO 8601")
             at[i] = value
-    return Impressions(arm=arm.astype(str), click=click, covariate=covariate, at=at, source=str(path))
+    return Impressions(arm=arm.astype(str), click=click, covariate=covariate, at=at, source=str(path),
+                       unit=None if unit is None else unit.astype(str))
 
 
 def _show(raw) -> str:
@@ -282,21 +296,64 @@ def _counts(imp: Impressions, arms: list[str]) -> tuple[np.ndarray, np.ndarray, 
     return idx, n, clicks
 
 
-def _always_valid(imp: Impressions, idx: np.ndarray, t: int, c: int, tau, alpha: float) -> tuple[float, float, float]:
+def _always_valid(imp: Impressions, idx: np.ndarray, t: int, c: int, tau, alpha: float, deff=(1.0, 1.0)) -> tuple[float, float, float]:
     """mSPRT p and CI for arm t vs arm c: the running min over the time-ordered log if timestamps
-    exist (up to MAX_LOOKS looks; fewer looks only make it more conservative), else one look."""
+    exist (up to MAX_LOOKS looks; fewer looks only make it more conservative), else one look.
+    ``deff``: the arms' design effects (clustered / binomial variance); counts are divided by them
+    (effective sample sizes), so per-user assignment does not make the test overconfident."""
     mask = (idx == t) | (idx == c)
     clicks, is_t = imp.click[mask], idx[mask] == t
+    d_t, d_c = (max(float(d), 1.0) if np.isfinite(d) else 1.0 for d in deff)
     if imp.at is None:
-        p, low, high = stats.msprt(clicks[is_t].sum(), is_t.sum(), clicks[~is_t].sum(), (~is_t).sum(), tau, alpha)
+        p, low, high = stats.msprt(clicks[is_t].sum() / d_t, is_t.sum() / d_t, clicks[~is_t].sum() / d_c, (~is_t).sum() / d_c, tau, alpha)
         return p, low, high
     order = np.argsort(imp.at[mask], kind="stable")
     clicks, is_t = clicks[order], is_t[order]
-    n_t, n_c = np.cumsum(is_t), np.cumsum(~is_t)
-    c_t, c_c = np.cumsum(clicks * is_t), np.cumsum(clicks * ~is_t)
+    n_t, n_c = np.cumsum(is_t) / d_t, np.cumsum(~is_t) / d_c
+    c_t, c_c = np.cumsum(clicks * is_t) / d_t, np.cumsum(clicks * ~is_t) / d_c
     looks = np.unique(np.linspace(0, len(clicks) - 1, min(len(clicks), MAX_LOOKS)).astype(np.intp))
     p, low, high = stats.msprt_path(c_t[looks], n_t[looks], c_c[looks], n_c[looks], tau=tau, alpha=alpha)
     return float(p[-1]), float(low[-1]), float(high[-1])
+
+
+def _by_unit(imp: Impressions, idx: np.ndarray, k: int, alpha: float) -> dict:
+    """Per arm: the CTR's delta-method variance over users, its interval, users, design effect."""
+    from scipy.stats import norm
+
+    zq = norm.ppf(1 - alpha / 2)
+    out = {key: np.zeros(k) for key in ("ctr", "var", "low", "high", "units", "design_effect")}
+    seen: dict[str, int] = {}
+    shared = 0
+    for i in range(k):
+        m = idx == i
+        users, inverse = np.unique(imp.unit[m], return_inverse=True)
+        y = np.bincount(inverse, weights=imp.click[m], minlength=len(users))
+        n = np.bincount(inverse, minlength=len(users)).astype(float)
+        ctr, var = stats.ratio_delta(y, n)
+        binomial = ctr * (1 - ctr) / n.sum() if n.sum() else float("nan")
+        out["ctr"][i], out["var"][i], out["units"][i] = ctr, var, len(users)
+        out["low"][i], out["high"][i] = ctr - zq * np.sqrt(var), ctr + zq * np.sqrt(var)
+        out["design_effect"][i] = var / binomial if binomial > 0 else float("nan")
+        for u in users:
+            shared += seen.setdefault(u, i) != i
+    out["shared_units"] = shared
+    return out
+
+
+def _clustered_comparisons(cl: dict, others: np.ndarray, alpha: float):
+    """Lift (log-ratio delta method) and z-test of each arm against arm 0 from clustered variances."""
+    from scipy.stats import norm
+
+    zq = norm.ppf(1 - alpha / 2)
+    r_t, v_t, r_c, v_c = cl["ctr"][others], cl["var"][others], cl["ctr"][0], cl["var"][0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lift = r_t / r_c - 1
+        se_log = np.sqrt(v_t / r_t**2 + v_c / r_c**2)
+        lift_low = np.exp(np.log(r_t / r_c) - zq * se_log) - 1
+        lift_high = np.exp(np.log(r_t / r_c) + zq * se_log) - 1
+        z = (r_t - r_c) / np.sqrt(v_t + v_c)
+    p = 2 * norm.sf(np.abs(z))
+    return lift, lift_low, lift_high, z, p
 
 
 def _srm_block(arms: list[str], n: np.ndarray, planned_shares: Mapping[str, float] | None) -> dict:
@@ -373,6 +430,9 @@ def analyze(
     idx, n, clicks = _counts(imp, arms)
 
     low, high = stats.wilson_interval(clicks, n, alpha)
+    clustered = _by_unit(imp, idx, len(arms), alpha) if imp.unit is not None else None
+    if clustered is not None:
+        low, high = clustered["low"], clustered["high"]
     rows = [
         {
             "arm": a,
@@ -386,13 +446,20 @@ def analyze(
         for i, a in enumerate(arms)
     ]
     others = np.arange(1, len(arms))
-    lift, lift_low, lift_high = stats.relative_lift(clicks[others], n[others], clicks[0], n[0], alpha)
-    z, p = stats.two_proportion_test(clicks[others], n[others], clicks[0], n[0])
+    if clustered is None:
+        lift, lift_low, lift_high = stats.relative_lift(clicks[others], n[others], clicks[0], n[0], alpha)
+        z, p = stats.two_proportion_test(clicks[others], n[others], clicks[0], n[0])
+        deff = np.ones(len(arms))
+    else:
+        lift, lift_low, lift_high, z, p = _clustered_comparisons(clustered, others, alpha)
+        deff = clustered["design_effect"]
+        for i, row in enumerate(rows):
+            row.update(units=int(clustered["units"][i]), design_effect=float(deff[i]))
     p_holm = stats.holm(p)
     for j, i in enumerate(others):
         pooled = (clicks[i] + clicks[0]) / (n[i] + n[0])
         tau_i = stats.TAU_RELATIVE * pooled if tau is None else tau
-        av_p, av_low, av_high = _always_valid(imp, idx, i, 0, tau_i, alpha)
+        av_p, av_low, av_high = _always_valid(imp, idx, i, 0, tau_i, alpha, (deff[i], deff[0]))
         rows[i].update(
             lift=lift[j],
             lift_low=lift_low[j],
@@ -422,9 +489,15 @@ def analyze(
         "impressions": int(n.sum()),
         "clicks": int(clicks.sum()),
         "arms": rows,
-        "srm": _srm_block(arms, n, planned_shares),
+        "srm": _srm_block(arms, clustered["units"] if clustered is not None else n, planned_shares),
         "cuped": cuped,
+        "unit": "impression" if clustered is None else "user",
+        "variance": "binomial (Wilson intervals, pooled z-test)" if clustered is None else (
+            "delta method over users (arms are assigned per user; SRM counts users)"),
     }
+    if clustered is not None and clustered["shared_units"]:
+        result["srm"]["warning"] = (result["srm"]["warning"] or "") + (
+            f" {clustered['shared_units']} user(s) appear in more than one arm: assignment is not sticky.").strip()
     return _clean(result)
 
 
@@ -513,6 +586,11 @@ def to_markdown(result: dict) -> str:
             f"| {_p(r['always_valid_p'])} |"
         )
     lines += ["", f"\\* Holm-adjusted p < {result['alpha']:g}. Always-valid p: mSPRT, safe to read at any time."]
+    if result.get("unit") == "user":
+        users = ", ".join(f"{r['arm']} {r['units']:,}" for r in result["arms"])
+        note = (f"Arms are assigned per user ({users} users): intervals and tests use the delta method over users, "
+                "and the SRM check counts users.")
+        lines += ["", note]
     srm = result["srm"]
     split = ", ".join(
         f"{a} {srm['observed_shares'][a]:.1%}/{srm['planned_shares'][a]:.1%}" for a in srm["planned_shares"]

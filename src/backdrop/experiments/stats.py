@@ -424,3 +424,26 @@ def detectable_lift(
     if gap(lo) <= 0:
         return lo
     return float(optimize.brentq(gap, lo, hi, xtol=1e-12, rtol=1e-12))
+
+
+# --------------------------------------------------------------------------- ratio metrics over units
+
+
+def ratio_delta(y_units, n_units) -> tuple[float, float]:
+    """A ratio metric (CTR = sum clicks / sum impressions) over randomisation units, and its variance.
+
+    When users, not impressions, are assigned to arms, a user's impressions are correlated and the
+    binomial variance understates the CTR's; the delta method over units (Deng, Knoblich & Lu,
+    "Applying the Delta Method in Metric Analytics", KDD 2018) gives, with k units, means Y, N:
+
+        var(R) = (s_Y² - 2 R s_YN + R² s_N²) / (k N̄²),     R = ΣY / ΣN
+    """
+    y = np.asarray(y_units, dtype=float)
+    n = np.asarray(n_units, dtype=float)
+    k = len(y)
+    if k < 2 or n.sum() <= 0:
+        return (float(y.sum() / n.sum()) if n.sum() > 0 else float("nan")), float("nan")
+    r = y.sum() / n.sum()
+    cov = np.cov(y, n, ddof=1)
+    var = (cov[0, 0] - 2 * r * cov[0, 1] + r * r * cov[1, 1]) / (k * n.mean() ** 2)
+    return float(r), float(max(var, 0.0))

@@ -370,6 +370,8 @@ def impressions_from_log(db: Path | str) -> tuple[Impressions, list]:
         click=np.array([rewards.get(d.decision_id, 0.0) for d in decisions], dtype=np.float64),
         at=np.array([d.created_at for d in decisions], dtype=np.float64),
         source=str(db),
+        # the service assigns arms per user: analyse per user when every decision names one
+        unit=np.array([d.user_id for d in decisions], dtype=object) if decisions and all(d.user_id for d in decisions) else None,
     )
     return imp, decisions
 
@@ -404,10 +406,19 @@ def analyse(db: Path, population, clicks: ClickModel, batch, served: Served, con
     n = {row["arm"]: row["n"] for row in table["arms"]}
     c = {row["arm"]: row["clicks"] for row in table["arms"]}
 
+    from .abtest import _by_unit, _clustered_comparisons
+
+    order_arms = [row["arm"] for row in table["arms"]]
+    idx = np.array([order_arms.index(a) for a in imp.arm])
+    clustered = _by_unit(imp, idx, len(order_arms), 0.05) if imp.unit is not None else None
     ablations = []
     for name, t, k, what in ABLATIONS:
-        lift, low, high = stats.relative_lift(c[t], n[t], c[k], n[k])
-        _, p = stats.two_proportion_test(c[t], n[t], c[k], n[k])
+        if clustered is not None:  # arms are assigned per user: the delta method over users
+            sub = {key: clustered[key][[order_arms.index(k), order_arms.index(t)]] for key in ("ctr", "var")}
+            lift, low, high, _, p = (float(v[0]) for v in _clustered_comparisons(sub, np.array([1]), 0.05))
+        else:
+            lift, low, high = stats.relative_lift(c[t], n[t], c[k], n[k])
+            _, p = stats.two_proportion_test(c[t], n[t], c[k], n[k])
         true_lift = truth[t]["ctr"] / truth[k]["ctr"] - 1
         control_ctr = c[k] / n[k] if n[k] else float("nan")
         needed = stats.sample_size_per_arm(max(control_ctr, 1e-6), abs(true_lift)) if true_lift else None
