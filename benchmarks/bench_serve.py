@@ -911,6 +911,13 @@ def render(args, store_info, results, verdict, load0, load1, t_total) -> str:
             )
     L.append("")
     L.append(verdict + "\n")
+    closed = next((r for c in results if c["config"] == "sqlite-1" for r in c["runs"] if r["mode"] == "closed"), None)
+    if closed is not None and closed.get("server_cpu_per_decision_ms"):
+        per_core = 1000 / closed["server_cpu_per_decision_ms"]
+        L.append(
+            f"Server CPU per decision (sqlite-1, closed loop): {closed['server_cpu_per_decision_ms']:.2f} ms, i.e. "
+            f"decisions/s per core: **{per_core:,.0f}** (what `backdrop cost` sizes serving with).\n"
+        )
     errs = [(c["config"], r["mode"], r["errors"]) for c in results for r in c["runs"] if r["errors"]]
     if errs:
         L.append("Errors: " + "; ".join(f"{c} {m}: " + ", ".join(f"{k} {v}" for k, v in e.items()) for c, m, e in errs) + ".\n")
