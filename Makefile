@@ -35,8 +35,9 @@ test: install-test
 
 bench: install-test
 	$(BIN)/python benchmarks/bench_generate.py
+	$(BIN)/python benchmarks/bench_serve.py
 	$(BIN)/python -m pip install -q -e '.[peers]'
 	$(BIN)/python benchmarks/bench_bandit.py
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache
+	rm -rf $(VENV) demo-out study-out .pytest_cache

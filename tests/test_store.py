@@ -101,3 +101,22 @@ def test_parallel_writers_are_safe(tmp_path):
     for rec in store:
         assert store.read_image(rec).shape == (32, 48, 3)
     assert not list(root.rglob("*.tmp"))
+
+
+def test_temp_files_of_killed_writers_are_swept_and_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+
+    from backdrop.store import CreativeStore
+
+    CreativeStore(tmp_path / "s").close()
+    d = tmp_path / "s" / "creatives" / "ab"
+    d.mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = d / f".abcdef.{dead.pid}.x1y2.tmp"
+    live = d / f".abcdef.{os.getppid()}.x3y4.tmp"
+    orphan.write_bytes(b"partial")
+    live.write_bytes(b"being written")
+    CreativeStore(tmp_path / "s").close()
+    assert not orphan.exists() and live.exists()

@@ -151,6 +151,23 @@ class CreativeStore:
         self._pid = None
         if not readonly:
             self._migrate()
+            self._sweep_orphans()
+
+    def _sweep_orphans(self) -> None:
+        """Delete temp files left by writers that were killed mid-write (``.KEY.PID.XXXX.tmp``, PID dead).
+
+        Temp files of live writers (another run on this store, on this host) are left alone."""
+        for tmp in (self.root / "creatives").glob("*/.*.tmp"):
+            parts = tmp.name.split(".")
+            pid = int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else None
+            if pid is None or pid == os.getpid():
+                continue
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                tmp.unlink(missing_ok=True)
+            except PermissionError:  # a live process of another user
+                pass
 
     @property
     def index_path(self) -> Path:
@@ -278,7 +295,7 @@ class CreativeStore:
         data = encode_image(image, fmt)
         path = self.path_for(key, fmt)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.{os.getpid()}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
