@@ -15,7 +15,6 @@ import io
 import json
 import os
 import sqlite3
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import BackdropError
+from .files import write_atomic
 
 SCHEMA_VERSION = 1
 KEY_VERSION = 1
@@ -154,7 +154,7 @@ class CreativeStore:
             self._sweep_orphans()
 
     def _sweep_orphans(self) -> None:
-        """Delete temp files left by writers that were killed mid-write (``.KEY.PID.XXXX.tmp``, PID dead).
+        """Delete temp files left by writers killed mid-write (``files.write_atomic``'s ``.KEY.PID.XXXX.tmp``, PID dead).
 
         Temp files of live writers (another run on this store, on this host) are left alone."""
         for tmp in (self.root / "creatives").glob("*/.*.tmp"):
@@ -293,19 +293,7 @@ class CreativeStore:
     ) -> CreativeRecord:
         """Write the image atomically, then index it. Safe to call twice for the same key."""
         data = encode_image(image, fmt)
-        path = self.path_for(key, fmt)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.{os.getpid()}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        path = write_atomic(self.path_for(key, fmt), data, tmp_name=key)
         record = CreativeRecord(
             key=key,
             product_id=product_id,

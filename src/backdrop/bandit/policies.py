@@ -29,8 +29,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import tempfile
 import zipfile
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -38,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 from scipy import special
+
+from ..files import write_atomic
 
 FORMAT = "backdrop-bandit"
 FORMAT_VERSION = 1
@@ -77,7 +77,7 @@ class DecisionBatch(Sequence):
     ``propensity`` (n,), ``scores`` and ``probabilities`` (n, K).
     """
 
-    __slots__ = ("arms", "index", "propensity", "scores", "probabilities")
+    __slots__ = ("arms", "index", "probabilities", "propensity", "scores")
 
     def __init__(self, arms: tuple, index: np.ndarray, propensity: np.ndarray, scores: np.ndarray, probabilities: np.ndarray):
         self.arms, self.index, self.propensity = arms, index, propensity
@@ -274,24 +274,10 @@ class Policy:
 
     def save(self, path: str | Path) -> Path:
         """Write the model to ``path`` atomically (temp file + rename)."""
-        path = Path(path)
-        data = self.to_bytes()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        return write_atomic(path, self.to_bytes())
 
     @staticmethod
-    def load(path: str | Path) -> "Policy":
+    def load(path: str | Path) -> Policy:
         """Load any policy saved by :meth:`save`; raises :class:`ModelFileError` with the reason."""
         path = Path(path)
         try:
@@ -303,7 +289,7 @@ class Policy:
         return Policy.from_bytes(data, source=str(path))
 
     @staticmethod
-    def from_bytes(data: bytes, source: str = "<bytes>") -> "Policy":
+    def from_bytes(data: bytes, source: str = "<bytes>") -> Policy:
         """The policy in ``data`` (from :meth:`to_bytes`); raises :class:`ModelFileError` with the reason."""
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as z:
