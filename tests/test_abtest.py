@@ -318,3 +318,17 @@ def test_a_user_in_two_arms_is_reported():
     imp = Impressions(arm=["control", "B", "B", "control"], click=[0, 1, 0, 0], unit=["u1", "u1", "u2", "u3"])
     r = analyze(imp)
     assert "more than one arm" in r["srm"]["warning"]
+
+
+def test_compare_any_pair_gives_what_analyze_gives_against_the_control():
+    from backdrop.experiments.abtest import compare
+
+    rng = np.random.default_rng(4)
+    for imp in (_clustered_experiment(rng, users=800), _clustered_experiment(rng, users=800)):
+        for unit in (imp.unit, None):
+            data = Impressions(arm=imp.arm, click=imp.click, unit=unit)
+            b = analyze(data)["arms"][1]
+            c = compare(data, "B", "control")
+            assert (c["lift"], c["ci_low"], c["ci_high"], c["p"]) == pytest.approx((b["lift"], b["lift_low"], b["lift_high"], b["p"]), rel=1e-12)
+    with pytest.raises(BackdropError, match="no impressions of arm"):
+        compare(data, "Z", "control")

@@ -356,6 +356,30 @@ def _clustered_comparisons(cl: dict, others: np.ndarray, alpha: float):
     return lift, lift_low, lift_high, z, p
 
 
+def compare(imp: Impressions, treatment: str, control: str, alpha: float = 0.05) -> dict:
+    """One arm against another (any pair, not only against the control): lift, interval, p-value.
+
+    The same statistics as :func:`analyze`: per-user delta method when ``imp.unit`` is given,
+    else the log-ratio interval and the pooled two-proportion test.
+    """
+    pair = [control, treatment]
+    missing = [a for a in pair if a not in set(imp.arm.tolist())]
+    if missing:
+        raise BackdropError(f"{imp.source}: no impressions of arm(s) {', '.join(missing)}")
+    mask = np.isin(imp.arm, pair)
+    idx = (imp.arm[mask] == treatment).astype(np.intp)
+    sub = Impressions(arm=imp.arm[mask], click=imp.click[mask], source=imp.source,
+                      unit=None if imp.unit is None else imp.unit[mask])
+    if sub.unit is not None:
+        lift, low, high, _, p = (float(v[0]) for v in _clustered_comparisons(_by_unit(sub, idx, 2, alpha), np.array([1]), alpha))
+    else:
+        n = np.bincount(idx, minlength=2).astype(float)
+        c = np.bincount(idx, weights=sub.click, minlength=2)
+        lift, low, high = stats.relative_lift(c[1], n[1], c[0], n[0], alpha)
+        _, p = stats.two_proportion_test(c[1], n[1], c[0], n[0])
+    return {"lift": lift, "ci_low": low, "ci_high": high, "p": p}
+
+
 def _srm_block(arms: list[str], n: np.ndarray, planned_shares: Mapping[str, float] | None) -> dict:
     if planned_shares is None:
         shares = np.full(len(arms), 1.0 / len(arms))

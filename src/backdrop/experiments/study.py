@@ -42,7 +42,7 @@ from ..bandit.evaluation import estimate, shrunk_ctr_reward_model
 from ..bandit.simulator import ClickModel, Population, SimulationConfig
 from ..errors import BackdropError
 from . import stats
-from .abtest import Impressions, analyze, over_time
+from .abtest import Impressions, analyze, compare, over_time
 
 ARMS = ("original", "random", "fixed", "personalized")
 #: the ablations, each isolating one step: (name, treatment arm, control arm, what it isolates)
@@ -144,6 +144,12 @@ def population_for_store(store_root: Path, config: StudyConfig) -> tuple[Populat
     return population, ClickModel(population)
 
 
+def best_styles(population: Population, clicks: ClickModel) -> dict[str, str]:
+    """item -> the best single style of its style set (what the ``fixed`` arm serves)."""
+    sets, of = population.style_sets, population.product_set
+    return {pid: clicks.best_fixed[sets[of[i]]] for i, pid in enumerate(population.product_ids)}
+
+
 # -- the service, as a separate process ---------------------------------------------------------
 
 
@@ -211,7 +217,7 @@ def run_study(
     t_start = time.time()
     population, clicks = population_for_store(store, config)
 
-    best = {pid: clicks.best_fixed[population.style_sets[population.product_set[i]]] for i, pid in enumerate(population.product_ids)}
+    best = best_styles(population, clicks)
     service_config = {
         "join_window_s": config.join_window_s,
         "commit_grace_s": 2.5,
@@ -281,7 +287,7 @@ def _drive(url, api_key, population, batch, p0, P, u, config: StudyConfig, progr
                     "placement": population.placements[int(batch.placement[i])],
                     "user": {"id": population.user_ids[user], "features": population.users[user]},
                 }
-                r = _post(http, "/v1/decide", body)
+                r = http.post("/v1/decide", body)
                 if r.status_code != 200 or r.json()["decision_id"] is None:
                     failures.append(f"decide {i}: {r.status_code} {r.text[:300]}")
                     return
@@ -291,7 +297,7 @@ def _drive(url, api_key, population, batch, p0, P, u, config: StudyConfig, progr
                 arm[i], style[i], p_true[i] = d["experiment_arm"], s, p
                 if u[i] < p:
                     click[i] = True
-                    fb = _post(http, "/v1/feedback", {"decision_id": d["decision_id"], "reward": 1}, {"X-API-Key": api_key})
+                    fb = http.post("/v1/feedback", {"decision_id": d["decision_id"], "reward": 1}, {"X-API-Key": api_key})
                     if fb.status_code != 200:
                         failures.append(f"feedback {i}: {fb.status_code} {fb.text[:300]}")
                         return
@@ -348,10 +354,6 @@ class _Client:
         raise BackdropError(f"the decision service at {self.host}:{self.port} stopped answering {path}")
 
 
-def _post(http: _Client, path, body, headers=None):
-    return http.post(path, body, headers)
-
-
 # -- the analysis (from the service's event log) --------------------------------------------------
 
 
@@ -406,19 +408,10 @@ def analyse(db: Path, population, clicks: ClickModel, batch, served: Served, con
     n = {row["arm"]: row["n"] for row in table["arms"]}
     c = {row["arm"]: row["clicks"] for row in table["arms"]}
 
-    from .abtest import _by_unit, _clustered_comparisons
-
-    order_arms = [row["arm"] for row in table["arms"]]
-    idx = np.array([order_arms.index(a) for a in imp.arm])
-    clustered = _by_unit(imp, idx, len(order_arms), 0.05) if imp.unit is not None else None
     ablations = []
     for name, t, k, what in ABLATIONS:
-        if clustered is not None:  # arms are assigned per user: the delta method over users
-            sub = {key: clustered[key][[order_arms.index(k), order_arms.index(t)]] for key in ("ctr", "var")}
-            lift, low, high, _, p = (float(v[0]) for v in _clustered_comparisons(sub, np.array([1]), 0.05))
-        else:
-            lift, low, high = stats.relative_lift(c[t], n[t], c[k], n[k])
-            _, p = stats.two_proportion_test(c[t], n[t], c[k], n[k])
+        cmp = compare(imp, t, k)  # per user when the log names users (the service assigns arms per user)
+        lift, low, high, p = cmp["lift"], cmp["ci_low"], cmp["ci_high"], cmp["p"]
         true_lift = truth[t]["ctr"] / truth[k]["ctr"] - 1
         control_ctr = c[k] / n[k] if n[k] else float("nan")
         needed = stats.sample_size_per_arm(max(control_ctr, 1e-6), abs(true_lift)) if true_lift else None
@@ -464,7 +457,12 @@ def off_policy_first(db: Path, population, clicks: ClickModel, config: StudyConf
     online = {row["arm"]: row for row in table["arms"]}
     log = open_event_log(str(db))
     try:
-        rows = [(d, r) for d, r in _joined_all(log) if d.experiment_arm == "random"]
+        rows = [
+            (d, 0.0 if r is None else r)  # the service's default reward
+            for batch in log.joined_batches(float("inf"))
+            for d, r in batch
+            if d.experiment_arm == "random"
+        ]
         out = []
         if rows:
             arms = sorted({a for d, _ in rows for a in d.arms})
@@ -472,7 +470,7 @@ def off_policy_first(db: Path, population, clicks: ClickModel, config: StudyConf
             reward = np.array([r for _, r in rows])
             action = np.array([colmap[d.arm] for d, _ in rows])
             pscore = np.array([d.propensity for d, _ in rows])
-            best = {pid: clicks.best_fixed[population.style_sets[population.product_set[i]]] for i, pid in enumerate(population.product_ids)}
+            best = best_styles(population, clicks)
             dist = np.zeros((len(rows), len(arms)))
             dist[np.arange(len(rows)), [colmap[best[d.item_id]] for d, _ in rows]] = 1.0
             q = shrunk_ctr_reward_model(action, reward, len(arms))(np.zeros((len(rows), 1)))
@@ -494,12 +492,3 @@ def off_policy_first(db: Path, population, clicks: ClickModel, config: StudyConf
     finally:
         log.close()
 
-
-def _joined_all(log):
-    offset = 0
-    while True:
-        batch = log.joined(offset, float("inf"), limit=50_000)
-        if not batch:
-            return
-        yield from ((d, 0.0 if r is None else r) for d, r in batch)
-        offset = batch[-1][0].seq

@@ -327,6 +327,12 @@ class EventLog:
             out.append((_decision(row[:-1]), None if row[-1] is None else float(row[-1])))
         return out
 
+    def joined_batches(self, created_before: float, after_seq: int = 0, batch: int = 50_000) -> Iterator[list]:
+        """:meth:`joined`, page after page, to the end of the prefix made before ``created_before``."""
+        while rows := self.joined(after_seq, created_before, limit=batch):
+            yield rows
+            after_seq = rows[-1][0].seq
+
     # models -------------------------------------------------------------------------------
     def publish_model(
         self, blob: bytes, policy: str, *, learner_offset: int, n_decisions: int, n_rewards: int, expected_version: int

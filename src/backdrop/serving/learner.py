@@ -111,9 +111,7 @@ def train_offline(
     policy = factory()
     cutoff = (time.time() if now is None else now) - join_window_s - grace_s
     offset = 0
-    while True:
-        rows = log.joined(offset, cutoff, limit=50_000)
-        if not rows:
-            return policy, offset
+    for rows in log.joined_batches(cutoff):
         fold(policy, rows, default_reward)
         offset = rows[-1][0].seq
+    return policy, offset

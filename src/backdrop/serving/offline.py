@@ -69,18 +69,12 @@ def evaluate_log(
     import time
 
     cutoff = (time.time() if now is None else now) - join_window_s - grace_s
-    rows = []
-    offset = 0
-    while True:
-        batch = log.joined(offset, cutoff, limit=50_000)
-        if not batch:
-            break
-        rows += [
-            (d, default_reward if r is None else r)
-            for d, r in batch
-            if d.fallback is None and d.arm != ORIGINAL and (where is None or where(d))
-        ]
-        offset = batch[-1][0].seq
+    rows = [
+        (d, default_reward if r is None else r)
+        for batch in log.joined_batches(cutoff)
+        for d, r in batch
+        if d.fallback is None and d.arm != ORIGINAL and (where is None or where(d))
+    ]
     if not rows:
         return []
     arms = sorted({a for d, _ in rows for a in d.arms})
