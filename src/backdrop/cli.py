@@ -743,7 +743,7 @@ def cmd_abtest(args) -> int:
             raise BackdropError(str(e)) from None
         print(json.dumps(plans) if args.json else abtest.plan_markdown(plans))
         return 0
-    imp, planned = _impressions(args.log)
+    imp, planned = _impressions(args.log), None
     if args.planned:
         planned = {}
         for part in args.planned.split(","):
@@ -768,7 +768,7 @@ def cmd_abtest(args) -> int:
 
 
 def _impressions(source: str):
-    """(Impressions, planned shares or None) from a CSV/Parquet file or the service's event log."""
+    """Impressions from a CSV/Parquet file or the service's event log."""
     from .experiments import abtest
 
     path = Path(source)
@@ -785,10 +785,10 @@ def _impressions(source: str):
         imp, _ = impressions_from_log(source)
         if not len(imp):
             raise BackdropError(f"{source}: no decisions with an experiment arm (configure `experiment` in the service settings)")
-        return imp, None
+        return imp
     if not path.is_file():
         raise BackdropError(f"{source}: no such file")
-    return abtest.load_impressions(path), None
+    return abtest.load_impressions(path)
 
 
 def cmd_study(args) -> int:

@@ -117,6 +117,11 @@ def open_event_log(url: str, **kwargs) -> EventLog:
     return SQLiteEventLog(Path(path), **kwargs)
 
 
+def _check_propensity(r: DecisionRecord) -> None:
+    if not r.propensity > 0:  # the table's CHECK says the same; this names the value
+        raise ValueError(f"propensity must be > 0, got {r.propensity}")
+
+
 def _decision_row(r: DecisionRecord) -> tuple:
     return (
         r.decision_id,
@@ -227,8 +232,7 @@ class EventLog:
     # decisions ----------------------------------------------------------------------------
     def log_decision(self, record: DecisionRecord) -> DecisionRecord:
         """Insert the decision durably; with a ``request_id`` already logged, return that decision instead."""
-        if not record.propensity > 0:
-            raise ValueError(f"propensity must be > 0, got {record.propensity}")
+        _check_propensity(record)
         with self._tx() as cur:
             self._before_decision_insert(cur)
             return self._insert_decision(cur, record)
@@ -472,8 +476,7 @@ class SQLiteEventLog(EventLog):
         """As :meth:`EventLog.log_decision`, but requests arriving while a commit is in flight are
         written together in the next transaction: the caller still returns only after its own row
         is durable, and the disk's fsync rate stops capping the decision rate."""
-        if not record.propensity > 0:
-            raise ValueError(f"propensity must be > 0, got {record.propensity}")
+        _check_propensity(record)
         pending = _Pending(record)
         with self._queue_lock:
             self._queue.append(pending)
