@@ -19,7 +19,7 @@ SEEDS = (1, 2, 3)
 def studies(small_store, tmp_path_factory):
     out = {}
     for seed in SEEDS:
-        config = StudyConfig(impressions=4000, seed=seed, join_window_s=0.5, learn_interval_s=0.5, **STRONG)
+        config = StudyConfig(impressions=4000, seed=seed, join_window_s=2.0, learn_interval_s=0.5, **STRONG)
         d = tmp_path_factory.mktemp(f"study{seed}")
         out[seed] = (run_study(small_store, d, config), config, d)
     return out

@@ -73,7 +73,7 @@ class StudyConfig(BaseModel):
     alpha: float = 0.1
     epsilon: float = 0.05
     #: the service's join window and the learner's pass interval (short: the study is compressed in time)
-    join_window_s: float = 1.0
+    join_window_s: float = 5.0
     learn_interval_s: float = 1.0
     client_threads: int = Field(default=4, ge=1, le=64)
 
