@@ -61,6 +61,13 @@ def arm_table(result: dict) -> str:
     return _table(["arm", "impressions", "clicks", "CTR [95% CI]", "lift vs control [95% CI]", "p", "p (Holm)", "always-valid p"], rows)
 
 
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
+
+
 def plot_ctr(result: dict, path: Path) -> Path:
     plt = _plt()
     arms = result["arms"]
@@ -70,11 +77,8 @@ def plot_ctr(result: dict, path: Path) -> Path:
     err = np.array([[a["ctr"] - a["ctr_low"], a["ctr_high"] - a["ctr"]] for a in arms]).T * 100
     ax.bar(x, ctr, yerr=err, capsize=6, color=[ARM_COLORS.get(a["arm"], "#777") for a in arms])
     ax.set_xticks(x, [a["arm"] for a in arms])
-    ax.set_ylabel("CTR (%) with 95% Wilson interval")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    ax.set_ylabel("CTR (%) with 95% interval")  # Wilson, or the delta method over users
+    return _save(fig, path)
 
 
 def plot_over_time(ot: dict, path: Path) -> Path:
@@ -87,10 +91,7 @@ def plot_over_time(ot: dict, path: Path) -> Path:
     ax.set_xlabel("seconds since the first impression")
     ax.set_ylabel("cumulative CTR (%)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_regret(regret: dict, path: Path) -> Path:
@@ -102,10 +103,7 @@ def plot_regret(regret: dict, path: Path) -> Path:
     ax.set_xlabel("impressions of the arm")
     ax.set_ylabel("cumulative regret vs oracle (expected clicks)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_ablations(ablations: list[dict], path: Path) -> Path:
@@ -119,10 +117,7 @@ def plot_ablations(ablations: list[dict], path: Path) -> Path:
     ax.axvline(0, color="#999", lw=0.8)
     ax.set_yticks(y, [a["ablation"] for a in ablations], fontsize=8)
     ax.set_xlabel("relative lift (%): estimate and 95% CI (black), truth of the click model (red x)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _page(title: str, body: str) -> str:

@@ -46,6 +46,17 @@ def write_tokenizer(folder: Path) -> None:
     tok.save_pretrained(folder)
 
 
+def _tokenizer():
+    """A CLIP tokenizer over the tiny byte-level vocabulary of :func:`write_tokenizer`."""
+    import tempfile
+
+    from transformers import CLIPTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_tokenizer(Path(tmp))
+        return CLIPTokenizer.from_pretrained(tmp)
+
+
 def _text_encoder(projection: bool = False, hidden: int = 32, seed: int = 0):
     import torch
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
@@ -105,7 +116,6 @@ def build_sd(controlnet: bool = True):
         StableDiffusionInpaintPipeline,
         UNet2DConditionModel,
     )
-    from transformers import CLIPTokenizer
 
     torch.manual_seed(0)
     blocks = dict(
@@ -118,11 +128,7 @@ def build_sd(controlnet: bool = True):
     unet = UNet2DConditionModel(
         sample_size=8, in_channels=9, out_channels=4, up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **blocks
     )
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        write_tokenizer(Path(tmp))
-        tokenizer = CLIPTokenizer.from_pretrained(tmp)
+    tokenizer = _tokenizer()
     parts = dict(
         vae=_vae(),
         text_encoder=_text_encoder(),
@@ -149,7 +155,6 @@ def build_sdxl(controlnet: bool = True):
         StableDiffusionXLInpaintPipeline,
         UNet2DConditionModel,
     )
-    from transformers import CLIPTokenizer
 
     torch.manual_seed(0)
     blocks = dict(
@@ -168,11 +173,7 @@ def build_sdxl(controlnet: bool = True):
     unet = UNet2DConditionModel(
         sample_size=8, in_channels=9, out_channels=4, up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **blocks
     )
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        write_tokenizer(Path(tmp))
-        tokenizer = CLIPTokenizer.from_pretrained(tmp)
+    tokenizer = _tokenizer()
     parts = dict(
         vae=_vae(),
         text_encoder=_text_encoder(seed=0),
