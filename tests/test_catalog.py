@@ -92,7 +92,7 @@ def test_bad_rows_are_reported_with_line_numbers_and_good_rows_go_on(images):
     assert p1.category_path == ("Apparel", "Sneakers")
     assert p1.fields()["material"] == "Canvas"
     p7 = next(p for p in result.products if p.product_id == "p7")
-    assert p7.source_row == 9 and p7.title == "Two\nlines"
+    assert p7.source_row == 9 and p7.title == "Two lines"  # a quoted multi-line value, whitespace collapsed
 
 
 def test_jsonl_and_parquet(images):

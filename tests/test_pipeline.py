@@ -95,7 +95,8 @@ def test_a_product_with_a_broken_image_fails_alone(tmp_path, products):
 def test_styles_filter_and_unknown_category_falls_back_to_default(tmp_path, products):
     from dataclasses import replace
 
-    odd = replace(products[0], product_id="odd", category_path=("Garden", "Hoses"))
+    # (no product_type either: "Juice" would lead to Food & Drink by keyword)
+    odd = replace(products[0], product_id="odd", category_path=("Garden", "Hoses"), product_type="")
     config = _config(max_styles=None)
     maker = CreativeMaker(config, CreativeStore(tmp_path / "s"))
     default_names = [s.name for s in config.library.for_category("default")]

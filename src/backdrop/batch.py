@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from .catalog import Product
 from .errors import RowError
-from .pipeline import CreativeMaker, CreativeResult, PipelineConfig, styles_for
+from .pipeline import CreativeMaker, CreativeResult, PipelineConfig, category_for, styles_for
 from .store import CreativeStore
 
 
@@ -24,8 +24,12 @@ class RunSummary:
     generated: int = 0
     skipped: int = 0
     failed: int = 0
+    #: creatives of this run (generated or already in the store) that QA flagged
+    flagged: int = 0
     errors: list[RowError] = field(default_factory=list)
     seconds: float = 0.0
+    #: category paths that matched no style category -> their product count
+    default_categories: dict[str, int] = field(default_factory=dict)
 
     def add(self, results: Iterable[CreativeResult]) -> None:
         for r in results:
@@ -37,19 +41,33 @@ class RunSummary:
                 self.failed += 1
                 if r.error is not None:
                     self.errors.append(r.error)
+            if r.qa_status == "flagged":
+                self.flagged += 1
 
     def to_dict(self) -> dict:
         return {
             "generated": self.generated,
             "skipped": self.skipped,
             "failed": self.failed,
+            "flagged": self.flagged,
             "errors": [e.to_dict() for e in self.errors],
+            "default_categories": dict(sorted(self.default_categories.items())),
             "seconds": round(self.seconds, 3),
         }
 
 
 def planned_count(products: Sequence[Product], config: PipelineConfig) -> int:
-    return sum(len(styles_for(p, config)) for p in products) * len(config.placements)
+    """The creatives a run plans, by category (a product photographed on a person may get fewer styles)."""
+    return sum(len(styles_for(p, config)[1]) for p in products) * len(config.placements)
+
+
+def default_categories(products: Sequence[Product], config: PipelineConfig) -> dict[str, int]:
+    """Category paths that reach no style category (so get the ``default`` styles) -> product count."""
+    out: dict[str, int] = {}
+    for p in products:
+        if category_for(p, config.library).is_default:
+            out[p.category_str] = out.get(p.category_str, 0) + 1
+    return out
 
 
 # Worker-process state: built once per process by the pool initializer, so each task only
@@ -84,19 +102,22 @@ def run_local(
     An interrupted run loses at most the creatives being rendered: everything written is
     indexed, and the next run skips it.
     """
-    summary = RunSummary()
+    summary = RunSummary(default_categories=default_categories(products, config))
     t0 = time.perf_counter()
     CreativeStore(store_root).close()  # create and migrate once, before workers race to
-    total = planned_count(products, config)
-    bar = tqdm(total=total, unit="creative", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(total=len(products), unit="product", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     workers = workers or os.cpu_count() or 1
+
+    def done(results: list[CreativeResult]) -> None:
+        summary.add(results)
+        bar.update(1)
+        bar.set_postfix(new=summary.generated, skipped=summary.skipped, flagged=summary.flagged, failed=summary.failed, refresh=False)
+
     try:
         if workers == 1 or len(products) <= 1:
             _init_worker(config, str(store_root))
             for product in products:
-                results = _make_one(product)
-                summary.add(results)
-                bar.update(len(results))
+                done(_make_one(product))
         else:
             ctx = mp.get_context("spawn")
             with ProcessPoolExecutor(
@@ -113,11 +134,9 @@ def run_local(
                     if len(pending) >= workers * 4:
                         break
                 while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        results = fut.result()
-                        summary.add(results)
-                        bar.update(len(results))
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        done(fut.result())
                         nxt = next(it, None)
                         if nxt is not None:
                             pending.add(pool.submit(_make_one, nxt))

@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlparse
 from PIL import Image, UnidentifiedImageError
 
 from .errors import CatalogError, RowError
+from .text import clean_text
 
 REQUIRED = ("product_id", "title", "category", "image")
 SUPPORTED_IMAGE_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF"}
@@ -40,6 +41,8 @@ class Product:
     brand: str = ""
     color: str = ""
     product_type: str = ""
+    #: Google product taxonomy id or path (feeds' ``google_product_category``): maps to the style library
+    google_category: str = ""
     source_file: str = ""
     source_row: int = 0
 
@@ -262,14 +265,15 @@ def _to_product(
     return (
         Product(
             product_id=product_id,
-            title=_text(record, "title"),
-            category_path=category_path,
+            title=clean_text(_text(record, "title")),
+            category_path=tuple(clean_text(p) for p in category_path),
             image_path=image_path,
-            description=_text(record, "description"),
-            attributes=attributes,
-            brand=_text(record, "brand"),
-            color=_text(record, "color"),
-            product_type=_text(record, "product_type"),
+            description=clean_text(_text(record, "description")),
+            attributes={k: clean_text(v) if isinstance(v, str) else v for k, v in attributes.items()},
+            brand=clean_text(_text(record, "brand")),
+            color=clean_text(_text(record, "color")),
+            product_type=clean_text(_text(record, "product_type")),
+            google_category=clean_text(_text(record, "google_product_category")),
             source_file=str(path),
             source_row=row,
         ),

@@ -302,6 +302,24 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--decisions-per-s-per-core", type=float, help="serving throughput per core (default: benchmarks/RESULTS.md)")
     co.add_argument("--json", action="store_true")
 
+    sy = sub.add_parser(
+        "styles",
+        help="list the style library's categories, or what one category gets and why",
+        formatter_class=_Formatter,
+        description=(
+            "Without --category: every category of the style library with its styles and the keywords\n"
+            "and Google product categories that lead to it. With --category PATH (and optionally\n"
+            "--google-category ID_OR_PATH, --product-type PATH): the style category that product would\n"
+            "get, the rule that matched (path, google, keyword, default), and its styles with what each\n"
+            "suits (packshot, on-model, both)."
+        ),
+    )
+    sy.add_argument("--category", metavar="PATH", help="a catalog category path, e.g. 'Men > Tops > Jackets'")
+    sy.add_argument("--google-category", metavar="ID_OR_PATH", default="", help="a google_product_category value")
+    sy.add_argument("--product-type", metavar="PATH", default="", help="a product_type value")
+    sy.add_argument("--style-library", type=Path, metavar="YAML", help="style library (default: the packaged one)")
+    sy.add_argument("--json", action="store_true")
+
     d = sub.add_parser(
         "demo",
         help="run the whole creative pipeline on the bundled sample catalog",
@@ -366,6 +384,8 @@ def _add_service_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epsilon", type=float, help="uniform exploration mixed in (keeps logged propensities >= epsilon/K)")
     p.add_argument("--join-window", type=float, help="seconds a reward may take to arrive (default 600)")
     p.add_argument("--default-reward", type=float, help="reward of a decision without feedback (default 0)")
+    p.add_argument("--serve-flagged", action="store_true", default=None,
+                   help="also serve creatives the QA checks flagged (withheld by default; see backdrop report)")
 
 
 def _service_settings(args):
@@ -382,6 +402,7 @@ def _service_settings(args):
         api_key=key,
         join_window_s=args.join_window,
         default_reward=args.default_reward,
+        serve_flagged=getattr(args, "serve_flagged", None),
         **{"policy.name": args.policy, "policy.alpha": args.alpha, "policy.epsilon": args.epsilon},
     )
     if not (settings.store / "index.sqlite").is_file():
@@ -415,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
             "abtest": cmd_abtest,
             "study": cmd_study,
             "cost": cmd_cost,
+            "styles": cmd_styles,
         }[args.command](args)
     except BackdropError as e:
         print(f"backdrop {args.command}: error: {e}", file=sys.stderr)
@@ -426,11 +448,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _pipeline_config(args, placement_names=None, max_styles=None):
     from .errors import ConfigError
-    from .imaging.layout import load_placements
+    from .imaging.layout import load_placement_set
     from .pipeline import PipelineConfig
     from .styles import StyleLibrary
 
-    placements = load_placements(args.placements_file)
+    placement_set = load_placement_set(args.placements_file)
+    placements = {p.name: p for p in placement_set.placements}
     names = placement_names or args.placements
     if names:
         unknown = [n for n in names if n not in placements]
@@ -474,6 +497,8 @@ def _pipeline_config(args, placement_names=None, max_styles=None):
         seed=args.seed,
         fmt=args.format,
         gate=gate,
+        framing=placement_set.framing,
+        qa=placement_set.qa,
     )
 
 
@@ -487,13 +512,29 @@ def cmd_generate(args) -> int:
         print(err, file=sys.stderr)
     if args.strict and catalog.errors:
         print(f"backdrop generate: {len(catalog.errors)} bad row(s) in {args.catalog} (--strict): nothing generated", file=sys.stderr)
-        _print_summary(args, {"generated": 0, "skipped": 0, "failed": 0, "errors": [e.to_dict() for e in catalog.errors]})
+        _print_summary(args, {"generated": 0, "skipped": 0, "failed": 0, "flagged": 0, "errors": [e.to_dict() for e in catalog.errors]})
         return 1
     if not catalog.products:
         print(f"backdrop generate: no usable product in {args.catalog}", file=sys.stderr)
-        _print_summary(args, {"generated": 0, "skipped": 0, "failed": 0, "errors": [e.to_dict() for e in catalog.errors]})
+        _print_summary(args, {"generated": 0, "skipped": 0, "failed": 0, "flagged": 0, "errors": [e.to_dict() for e in catalog.errors]})
         return 1
     products = catalog.products[: args.limit] if args.limit else catalog.products
+    from .batch import default_categories
+
+    for path, n in sorted(default_categories(products, config).items()):
+        print(
+            f"backdrop generate: category '{path}' ({n} product{'s' if n != 1 else ''}) matches no style category; "
+            "it gets the default styles (add a keyword for it to the style library; `backdrop styles --category` explains)",
+            file=sys.stderr,
+        )
+    from .pipeline import missing_styles
+
+    for category, (missing, have, n) in sorted(missing_styles(products, config).items()):
+        print(
+            f"backdrop generate: --styles: style category '{category}' ({n} product{'s' if n != 1 else ''}) has no "
+            f"{', '.join(repr(m) for m in missing)}; its styles: {', '.join(have)}",
+            file=sys.stderr,
+        )
     if args.ray:
         from .distributed import run_ray
 
@@ -517,6 +558,8 @@ def _print_summary(args, summary: dict, store: Path | None = None) -> None:
         print(json.dumps(summary))
         return
     line = f"generated {summary['generated']}, skipped {summary['skipped']} (already in the store), failed {summary['failed']}"
+    if summary.get("flagged"):
+        line += f"; {summary['flagged']} flagged by QA (see the report)"
     if summary.get("seconds"):
         line += f" in {summary['seconds']:.1f} s"
     if store is not None:
@@ -524,6 +567,43 @@ def _print_summary(args, summary: dict, store: Path | None = None) -> None:
     print(line)
     if summary["errors"]:
         print(f"{len(summary['errors'])} problem(s), listed above on stderr")
+
+
+def cmd_styles(args) -> int:
+    from .styles import StyleLibrary
+
+    library = StyleLibrary.load(args.style_library)
+    styles = library.all_styles()
+    if args.category is None and not args.google_category and not args.product_type:
+        cats = [
+            {
+                "category": c,
+                "styles": [s.name for s in library.for_category(c)],
+                "keywords": library.keywords(c),
+                "google": library.google_paths(c),
+            }
+            for c in library.categories()
+        ]
+        if args.json:
+            print(json.dumps({"library": library.source, "categories": cats}))
+            return 0
+        print(f"{library.source}: {len(cats)} categories, {len(styles)} styles")
+        for c in cats:
+            print(f"\n{c['category']}: {', '.join(c['styles'])}")
+            if c["keywords"]:
+                print(f"  keywords: {', '.join(c['keywords'])}")
+            if c["google"]:
+                print(f"  google: {'; '.join(c['google'])}")
+        return 0
+    match = library.match(args.category or "", google_category=args.google_category, product_type=args.product_type)
+    out = match.to_dict() | {"suits": {s.name: s.suits for s in match.styles}}
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"{args.category or '(no category)'} -> {match.category}  [{match.rule}: {match.why}]")
+    for s in match.styles:
+        print(f"  {s.name:18s} suits {s.suits:9s} {s.description}")
+    return 0
 
 
 def cmd_segment(args) -> int:

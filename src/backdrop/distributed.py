@@ -23,9 +23,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .batch import RunSummary
+from .batch import RunSummary, default_categories
 from .catalog import Product
-from .pipeline import CreativeMaker, CreativeResult, PipelineConfig, _describe, _failed
+from .pipeline import CreativeMaker, PipelineConfig, _describe, _failed
 from .store import CreativeStore
 
 
@@ -55,28 +55,8 @@ def plan_batch(batch: dict, config: PipelineConfig, store_root: str) -> dict:
     m = _maker(config, store_root)
     out = []
     for row in _rows(batch):
-        product: Product = row["product"]
-        try:
-            sha = product.image_sha256()
-            specs = m.plan(product, sha)
-        except Exception as e:  # noqa: BLE001 - reported per product
-            out.append({"result": _failed(product, None, "image", f"cannot read: {e}")})
-            continue
-        done = m.store.existing([s.key for s in specs])
-        out += [
-            {"result": CreativeResult(product.product_id, s.key, s.style.name, s.placement.name, "skipped")}
-            for s in specs
-            if s.key in done
-        ]
-        todo = [s for s in specs if s.key not in done]
-        if not todo:
-            continue
-        try:
-            prepared = m.prepare(product, todo)
-            m.store.put_product(product, sha)
-        except Exception as e:  # noqa: BLE001
-            out += [{"result": _failed(product, s, "image", str(e))} for s in todo]
-            continue
+        finished, prepared = m.start(row["product"])  # the local runner's plan / skip / prepare
+        out += [{"result": r} for r in finished]
         out += [{"item": it, "background": None, "gate": None, "seconds": 0.0} for it in prepared]
     return _batch(out)
 
@@ -204,7 +184,7 @@ def run_ray(
         ds = ds.filter(expr=col("pending") == False).union(rendered).materialize()  # noqa: E712
     ds = ds.map_batches(finish_batch, fn_kwargs=common, batch_size=gen_batch)
 
-    summary = RunSummary()
+    summary = RunSummary(default_categories=default_categories(products, config))
     for row in ds.iter_rows():
         summary.add([pickle.loads(row["payload"])["result"]])
     summary.seconds = time.perf_counter() - t0

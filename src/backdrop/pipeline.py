@@ -2,10 +2,15 @@
 
 Stages (each usable on its own, so a distributed runner can put them on different workers):
 
-1. :meth:`CreativeMaker.plan` — the creatives a product needs and their keys; no pixels.
+1. :meth:`CreativeMaker.plan` — the creatives a product needs and their keys. It needs the photo
+   analysis (cut sides, on-model: they decide the layout and the styles), which is cached in the
+   store by image content, so planning a product seen before decodes nothing.
 2. :meth:`CreativeMaker.prepare` — decode, mask, palette, layout on each placement canvas.
 3. the generator renders backgrounds (batched).
-4. :meth:`CreativeMaker.finish` — exact composite, quality scores, write to the store.
+4. :meth:`CreativeMaker.finish` — exact composite, quality scores, QA checks, write to the store.
+
+:meth:`CreativeMaker.start` runs 1-2 and skips what the store has; the local runner and Ray both
+call it.
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ from .errors import RowError
 from .generators import GenerationRequest, Generator, describe_generator, get_generator
 from .imaging.color import dominant_colors
 from .imaging.composite import composite, exact_region_matches
-from .imaging.layout import Placement, Scene, layout
-from .imaging.mask import Segmenter, get_segmenter, product_mask
-from .imaging.quality import Gate, procedural_quality
+from .imaging.framing import FramingRules
+from .imaging.layout import Placement, QARules, Scene, layout
+from .imaging.mask import Segmenter, alpha_is_meaningful, get_segmenter, product_mask
+from .imaging.quality import Gate, procedural_quality, qa_checks
+from .imaging.subject import Subject, SubjectAnalyser
 from .store import LOSSLESS_FORMATS, CreativeStore, creative_key
-from .styles import Style, StyleLibrary
+from .styles import CategoryMatch, Style, StyleLibrary
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,8 @@ class PipelineConfig:
     seed: int = 0
     fmt: str = "png"
     gate: dict = field(default_factory=dict)  # Gate settings, for generators that are gated
+    framing: FramingRules = field(default_factory=FramingRules)  # when the photo's frame cuts the product
+    qa: QARules = field(default_factory=QARules)  # the QA checks' thresholds
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,8 @@ class CreativeSpec:
     seed: int
     prompt: str
     negative_prompt: str
+    subject: Subject = field(default_factory=Subject)
+    category: CategoryMatch | None = None
 
 
 @dataclass
@@ -74,6 +85,7 @@ class CreativeResult:
     status: str  # "generated" | "skipped" | "failed"
     error: RowError | None = None
     seconds: float = 0.0
+    qa_status: str | None = None  # "ok" | "flagged" (None when failed)
 
 
 def derive_seed(base: int, *parts: str) -> int:
@@ -82,14 +94,64 @@ def derive_seed(base: int, *parts: str) -> int:
     return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
 
 
-def styles_for(product: Product, config: PipelineConfig) -> list[Style]:
-    styles = config.library.for_category(product.category_path)
+class StyleSelectionError(ValueError):
+    """``--styles`` names no style the product's category (or its on-model subset) has."""
+
+
+def category_for(product: Product, library: StyleLibrary) -> CategoryMatch:
+    """The style-library category of a product, with the rule that matched."""
+    return library.match(
+        product.category_path,
+        google_category=product.google_category,
+        product_type=product.product_type,
+    )
+
+
+def styles_for(product: Product, config: PipelineConfig, subject: Subject | None = None) -> tuple[CategoryMatch, list[Style]]:
+    """The category match and the styles a product gets.
+
+    An on-model product keeps the styles that suit a person standing (else the default
+    category's that do). ``config.styles`` narrows them; when none of them is left,
+    :class:`StyleSelectionError` names the product, its category and the styles it has
+    (:func:`missing_styles` tells, per category, which requested styles it lacks).
+    """
+    match = category_for(product, config.library)
+    styles = list(match.styles)
+    on_model = subject is not None and subject.on_model
+    if on_model:
+        suitable = [s for s in styles if s.suits_subject(True)]
+        if not suitable:
+            suitable = [s for s in config.library.for_category("default") if s.suits_subject(True)]
+        styles = suitable
     if config.styles is not None:
+        have = [s.name for s in styles]
         wanted = set(config.styles)
         styles = [s for s in styles if s.name in wanted]
+        if not styles:
+            subject_note = ", photographed on a person" if on_model else ""
+            raise StyleSelectionError(
+                f"product {product.product_id} ({product.category_str or '-'} -> style category "
+                f"'{match.category}'{subject_note}) has none of the styles {', '.join(config.styles)}; "
+                f"its styles: {', '.join(have)}"
+            )
     if config.max_styles is not None:
         styles = styles[: config.max_styles]
-    return styles
+    return match, styles
+
+
+def missing_styles(products: Sequence[Product], config: PipelineConfig) -> dict[str, tuple[list[str], list[str], int]]:
+    """``--styles`` a style category lacks: category -> (missing styles, its styles, products)."""
+    out: dict[str, tuple[list[str], list[str], int]] = {}
+    if config.styles is None:
+        return out
+    for p in products:
+        match = category_for(p, config.library)
+        have = [s.name for s in match.styles]
+        missing = [n for n in config.styles if n not in have]
+        if missing:
+            prev = out.get(match.category)
+            out[match.category] = (missing, have, (prev[2] if prev else 0) + 1)
+    return out
 
 
 class CreativeMaker:
@@ -115,6 +177,8 @@ class CreativeMaker:
         self._segmenter = segmenter
         self.gate = Gate(**config.gate)
         self._fallback = None
+        self.analyser = SubjectAnalyser(config.framing)
+        self._decoded: tuple | None = None
 
     @property
     def generator(self) -> Generator:
@@ -136,17 +200,51 @@ class CreativeMaker:
         # The segmenter's identity is part of the key (it decides the mask of images without alpha).
         return f"{self.segmenter.name}@{self.segmenter.version}"
 
+    # -- the photo analysis (cached by image content) -----------------------------------------
+
+    def analysis_method(self) -> str:
+        return f"{self.mask_method()}|{self.analyser.method}"
+
+    def _decode(self, product: Product, sha: str) -> tuple[np.ndarray, np.ndarray, str]:
+        """(rgb, soft mask, mask source) of the product photo; the last one is kept for prepare()."""
+        if self._decoded is not None and self._decoded[0] == sha:
+            return self._decoded[1:]
+        rgba = load_image(product.image_path)
+        source = "alpha" if alpha_is_meaningful(rgba) else self.segmenter.name
+        alpha = product_mask(rgba, self.segmenter)
+        if not alpha.any():
+            raise ValueError("the product mask is empty (segmentation found no product)")
+        rgb = np.ascontiguousarray(rgba[..., :3])
+        self._decoded = (sha, rgb, alpha, source)
+        return rgb, alpha, source
+
+    def subject(self, product: Product, sha: str | None = None) -> Subject:
+        """What the photo says (cut sides, on-model, trapped background): from the store's cache, else analysed and cached."""
+        sha = sha or product.image_sha256()
+        method = self.analysis_method()
+        cached = self.store.subject(sha, method)
+        if cached is not None:
+            return Subject.from_dict(cached)
+        rgb, alpha, source = self._decode(product, sha)
+        subject = self.analyser(rgb, alpha, source)
+        self.store.put_subject(sha, method, subject.to_dict())
+        return subject
+
     # -- stage 1 ----------------------------------------------------------------------------
 
     def plan(self, product: Product, image_sha256: str | None = None) -> list[CreativeSpec]:
         sha = image_sha256 or product.image_sha256()
+        subject = self.subject(product, sha)
+        match, styles = styles_for(product, self.config, subject)
         fields = product.fields()
         mask_method = self.mask_method()
         gen_spec = self.generator_spec()
         specs = []
         for placement in self.config.placements:
-            for style in styles_for(product, self.config):
+            for style in styles:
                 seed = derive_seed(self.config.seed, product.product_id, style.name, placement.name)
+                prompt = style.prompt_for(fields, on_model=subject.on_model)
+                negative = style.negative_for(fields, on_model=subject.on_model, cropped=bool(subject.cut))
                 key = creative_key(
                     image_sha256=sha,
                     style_spec=style.spec(),
@@ -157,6 +255,9 @@ class CreativeMaker:
                     mask_method=mask_method,
                     seed=seed,
                     fmt=self.config.fmt,
+                    subject=subject.spec(),
+                    prompt=prompt,
+                    negative_prompt=negative,
                 )
                 specs.append(
                     CreativeSpec(
@@ -165,28 +266,62 @@ class CreativeMaker:
                         placement=placement,
                         style=style,
                         seed=seed,
-                        prompt=style.prompt_for(fields),
-                        negative_prompt=style.negative_for(fields),
+                        prompt=prompt,
+                        negative_prompt=negative,
+                        subject=subject,
+                        category=match,
                     )
                 )
         return specs
 
     # -- stage 2 ----------------------------------------------------------------------------
 
-    def prepare(self, product: Product, specs: Sequence[CreativeSpec]) -> list[PreparedScene]:
-        rgba = load_image(product.image_path)
-        alpha = product_mask(rgba, self.segmenter)
-        if not alpha.any():
-            raise ValueError("the product mask is empty (segmentation found no product)")
-        rgb = np.ascontiguousarray(rgba[..., :3])
+    def prepare(self, product: Product, specs: Sequence[CreativeSpec], image_sha256: str | None = None) -> list[PreparedScene]:
+        if not specs:
+            return []
+        sha = image_sha256 or product.image_sha256()
+        rgb, alpha, _ = self._decode(product, sha)
         palette = dominant_colors(rgb, alpha)
+        cut = specs[0].subject.cut
         scenes: dict[str, Scene] = {}
         prepared = []
         for spec in specs:
             if spec.placement.name not in scenes:
-                scenes[spec.placement.name] = layout(rgb, alpha, spec.placement, palette=palette)
+                scenes[spec.placement.name] = layout(rgb, alpha, spec.placement, palette=palette, cut=cut)
             prepared.append(PreparedScene(spec=spec, scene=scenes[spec.placement.name]))
         return prepared
+
+    def start(self, product: Product) -> tuple[list[CreativeResult], list[PreparedScene]]:
+        """Stages 1-2 for a product: (results already final: skipped or failed, scenes to render).
+
+        Never raises for a bad image or a style selection the product cannot have: those are
+        failed results naming the product.
+        """
+        try:
+            sha = product.image_sha256()
+            specs = self.plan(product, sha)
+        except StyleSelectionError as e:
+            return [_failed(product, None, "styles", str(e))], []
+        except Exception as e:  # noqa: BLE001 - reported per product, the run goes on
+            return [_failed(product, None, "image", f"cannot read: {e}")], []
+        # an index row whose file is gone does not count as done
+        done = self.store.qa_statuses(sorted(self.store.existing([s.key for s in specs])))
+        results = [
+            CreativeResult(product.product_id, s.key, s.style.name, s.placement.name, "skipped", qa_status=done[s.key])
+            for s in specs
+            if s.key in done
+        ]
+        todo = [s for s in specs if s.key not in done]
+        if not todo:
+            return results, []
+        try:
+            prepared = self.prepare(product, todo, sha)
+            self.store.put_product(product, sha)
+        except Exception as e:  # noqa: BLE001
+            return results + [_failed(product, s, "image", str(e)) for s in todo], []
+        finally:
+            self._decoded = None  # the next product needs its own pixels; keep memory flat
+        return results, prepared
 
     # -- stage 3 ----------------------------------------------------------------------------
     #
@@ -260,6 +395,18 @@ class CreativeMaker:
         metrics["render_s"] = round(render_seconds, 4)
         if gate_metrics:
             metrics.update(gate_metrics)
+        subject = spec.subject
+        reasons = qa_checks(
+            creative,
+            scene,
+            photo_cut=subject.cut,
+            on_model=subject.on_model,
+            style_suits=spec.style.suits,
+            trapped_share=subject.trapped_share,
+            metrics=metrics,
+            rules=self.config.qa,
+        )
+        qa_status = "flagged" if reasons else "ok"
         self.store.put(
             spec.key,
             creative,
@@ -278,8 +425,13 @@ class CreativeMaker:
                 "generator": self.generator_spec(),
                 "mask": self.mask_method(),
                 "box": list(scene.box),
+                "cut": list(scene.cut),
+                "subject": subject.to_dict(),
+                "category": {k: v for k, v in spec.category.to_dict().items() if k != "styles"} if spec.category else None,
             },
             metrics=metrics,
+            qa_status=qa_status,
+            qa_reasons=reasons,
         )
         return CreativeResult(
             spec.product.product_id,
@@ -288,31 +440,16 @@ class CreativeMaker:
             spec.placement.name,
             "generated",
             seconds=render_seconds + time.perf_counter() - t0,
+            qa_status=qa_status,
         )
 
     # -- all stages -------------------------------------------------------------------------
 
     def make(self, product: Product) -> list[CreativeResult]:
         """Every missing creative of ``product``; never raises for a bad image or a failed render."""
-        try:
-            sha = product.image_sha256()
-            specs = self.plan(product, sha)
-        except Exception as e:  # noqa: BLE001 - reported per product, the run goes on
-            return [_failed(product, None, "image", f"cannot read: {e}")]
-        done = self.store.existing([s.key for s in specs])
-        results = [
-            CreativeResult(product.product_id, s.key, s.style.name, s.placement.name, "skipped")
-            for s in specs
-            if s.key in done
-        ]
-        todo = [s for s in specs if s.key not in done]
-        if not todo:
+        results, prepared = self.start(product)
+        if not prepared:
             return results
-        try:
-            prepared = self.prepare(product, todo)
-            self.store.put_product(product, sha)
-        except Exception as e:  # noqa: BLE001
-            return results + [_failed(product, s, "image", str(e)) for s in todo]
         if self.gated:  # one batched call for all of the product's creatives
             try:
                 t0 = time.perf_counter()

@@ -1,55 +1,30 @@
 """Static HTML reports: the creative contact sheet (product x style x placement).
 
 Pages are plain HTML with their images in a ``<name>_files/`` folder next to them: no server,
-no JavaScript, no network; open the file in any browser.
+no JavaScript, no network; open the file in any browser. Creatives QA flagged come first: a table
+of every flagged creative with its reasons at the top, products with flagged creatives before the
+others, each flagged thumbnail outlined with its reasons under it. The page is rendered from a
+Jinja2 template with autoescaping (``templates/contact_sheet.html.j2``).
 """
 
 from __future__ import annotations
 
-import html
 import json
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 from PIL import Image
 
 from .store import CreativeStore
 
 THUMB_MAX = 360
-
-CSS = """
-:root { --fg:#1d1f23; --muted:#6b7280; --line:#e5e7eb; --bg:#fafafa; }
-* { box-sizing: border-box; }
-body { font: 14px/1.45 system-ui, -apple-system, Segoe UI, Roboto, sans-serif; color: var(--fg);
-       background: var(--bg); margin: 0; padding: 24px 32px; }
-h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 8px; }
-.muted, small { color: var(--muted); }
-section.product { background: #fff; border: 1px solid var(--line); border-radius: 10px; padding: 12px 16px 16px; margin: 18px 0; }
-table { border-collapse: collapse; } th, td { padding: 6px 8px; vertical-align: top; text-align: left; }
-thead th { font-weight: 600; border-bottom: 1px solid var(--line); }
-table.sheet td { text-align: center; }
-table.data td, table.data th { border-bottom: 1px solid var(--line); font-variant-numeric: tabular-nums; }
-figure { margin: 0; display: inline-block; }
-figure img { display: block; max-height: 240px; max-width: 240px; border-radius: 4px; box-shadow: 0 1px 3px rgba(0,0,0,.15); background: #eee; }
-figcaption { font-size: 11px; color: var(--muted); margin-top: 3px; }
-.original img { max-height: 140px; max-width: 140px; background: #fff; border: 1px solid var(--line); }
-.row { display: flex; gap: 16px; align-items: flex-start; }
-.warn { color: #b45309; font-weight: 600; }
-img.plot { max-width: 100%; height: auto; background: #fff; border: 1px solid var(--line); border-radius: 6px; }
-"""
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
-def page(title: str, body: str) -> str:
-    return (
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{html.escape(title)}</title>"
-        f"<style>{CSS}</style></head><body>\n{body}\n</body></html>\n"
-    )
-
-
-def esc(value) -> str:
-    return html.escape(str(value), quote=True)
+def _env() -> Environment:
+    return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]), trim_blocks=True)
 
 
 def thumbnail(src: Path, dst: Path, max_side: int = THUMB_MAX) -> None:
@@ -82,6 +57,20 @@ def _caption(metrics: dict) -> str:
     return " · ".join(parts)
 
 
+def _tags(params: dict) -> list[str]:
+    """What the photo analysis and the category mapping said, for a product's heading."""
+    out = []
+    subject = params.get("subject") or {}
+    if subject.get("on_model"):
+        out.append(f"on-model ({subject.get('person', {}).get('reason', '')})")
+    if subject.get("cut"):
+        out.append("cut by the photo at the " + " and ".join(subject["cut"]))
+    cat = params.get("category") or {}
+    if cat:
+        out.append(f"styles of {cat.get('category')} ({cat.get('why')})")
+    return out
+
+
 def write_contact_sheet(store: CreativeStore, out: str | Path, title: str = "Backdrop creatives") -> Path:
     """Write the contact sheet of every creative in ``store`` to ``out`` (HTML); returns its path."""
     out = Path(out)
@@ -93,57 +82,77 @@ def write_contact_sheet(store: CreativeStore, out: str | Path, title: str = "Bac
         by_product[r.product_id].append(r)
     products = {p["product_id"]: p for p in store.products()}
 
-    sections = []
-    for pid in sorted(by_product):
+    sections, flagged = [], []
+    checks: Counter = Counter()
+    # products with flagged creatives first, then by id
+    order = sorted(by_product, key=lambda pid: (not any(r.flagged for r in by_product[pid]), pid))
+    for pid in order:
         recs = by_product[pid]
         info = products.get(pid, {"title": pid, "category": "", "image_path": ""})
+        anchor = _safe(pid)
         shape = {r.placement: r.width / r.height for r in recs}
         placements = sorted(shape, key=lambda n: (-shape[n], n))  # widest first: landscape ... story
-        styles = sorted({r.style for r in recs})
+        styles = sorted({r.style for r in recs}, key=lambda s: (not any(r.flagged for r in recs if r.style == s), s))
         cell = {(r.style, r.placement): r for r in recs}
-        original = ""
+        original = None
         src = Path(info.get("image_path") or "")
         if src.is_file():
-            dst = files / "originals" / f"{_safe(pid)}.jpg"
+            dst = files / "originals" / f"{anchor}.jpg"
             thumbnail(src, dst, 200)
-            original = f'<figure class="original"><img src="{esc(_rel(dst, out))}" alt="{esc(pid)} catalog image"><figcaption>catalog image</figcaption></figure>'
-        head = "".join(f"<th>{esc(p)}</th>" for p in placements)
+            original = _rel(dst, out)
         rows = []
         for style in styles:
-            tds = []
+            cells = []
             for placement in placements:
                 r = cell.get((style, placement))
                 if r is None:
-                    tds.append("<td></td>")
+                    cells.append(None)
                     continue
                 dst = files / "thumbs" / f"{r.key}.jpg"
                 thumbnail(store.root / r.path, dst)
                 tip = f"{r.prompt}\nkey {r.key} · seed {r.seed} · {r.generator}@{r.generator_version} · {json.dumps(r.metrics)}"
-                tds.append(
-                    f'<td><figure><a href="{esc(_rel(store.root / r.path, out))}"><img src="{esc(_rel(dst, out))}" '
-                    f'alt="{esc(pid)} {esc(style)} {esc(placement)}" title="{esc(tip)}" loading="lazy"></a>'
-                    f"<figcaption>{esc(_caption(r.metrics))}</figcaption></figure></td>"
-                )
+                c = {
+                    "placement": placement,
+                    "href": _rel(store.root / r.path, out),
+                    "thumb": _rel(dst, out),
+                    "tip": tip,
+                    "caption": _caption(r.metrics),
+                    "flagged": r.flagged,
+                    "reasons": list(r.qa_reasons),
+                    "anchor": f"c-{r.key}",
+                }
+                cells.append(c)
+                if r.flagged:
+                    flagged.append(
+                        {"product_id": pid, "style": style, "placement": placement, "reasons": list(r.qa_reasons), "anchor": c["anchor"]}
+                    )
+                    checks.update(reason["check"] for reason in r.qa_reasons)
             prompt = recs[[r.style for r in recs].index(style)].prompt
-            rows.append(f'<tr><th title="{esc(prompt)}">{esc(style)}</th>{"".join(tds)}</tr>')
+            rows.append({"style": style, "prompt": prompt, "cells": cells})
         sections.append(
-            f'<section class="product" id="{esc(_safe(pid))}"><div class="row">{original}<div>'
-            f'<h2>{esc(info["title"])} <small>{esc(info["category"])} · {esc(pid)}</small></h2>'
-            f'<table class="sheet"><thead><tr><th>style</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
-            "</div></div></section>"
+            {
+                "product_id": pid,
+                "anchor": anchor,
+                "title": info["title"],
+                "category": info["category"],
+                "original": original,
+                "placements": placements,
+                "rows": rows,
+                "tags": _tags(recs[0].params),
+                "n_flagged": sum(r.flagged for r in recs),
+            }
         )
-    n_products = len(by_product)
-    body = (
-        f"<h1>{esc(title)}</h1>"
-        f'<p class="muted">{len(records)} creatives of {n_products} products from store <code>{esc(store.root)}</code>. '
-        "Hover a thumbnail for its prompt, key and quality scores; click it for the full-size creative. "
-        "ΔE = colour contrast between the product's edge and the background around it; for generated "
-        "backgrounds, exp = object expansion (generated foreground beyond the product, share of its area), "
-        "iou = overlap of that foreground with the product, halo = ΔE of the ring around the product.</p>"
-        + ("".join(sections) if sections else "<p>The store has no creatives yet: run <code>backdrop generate</code>.</p>")
+    page = _env().get_template("contact_sheet.html.j2").render(
+        title=title,
+        store_root=str(store.root),
+        n_creatives=len(records),
+        n_flagged=len(flagged),
+        flagged=flagged,
+        by_check=checks.most_common(),
+        sections=sections,
     )
     tmp = out.with_suffix(".tmp")
-    tmp.write_text(page(title, body), encoding="utf-8")
+    tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, out)
     return out
 
@@ -154,4 +163,3 @@ def _safe(name: str) -> str:
 
 def _rel(path: Path, page_path: Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), page_path.resolve().parent)).as_posix()
-

@@ -2,7 +2,9 @@
 
 A creative's key hashes everything that determines its pixels: the product image's content,
 the style (name and full spec), the placement (size and layout), the generator (name, version
-and settings), the mask method and the seed. Re-running a job therefore generates nothing new,
+and settings), the mask method, what the photo analysis found (cut sides, on-model), the prompts
+and the seed. Every creative carries a QA status (``ok`` or ``flagged``, with the reasons) that
+the report and the decision service read. Re-running a job therefore generates nothing new,
 an interrupted job resumes where it stopped, and parallel workers are safe: files are written
 to a temporary name and renamed into place, index rows are inserted in WAL mode, and a key that
 two workers produce at once has the same bytes either way.
@@ -26,8 +28,9 @@ from PIL import Image
 from .errors import BackdropError
 from .files import write_atomic
 
-SCHEMA_VERSION = 1
-KEY_VERSION = 1
+SCHEMA_VERSION = 2
+KEY_VERSION = 2
+QA_STATUSES = ("ok", "flagged")
 FORMATS = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG"}
 LOSSLESS_FORMATS = {"png", "webp"}
 
@@ -59,10 +62,28 @@ _SCHEMA = [
         negative_prompt TEXT NOT NULL,
         params TEXT NOT NULL,
         metrics TEXT NOT NULL,
-        created_at REAL NOT NULL
+        created_at REAL NOT NULL,
+        qa_status TEXT NOT NULL DEFAULT 'ok',
+        qa_reasons TEXT NOT NULL DEFAULT '[]'
     )""",
     """CREATE INDEX IF NOT EXISTS creatives_item ON creatives (product_id, placement, style)""",
+    # the photo analysis (cut sides, on-model, trapped background) per image content and method
+    """CREATE TABLE IF NOT EXISTS subjects (
+        image_sha256 TEXT NOT NULL,
+        method TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (image_sha256, method)
+    )""",
 ]
+#: schema 1 -> 2: every creative gets a QA status (rows from before the checks existed are "ok"
+#: with no reasons: they were never checked, and say so in their metrics' absence of "qa")
+_UPGRADES = {
+    2: [
+        "ALTER TABLE creatives ADD COLUMN qa_status TEXT NOT NULL DEFAULT 'ok'",
+        "ALTER TABLE creatives ADD COLUMN qa_reasons TEXT NOT NULL DEFAULT '[]'",
+    ],
+}
 
 
 class StoreError(BackdropError):
@@ -80,6 +101,9 @@ def creative_key(
     mask_method: str,
     seed: int,
     fmt: str,
+    subject: dict | None = None,
+    prompt: str = "",
+    negative_prompt: str = "",
 ) -> str:
     """The content address of a creative (32 hex digits)."""
     blob = json.dumps(
@@ -90,6 +114,8 @@ def creative_key(
             "placement": placement_spec,
             "generator": [generator, generator_version, generator_spec],
             "mask": mask_method,
+            "subject": subject or {},
+            "prompt": [prompt, negative_prompt],
             "seed": seed,
             "format": fmt,
         },
@@ -118,6 +144,14 @@ class CreativeRecord:
     params: dict
     metrics: dict
     created_at: float
+    #: "ok" or "flagged"
+    qa_status: str = "ok"
+    #: why it is flagged: [{"check": ..., "detail": ...}]
+    qa_reasons: tuple = ()
+
+    @property
+    def flagged(self) -> bool:
+        return self.qa_status == "flagged"
 
 
 def encode_image(image: np.ndarray, fmt: str) -> bytes:
@@ -190,15 +224,22 @@ class CreativeStore:
     def _migrate(self) -> None:
         db = self._db()
         with db:
-            for stmt in _SCHEMA:
-                db.execute(stmt)
+            db.execute("BEGIN IMMEDIATE")  # one migrating writer at a time
+            fresh = db.execute("SELECT name FROM sqlite_master WHERE name='creatives'").fetchone() is None
+            db.execute(_SCHEMA[0])
             row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) > SCHEMA_VERSION:
+            version = SCHEMA_VERSION if (fresh or row is None) else int(row[0])
+            if version > SCHEMA_VERSION:
                 raise StoreError(
-                    f"{self.index_path}: store schema {row[0]} is newer than this backdrop supports ({SCHEMA_VERSION}); upgrade backdrop"
+                    f"{self.index_path}: store schema {version} is newer than this backdrop supports ({SCHEMA_VERSION}); upgrade backdrop"
                 )
+            if not fresh:
+                for v in range(version + 1, SCHEMA_VERSION + 1):
+                    for stmt in _UPGRADES.get(v, []):
+                        db.execute(stmt)
+            for stmt in _SCHEMA[1:]:
+                db.execute(stmt)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         if self._conn is not None and self._pid == os.getpid():
@@ -290,8 +331,12 @@ class CreativeStore:
         negative_prompt: str,
         params: dict,
         metrics: dict,
+        qa_status: str = "ok",
+        qa_reasons: list | tuple = (),
     ) -> CreativeRecord:
         """Write the image atomically, then index it. Safe to call twice for the same key."""
+        if qa_status not in QA_STATUSES:
+            raise ValueError(f"qa_status must be one of {QA_STATUSES}, got {qa_status!r}")
         data = encode_image(image, fmt)
         path = write_atomic(self.path_for(key, fmt), data, tmp_name=key)
         record = CreativeRecord(
@@ -312,11 +357,13 @@ class CreativeStore:
             params=params,
             metrics=metrics,
             created_at=time.time(),
+            qa_status=qa_status,
+            qa_reasons=tuple(qa_reasons),
         )
         db = self._db()
         with db:
             db.execute(
-                "INSERT OR REPLACE INTO creatives VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO creatives ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     record.key,
                     record.product_id,
@@ -335,19 +382,51 @@ class CreativeStore:
                     json.dumps(record.params, sort_keys=True),
                     json.dumps(record.metrics, sort_keys=True),
                     record.created_at,
+                    record.qa_status,
+                    json.dumps(list(record.qa_reasons), sort_keys=True),
                 ),
             )
         return record
 
+    def qa_statuses(self, keys: list[str]) -> dict[str, str]:
+        """key -> QA status of the given keys that are in the index."""
+        out: dict[str, str] = {}
+        db = self._db()
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            out.update(db.execute(f"SELECT key, qa_status FROM creatives WHERE key IN ({','.join('?' * len(chunk))})", chunk).fetchall())
+        return out
+
+    # -- the photo analysis cache -------------------------------------------------------------
+
+    def subject(self, image_sha256: str, method: str) -> dict | None:
+        row = self._db().execute(
+            "SELECT data FROM subjects WHERE image_sha256=? AND method=?", (image_sha256, method)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put_subject(self, image_sha256: str, method: str, data: dict) -> None:
+        db = self._db()
+        with db:
+            db.execute(
+                "INSERT OR REPLACE INTO subjects VALUES (?, ?, ?, ?)",
+                (image_sha256, method, json.dumps(data, sort_keys=True), time.time()),
+            )
+
     def get(self, key: str) -> CreativeRecord | None:
-        row = self._db().execute("SELECT * FROM creatives WHERE key=?", (key,)).fetchone()
+        row = self._db().execute(f"SELECT {_COLUMNS} FROM creatives WHERE key=?", (key,)).fetchone()
         return _record(row) if row else None
 
     def creatives(
-        self, *, product_id: str | None = None, placement: str | None = None, style: str | None = None
+        self,
+        *,
+        product_id: str | None = None,
+        placement: str | None = None,
+        style: str | None = None,
+        qa_status: str | None = None,
     ) -> list[CreativeRecord]:
-        sql, args = "SELECT * FROM creatives WHERE 1=1", []
-        for col, val in (("product_id", product_id), ("placement", placement), ("style", style)):
+        sql, args = f"SELECT {_COLUMNS} FROM creatives WHERE 1=1", []
+        for col, val in (("product_id", product_id), ("placement", placement), ("style", style), ("qa_status", qa_status)):
             if val is not None:
                 sql += f" AND {col}=?"
                 args.append(val)
@@ -368,8 +447,15 @@ class CreativeStore:
             return np.asarray(im.convert("RGB")).copy()
 
 
+_COLUMNS = (
+    "key, product_id, style, placement, generator, generator_version, seed, path, format, width, height, "
+    "bytes, prompt, negative_prompt, params, metrics, created_at, qa_status, qa_reasons"
+)
+
+
 def _record(row) -> CreativeRecord:
-    (key, pid, style, placement, gen, gver, seed, path, fmt, w, h, nbytes, prompt, neg, params, metrics, created) = row
+    (key, pid, style, placement, gen, gver, seed, path, fmt, w, h, nbytes, prompt, neg, params, metrics, created,
+     qa_status, qa_reasons) = row  # fmt: skip
     return CreativeRecord(
         key=key,
         product_id=pid,
@@ -388,4 +474,6 @@ def _record(row) -> CreativeRecord:
         params=json.loads(params),
         metrics=json.loads(metrics),
         created_at=float(created),
+        qa_status=qa_status,
+        qa_reasons=tuple(json.loads(qa_reasons)),
     )

@@ -644,7 +644,10 @@ class ProceduralGenerator:
         if solid_rows.size:
             gy = min(gy, py + float(solid_rows[-1]) + 1.0)
         hy = None
-        if p.scene in FLOOR_SCENES:
+        # a product the frame cuts at the bottom (a model cut at the thighs) stands below the
+        # canvas: the set is a wall behind it, with no floor and nothing cast on one
+        grounded = "bottom" not in scene.cut
+        if p.scene in FLOOR_SCENES and grounded:
             if scene.horizon_y is not None:
                 # keep the floor's depth behind the product when its base sits above the ground line
                 hy = scene.horizon_y * sy - (scene.ground_y * sy - gy)
@@ -676,14 +679,14 @@ class ProceduralGenerator:
         # grounding: reflection, contact + ambient shadow, cast shadow
         # shadows end at a table's back edge; in a room they run on up the wall
         floor_top = hy if p.scene in ("tabletop", "bokeh") else None
-        if p.reflection > 0:
+        if p.reflection > 0 and grounded:
             rgb_w = cv2.resize(scene.product_rgb, (pw, ph), interpolation=cv2.INTER_AREA).astype(np.float32) * np.float32(1 / 255)
             sh.reflection(img, rgb_w, a_w, px, py, gy, p.reflection, falloff=0.2, softness=0.3 + 0.5 * p.shadow_softness, floor_color=tuple(pal.floor))
         shadow = None
-        if p.shadow > 0:
+        if p.shadow > 0 and grounded:
             shadow = sh.contact_shadow(h, w, a_w, px, py, gy, p.shadow_softness, floor_top)
             shadow *= np.float32(p.shadow)
-        if p.cast_shadow > 0:
+        if p.cast_shadow > 0 and grounded:
             cast = sh.cast_shadow(h, w, a_w, px, py, gy, light_x, 0.3 + 0.3 * abs(light_x), p.shadow_softness, floor_top)
             cast *= np.float32(p.cast_shadow * 0.7)
             shadow = cast if shadow is None else 1.0 - (1.0 - shadow) * (1.0 - cast)

@@ -1,8 +1,12 @@
 """Place a product on an ad placement's canvas: scale to a target share, anchor, margins.
 
+A product cut by its photo's frame (see :mod:`backdrop.imaging.framing`) keeps every cut edge
+flush with the same side of the canvas, where it bleeds off as the photographer framed it; cut
+on two opposite sides it fills that dimension; its uncut sides keep the placement's margins.
+
 A :class:`Scene` is what a generator receives: the canvas size, the scaled product pixels and
-their soft mask at an integer offset, and the geometry a background needs (where the product
-touches the ground, where the floor's horizon is).
+their soft mask at an integer offset, the canvas sides the product bleeds off, and the geometry
+a background needs (where the product touches the ground, where the floor's horizon is).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import ConfigError
+from .framing import OPPOSITE, FramingRules
 
 Anchor = Literal["floor", "bottom", "center"]
 
@@ -42,8 +47,13 @@ class Placement(BaseModel):
     horizon_depth: float = Field(default=0.22, ge=0.0, le=1.0)
     #: horizontal position of the product's centre, as a fraction of the width
     center_x: float = Field(default=0.5, ge=0.1, le=0.9)
-    #: never enlarge the product image more than this (upscaling blurs it)
+    #: never enlarge the product image more than this (upscaling blurs it); a product that must
+    #: fill the canvas between two cut sides is enlarged as far as that needs
     max_upscale: float = Field(default=2.5, ge=1.0, le=8.0)
+    #: a product its photo cuts on one side (a top cut at the thighs) reaches this share of the
+    #: canvas from that side (of the height for a top/bottom cut, of the width for left/right),
+    #: within the margins of its uncut sides; standing on the floor, at most up to the ground line
+    cropped_fill: float = Field(default=0.9, gt=0.2, le=1.0)
 
     @property
     def aspect(self) -> float:
@@ -54,11 +64,29 @@ class Placement(BaseModel):
         return self.model_dump()
 
 
+class QARules(BaseModel):
+    """Thresholds of the quality checks every creative gets (the ``qa`` section of the placements file)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: the product's share of the canvas area (its mask, not its box) must lie in this range
+    min_product_share: float = Field(default=0.02, ge=0.0, le=1.0)
+    max_product_share: float = Field(default=0.8, ge=0.0, le=1.0)
+    #: Delta E between the product's outline and the background around it, at least
+    min_edge_contrast: float = Field(default=5.0, ge=0.0)
+    #: Delta E between a thin ring around the product and the ring beyond it, at most
+    max_halo: float = Field(default=14.0, ge=0.0)
+    #: background colour left inside the product's mask (trapped in gaps), at most this share of it
+    max_trapped_share: float = Field(default=0.005, ge=0.0, le=1.0)
+
+
 class PlacementSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: int = 1
     placements: list[Placement]
+    framing: FramingRules = Field(default_factory=FramingRules)
+    qa: QARules = Field(default_factory=QARules)
 
     @model_validator(mode="after")
     def _unique(self) -> "PlacementSet":
@@ -74,6 +102,11 @@ DEFAULT_PLACEMENTS_FILE = Path(__file__).resolve().parent.parent / "config" / "p
 
 def load_placements(path: str | Path | None = None) -> dict[str, Placement]:
     """Placements by name from a YAML file (the packaged defaults when ``path`` is None)."""
+    return {p.name: p for p in load_placement_set(path).placements}
+
+
+def load_placement_set(path: str | Path | None = None) -> PlacementSet:
+    """The whole placements file: placements, framing rules and QA thresholds."""
     path = Path(path) if path else DEFAULT_PLACEMENTS_FILE
     try:
         data = yaml.safe_load(path.read_text())
@@ -87,7 +120,7 @@ def load_placements(path: str | Path | None = None) -> dict[str, Placement]:
         first = e.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])
         raise ConfigError(f"{path}: {loc}: {first['msg']}") from e
-    return {p.name: p for p in pset.placements}
+    return pset
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,6 +142,8 @@ class Scene:
     ground_y: int
     horizon_y: int | None
     palette: tuple[tuple[int, int, int], ...] = field(default=())
+    #: canvas sides the product bleeds off (its photo's cut sides, kept flush)
+    cut: tuple[str, ...] = ()
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -166,28 +201,72 @@ def layout(
     alpha: np.ndarray,
     placement: Placement,
     palette: tuple[tuple[int, int, int], ...] = (),
+    cut: tuple[str, ...] = (),
 ) -> Scene:
-    """Scale and position a product (``rgb`` (H, W, 3), soft ``alpha`` (H, W)) on ``placement``'s canvas."""
+    """Scale and position a product (``rgb`` (H, W, 3), soft ``alpha`` (H, W)) on ``placement``'s canvas.
+
+    ``cut``: the sides where the product's photo cuts it (:func:`~backdrop.imaging.framing.cut_sides`);
+    those edges are placed flush with the same canvas sides.
+    """
     if rgb.shape[:2] != alpha.shape:
         raise ValueError(f"image {rgb.shape[:2]} and mask {alpha.shape} differ in size")
+    unknown = set(cut) - set(OPPOSITE)
+    if unknown:
+        raise ValueError(f"unknown side(s) {sorted(unknown)}; sides are {', '.join(OPPOSITE)}")
     x0, y0, x1, y1 = mask_bbox(alpha)
     rgb, alpha = rgb[y0:y1, x0:x1], alpha[y0:y1, x0:x1]
     bw, bh = x1 - x0, y1 - y0
+    cut = tuple(s for s in OPPOSITE if s in set(cut))
+    top, bottom, left, right = (s in cut for s in OPPOSITE)
 
     W, H = placement.width, placement.height
     margin = placement.margin * min(W, H)
-    scale = math.sqrt(placement.product_share * W * H / (bw * bh))
-    max_h = H - 2 * margin
-    if placement.anchor == "floor":
-        # room above the ground line, and the product's base must sit below the horizon
-        max_h = placement.ground * H - margin
-    scale = min(scale, (W - 2 * margin) / bw, max_h / bh, placement.max_upscale)
+    floor = placement.anchor == "floor" and not bottom
+    # room on each axis: the canvas less the margins of the uncut sides; a product standing on
+    # the floor keeps its base on the ground line
+    avail_w = W - (0 if left else margin) - (0 if right else margin)
+    avail_h = (placement.ground * H if floor else H - (0 if bottom else margin)) - (0 if top else margin)
+    fill_h, fill_w = top and bottom, left and right
+    if fill_h or fill_w:  # cut on two opposite sides: fill that dimension (all four: cover the canvas)
+        scale = max(H / bh if fill_h else 0.0, W / bw if fill_w else 0.0)
+    elif cut:
+        scale = min(
+            placement.cropped_fill * H / bh if (top or bottom) else math.inf,
+            placement.cropped_fill * W / bw if (left or right) else math.inf,
+            placement.max_upscale,
+        )
+    else:
+        scale = min(math.sqrt(placement.product_share * W * H / (bw * bh)), placement.max_upscale)
+    if not fill_w:
+        scale = min(scale, avail_w / bw)
+    if not fill_h:
+        scale = min(scale, avail_h / bh)
     w, h = max(1, round(bw * scale)), max(1, round(bh * scale))
+    if fill_h and h >= H - 1:
+        h = H
+    if fill_w and w >= W - 1:
+        w = W
     prgb, palpha = resize_premultiplied(rgb, alpha, (w, h))
 
-    x = round(placement.center_x * W - w / 2)
-    x = int(min(max(x, 0), W - w))
-    if placement.anchor == "center":
+    if left and not right:
+        x = 0
+    elif right and not left:
+        x = W - w
+    elif fill_w:
+        x = round((W - w) / 2)
+    else:
+        x = round(placement.center_x * W - w / 2)
+        x = int(min(max(x, round(margin)), W - round(margin) - w)) if w <= W - 2 * margin else round((W - w) / 2)
+    if top and not bottom:
+        y = 0
+        ground_y = h if floor else y + h
+    elif bottom and not top:
+        y = H - h
+        ground_y = H
+    elif fill_h:
+        y = round((H - h) / 2)
+        ground_y = y + h
+    elif placement.anchor == "center":
         y = round((H - h) / 2)
         ground_y = y + h
     elif placement.anchor == "bottom":
@@ -196,20 +275,27 @@ def layout(
     else:
         ground_y = round(placement.ground * H)
         y = ground_y - h
-    y = int(min(max(y, 0), H - h))
+    if not (top or bottom):
+        y = int(min(max(y, 0), H - h))
     ground_y = int(min(ground_y, H))
     horizon_y = None
-    if placement.anchor == "floor":
+    if floor:
         horizon_y = int(max(0, ground_y - placement.horizon_depth * h - 0.04 * H))
+    bleeds = tuple(
+        s
+        for s, edge in (("top", y <= 0), ("bottom", y + h >= H), ("left", x <= 0), ("right", x + w >= W))
+        if s in cut and edge
+    )
     return Scene(
         placement=placement,
         width=W,
         height=H,
         product_rgb=prgb,
         product_alpha=palpha,
-        x=x,
-        y=y,
+        x=int(x),
+        y=int(y),
         ground_y=ground_y,
         horizon_y=horizon_y,
         palette=palette,
+        cut=bleeds,
     )

@@ -40,10 +40,13 @@ def edge_contrast(creative: np.ndarray, scene: Scene, ring: int = 6) -> float:
 
 
 def procedural_quality(creative: np.ndarray, scene: Scene) -> dict:
+    """Scores of a finished creative: edge contrast, the product's share of the canvas, and the
+    halo around the product in the creative (a light fringe from the photo's background shows there)."""
     mask = scene.product_alpha >= 128
     return {
         "edge_contrast": round(edge_contrast(creative, scene), 2),
         "product_share": round(float(mask.sum()) / (scene.width * scene.height), 4),
+        "edge_halo": halo_score(creative, scene),
     }
 
 
@@ -75,23 +78,27 @@ def expansion_scores(generated: np.ndarray, placed: np.ndarray, segmenter) -> di
 def halo_score(background: np.ndarray, scene: Scene) -> float:
     """Delta E between a thin ring hugging the product's outline and the ring just beyond it.
 
-    A generator that leaves a bright or dark outline (a halo) around the kept region scores high;
-    the contact-shadow zone at the product's base is excluded, a shadow there is wanted.
+    A generator that leaves a bright or dark outline (a halo) around the kept region scores high,
+    and so does a creative whose product carries a light fringe of its photo's background; the
+    contact-shadow zone at the product's base is excluded, a shadow there is wanted.
     """
-    mask = scene.canvas_mask().astype(np.uint8)
     w = max(2, int(round(0.008 * min(scene.width, scene.height))))
+    x0, y0, x1, y1 = scene.box
+    pad = 4 * w + 2
+    X0, Y0 = max(0, x0 - pad), max(0, y0 - pad)
+    X1, Y1 = min(scene.width, x1 + pad), min(scene.height, y1 + pad)
+    mask = scene.canvas_mask()[Y0:Y1, X0:X1].astype(np.uint8)
     near = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * w + 1, 2 * w + 1)))
     mid = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * w + 1, 4 * w + 1)))
     far = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (8 * w + 1, 8 * w + 1)))
     inner = (near > 0) & (mask == 0)
     outer = (far > 0) & (mid == 0)
-    x0, y0, x1, y1 = scene.box
-    cut = int(y1 - 0.12 * (y1 - y0))
-    inner[cut:] = False
-    outer[cut:] = False
+    cut = int(y1 - 0.12 * (y1 - y0)) - Y0
+    inner[max(cut, 0):] = False
+    outer[max(cut, 0):] = False
     if not inner.any() or not outer.any():
         return 0.0
-    lab = cv2.cvtColor(background, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab = cv2.cvtColor(np.ascontiguousarray(background[Y0:Y1, X0:X1]), cv2.COLOR_RGB2LAB).astype(np.float32)
     lab[..., 0] *= 100.0 / 255.0
     lab[..., 1:] -= 128.0
     return round(float(np.linalg.norm(lab[inner].mean(0) - lab[outer].mean(0))), 2)
@@ -139,3 +146,67 @@ class Gate:
         scores = expansion_scores(raw, placed, segmenter)
         scores["halo"] = halo_score(background, scene)
         return scores
+
+
+# -- QA: the checks every creative gets -------------------------------------------------------
+#
+# A creative is "ok" or "flagged" with its reasons; nothing broken goes out unnoticed: the report
+# lists flagged creatives first and the decision service does not serve them (unless told to).
+
+
+def _edge_runs(alpha: np.ndarray, side: str, threshold: int = 128) -> int:
+    """Product pixels in the patch's outermost row/column on ``side``."""
+    m = alpha >= threshold
+    line = {"top": m[0], "bottom": m[-1], "left": m[:, 0], "right": m[:, -1]}[side]
+    return int(np.count_nonzero(line))
+
+
+def qa_checks(
+    creative: np.ndarray,
+    scene: Scene,
+    *,
+    photo_cut: tuple[str, ...],
+    on_model: bool,
+    style_suits: str,
+    trapped_share: float,
+    metrics: dict,
+    rules,
+) -> list[dict]:
+    """The reasons to flag a creative (empty: ok), each ``{"check": name, "detail": words}``.
+
+    ``rules`` is a :class:`~backdrop.imaging.layout.QARules`; ``metrics`` holds the creative's
+    ``edge_contrast`` and ``product_share`` (:func:`procedural_quality`).
+    """
+    reasons: list[dict] = []
+
+    def flag(check: str, detail: str) -> None:
+        reasons.append({"check": check, "detail": detail})
+
+    x0, y0, x1, y1 = scene.box
+    at_edge = {"top": y0 <= 0, "bottom": y1 >= scene.height, "left": x0 <= 0, "right": x1 >= scene.width}
+    for side in ("top", "bottom", "left", "right"):
+        touches = at_edge[side] and _edge_runs(scene.product_alpha, side) > 0
+        if side in photo_cut and not touches:
+            flag("cut-not-flush", f"the photo cuts the product at the {side}, but on the canvas it stops short of the {side} edge")
+        elif side not in photo_cut and touches:
+            flag("cropped-by-canvas", f"the canvas cuts the product at the {side}, where the photo shows it whole")
+    if trapped_share > rules.max_trapped_share:
+        flag(
+            "trapped-background",
+            f"{trapped_share:.1%} of the product's mask is the photo's background colour (> {rules.max_trapped_share:.1%}): background left in a gap",
+        )
+    share = float(metrics.get("product_share", 0.0))
+    if not rules.min_product_share <= share <= rules.max_product_share:
+        flag(
+            "product-share",
+            f"the product covers {share:.1%} of the canvas (allowed {rules.min_product_share:.0%}-{rules.max_product_share:.0%})",
+        )
+    contrast = float(metrics.get("edge_contrast", 0.0))
+    if contrast < rules.min_edge_contrast:
+        flag("low-contrast", f"the product's edge barely differs from the background (Delta E {contrast:.1f} < {rules.min_edge_contrast:g})")
+    halo = float(metrics["edge_halo"]) if "edge_halo" in metrics else halo_score(creative, scene)
+    if halo > rules.max_halo:
+        flag("halo", f"a ring around the product differs from the background beyond it (Delta E {halo:.1f} > {rules.max_halo:g})")
+    if on_model and style_suits == "packshot":
+        flag("on-model-packshot-scene", "a product worn by a person in a scene made for objects on a surface")
+    return reasons

@@ -511,9 +511,11 @@ class CombinedSegmenter:
         intra_op_num_threads: int = 1,
         crop_view: bool = True,
         u2netp: U2NetPSegmenter | None = None,
+        remove_trapped: bool = True,
     ):
         self.u2netp = u2netp or U2NetPSegmenter(model_path, intra_op_num_threads)
         self.crop_view = crop_view
+        self.remove_trapped = remove_trapped
 
     # -- the learned prior
 
@@ -569,6 +571,8 @@ class CombinedSegmenter:
         mask = keep[lab]
         mask = _drop_detached_shadows(mask, cm)
         mask = _fill_product_holes(mask, cm, s)
+        if self.remove_trapped:
+            mask &= ~trapped_background(mask, cm)
         mask, alpha, reliable = refine_boundary(rgb, mask, band=1)
         return soft_mask(mask, alpha, reliable)
 
@@ -613,6 +617,87 @@ def _fill_product_holes(mask: np.ndarray, cm: ColourModel, s: np.ndarray) -> np.
     keep_hole = (bg_like / np.maximum(areas, 1) >= 0.8) & (s_mean < 0.5) & (areas >= 16)
     keep_hole[0] = True
     return mask | ~keep_hole[lab]
+
+
+def trapped_background(mask: np.ndarray, cm: ColourModel, min_area_frac: float = 2e-4) -> np.ndarray:
+    """Background seen through gaps of the product that a mask wrongly holds (bool (H, W)).
+
+    The inside of a bag handle or a watch strap, the sliver between an arm and the body: the
+    network calls them salient, so they end up in the mask, and the exact composite would paste
+    that white into every creative. A candidate is a connected part of the mask in the photo's
+    background colour (within 2x the border noise level, see :class:`ColourModel`) with a crisp
+    outline: where it meets the product, 60% of its outline lies on an edge (gradient above the
+    noise) and 80% of a ring just outside it clearly differs from the background colour (a
+    highlight on white fabric fades into the fabric instead), and at least 40% of it lies within
+    the noise of the background colour. Such a candidate is background when
+
+    - it continues an enclosed hole the mask already has (the rest of a bag handle's inside), or
+    - it is enclosed by the product (under 10% of its outline on the silhouette's outside; a white
+      sole at the edge is the segmenter's boundary decision), looks like the backdrop itself (its
+      median colour within half the noise threshold of the background colour, its median gradient
+      at the noise floor: white labels, prints and fabric are shaded or textured), and the product
+      around it is thin: its distance to the outside of the silhouette is at most half its own
+      extent or a fifth of the product's size. A white logo in the middle of a dark shirt is far
+      from the outside and stays even when it is exactly the backdrop's white.
+    """
+    h, w = mask.shape
+    area_all = int(mask.sum())
+    out = np.zeros((h, w), bool)
+    if area_all == 0:
+        return out
+    cand = mask & (cm.dist < 2.0 * cm.tau)
+    cand = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_OPEN, _disk(1)) > 0
+    n, lab, st, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return out
+    exterior = _border_connected(~mask)
+    holes = ~mask & ~exterior
+    to_exterior = None
+    exact = cm.dist < cm.tau
+    contrast = cm.dist > 3.0 * cm.tau
+    edge = cm.grad > max(3.0, 3.0 * cm.noise)
+    flat_grad = max(1.0, cm.noise)
+    min_area = max(12, int(min_area_frac * area_all))
+    size = float(np.sqrt(area_all))
+    for i in range(1, n):
+        x, y, bw, bh, area = (int(v) for v in st[i])
+        if area < min_area:
+            continue
+        p = 6
+        sl = (slice(max(0, y - p), min(h, y + bh + p)), slice(max(0, x - p), min(w, x + bw + p)))
+        comp = (lab[sl] == i).astype(np.uint8)
+        inside = comp > 0
+        if np.count_nonzero(exact[sl] & inside) < 0.4 * area:
+            continue
+        m = mask[sl]
+        near = (cv2.dilate(comp, _disk(2)) > 0) & ~inside
+        n_near = max(int(near.sum()), 1)
+        ring = (cv2.dilate(comp, _disk(5)) > 0) & ~(cv2.dilate(comp, _disk(2)) > 0) & m
+        if np.count_nonzero(contrast[sl] & ring) < 0.8 * max(int(ring.sum()), 1):
+            continue
+        outline = inside & ~(cv2.erode(comp, _disk(1)) > 0)
+        outline &= cv2.dilate((near & m).astype(np.uint8), _disk(1)) > 0
+        if np.count_nonzero(edge[sl] & outline) < 0.6 * max(int(outline.sum()), 1):
+            continue
+        if np.count_nonzero(near & holes[sl]) >= 0.1 * n_near:
+            out[sl] |= inside
+            continue
+        if np.count_nonzero(near & exterior[sl]) >= 0.1 * n_near:
+            continue
+        core = inside & (cv2.erode(comp, _disk(2)) > 0)
+        core = core if core.any() else inside
+        if np.median(cm.dist[sl][inside]) > 0.5 * cm.tau or np.median(cm.grad[sl][core]) > flat_grad:
+            continue
+        if to_exterior is None:
+            to_exterior = cv2.distanceTransform((~exterior).astype(np.uint8), cv2.DIST_L2, 3)
+        wall = float(to_exterior[sl][inside].min())
+        if wall <= max(0.5 * max(bw, bh), 0.2 * size):
+            out[sl] |= inside
+    if out.any():
+        # the anti-aliased fringe where the gap meets the product goes with it
+        fringe = (cv2.dilate(out.astype(np.uint8), _disk(2)) > 0) & mask & (cm.dist < 4.0 * cm.tau)
+        out |= fringe
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -150,14 +150,19 @@ class _Creative:
 
 
 class CreativeIndex:
-    """item -> category, and (item, placement) -> {style: creative}; rebuilt from the store, swapped whole."""
+    """item -> category, and (item, placement) -> {style: creative}; rebuilt from the store, swapped whole.
 
-    def __init__(self, store_root: Path):
+    Creatives QA flagged are withheld (not candidates, not served as files) unless ``serve_flagged``.
+    """
+
+    def __init__(self, store_root: Path, serve_flagged: bool = False):
         self.store_root = Path(store_root)
+        self.serve_flagged = serve_flagged
         self.products: dict[str, dict] = {}
         self.by_item: dict[tuple[str, str], dict[str, _Creative]] = {}
         self.files: dict[str, _Creative] = {}
         self.placements: set[str] = set()
+        self.withheld = 0
         self.loaded_at = 0.0
 
     def refresh(self) -> None:
@@ -165,15 +170,18 @@ class CreativeIndex:
 
         store = CreativeStore(self.store_root, readonly=True)
         try:
-            products, by_item, files, placements = {}, {}, {}, set()
+            products, by_item, files, placements, withheld = {}, {}, {}, set(), 0
             for p in store.products():
                 products[p["product_id"]] = p
             for r in store.creatives():
+                placements.add(r.placement)
+                if r.flagged and not self.serve_flagged:
+                    withheld += 1
+                    continue
                 media = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}.get(r.format, "application/octet-stream")
                 c = _Creative(r.key, self.store_root / r.path, r.width, r.height, media)
                 by_item.setdefault((r.product_id, r.placement), {})[r.style] = c
                 files[r.key] = c
-                placements.add(r.placement)
             for p in products.values():  # the catalog image, content-addressed like the creatives
                 path = Path(p["image_path"])
                 key = "catalog-" + p["image_sha256"][:32]
@@ -185,7 +193,7 @@ class CreativeIndex:
                 p["catalog_key"] = key
         finally:
             store.close()
-        self.products, self.by_item, self.files, self.placements = products, by_item, files, placements
+        self.products, self.by_item, self.files, self.placements, self.withheld = products, by_item, files, placements, withheld
         self.loaded_at = time.time()
 
 
@@ -198,10 +206,10 @@ class Service:
     def __init__(self, settings: ServiceSettings, log: EventLog | None = None):
         self.settings = settings
         self.encoder = FeatureEncoder(settings.features)
-        self.index = CreativeIndex(settings.store)
-        self.index.refresh()
-        self.log = log or open_event_log(settings.db_url)
         self.metrics = Metrics()
+        self.index = CreativeIndex(settings.store, serve_flagged=settings.serve_flagged)
+        self.refresh_index()
+        self.log = log or open_event_log(settings.db_url)
         self._policy_lock = threading.Lock()
         self._rng = np.random.default_rng(settings.policy.seed)
         self.policy: Policy = settings.policy.make(self.encoder.n_features)
@@ -243,10 +251,15 @@ class Service:
             except (LogUnavailable, ModelFileError) as e:
                 logger.debug("model poll: %s", e)
 
+    def refresh_index(self) -> None:
+        self.index.refresh()
+        self.metrics.creatives.labels("served").set(sum(len(v) for v in self.index.by_item.values()))
+        self.metrics.creatives.labels("withheld").set(self.index.withheld)
+
     def _poll_store(self) -> None:
         while not self._stop.wait(self.settings.store_refresh_s):
             try:
-                self.index.refresh()
+                self.refresh_index()
             except Exception as e:  # noqa: BLE001 - keep serving the last good index
                 logger.warning("creative store refresh failed, serving the last good index: %s", e)
 
@@ -637,7 +650,12 @@ def create_app(settings: ServiceSettings, log: EventLog | None = None) -> FastAP
         if not service.model_loaded:
             problems.append("model not loaded")
         if not service.index.by_item:
-            problems.append("creative store is empty")
+            if service.index.withheld:
+                problems.append(
+                    f"no servable creative: all {service.index.withheld} are flagged by QA (see `backdrop report`; serve_flagged is off)"
+                )
+            else:
+                problems.append("creative store is empty")
         body = {"ready": not problems, "problems": problems, "model_version": service.model_version}
         return JSONResponse(body, status_code=200 if not problems else 503)
 

@@ -32,6 +32,9 @@ class Metrics:
         self.decisions = Counter("backdrop_decisions", "Decisions answered, per style", ["style", "fallback"], registry=r)
         self.rewards = Counter("backdrop_rewards", "Rewards received", ["status"], registry=r)
         self.model_version = Gauge("backdrop_model_version", "Model version being served", registry=r)
+        self.creatives = Gauge(
+            "backdrop_creatives", "Creatives in the index: served, or withheld because QA flagged them", ["status"], registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

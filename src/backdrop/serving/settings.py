@@ -119,6 +119,8 @@ class ServiceSettings(BaseModel):
     model_poll_s: float = Field(default=1.0, gt=0)
     #: how often the in-memory creative index is refreshed from the store
     store_refresh_s: float = Field(default=30.0, gt=0)
+    #: serve creatives the QA checks flagged (by default they are withheld: see `backdrop report`)
+    serve_flagged: bool = False
     #: the base of creative URLs in responses ("" = relative to this service)
     public_url: str = ""
     limits: Limits = Field(default_factory=Limits)

@@ -2,20 +2,27 @@
 
 A style carries a prompt template filled from the product's fields (``{title}``, ``{color}``,
 ``{material}``, ``{brand}``, ``{category}``, any attribute by lower-case name...), a negative
-prompt, and the parameters of the procedural renderer. Categories fall back to their parent
-category, then to ``default``.
+prompt, the parameters of the procedural renderer, and what it suits: a packshot, a product worn
+by a person (``on-model``), or both; on-model products get only the styles that suit them, and a
+prompt that does not negate people. A retailer's category reaches the library's categories by
+path, Google product category, keywords and synonyms (:mod:`backdrop.styles.categories`), else
+``default``.
 
 YAML layout::
 
     version: 1
     negative_prompt: "..."            # shared default
     styles:                           # reusable styles, referenced by name
-      studio-sweep: {prompt: "...", procedural: {...}}
+      studio-sweep: {prompt: "...", suits: both, procedural: {...}}
     categories:
       default: [studio-sweep, ...]
-      "Apparel > Sneakers":
+      "Apparel > Sneakers":           # a category path: a list of styles ...
         - studio-sweep                            # a shared style as is
         - {name: street, base: concrete-floor, prompt: "..."}   # derived: overrides the base's fields
+      Outerwear:                      # ... or styles with the words that lead to it
+        keywords: [jacket, coat, parka]
+        google: ["Apparel & Accessories > Clothing > Outerwear"]
+        styles: [urban-concrete, studio-sweep]
 """
 
 from __future__ import annotations
@@ -24,16 +31,25 @@ import hashlib
 import json
 import re
 import string
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import ConfigError
+from ..text import clean_text
+from .categories import Keyword, best_keyword, taxonomy_path, tokens
 
 DEFAULT_LIBRARY_FILE = Path(__file__).resolve().parent / "library.yaml"
 _NAME = r"^[a-z0-9][a-z0-9_-]*$"
+Suits = Literal["packshot", "on-model", "both"]
+
+#: negative-prompt terms that would forbid the person wearing an on-model product
+PERSON_TERMS = frozenset({"people", "person", "persons", "human", "humans", "hands", "hand", "face", "faces", "man", "woman", "model", "body", "skin"})
+#: ... and that would fight the photo's own crop of a frame-cropped product
+CROP_TERMS = frozenset({"cropped", "cut off", "out of frame"})
 
 
 class Style(BaseModel):
@@ -44,14 +60,28 @@ class Style(BaseModel):
     name: str = Field(pattern=_NAME)
     description: str = ""
     prompt: str
+    #: the prompt for a product worn by a person (default: ``prompt``)
+    on_model_prompt: str = ""
     negative_prompt: str = ""
+    #: what the scene suits: a packshot (a tabletop), a person standing (on-model), or both
+    suits: Suits = "both"
     procedural: dict[str, Any] = Field(default_factory=dict)
 
-    def prompt_for(self, fields: dict[str, str]) -> str:
-        return fill_template(self.prompt, fields)
+    def suits_subject(self, on_model: bool) -> bool:
+        return self.suits == "both" or self.suits == ("on-model" if on_model else "packshot")
 
-    def negative_for(self, fields: dict[str, str]) -> str:
-        return fill_template(self.negative_prompt, fields)
+    def prompt_for(self, fields: dict[str, str], on_model: bool = False) -> str:
+        return fill_template(self.on_model_prompt if on_model and self.on_model_prompt else self.prompt, fields)
+
+    def negative_for(self, fields: dict[str, str], on_model: bool = False, cropped: bool = False) -> str:
+        """The negative prompt; an on-model product keeps its person (no "people", "hands"...), a
+        product its photo crops keeps its crop (no "cropped")."""
+        text = fill_template(self.negative_prompt, fields)
+        drop = (PERSON_TERMS if on_model else frozenset()) | (CROP_TERMS if cropped else frozenset())
+        if drop:
+            terms = [t.strip() for t in text.split(",")]
+            text = ", ".join(t for t in terms if t and t.lower() not in drop)
+        return text
 
     def spec(self) -> dict:
         return self.model_dump()
@@ -69,8 +99,20 @@ class _StyleEntry(BaseModel):
     base: str | None = None
     description: str | None = None
     prompt: str | None = None
+    on_model_prompt: str | None = None
     negative_prompt: str | None = None
+    suits: Suits | None = None
     procedural: dict[str, Any] | None = None
+
+
+class _CategoryEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    styles: list[str | _StyleEntry] = Field(min_length=1)
+    #: words and synonyms in a retailer's category path (or title) that lead here
+    keywords: list[str] = Field(default_factory=list)
+    #: Google product taxonomy paths whose products come here (a path covers its subcategories)
+    google: list[str] = Field(default_factory=list)
 
 
 class _LibraryFile(BaseModel):
@@ -79,7 +121,7 @@ class _LibraryFile(BaseModel):
     version: int = 1
     negative_prompt: str = ""
     styles: dict[str, _StyleEntry | dict] = Field(default_factory=dict)
-    categories: dict[str, list[str | _StyleEntry]]
+    categories: dict[str, list[str | _StyleEntry] | _CategoryEntry]
 
 
 class _Blank(dict):
@@ -94,28 +136,107 @@ def template_fields(template: str) -> set[str]:
     return {f for _, f, _, _ in _FORMATTER.parse(template) if f}
 
 
+# a/an by sound, not letter: "an hour", "a unicorn", "an LED", "an 8-pack"
+_AN_EXCEPTIONS = ("hour", "honest", "honor", "honour", "heir")
+_A_EXCEPTIONS = ("uni", "use", "usu", "uti", "ure", "eu", "one", "once", "ubi", "uk")
+
+
+def _wants_an(word: str) -> bool:
+    w = word.lower()
+    if not w:
+        return False
+    if w[0].isdigit():
+        return bool(re.match(r"(8|11|18)(\D|$)|8\d", w))
+    if word.isupper() and 1 < len(word) <= 5:  # read letter by letter
+        return word[0] in "AEFHILMNORSX"
+    if w.startswith(_AN_EXCEPTIONS):
+        return True
+    if w.startswith(_A_EXCEPTIONS):
+        return False
+    return w[0] in "aeiou"
+
+
+def fix_articles(text: str) -> str:
+    """Make every "a"/"an" agree with the word after it.
+
+    >>> fix_articles("product photo of a Aim Analog Watch, an black bag")
+    'product photo of an Aim Analog Watch, a black bag'
+    """
+
+    def repl(m: re.Match) -> str:
+        art, gap, word = m.group(1), m.group(2), m.group(3)
+        before = text[: m.start()].rstrip()
+        if art[0].isupper() and before and before[-1] not in ".!?:":
+            return m.group(0)  # "Vitamin A energy drink": a letter, not an article
+        want = "an" if _wants_an(word) else "a"
+        return f"{want.capitalize() if art[0].isupper() else want}{gap}{word}"
+
+    return re.sub(r"\b([Aa]n?)(\s+[\"'(]?)([\w-]+)", repl, text)
+
+
 def fill_template(template: str, fields: dict[str, str]) -> str:
-    """Fill ``{field}`` placeholders; missing fields become empty and the punctuation around them is tidied."""
-    text = template.format_map(_Blank({k: v for k, v in fields.items() if v is not None}))
+    """Fill ``{field}`` placeholders; missing fields become empty and the punctuation around them is
+    tidied; entities decoded, trademark signs dropped (noise to a text encoder), articles agreed."""
+    values = {k: re.sub(r"\s*[™®©]\s*", " ", clean_text(v)).strip() for k, v in fields.items() if v is not None}
+    text = template.format_map(_Blank(values))
     text = re.sub(r"\s+", " ", text)
     text = re.sub(r"\s+([,.;:])", r"\1", text)
     text = re.sub(r"([,;:])(\s*[,;:])+", r"\1", text)
     text = re.sub(r"\(\s*\)", "", text)
-    return text.strip(" ,;:")
+    return fix_articles(text.strip(" ,;:"))
+
+
+_SPLIT = re.compile(r"\s*(?:>|/|›)\s*")
 
 
 def _norm(category: str) -> str:
-    return " > ".join(p.strip().lower() for p in re.split(r"\s*(?:>|/|›)\s*", category) if p.strip())
+    return " > ".join(p.strip().lower() for p in _SPLIT.split(category) if p.strip())
+
+
+@dataclass(frozen=True)
+class CategoryMatch:
+    """The library category a product's styles come from, and the rule that led there."""
+
+    category: str
+    #: "path", "google", "keyword" or "default"
+    rule: str
+    #: what matched, in words (``keyword "jacket" in "Jackets"``)
+    why: str
+    styles: tuple[Style, ...]
+
+    @property
+    def is_default(self) -> bool:
+        return self.rule == "default"
+
+    def to_dict(self) -> dict:
+        return {"category": self.category, "rule": self.rule, "why": self.why, "styles": [s.name for s in self.styles]}
 
 
 class StyleLibrary:
-    """Styles per category with fallback: full path, parent paths, leaf name, then ``default``."""
+    """Styles per category; a product's category reaches them by path, Google category, keyword, else ``default``."""
 
-    def __init__(self, categories: dict[str, list[Style]], source: str = "<memory>"):
+    def __init__(
+        self,
+        categories: dict[str, list[Style]],
+        source: str = "<memory>",
+        keywords: dict[str, list[str]] | None = None,
+        google: dict[str, list[str]] | None = None,
+    ):
         if "default" not in categories or not categories["default"]:
             raise ConfigError(f"{source}: categories.default must list at least one style")
         self.source = source
-        self._by_category = {_norm(k): v for k, v in categories.items()}
+        self._names = {_norm(k): k for k in categories}
+        self._by_category = {_norm(k): tuple(v) for k, v in categories.items()}
+        self._keywords: list[Keyword] = []
+        for name, words in (keywords or {}).items():
+            for w in [name, *words]:
+                ws = tuple(tokens(w))
+                if ws:
+                    self._keywords.append(Keyword(ws, _norm(name), len(self._keywords), w))
+        self._google = sorted(
+            ((_norm(g), _norm(name)) for name, paths in (google or {}).items() for g in paths),
+            key=lambda kv: -len(kv[0]),
+        )
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "StyleLibrary":
@@ -147,10 +268,17 @@ class StyleLibrary:
             shared[name] = _make_style(data, f"{source}: styles.{name}")
 
         categories: dict[str, list[Style]] = {}
-        for cat, entries in lib.categories.items():
+        keywords: dict[str, list[str]] = {}
+        google: dict[str, list[str]] = {}
+        for cat, spec in lib.categories.items():
+            entries = spec.styles if isinstance(spec, _CategoryEntry) else spec
+            if isinstance(spec, _CategoryEntry):
+                keywords[cat] = spec.keywords
+                google[cat] = spec.google
+            where_cat = f"{source}: categories.{cat}" + (".styles" if isinstance(spec, _CategoryEntry) else "")
             styles: list[Style] = []
             for i, entry in enumerate(entries):
-                where = f"{source}: categories.{cat}[{i}]"
+                where = f"{where_cat}[{i}]"
                 if isinstance(entry, str):
                     if entry not in shared:
                         raise ConfigError(f"{where}: unknown style '{entry}'")
@@ -173,22 +301,77 @@ class StyleLibrary:
             if dup:
                 raise ConfigError(f"{source}: categories.{cat}: duplicate style name(s) {', '.join(sorted(dup))}")
             categories[cat] = styles
-        return cls(categories, source=source)
+        return cls(categories, source=source, keywords=keywords, google=google)
 
-    def for_category(self, category_path: tuple[str, ...] | str) -> list[Style]:
-        """The styles of a category: its own, else its nearest ancestor's, else its leaf name's, else the default."""
-        parts = category_path if isinstance(category_path, tuple) else tuple(_norm(category_path).split(" > "))
-        parts = tuple(p.strip().lower() for p in parts)
+    # -- a product's category -> styles ------------------------------------------------------
+
+    def _result(self, key: str, rule: str, why: str) -> CategoryMatch:
+        return CategoryMatch(self._names[key], rule, why, self._by_category[key])
+
+    def _by_path(self, parts: tuple[str, ...]) -> CategoryMatch | None:
         for n in range(len(parts), 0, -1):
             key = " > ".join(parts[:n])
             if key in self._by_category:
-                return self._by_category[key]
+                return self._result(key, "path", f'the library names "{self._names[key]}"')
         if parts and parts[-1] in self._by_category:
-            return self._by_category[parts[-1]]
-        return self._by_category["default"]
+            return self._result(parts[-1], "path", f'the library names the leaf "{self._names[parts[-1]]}"')
+        return None
+
+    def _by_keyword(self, parts: tuple[str, ...], what: str) -> CategoryMatch | None:
+        for part in reversed(parts):  # the leaf is the most specific
+            k = best_keyword(part, self._keywords)
+            if k is not None:
+                return self._result(k.category, "keyword", f'keyword "{k.text}" in {what} "{part}"')
+        return None
+
+    def match(
+        self,
+        category_path: tuple[str, ...] | str,
+        *,
+        google_category: str = "",
+        product_type: str = "",
+    ) -> CategoryMatch:
+        """The library category (and its styles) for a product; see :mod:`backdrop.styles.categories`."""
+        raw = category_path if isinstance(category_path, tuple) else tuple(_SPLIT.split(category_path))
+        shown = tuple(p.strip() for p in raw if p and p.strip())
+        parts = tuple(p.lower() for p in shown)
+        found = self._by_path(parts)
+        if found is not None:
+            return found
+        gpath = taxonomy_path(google_category) if google_category else None
+        if gpath is not None:
+            g = _norm(gpath)
+            for prefix, key in self._google:
+                if g == prefix or g.startswith(prefix + " > "):
+                    return self._result(key, "google", f'google_product_category "{gpath}" is under "{prefix}"')
+            found = self._by_keyword(tuple(gpath.split(" > ")), "google_product_category")
+            if found is not None:
+                return CategoryMatch(found.category, "google", found.why, found.styles)
+        found = self._by_keyword(shown, "category")
+        if found is None and product_type:
+            found = self._by_keyword(tuple(p.strip() for p in _SPLIT.split(product_type) if p.strip()), "product_type")
+        if found is not None:
+            return found
+        why = "no rule matched"
+        if google_category and gpath is None:
+            why += f' (google_product_category "{google_category}" is not in the taxonomy)'
+        return self._result("default", "default", why)
+
+    def for_category(self, category_path: tuple[str, ...] | str) -> list[Style]:
+        """The styles of a category path (see :meth:`match`)."""
+        return list(self.match(category_path).styles)
 
     def categories(self) -> list[str]:
-        return sorted(self._by_category)
+        """The library's category names, as written in the file."""
+        return sorted(self._names.values(), key=str.lower)
+
+    def keywords(self, category: str) -> list[str]:
+        key = _norm(category)
+        return [k.text for k in self._keywords if k.category == key and _norm(k.text) != key]
+
+    def google_paths(self, category: str) -> list[str]:
+        key = _norm(category)
+        return [p for p, k in self._google if k == key]
 
     def all_styles(self) -> dict[str, Style]:
         """Every distinct style by name (the first definition of a name wins)."""

@@ -1,0 +1,24 @@
+"""Text as it arrives in real catalogs and feeds: entities, stray whitespace, control characters."""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+
+
+def clean_text(text: str) -> str:
+    """Catalog text as a person reads it: HTML entities decoded (``&trade;`` -> ``™``), control
+    characters dropped, whitespace trimmed and collapsed.
+
+    >>> clean_text("Logan  HeatTec&reg; Tee ")
+    'Logan HeatTec® Tee'
+    """
+    text = str(text)
+    for _ in range(2):  # feeds double-escape: "&amp;trade;"
+        unescaped = html.unescape(text)
+        if unescaped == text:
+            break
+        text = unescaped
+    text = "".join(" " if unicodedata.category(c).startswith("C") else c for c in text)
+    return re.sub(r"\s+", " ", text).strip()
