@@ -169,10 +169,12 @@ class ServiceProcess:
         cfg.write_text(yaml.safe_dump(service_config, sort_keys=False))
         self.log_path = out / "service.log"
         cmd = [sys.executable, "-m", "backdrop.cli", "serve", "--store", str(store), "--db", str(out / "events.sqlite"),
-               "--config", str(cfg), "--api-key", api_key, "--port", str(self.port), "--learn",
+               "--config", str(cfg), "--port", str(self.port), "--learn",
                "--learn-interval", str(learn_interval_s)]
+        # the key by environment: not in `ps`, and a key starting with "-" is not taken for an option
+        env = os.environ | {"BACKDROP_API_KEY": api_key}
         with open(self.log_path, "ab") as err:
-            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True, env=env)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         import httpx
