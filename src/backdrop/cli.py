@@ -1022,7 +1022,8 @@ def cmd_demo(args) -> int:
     else:
         print(
             f"demo: {len(catalog.products)} products x {len(DEMO_PLACEMENTS)} placements x {DEMO_STYLES_PER_PRODUCT} styles: "
-            f"generated {summary.generated}, skipped {summary.skipped}, failed {summary.failed} in {elapsed:.1f} s"
+            f"generated {summary.generated}, skipped {summary.skipped}, failed {summary.failed}, "
+            f"flagged by QA {summary.flagged} in {elapsed:.1f} s"
         )
         print(f"open the report: file://{report.resolve()}")
     return 0 if summary.failed == 0 else 1

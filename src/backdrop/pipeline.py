@@ -298,6 +298,12 @@ class CreativeMaker:
         failed results naming the product.
         """
         try:
+            return self._start(product)
+        finally:
+            self._decoded = None  # the next product needs its own pixels; keep memory flat
+
+    def _start(self, product: Product) -> tuple[list[CreativeResult], list[PreparedScene]]:
+        try:
             sha = product.image_sha256()
             specs = self.plan(product, sha)
         except StyleSelectionError as e:
@@ -319,8 +325,6 @@ class CreativeMaker:
             self.store.put_product(product, sha)
         except Exception as e:  # noqa: BLE001
             return results + [_failed(product, s, "image", str(e)) for s in todo], []
-        finally:
-            self._decoded = None  # the next product needs its own pixels; keep memory flat
         return results, prepared
 
     # -- stage 3 ----------------------------------------------------------------------------

@@ -109,7 +109,7 @@ class _CategoryEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     styles: list[str | _StyleEntry] = Field(min_length=1)
-    #: words and synonyms in a retailer's category path (or title) that lead here
+    #: words and synonyms in a retailer's category path (or product_type) that lead here
     keywords: list[str] = Field(default_factory=list)
     #: Google product taxonomy paths whose products come here (a path covers its subcategories)
     google: list[str] = Field(default_factory=list)
@@ -391,7 +391,7 @@ def _make_style(data: dict, where: str) -> Style:
         first = e.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])
         raise ConfigError(f"{where}: {loc}: {first['msg']}") from e
-    for template in (style.prompt, style.negative_prompt):
+    for template in (style.prompt, style.on_model_prompt, style.negative_prompt):
         try:
             fill_template(template, {})
         except (ValueError, IndexError) as e:
