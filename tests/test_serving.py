@@ -150,7 +150,7 @@ def test_creatives_are_served_with_immutable_caching(client):
 
 def test_health_readiness_and_metrics(client):
     assert client.get("/healthz").json()["status"] == "ok"
-    assert client.get("/readyz").json() == {"ready": True, "problems": [], "model_version": 0}
+    assert client.get("/readyz").json() == {"ready": True, "problems": [], "warnings": [], "model_version": 0}
     _decide(client)
     text = client.get("/metrics").text
     assert 'backdrop_requests_total{endpoint="/v1/decide",status="200"} 1.0' in text
@@ -237,7 +237,7 @@ def test_uploaded_model_is_published_and_validated(client, small_store, db_url):
 
 def test_event_log_rules(db_url):
     log = open_event_log(db_url)
-    assert log.migrate() == log.migrate() == 2  # idempotent
+    assert log.migrate() == log.migrate() == 3  # idempotent
     rec = DecisionRecord("d1", time.time(), "i", "square", ["a", "b"], "a", 0.5, "linucb", 0, [0.0, 1.0])
     assert log.log_decision(rec).seq == 1
     with pytest.raises(UnknownDecision):

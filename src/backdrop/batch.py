@@ -30,6 +30,8 @@ class RunSummary:
     seconds: float = 0.0
     #: category paths that matched no style category -> their product count
     default_categories: dict[str, int] = field(default_factory=dict)
+    #: failures the environment caused (disk full, permissions...): reason -> count
+    environment: dict[str, int] = field(default_factory=dict)
 
     def add(self, results: Iterable[CreativeResult]) -> None:
         for r in results:
@@ -41,6 +43,8 @@ class RunSummary:
                 self.failed += 1
                 if r.error is not None:
                     self.errors.append(r.error)
+                if r.environment:
+                    self.environment[r.environment] = self.environment.get(r.environment, 0) + 1
             if r.qa_status == "flagged":
                 self.flagged += 1
 
@@ -52,6 +56,7 @@ class RunSummary:
             "flagged": self.flagged,
             "errors": [e.to_dict() for e in self.errors],
             "default_categories": dict(sorted(self.default_categories.items())),
+            "environment": dict(sorted(self.environment.items())),
             "seconds": round(self.seconds, 3),
         }
 
@@ -75,12 +80,28 @@ def default_categories(products: Sequence[Product], config: PipelineConfig) -> d
 _maker: CreativeMaker | None = None
 
 
-def _init_worker(config: PipelineConfig, store_root: str) -> None:
+def _init_worker(config: PipelineConfig, store_root: str, watch_parent: int | None = None) -> None:
     global _maker
     import cv2
 
     cv2.setNumThreads(1)
+    if watch_parent is not None:
+        _die_with_parent(watch_parent)
     _maker = CreativeMaker(config, CreativeStore(store_root))
+
+
+def _die_with_parent(parent: int, every_s: float = 0.25) -> None:
+    """Exit as soon as ``parent`` is gone (killed with -9, it cannot tell its workers): a worker of a
+    dead run must not keep writing. Files are written atomically, so exiting mid-creative is safe."""
+    import threading
+
+    def watch():
+        while True:
+            time.sleep(every_s)
+            if os.getppid() != parent:
+                os._exit(70)
+
+    threading.Thread(target=watch, name="backdrop-parent-watch", daemon=True).start()
 
 
 def _make_one(product: Product) -> list[CreativeResult]:
@@ -102,6 +123,7 @@ def run_local(
     An interrupted run loses at most the creatives being rendered: everything written is
     indexed, and the next run skips it.
     """
+    global _maker
     summary = RunSummary(default_categories=default_categories(products, config))
     t0 = time.perf_counter()
     CreativeStore(store_root).close()  # create and migrate once, before workers race to
@@ -116,15 +138,19 @@ def run_local(
     try:
         if workers == 1 or len(products) <= 1:
             _init_worker(config, str(store_root))
-            for product in products:
-                done(_make_one(product))
+            try:
+                for product in products:
+                    done(_make_one(product))
+            finally:  # in this process: do not keep the store's index open after the run
+                _maker.store.close()
+                _maker = None
         else:
             ctx = mp.get_context("spawn")
             with ProcessPoolExecutor(
                 max_workers=min(workers, len(products)),
                 mp_context=ctx,
                 initializer=_init_worker,
-                initargs=(config, str(store_root)),
+                initargs=(config, str(store_root), os.getpid()),
             ) as pool:
                 # Keep a bounded number of products in flight so a huge catalog is not all queued at once.
                 it = iter(products)

@@ -1,7 +1,8 @@
 """The `backdrop` command line: argument parsing and printing only; the work is in the library.
 
 Exit codes: 0 success, 1 the data had problems (bad rows with --strict, nothing succeeded),
-2 bad usage or configuration.
+2 bad usage or configuration, 3 the environment failed the run (disk full, permissions, read-only
+media: `generate` never reports those as success).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import BackdropError
+from .errors import BackdropError, EnvironmentFailure
 
 DEMO_DIR = Path(__file__).resolve().parent / "data" / "demo"
 DEMO_PLACEMENTS = ("square", "landscape", "story")
@@ -199,8 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
             "/healthz, /readyz, /metrics and the OpenAPI schema at /openapi.json. Every decision is logged (with\n"
             "its propensity) before it is answered: in SQLite next to the store by default, or in PostgreSQL\n"
             "(--db postgresql://...) shared by several replicas. --learn also runs the learner in-process.\n"
-            "The feedback and model endpoints need an API key: --api-key, BACKDROP_API_KEY, or a generated one\n"
-            "written to STORE/api-key (mode 600)."
+            "The feedback and model endpoints need an API key: BACKDROP_API_KEY, --api-key-file FILE, or a\n"
+            "generated one written to STORE/api-key (mode 600); --api-key KEY works but shows in `ps`.\n"
+            "A store on read-only media is served as is (pass --db for the event log and a key)."
         ),
     )
     _add_service_options(sv)
@@ -302,6 +304,22 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--decisions-per-s-per-core", type=float, help="serving throughput per core (default: benchmarks/RESULTS.md)")
     co.add_argument("--json", action="store_true")
 
+    so = sub.add_parser(
+        "store",
+        help="check a creative store's files against its index, or repair it",
+        formatter_class=_Formatter,
+        description=(
+            "verify: every indexed creative's file must exist with the size the index says; files no index row\n"
+            "names (orphans) and temp files of killed writers are listed; an index that cannot be read is\n"
+            "reported. Exit 1 when anything is wrong.\n"
+            "repair: removes the index rows of missing or damaged files (the next `backdrop generate` makes them\n"
+            "again), deletes orphan and temp files, and moves an unreadable index aside for a fresh one."
+        ),
+    )
+    so.add_argument("action", choices=["verify", "repair"])
+    so.add_argument("store", type=Path, metavar="STORE")
+    so.add_argument("--json", action="store_true")
+
     sy = sub.add_parser(
         "styles",
         help="list the style library's categories, or what one category gets and why",
@@ -378,7 +396,8 @@ def _add_service_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", type=Path, required=True, metavar="STORE", help="creative store (from backdrop generate / demo)")
     p.add_argument("--db", metavar="URL", help="event log: postgresql://... or an sqlite path (default: STORE/events.sqlite)")
     p.add_argument("--config", type=Path, metavar="YAML", help="service settings file (see README); flags override it")
-    p.add_argument("--api-key", help="key for the write endpoints (default: BACKDROP_API_KEY, else generated into STORE/api-key)")
+    p.add_argument("--api-key", help="key for the write endpoints (visible in `ps`: prefer BACKDROP_API_KEY or --api-key-file)")
+    p.add_argument("--api-key-file", type=Path, metavar="FILE", help="read the key for the write endpoints from FILE")
     p.add_argument("--policy", choices=["linucb", "lints", "epsilon-greedy", "hybrid-linucb", "uniform"], help="served policy (default linucb)")
     p.add_argument("--alpha", type=float, help="exploration width (LinUCB) / posterior scale (LinTS)")
     p.add_argument("--epsilon", type=float, help="uniform exploration mixed in (keeps logged propensities >= epsilon/K)")
@@ -394,7 +413,17 @@ def _service_settings(args):
 
     from .serving.settings import load_settings
 
+    if args.api_key:
+        print("backdrop: warning: --api-key on the command line is visible to every user in `ps`; "
+              "use BACKDROP_API_KEY or --api-key-file", file=sys.stderr)
     key = args.api_key or os.environ.get("BACKDROP_API_KEY")
+    if key is None and getattr(args, "api_key_file", None):
+        try:
+            key = args.api_key_file.read_text().strip()
+        except OSError as e:
+            raise BackdropError(f"{args.api_key_file}: cannot read the API key: {e.strerror}") from e
+        if not key:
+            raise BackdropError(f"{args.api_key_file}: the API key file is empty")
     settings = load_settings(
         args.config,
         store=args.store,
@@ -407,9 +436,16 @@ def _service_settings(args):
     )
     if not (settings.store / "index.sqlite").is_file():
         raise BackdropError(f"{settings.store}: not a creative store; run `backdrop demo` or `backdrop generate` first")
+    writable = os.access(settings.store, os.W_OK) and _dir_writable(settings.store)
+    if settings.db is None and not writable:
+        raise BackdropError(
+            f"{settings.store} is read-only, so the event log cannot live next to it: pass --db (an SQLite path or postgresql://...)"
+        )
     if settings.api_key is None:
         path = settings.store / "api-key"
         if not path.exists():
+            if not writable:
+                raise BackdropError(f"{settings.store} is read-only: give the API key by BACKDROP_API_KEY or --api-key-file")
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_urlsafe(32) + "\n")
@@ -418,6 +454,17 @@ def _service_settings(args):
         settings = settings.model_copy(update={"api_key": SecretStr(path.read_text().strip())})
         print(f"API key for /v1/feedback and /v1/models: in {path}", file=sys.stderr)
     return settings
+
+
+def _dir_writable(path: Path) -> bool:
+    """Whether files can be created in ``path`` (a read-only mount says no even to root)."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            return True
+    except OSError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -437,7 +484,11 @@ def main(argv: list[str] | None = None) -> int:
             "study": cmd_study,
             "cost": cmd_cost,
             "styles": cmd_styles,
+            "store": cmd_store,
         }[args.command](args)
+    except EnvironmentFailure as e:
+        print(f"backdrop {args.command}: error: {e}", file=sys.stderr)
+        return 3
     except BackdropError as e:
         print(f"backdrop {args.command}: error: {e}", file=sys.stderr)
         return 2
@@ -548,6 +599,12 @@ def cmd_generate(args) -> int:
     summary.errors = catalog.errors + summary.errors
     out = summary.to_dict()
     _print_summary(args, out, store=args.out)
+    if summary.environment:  # the machine, not the catalog: never a success
+        n = sum(summary.environment.values())
+        why = "; ".join(f"{reason} ({count})" for reason, count in summary.environment.items())
+        print(f"backdrop generate: {n} creative(s) failed because of the environment, not the data: {why}; "
+              f"fix it and run again (what was written is kept)", file=sys.stderr)
+        return 3
     if summary.generated + summary.skipped == 0:
         return 1
     return 1 if args.strict and summary.failed else 0
@@ -567,6 +624,30 @@ def _print_summary(args, summary: dict, store: Path | None = None) -> None:
     print(line)
     if summary["errors"]:
         print(f"{len(summary['errors'])} problem(s), listed above on stderr")
+
+
+def cmd_store(args) -> int:
+    from .store import repair_store, verify_store
+
+    report = repair_store(args.store) if args.action == "repair" else verify_store(args.store)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        if report.corrupt_index:
+            print(f"index: {report.corrupt_index}")
+        print(
+            f"{report.root}: {report.creatives} indexed creatives; {len(report.missing)} missing, "
+            f"{len(report.mismatched)} damaged (size differs from the index), {len(report.orphans)} orphan file(s), "
+            f"{len(report.temp)} temp file(s)" + ("; repaired" if report.repaired else "")
+        )
+        for name in ("missing", "mismatched"):
+            for key in getattr(report, name)[:10]:
+                print(f"  {name}: {key}")
+        if report.repaired and (report.missing or report.mismatched or report.corrupt_index):
+            print("run `backdrop generate` again to make the removed creatives")
+    if args.action == "verify" and not report.ok:
+        return 1
+    return 0
 
 
 def cmd_styles(args) -> int:
@@ -729,42 +810,48 @@ def _evaluate_log(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    import os
     import threading
 
     import uvicorn
 
     from .serving.app import create_app
+    from .serving.http import HEADER_TIMEOUT_ENV
 
     settings = _service_settings(args)
+    if args.learn and settings.learner_max_lag_s is None:
+        settings = settings.model_copy(update={"learner_max_lag_s": 10 * args.learn_interval + 60.0})
+    os.environ[HEADER_TIMEOUT_ENV] = str(settings.limits.header_timeout_s)
     stop = threading.Event()
     settings_file = None
     if args.workers == 1:
-        app = create_app(settings)
-        log = app.state.service.log
+        app = create_app(settings, learn_interval_s=args.learn_interval if args.learn else None)
     else:  # worker processes build their own app from the settings (a file only this user can read)
-        import os
         import tempfile
 
         from .serving.app import SETTINGS_FILE_ENV
         from .serving.eventlog import open_event_log
 
-        data = settings.model_dump(mode="json")
-        data["api_key"] = settings.api_key.get_secret_value() if settings.api_key else None
+        # the key travels by the environment the workers inherit, never in a file a crash could leave behind
+        data = settings.model_dump(mode="json") | {"api_key": None}
+        if settings.api_key is not None:
+            os.environ["BACKDROP_API_KEY"] = settings.api_key.get_secret_value()
         fd, settings_file = tempfile.mkstemp(prefix="backdrop-serve-", suffix=".json")
         with os.fdopen(fd, "w") as f:
             json.dump(data, f)
         os.environ[SETTINGS_FILE_ENV] = settings_file
         app = "backdrop.serving.app:app_from_settings_file"
-        log = open_event_log(settings.db_url)
-        log.migrate()
-    if args.learn:
-        learner = _learner(settings, log)
-        threading.Thread(target=learner.run_forever, args=(args.learn_interval, stop), name="backdrop-learner", daemon=True).start()
+        if args.learn:  # the learner runs in this (parent) process; the workers' readiness watches its lag
+            log = open_event_log(settings.db_url)
+            log.migrate()
+            learner = _learner(settings, log)
+            threading.Thread(target=learner.run_forever, args=(args.learn_interval, stop), name="backdrop-learner", daemon=True).start()
     workers = f", {args.workers} worker processes" if args.workers > 1 else ""
     print(f"serving {settings.store} on http://{args.host}:{args.port}{workers} (event log: {_redact(settings.db_url)})", file=sys.stderr)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
-                    workers=args.workers if args.workers > 1 else None, factory=args.workers > 1)
+                    workers=args.workers if args.workers > 1 else None, factory=args.workers > 1,
+                    http="backdrop.serving.http:HeaderTimeoutProtocol")
     finally:
         stop.set()
         if settings_file is not None:

@@ -13,6 +13,10 @@ class ConfigError(BackdropError):
     """A configuration file (placements, styles) is missing or invalid."""
 
 
+class EnvironmentFailure(BackdropError):
+    """The machine, not the input, failed: a full disk, permissions, read-only media (exit code 3)."""
+
+
 @dataclass(frozen=True)
 class RowError:
     """One bad catalog row: ``FILE:ROW: FIELD: reason`` (ROW is the line number, header = 1)."""

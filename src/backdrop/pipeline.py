@@ -15,6 +15,7 @@ call it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import time
 import traceback
@@ -86,6 +87,8 @@ class CreativeResult:
     error: RowError | None = None
     seconds: float = 0.0
     qa_status: str | None = None  # "ok" | "flagged" (None when failed)
+    #: a failure the environment caused (disk full, permissions, read-only media), not the data: its reason
+    environment: str | None = None
 
 
 def derive_seed(base: int, *parts: str) -> int:
@@ -309,7 +312,7 @@ class CreativeMaker:
         except StyleSelectionError as e:
             return [_failed(product, None, "styles", str(e))], []
         except Exception as e:  # noqa: BLE001 - reported per product, the run goes on
-            return [_failed(product, None, "image", f"cannot read: {e}")], []
+            return [_failed(product, None, "image", f"cannot read: {e}", e)], []
         # an index row whose file is gone does not count as done
         done = self.store.qa_statuses(sorted(self.store.existing([s.key for s in specs])))
         results = [
@@ -324,7 +327,7 @@ class CreativeMaker:
             prepared = self.prepare(product, todo, sha)
             self.store.put_product(product, sha)
         except Exception as e:  # noqa: BLE001
-            return results + [_failed(product, s, "image", str(e)) for s in todo], []
+            return results + [_failed(product, s, "image", str(e), e) for s in todo], []
         return results, prepared
 
     # -- stage 3 ----------------------------------------------------------------------------
@@ -460,12 +463,12 @@ class CreativeMaker:
                 rendered = self.render_gated(prepared)
                 per_item = (time.perf_counter() - t0) / len(prepared)
             except Exception as e:  # noqa: BLE001
-                return results + [_failed(product, it.spec, "generate", _describe(e)) for it in prepared]
+                return results + [_failed(product, it.spec, "generate", _describe(e), e) for it in prepared]
             for item, (background, gate_metrics) in zip(prepared, rendered):
                 try:
                     results.append(self.finish(item, background, per_item, gate_metrics))
                 except Exception as e:  # noqa: BLE001
-                    results.append(_failed(product, item.spec, "generate", _describe(e)))
+                    results.append(_failed(product, item.spec, "generate", _describe(e), e))
             return results
         for item in prepared:
             try:
@@ -473,7 +476,7 @@ class CreativeMaker:
                 [background] = self.render([item])
                 results.append(self.finish(item, background, time.perf_counter() - t0))
             except Exception as e:  # noqa: BLE001
-                results.append(_failed(product, item.spec, "generate", _describe(e)))
+                results.append(_failed(product, item.spec, "generate", _describe(e), e))
         return results
 
 
@@ -484,7 +487,36 @@ def _describe(e: Exception) -> str:
     return detail
 
 
-def _failed(product: Product, spec: CreativeSpec | None, fieldname: str, reason: str) -> CreativeResult:
+#: errno values that say the machine, not the catalog, is at fault
+_ENV_ERRNO = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EIO: "input/output error",
+    errno.EMFILE: "too many open files",
+}
+
+
+def environment_problem(e: BaseException | None) -> str | None:
+    """A short reason when ``e`` is the environment's fault (a full disk, permissions, read-only
+    media, the store's index unwritable), else None: those failures must not pass as bad rows."""
+    import sqlite3
+
+    if isinstance(e, OSError) and e.errno in _ENV_ERRNO:
+        return f"{_ENV_ERRNO[e.errno]} ({errno.errorcode.get(e.errno, e.errno)})"
+    if isinstance(e, sqlite3.OperationalError):
+        msg = str(e).lower()
+        for needle, why in (("disk is full", "no space left on device (the store's index)"), ("readonly", "read-only store index"),
+                            ("disk i/o", "input/output error (the store's index)"), ("unable to open", "cannot open the store's index")):
+            if needle in msg:
+                return why
+    cause = e.__cause__ if e is not None else None
+    return environment_problem(cause) if cause is not None and cause is not e else None
+
+
+def _failed(product: Product, spec: CreativeSpec | None, fieldname: str, reason: str, exc: BaseException | None = None) -> CreativeResult:
     where = f" [{spec.style.name} @ {spec.placement.name}]" if spec is not None else ""
     return CreativeResult(
         product.product_id,
@@ -493,4 +525,5 @@ def _failed(product: Product, spec: CreativeSpec | None, fieldname: str, reason:
         spec.placement.name if spec else None,
         "failed",
         error=RowError(product.source_file, product.source_row, fieldname, reason + where),
+        environment=environment_problem(exc),
     )

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import BackdropError
+from .errors import BackdropError, EnvironmentFailure
 from .files import write_atomic
 
 SCHEMA_VERSION = 2
@@ -180,11 +180,21 @@ class CreativeStore:
             if not (self.root / "index.sqlite").exists():
                 raise StoreError(f"{self.root}: not a creative store (no index.sqlite); run `backdrop generate` first")
         else:
-            (self.root / "creatives").mkdir(parents=True, exist_ok=True)
+            try:
+                (self.root / "creatives").mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise EnvironmentFailure(f"{self.root}: cannot create the store: {e.strerror}") from None
         self._conn: sqlite3.Connection | None = None
         self._pid = None
         if not readonly:
-            self._migrate()
+            try:
+                self._migrate()
+            except sqlite3.OperationalError as e:
+                if any(s in str(e).lower() for s in ("disk is full", "readonly", "read-only", "unable to open", "disk i/o")):
+                    raise EnvironmentFailure(f"{self.index_path}: cannot write the store's index: {e}") from None
+                raise
+            except sqlite3.DatabaseError as e:
+                raise StoreError(_corrupt(self.index_path, e)) from None
             self._sweep_orphans()
 
     def _sweep_orphans(self) -> None:
@@ -210,16 +220,37 @@ class CreativeStore:
     def _db(self) -> sqlite3.Connection:
         # One connection per process: a connection must not cross a fork.
         if self._conn is None or self._pid != os.getpid():
-            if self.readonly:
-                uri = f"file:{self.index_path}?mode=ro"
-                conn = sqlite3.connect(uri, uri=True, timeout=60, check_same_thread=False)
-            else:
-                conn = sqlite3.connect(self.index_path, timeout=60, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=60000")
+            try:
+                conn = self._open_readonly() if self.readonly else self._open_writable()
+            except sqlite3.DatabaseError as e:
+                raise StoreError(_corrupt(self.index_path, e)) from None
             self._conn, self._pid = conn, os.getpid()
         return self._conn
+
+    def _open_writable(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.index_path, timeout=60, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=60000")
+        conn.execute("PRAGMA journal_mode=WAL")  # the first read of the file: a corrupt one fails here
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        """Read-only; on read-only media (no -shm file can be created beside a WAL index) the index is
+        opened as immutable: nothing may write it meanwhile, which a read-only mount guarantees."""
+        for query in ("mode=ro", "immutable=1"):
+            conn = sqlite3.connect(f"file:{self.index_path}?{query}", uri=True, timeout=60, check_same_thread=False)
+            try:
+                conn.execute("PRAGMA busy_timeout=60000")
+                conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                return conn
+            except sqlite3.OperationalError as e:
+                conn.close()
+                if query == "immutable=1" or not any(s in str(e) for s in ("readonly", "read-only", "unable to open")):
+                    raise
+            except sqlite3.DatabaseError:
+                conn.close()
+                raise
+        raise AssertionError("unreachable")
 
     def _migrate(self) -> None:
         db = self._db()
@@ -451,6 +482,111 @@ _COLUMNS = (
     "key, product_id, style, placement, generator, generator_version, seed, path, format, width, height, "
     "bytes, prompt, negative_prompt, params, metrics, created_at, qa_status, qa_reasons"
 )
+
+
+def _corrupt(path: Path, e: Exception) -> str:
+    return (
+        f"{path}: the store's index cannot be read ({e}); check it with `backdrop store verify {path.parent}`, "
+        f"rebuild it with `backdrop store repair {path.parent}`"
+    )
+
+
+@dataclass
+class StoreReport:
+    """What :func:`verify_store` found (and :func:`repair_store` did about it)."""
+
+    root: Path
+    creatives: int = 0
+    #: index rows whose file is missing
+    missing: list[str] = None  # type: ignore[assignment]
+    #: index rows whose file does not have the indexed size (truncated or replaced)
+    mismatched: list[str] = None  # type: ignore[assignment]
+    #: files under creatives/ that no index row names
+    orphans: list[str] = None  # type: ignore[assignment]
+    #: temp files of writers that died mid-write
+    temp: list[str] = None  # type: ignore[assignment]
+    #: the index itself could not be read (and, after repair, was moved to this path)
+    corrupt_index: str | None = None
+    repaired: bool = False
+
+    def __post_init__(self):
+        for name in ("missing", "mismatched", "orphans", "temp"):
+            if getattr(self, name) is None:
+                setattr(self, name, [])
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.mismatched or self.orphans or self.temp or self.corrupt_index)
+
+    def to_dict(self) -> dict:
+        return {
+            "store": str(self.root), "ok": self.ok, "creatives": self.creatives, "missing": self.missing,
+            "mismatched": self.mismatched, "orphans": self.orphans, "temp": self.temp,
+            "corrupt_index": self.corrupt_index, "repaired": self.repaired,
+        }
+
+
+def verify_store(root: str | Path) -> StoreReport:
+    """Check every indexed file exists with its indexed size, and every file is indexed."""
+    root = Path(root)
+    report = StoreReport(root)
+    if not (root / "index.sqlite").is_file():
+        raise StoreError(f"{root}: not a creative store (no index.sqlite)")
+    try:
+        store = CreativeStore(root, readonly=True)
+        rows = store._db().execute("SELECT key, path, bytes FROM creatives").fetchall()
+        store.close()
+    except (StoreError, sqlite3.DatabaseError) as e:
+        report.corrupt_index = str(e)
+        rows = []
+    report.creatives = len(rows)
+    indexed = set()
+    for key, rel, nbytes in rows:
+        indexed.add(rel)
+        path = root / rel
+        try:
+            size = path.stat().st_size
+        except OSError:
+            report.missing.append(key)
+            continue
+        if size != nbytes:
+            report.mismatched.append(key)
+    for path in sorted((root / "creatives").glob("*/*")):
+        rel = str(path.relative_to(root))
+        if path.name.endswith(".tmp"):
+            report.temp.append(rel)
+        elif rel not in indexed and not report.corrupt_index:
+            report.orphans.append(rel)
+    if report.corrupt_index:  # nothing is indexed: every file is an orphan of the index to be rebuilt
+        report.orphans = [str(p.relative_to(root)) for p in sorted((root / "creatives").glob("*/*")) if not p.name.endswith(".tmp")]
+    return report
+
+
+def repair_store(root: str | Path) -> StoreReport:
+    """Make the index and the files agree: rows whose file is missing or damaged are removed (the next
+    ``backdrop generate`` makes them again), orphan and temp files are deleted; an index that cannot be
+    read is moved aside (``index.sqlite.corrupt-<time>``) and a fresh one created."""
+    root = Path(root)
+    report = verify_store(root)
+    if report.corrupt_index:
+        aside = root / f"index.sqlite.corrupt-{int(time.time())}"
+        os.replace(root / "index.sqlite", aside)
+        for suffix in ("-wal", "-shm"):
+            (root / f"index.sqlite{suffix}").unlink(missing_ok=True)
+        report.corrupt_index = f"{report.corrupt_index} (moved to {aside.name})"
+    store = CreativeStore(root)
+    damaged = [store.get(key) for key in report.mismatched]
+    with store._db() as db:
+        for key in report.missing + report.mismatched:
+            db.execute("DELETE FROM creatives WHERE key=?", (key,))
+    store.close()
+    for rec in damaged:
+        if rec is not None:
+            (root / rec.path).unlink(missing_ok=True)
+    for rel in report.orphans + report.temp:
+        (root / rel).unlink(missing_ok=True)
+    report.repaired = True
+    return report
 
 
 def _record(row) -> CreativeRecord:

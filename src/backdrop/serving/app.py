@@ -40,8 +40,19 @@ from .. import __version__
 from ..bandit.features import FeatureEncoder
 from ..bandit.policies import ModelFileError, Policy
 from ..store import CreativeStore
-from .eventlog import EventLog, LogUnavailable, TooLate, UnknownDecision, open_event_log
+from .eventlog import (
+    EarlyReward,
+    EventLog,
+    LogUnavailable,
+    RequestConflict,
+    TooLate,
+    UnknownDecision,
+    VersionConflict,
+    open_event_log,
+    request_conflict,
+)
 from .metrics import Metrics
+from .models import load_servable
 from .records import DecisionRecord
 from .settings import ServiceSettings
 
@@ -49,6 +60,8 @@ logger = logging.getLogger(__name__)
 ORIGINAL = "original"
 #: the ``policy`` logged for decisions made by an experiment arm rather than the bandit (the learner skips them)
 CONTROL, FIXED_STYLE, RANDOM_STYLE = "control", "fixed-style", "random-style"
+NO_KEY = "this endpoint needs an API key and none is configured (BACKDROP_API_KEY, --api-key-file or the store's api-key file)"
+WRONG_KEY = "missing or wrong API key (Authorization: Bearer <key> or X-API-Key)"
 #: the schema's hard maxima; a deployment's ``limits`` may only be stricter
 MAX_FEATURE_KEYS, MAX_KEY_LENGTH, MAX_VALUE_LENGTH = 64, 64, 256
 FeatureKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_LENGTH)]
@@ -116,7 +129,9 @@ class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision_id: str = Field(min_length=1, max_length=64)
-    reward: Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6)] = Field(description="1 for a click, 0 for none, or a value")
+    reward: Annotated[StrictFloat, Field(allow_inf_nan=False, ge=-1e6, le=1e6)] | Annotated[StrictInt, Field(ge=-(10**6), le=10**6)] = Field(
+        description="1 for a click, 0 for none, or a value (a JSON number: not a string, not a boolean)"
+    )
     at: Annotated[float, Field(allow_inf_nan=False, ge=0)] | None = Field(
         default=None, description="When the event happened (unix seconds); default: now"
     )
@@ -147,6 +162,7 @@ class _Creative:
     width: int
     height: int
     media_type: str
+    size: int | None = None  # bytes the index says the file has (None: the catalog image, not indexed)
 
 
 class CreativeIndex:
@@ -163,6 +179,8 @@ class CreativeIndex:
         self.files: dict[str, _Creative] = {}
         self.placements: set[str] = set()
         self.withheld = 0
+        #: creatives whose file is missing or does not have the bytes the index says (not served)
+        self.broken: list[str] = []
         self.loaded_at = 0.0
 
     def refresh(self) -> None:
@@ -170,7 +188,7 @@ class CreativeIndex:
 
         store = CreativeStore(self.store_root, readonly=True)
         try:
-            products, by_item, files, placements, withheld = {}, {}, {}, set(), 0
+            products, by_item, files, placements, withheld, broken = {}, {}, {}, set(), 0, []
             for p in store.products():
                 products[p["product_id"]] = p
             for r in store.creatives():
@@ -178,8 +196,16 @@ class CreativeIndex:
                 if r.flagged and not self.serve_flagged:
                     withheld += 1
                     continue
+                path = self.store_root / r.path
+                try:
+                    size = path.stat().st_size
+                except OSError:
+                    size = -1
+                if size != r.bytes:  # truncated, replaced or missing: never served, always reported
+                    broken.append(r.key)
+                    continue
                 media = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}.get(r.format, "application/octet-stream")
-                c = _Creative(r.key, self.store_root / r.path, r.width, r.height, media)
+                c = _Creative(r.key, path, r.width, r.height, media, r.bytes)
                 by_item.setdefault((r.product_id, r.placement), {})[r.style] = c
                 files[r.key] = c
             for p in products.values():  # the catalog image, content-addressed like the creatives
@@ -193,7 +219,14 @@ class CreativeIndex:
                 p["catalog_key"] = key
         finally:
             store.close()
-        self.products, self.by_item, self.files, self.placements, self.withheld = products, by_item, files, placements, withheld
+        if broken and broken != self.broken:
+            logger.error(
+                "%d creative file(s) do not match the store's index and are not served (first: %s); run `backdrop store verify %s`",
+                len(broken), broken[0], self.store_root,
+            )
+        self.products, self.by_item, self.files, self.placements, self.withheld, self.broken = (
+            products, by_item, files, placements, withheld, broken
+        )
         self.loaded_at = time.time()
 
 
@@ -203,7 +236,7 @@ class CreativeIndex:
 class Service:
     """Holds the log, the served policy (swapped when a newer version is published) and the index."""
 
-    def __init__(self, settings: ServiceSettings, log: EventLog | None = None):
+    def __init__(self, settings: ServiceSettings, log: EventLog | None = None, learn_interval_s: float | None = None):
         self.settings = settings
         self.encoder = FeatureEncoder(settings.features)
         self.metrics = Metrics()
@@ -215,6 +248,9 @@ class Service:
         self.policy: Policy = settings.policy.make(self.encoder.n_features)
         self.model_version = 0
         self.model_loaded = False
+        #: published versions that cannot be served (and why); the service keeps the last good one
+        self.rejected_models: dict[int, str] = {}
+        self.learner_lag_s: float | None = None
         self._stop = threading.Event()
         try:
             self.log.migrate()
@@ -225,22 +261,46 @@ class Service:
             threading.Thread(target=self._poll_models, name="backdrop-model-poll", daemon=True),
             threading.Thread(target=self._poll_store, name="backdrop-store-refresh", daemon=True),
         ]
+        self.learner = None
+        if learn_interval_s is not None:
+            from .learner import Learner
+
+            n = self.encoder.n_features
+            self.learner = Learner(
+                self.log, lambda: settings.policy.make(n), join_window_s=settings.join_window_s,
+                default_reward=settings.default_reward, grace_s=settings.commit_grace_s,
+            )
+            self._threads.append(
+                threading.Thread(target=self.learner.run_forever, args=(learn_interval_s, self._stop), name="backdrop-learner", daemon=True)
+            )
         for t in self._threads:
             t.start()
 
     def reload_model(self) -> bool:
-        """Load the latest published model if it is newer than the served one (an atomic swap)."""
+        """Serve the newest published model that can be served (an atomic swap); True when one is loaded.
+
+        A version that fails validation (:func:`~backdrop.serving.models.load_servable`) is
+        rejected once, logged and reported by readiness; the service keeps the last good version
+        (at start-up: the newest good one), so a bad model never stops decisions or start-up.
+        """
         latest = self.log.latest_version()
-        if latest > self.model_version:
-            record = self.log.latest_model()
-            policy = Policy.from_bytes(record.blob, source=f"model version {record.version}")
-            if getattr(policy, "n_features", None) not in (None, self.encoder.n_features):
-                raise ModelFileError(
-                    f"model version {record.version} expects {policy.n_features} features, the service encodes {self.encoder.n_features}"
-                )
-            with self._policy_lock:
-                self.policy, self.model_version = policy, record.version
-            self.metrics.model_version.set(record.version)
+        if latest > self.model_version and latest not in self.rejected_models:
+            candidates = [latest] if self.model_loaded else [v for v in self.log.model_versions() if v > self.model_version]
+            for version in candidates:
+                if version in self.rejected_models:
+                    continue
+                record = self.log.model(version)
+                try:
+                    policy = load_servable(record.blob, self.encoder.n_features, f"model version {version}")
+                except ModelFileError as e:
+                    self.rejected_models[version] = str(e)
+                    self.metrics.model_rejected.inc()
+                    logger.error("%s; serving model version %d", e, self.model_version)
+                    continue
+                with self._policy_lock:
+                    self.policy, self.model_version = policy, record.version
+                self.metrics.model_version.set(record.version)
+                break
         self.model_loaded = True
         return True
 
@@ -248,13 +308,63 @@ class Service:
         while not self._stop.wait(self.settings.model_poll_s):
             try:
                 self.reload_model()
-            except (LogUnavailable, ModelFileError) as e:
+                self._measure_learner_lag()
+            except LogUnavailable as e:
                 logger.debug("model poll: %s", e)
+            except Exception:  # noqa: BLE001 - the poll must go on; readiness reports what it finds
+                logger.exception("model poll failed")
+
+    def _measure_learner_lag(self) -> None:
+        """How long the oldest decision the learner could have folded has waited for it (0: none)."""
+        current = self.log.latest_model()
+        first = self.log.first_unfolded(current.learner_offset if current else 0)
+        ready_at = None if first is None else first + self.settings.join_window_s + self.settings.commit_grace_s
+        self.learner_lag_s = 0.0 if ready_at is None else max(0.0, time.time() - ready_at)
+        self.metrics.learner_lag.set(self.learner_lag_s)
+
+    def readiness(self) -> tuple[list[str], list[str]]:
+        """(problems that make the replica not ready, warnings that do not)."""
+        problems, warnings = [], []
+        if not self.log.ping():
+            problems.append("event log unreachable")
+        else:
+            write = self.log.write_problem(probe_after_s=self.settings.write_probe_s)
+            if write:
+                problems.append(write)
+        if not self.model_loaded:
+            problems.append("model not loaded")
+        for version, why in sorted(self.rejected_models.items()):
+            note = f"model version {version} rejected ({why}); serving version {self.model_version}"
+            (warnings if self.model_version or version != max(self.rejected_models) else problems).append(note)
+        if self.learner is not None:
+            status = self.learner.status
+            if not any(t.name == "backdrop-learner" and t.is_alive() for t in self._threads):
+                problems.append("the learner thread has stopped")
+            elif status.consecutive_failures >= 3:
+                problems.append(f"the learner failed {status.consecutive_failures} passes in a row: {status.last_error}")
+        bound = self.settings.learner_max_lag_s
+        if bound is not None and self.learner_lag_s is not None and self.learner_lag_s > bound:
+            problems.append(f"the learner is {self.learner_lag_s:.0f} s behind (bound {bound:g} s)")
+        if not self.index.by_item:
+            if self.index.withheld:
+                problems.append(
+                    f"no servable creative: all {self.index.withheld} are flagged by QA (see `backdrop report`; serve_flagged is off)"
+                )
+            else:
+                problems.append("creative store is empty")
+        if self.index.broken:
+            note = (
+                f"{len(self.index.broken)} creative file(s) do not match the store's index (first: {self.index.broken[0]}); "
+                f"not served; run `backdrop store verify {self.settings.store}`"
+            )
+            (problems if len(self.index.broken) > self.settings.max_broken_creatives else warnings).append(note)
+        return problems, warnings
 
     def refresh_index(self) -> None:
         self.index.refresh()
         self.metrics.creatives.labels("served").set(sum(len(v) for v in self.index.by_item.values()))
         self.metrics.creatives.labels("withheld").set(self.index.withheld)
+        self.metrics.creatives.labels("broken").set(len(self.index.broken))
 
     def _poll_store(self) -> None:
         while not self._stop.wait(self.settings.store_refresh_s):
@@ -293,8 +403,13 @@ class Service:
             except LogUnavailable:
                 previous = None
             if previous is not None:
-                if (previous.item_id, previous.placement) != (req.item_id, req.placement):
-                    raise HTTPException(409, f"request_id '{req.request_id}' was already used for another item or placement")
+                asked = DecisionRecord("", 0.0, req.item_id, req.placement, [], "", 1.0, "", 0, [], req.user.id,
+                                       dict(req.user.features), req.request_id)
+                if (previous.item_id, previous.placement, previous.user_id, previous.user_features) != (
+                    asked.item_id, asked.placement, asked.user_id, asked.user_features
+                ):
+                    self.metrics.fallbacks.labels(reason="request-conflict").inc()
+                    raise HTTPException(409, str(request_conflict(previous, asked)))
                 return self._response(previous)
 
         stored = self.index.by_item.get((req.item_id, req.placement), {})
@@ -345,11 +460,17 @@ class Service:
         )
         t1 = time.perf_counter()
         try:
-            record = self.log.log_decision(record)
+            record = self.log.log_decision(record, timeout_s=self.settings.log_timeout_ms / 1000)
             self.metrics.log_seconds.observe(time.perf_counter() - t1)
-        except LogUnavailable:
+        except RequestConflict as e:  # the same request_id sent concurrently for another request
+            self.metrics.fallbacks.labels(reason="request-conflict").inc()
+            raise HTTPException(409, str(e)) from None
+        except LogUnavailable as e:
+            logger.warning("decision not logged, answered with the fallback: %s", e)
             return self._unlogged(req, stored, product, policy, version, group)
         self.metrics.decisions.labels(style=style, fallback=fallback or "none").inc()
+        if fallback:
+            self.metrics.fallbacks.labels(reason=fallback).inc()
         return self._response(record)
 
     def _unlogged(self, req, stored, product, policy, version, group) -> DecideResponse:
@@ -359,6 +480,7 @@ class Service:
         style = default if default in stored else (styles[0] if styles else ORIGINAL)
         key = stored[style].key if style in stored else product["catalog_key"]
         self.metrics.decisions.labels(style=style, fallback="log-unavailable").inc()
+        self.metrics.fallbacks.labels(reason="log-unavailable").inc()
         return DecideResponse(
             decision_id=None,
             item_id=req.item_id,
@@ -438,12 +560,33 @@ class LimitsAndMetrics:
     dependency machinery, which costs more CPU than choosing and logging the decision.
     """
 
-    def __init__(self, app, service: Service):
+    #: endpoints that need the API key: checked before a byte of the body is read
+    KEYED = ("/v1/models", "/v1/feedback")
+
+    def __init__(self, app, service: Service, api_key: str | None = None):
+        import asyncio
         import concurrent.futures
 
-        self.app, self.service = app, service
+        self.app, self.service, self.api_key = app, service, api_key
         # decisions wait for the event log's commit: they run off the event loop
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=40, thread_name_prefix="backdrop-decide")
+        self.uploads = asyncio.Semaphore(service.settings.limits.max_concurrent_uploads)
+
+    def _key_ok(self, scope) -> bool:
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-api-key")
+        auth = headers.get(b"authorization", b"")
+        if given is None and auth.lower().startswith(b"bearer "):
+            given = auth[7:]
+        return self.api_key is not None and given is not None and hmac.compare_digest(given, self.api_key.encode())
+
+    async def _receive_within(self, receive, timeout: float):
+        import asyncio
+
+        try:
+            return await asyncio.wait_for(receive(), timeout)
+        except asyncio.TimeoutError:
+            raise _BodyTimeout from None
 
     async def _decide(self, receive, send) -> None:
         import asyncio
@@ -453,6 +596,7 @@ class LimitsAndMetrics:
             message = await receive()
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
+        # (the body was read, within the size limit and the body timeout, by __call__)
         status, payload, body = 200, None, b""
         try:
             req = DecideRequest.model_validate_json(b"".join(chunks))
@@ -489,36 +633,85 @@ class LimitsAndMetrics:
             await send(message)
 
         too_big = length is not None and (not length.isdigit() or int(length) > limit)
-        if not too_big and length is None and scope["method"] in ("POST", "PUT"):  # chunked: read it, then replay
-            chunks, size, more = [], 0, True
-            while more and size <= limit:
-                message = await receive()
-                chunks.append(message.get("body", b""))
-                size += len(chunks[-1])
-                more = message.get("more_body", False)
-            too_big = size > limit
-            body = b"".join(chunks)
-
-            async def replay():
-                return {"type": "http.request", "body": body, "more_body": False}
-
-            receive = replay
         endpoint = None
-        if too_big:
+        upload = scope["path"] == "/v1/models" and scope["method"] == "POST"
+        if scope["path"] in self.KEYED and scope["method"] == "POST" and not self._key_ok(scope):
+            # before a byte of the body is read: an unauthenticated client cannot make us buffer anything
+            if self.api_key is None:
+                await JSONResponse({"detail": NO_KEY}, 503)(scope, _no_body, send_status)
+            else:
+                await JSONResponse({"detail": WRONG_KEY}, 401)(scope, _no_body, send_status)
+        elif too_big:
             await JSONResponse({"detail": f"request body larger than {limit} bytes"}, 413)(scope, receive, send_status)
-        elif scope["path"] == "/v1/decide" and scope["method"] == "POST":
-            await self._decide(receive, send_status)
-            endpoint = "/v1/decide"
+        elif upload and self.uploads.locked():
+            await JSONResponse({"detail": "too many model uploads at once; retry shortly"}, 429, headers={"Retry-After": "5"})(
+                scope, receive, send_status
+            )
         else:
-            await self.app(scope, receive, send_status)
+            await self._serve(scope, receive, send_status, limit, upload)
+            if scope["path"] == "/v1/decide" and scope["method"] == "POST":
+                endpoint = "/v1/decide"
         endpoint = endpoint or getattr(scope.get("route"), "path", "unmatched")
         self.service.metrics.requests.labels(endpoint=endpoint, status=str(status[0])).inc()
         self.service.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - t0)
 
+    async def _serve(self, scope, receive, send, limit: int, upload: bool) -> None:
+        """Read the body (within ``limit`` bytes and the body timeout, counted while streaming), then answer."""
+        timeout = self.service.settings.limits.body_timeout_s
+        body = None
+        if scope["method"] in ("POST", "PUT"):
+            chunks, size, more = [], 0, True
+            try:
+                if upload:
+                    await self.uploads.acquire()
+                try:
+                    while more:
+                        message = await self._receive_within(receive, timeout)
+                        if message["type"] == "http.disconnect":
+                            return
+                        chunks.append(message.get("body", b""))
+                        size += len(chunks[-1])
+                        more = message.get("more_body", False)
+                        if size > limit:
+                            await JSONResponse({"detail": f"request body larger than {limit} bytes"}, 413)(scope, receive, send)
+                            return
+                    body = b"".join(chunks)
+                    chunks = []
+                    replayed = False
 
-def create_app(settings: ServiceSettings, log: EventLog | None = None) -> FastAPI:
-    """The FastAPI app of one replica (several replicas share one PostgreSQL event log)."""
-    service = Service(settings, log)
+                    async def replay():
+                        nonlocal replayed
+                        if replayed:  # an app asking for more after the whole body waits for the disconnect
+                            return await receive()
+                        replayed = True
+                        return {"type": "http.request", "body": body, "more_body": False}
+
+                    if scope["path"] == "/v1/decide" and scope["method"] == "POST":
+                        await self._decide(replay, send)
+                    else:
+                        await self.app(scope, replay, send)
+                finally:
+                    if upload:
+                        self.uploads.release()
+            except _BodyTimeout:
+                await JSONResponse({"detail": f"the request body did not arrive within {timeout:g} s"}, 408,
+                                   headers={"Connection": "close"})(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class _BodyTimeout(Exception):
+    pass
+
+
+async def _no_body():
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def create_app(settings: ServiceSettings, log: EventLog | None = None, learn_interval_s: float | None = None) -> FastAPI:
+    """The FastAPI app of one replica (several replicas share one PostgreSQL event log); with
+    ``learn_interval_s`` the replica also runs the learner (``serve --learn``)."""
+    service = Service(settings, log, learn_interval_s=learn_interval_s)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -549,11 +742,11 @@ def create_app(settings: ServiceSettings, log: EventLog | None = None) -> FastAP
     ) -> None:
         given = x_api_key or (authorization[7:] if authorization and authorization.lower().startswith("bearer ") else None)
         if api_key is None:
-            raise HTTPException(503, "this endpoint needs an API key and none is configured (serve --api-key or BACKDROP_API_KEY)")
+            raise HTTPException(503, NO_KEY)
         if given is None or not hmac.compare_digest(given.encode(), api_key.encode()):
-            raise HTTPException(401, "missing or wrong API key (Authorization: Bearer <key> or X-API-Key)")
+            raise HTTPException(401, WRONG_KEY)
 
-    app.add_middleware(LimitsAndMetrics, service=service)
+    app.add_middleware(LimitsAndMetrics, service=service, api_key=api_key)
 
     @app.post("/v1/decide", response_model=DecideResponse, responses={404: {"model": Problem}, 409: {"model": Problem}})
     def decide(req: DecideRequest) -> DecideResponse:
@@ -579,6 +772,8 @@ def create_app(settings: ServiceSettings, log: EventLog | None = None) -> FastAP
             raise HTTPException(404, f"unknown decision_id '{req.decision_id}'") from None
         except TooLate as e:
             raise HTTPException(409, str(e)) from None
+        except EarlyReward as e:
+            raise HTTPException(422, f"at: {e}") from None
         except LogUnavailable:
             raise HTTPException(503, "the event log is unavailable; retry later") from None
         service.metrics.rewards.labels(status=status).inc()
@@ -598,8 +793,13 @@ def create_app(settings: ServiceSettings, log: EventLog | None = None) -> FastAP
         headers = {"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable"}
         if if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]:
             return Response(status_code=304, headers=headers)
-        if not c.path.is_file():
-            raise HTTPException(404, f"creative '{key}' is indexed but its file is missing")
+        try:
+            size = c.path.stat().st_size
+        except OSError:
+            size = -1
+        if size < 0 or (c.size is not None and size != c.size):  # damaged since the last refresh: never served as immutable
+            logger.error("creative %s: file %s has %d bytes, the index says %s", key, c.path, size, c.size)
+            raise HTTPException(503, f"creative '{key}' is damaged in the store (its file does not match the index); run backdrop store verify")
         return FileResponse(c.path, media_type=c.media_type, headers=headers)
 
     @app.post(
@@ -613,11 +813,9 @@ def create_app(settings: ServiceSettings, log: EventLog | None = None) -> FastAP
         """Publish a model file (``Policy.save``) as the next version: every replica serves it within seconds."""
         data = await request.body()
         try:
-            policy = Policy.from_bytes(data, source="uploaded model")
+            policy = load_servable(data, service.encoder.n_features, "uploaded model")
         except ModelFileError as e:
             raise HTTPException(422, str(e)) from None
-        if getattr(policy, "n_features", None) not in (None, service.encoder.n_features):
-            raise HTTPException(422, f"the model expects {policy.n_features} features; the service encodes {service.encoder.n_features}")
         try:
             current = service.log.latest_model()
             record = service.log.publish_model(
@@ -630,10 +828,8 @@ def create_app(settings: ServiceSettings, log: EventLog | None = None) -> FastAP
             )
         except LogUnavailable:
             raise HTTPException(503, "the event log is unavailable; retry later") from None
-        except Exception as e:  # VersionConflict
-            if type(e).__name__ == "VersionConflict":
-                raise HTTPException(409, str(e)) from None
-            raise
+        except VersionConflict as e:
+            raise HTTPException(409, str(e)) from None
         return ModelResponse(version=record.version, policy=record.policy, learner_offset=record.learner_offset)
 
     @app.get("/healthz")
@@ -643,20 +839,10 @@ def create_app(settings: ServiceSettings, log: EventLog | None = None) -> FastAP
 
     @app.get("/readyz", responses={503: {"description": "Not ready: the reasons are listed"}})
     def readyz():
-        """Ready to serve logged decisions: the event log answers and a model is loaded."""
-        problems = []
-        if not service.log.ping():
-            problems.append("event log unreachable")
-        if not service.model_loaded:
-            problems.append("model not loaded")
-        if not service.index.by_item:
-            if service.index.withheld:
-                problems.append(
-                    f"no servable creative: all {service.index.withheld} are flagged by QA (see `backdrop report`; serve_flagged is off)"
-                )
-            else:
-                problems.append("creative store is empty")
-        body = {"ready": not problems, "problems": problems, "model_version": service.model_version}
+        """Ready to serve logged decisions: the event log can be written, a servable model is loaded, the
+        learner (when configured) keeps up, and the store's files match its index."""
+        problems, warnings = service.readiness()
+        body = {"ready": not problems, "problems": problems, "warnings": warnings, "model_version": service.model_version}
         return JSONResponse(body, status_code=200 if not problems else 503)
 
     @app.get("/metrics", response_class=Response)
@@ -679,4 +865,6 @@ def app_from_settings_file() -> FastAPI:
     path = os.environ.get(SETTINGS_FILE_ENV)
     if not path:
         raise RuntimeError(f"{SETTINGS_FILE_ENV} is not set; start the service with `backdrop serve`")
-    return create_app(ServiceSettings.model_validate(json.loads(Path(path).read_text())))
+    data = json.loads(Path(path).read_text())
+    data["api_key"] = os.environ.get("BACKDROP_API_KEY")  # never in the file
+    return create_app(ServiceSettings.model_validate(data))

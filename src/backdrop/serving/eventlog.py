@@ -52,6 +52,14 @@ class VersionConflict(BackdropError):
     """Another writer published a model version first; reload and retry."""
 
 
+class RequestConflict(BackdropError):
+    """A ``request_id`` already logged for another request (another item, placement or user)."""
+
+
+class EarlyReward(BackdropError):
+    """A reward whose event time is before its decision was made."""
+
+
 _DECISION_COLUMNS = (
     "decision_id, request_id, created_at, item_id, placement, arms, arm, propensity, policy, "
     "model_version, context, user_id, user_features, creative_key, fallback, experiment_arm"
@@ -101,6 +109,8 @@ def _migrations(dialect: str) -> list[tuple[int, list[str]]]:
             ],
         ),
         (2, ["ALTER TABLE decisions ADD COLUMN experiment_arm TEXT"]),
+        # readiness proves the log is writable with a real write, also while no decision comes in
+        (3, [f"CREATE TABLE heartbeat (writer TEXT PRIMARY KEY, at {real} NOT NULL)"]),
     ]
 
 
@@ -115,6 +125,25 @@ def open_event_log(url: str, **kwargs) -> EventLog:
     if "://" in path:
         raise BackdropError(f"event log URL {url!r}: use postgresql://user:pass@host/db or an SQLite path")
     return SQLiteEventLog(Path(path), **kwargs)
+
+
+def _same_request(a: DecisionRecord, b: DecisionRecord) -> bool:
+    """Whether two decisions answer the same request (a retry), as far as the log can tell."""
+    return (a.item_id, a.placement, a.user_id, a.user_features) == (b.item_id, b.placement, b.user_id, b.user_features)
+
+
+def request_conflict(logged: DecisionRecord, asked: DecisionRecord) -> RequestConflict:
+    differs = [
+        f"{name} {getattr(logged, name)!r} (now {getattr(asked, name)!r})"
+        for name in ("item_id", "placement", "user_id")
+        if getattr(logged, name) != getattr(asked, name)
+    ]
+    if logged.user_features != asked.user_features:
+        differs.append("other user features")
+    return RequestConflict(
+        f"request_id '{asked.request_id}' was already used for another request: {', '.join(differs)}; "
+        "a retry must repeat the request, a new impression needs a new request_id"
+    )
 
 
 def _check_propensity(r: DecisionRecord) -> None:
@@ -229,13 +258,54 @@ class EventLog:
         except LogUnavailable:
             return False
 
+    # write health: readiness must know the log can be *written*, not only read ------------
+    _last_write_ok = 0.0
+    _last_write_error: tuple[float, str] | None = None
+
+    def _wrote(self, error: Exception | None = None) -> None:
+        if error is None:
+            self._last_write_ok = time.monotonic()
+        else:
+            self._last_write_error = (time.monotonic(), str(error))
+
+    def write_problem(self, probe_after_s: float = 5.0, writer: str = "service") -> str | None:
+        """Why the log cannot be written right now, or None. Probes with a real write (a heartbeat
+        row) when no write succeeded for ``probe_after_s``; a write that failed after the last one
+        that succeeded is a problem until one succeeds again."""
+        now = time.monotonic()
+        if now - self._last_write_ok > probe_after_s:
+            try:
+                with self._tx() as cur:
+                    cur.execute(
+                        self._sql("INSERT INTO heartbeat (writer, at) VALUES (?, ?) ON CONFLICT (writer) DO UPDATE SET at = excluded.at"),
+                        (writer, time.time()),
+                    )
+                self._wrote()
+            except Exception as e:  # noqa: BLE001 - any failure to write is the answer
+                self._wrote(e)
+        err = self._last_write_error
+        if err is not None and err[0] > self._last_write_ok:
+            return f"event log cannot be written: {err[1]}"
+        return None
+
     # decisions ----------------------------------------------------------------------------
-    def log_decision(self, record: DecisionRecord) -> DecisionRecord:
-        """Insert the decision durably; with a ``request_id`` already logged, return that decision instead."""
+    def log_decision(self, record: DecisionRecord, timeout_s: float | None = None) -> DecisionRecord:
+        """Insert the decision durably; with a ``request_id`` already logged, return that decision instead
+        (:class:`RequestConflict` when it was logged for another request).
+
+        ``timeout_s`` bounds the wait: past it the insert is abandoned and :class:`LogUnavailable`
+        raised, and the decision is never written later (the caller may answer it as not logged).
+        """
         _check_propensity(record)
-        with self._tx() as cur:
-            self._before_decision_insert(cur)
-            return self._insert_decision(cur, record)
+        try:
+            with self._tx() as cur:
+                self._before_decision_insert(cur, timeout_s)
+                out = self._insert_decision(cur, record)
+        except LogUnavailable as e:
+            self._wrote(e)
+            raise
+        self._wrote()
+        return out
 
     def _insert_decision(self, cur, record: DecisionRecord) -> DecisionRecord:
         row = _decision_row(record)
@@ -243,13 +313,37 @@ class EventLog:
         conflict = " ON CONFLICT (request_id) DO NOTHING" if record.request_id is not None else ""
         cur.execute(self._sql(f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES ({placeholders}){conflict} RETURNING seq"), row)
         got = cur.fetchone()
-        if got is None:  # the request_id was logged before: idempotent retry
+        if got is None:  # the request_id was logged before: an idempotent retry, or a clash
             cur.execute(self._sql(f"SELECT seq, {_DECISION_COLUMNS} FROM decisions WHERE request_id = ?"), (record.request_id,))
-            return _decision(cur.fetchone())
+            logged = _decision(cur.fetchone())
+            if not _same_request(logged, record):
+                raise request_conflict(logged, record)
+            return logged
         return dataclasses.replace(record, seq=int(got[0]))
 
-    def _before_decision_insert(self, cur) -> None:
+    def _before_decision_insert(self, cur, timeout_s: float | None = None) -> None:
         pass
+
+    def model(self, version: int) -> ModelRecord | None:
+        with self._tx(write=False) as cur:
+            cur.execute(
+                self._sql("SELECT version, created_at, policy, blob, learner_offset, n_decisions, n_rewards FROM models WHERE version = ?"),
+                (version,),
+            )
+            row = cur.fetchone()
+        return _model(row) if row else None
+
+    def model_versions(self) -> list[int]:
+        with self._tx(write=False) as cur:
+            cur.execute("SELECT version FROM models ORDER BY version DESC")
+            return [int(r[0]) for r in cur.fetchall()]
+
+    def first_unfolded(self, after_seq: int) -> float | None:
+        """``created_at`` of the first decision after ``after_seq`` (the learner's offset), or None."""
+        with self._tx(write=False) as cur:
+            cur.execute(self._sql("SELECT created_at FROM decisions WHERE seq > ? ORDER BY seq LIMIT 1"), (after_seq,))
+            row = cur.fetchone()
+        return float(row[0]) if row else None
 
     def get_decision(self, decision_id: str) -> DecisionRecord | None:
         with self._tx(write=False) as cur:
@@ -291,6 +385,8 @@ class EventLog:
             if row is None:
                 raise UnknownDecision(decision_id)
             created = float(row[0])
+            if at < created - 1.0:  # a second of clock skew between the caller and the service is tolerated
+                raise EarlyReward(f"the reward's time {at:.3f} is before its decision {decision_id} was made ({created:.3f})")
             late = max(at, received_at) - created
             if late > join_window_s:
                 raise TooLate(
@@ -383,11 +479,17 @@ class EventLog:
 
 
 class _Pending:
-    __slots__ = ("done", "error", "record", "result")
+    """A decision waiting for the group commit. ``state`` (changed under the queue lock):
+    ``queued`` -> ``committing`` (its row is in the transaction about to commit: the caller waits
+    for the outcome) or ``abandoned`` (the caller gave up and answered it as not logged: the writer
+    skips it, or deletes its row before the commit)."""
+
+    __slots__ = ("done", "error", "record", "result", "state")
 
     def __init__(self, record: DecisionRecord):
         self.record, self.result, self.error = record, None, None
         self.done = threading.Event()
+        self.state = "queued"
 
 
 class _Conflict(Exception):
@@ -401,9 +503,12 @@ class SQLiteEventLog(EventLog):
     """SQLite in WAL mode, one connection per thread; ``synchronous=FULL`` so a logged decision survives a power cut."""
 
     dialect = "sqlite"
+    #: the group-commit writer thread exits after this long without work (and closes its connection)
+    writer_idle_s = 5.0
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL", busy_timeout_ms: int = 5000):
         self.path = Path(path)
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file the connections opened
         self.url = f"sqlite:///{self.path}"
         self.synchronous = synchronous
         self.busy_timeout_ms = busy_timeout_ms
@@ -431,7 +536,21 @@ class SQLiteEventLog(EventLog):
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
+                if self._identity is None:
+                    st = self.path.stat()
+                    self._identity = (st.st_dev, st.st_ino)
+        self._check_file()
         return conn
+
+    def _check_file(self) -> None:
+        """The file at ``path`` must still be the one the connections write to: SQLite keeps writing to
+        a deleted (or replaced) file's inode, and every decision would be lost at the next restart."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            raise LogUnavailable(f"{self.path}: the event log file is gone (removed while the service ran); restart the service") from None
+        if self._identity is not None and (st.st_dev, st.st_ino) != self._identity:
+            raise LogUnavailable(f"{self.path}: the event log file was replaced while the service ran; restart the service")
 
     @contextmanager
     def _tx(self, write: bool = True):
@@ -472,10 +591,14 @@ class SQLiteEventLog(EventLog):
             cur.close()
 
     # group commit: concurrent decisions share one transaction (and one fsync) -----------------
-    def log_decision(self, record: DecisionRecord) -> DecisionRecord:
+    def log_decision(self, record: DecisionRecord, timeout_s: float | None = None) -> DecisionRecord:
         """As :meth:`EventLog.log_decision`, but requests arriving while a commit is in flight are
         written together in the next transaction: the caller still returns only after its own row
-        is durable, and the disk's fsync rate stops capping the decision rate."""
+        is durable, and the disk's fsync rate stops capping the decision rate.
+
+        Past ``timeout_s`` a decision not yet in a committing transaction is abandoned: the writer
+        skips it (or deletes its row before committing), so "not logged" is the truth.
+        """
         _check_propensity(record)
         pending = _Pending(record)
         with self._queue_lock:
@@ -484,29 +607,75 @@ class SQLiteEventLog(EventLog):
                 self._writer = threading.Thread(target=self._write_batches, name="backdrop-eventlog-writer", daemon=True)
                 self._writer.start()
             self._queue_cv.notify()
-        if not pending.done.wait(self.busy_timeout_ms / 1000 + 5):
-            raise LogUnavailable(f"{self.path}: the event-log writer did not answer in time")
+        limit = self.busy_timeout_ms / 1000 + 5 if timeout_s is None else timeout_s
+        if not pending.done.wait(limit):
+            with self._queue_lock:
+                if pending.state != "committing":
+                    pending.state = "abandoned"
+                    err = LogUnavailable(f"{self.path}: the event log did not take the decision within {limit * 1000:.0f} ms")
+                    self._wrote(err)
+                    raise err
+            pending.done.wait()  # in a transaction that is committing now: its outcome is the answer
         if pending.error is not None:
             raise pending.error
         return pending.result
 
     def _write_batches(self) -> None:
-        while True:
-            with self._queue_lock:
-                while not self._queue:
-                    if not self._queue_cv.wait(timeout=5.0) and not self._queue:
-                        self._writer = None  # idle: exit; the next decision starts a new writer
-                        return
-                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-            try:
-                with self._tx() as cur:
-                    for p in batch:
-                        p.result = self._insert_decision(cur, p.record)
-            except Exception as e:  # noqa: BLE001 - every waiter gets the reason; none is claimed as logged
+        try:
+            while True:
+                with self._queue_lock:
+                    while not self._queue:
+                        if not self._queue_cv.wait(timeout=self.writer_idle_s) and not self._queue:
+                            self._writer = None  # idle: exit; the next decision starts a new writer
+                            return
+                    batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+                    batch = [p for p in batch if p.state == "queued"]
+                if batch:
+                    self._write_batch(batch)
+        finally:
+            self._close_thread_connection()
+
+    def _write_batch(self, batch: list[_Pending]) -> None:
+        written: list[_Pending] = []
+        try:
+            with self._tx() as cur:
                 for p in batch:
-                    p.result, p.error = None, e if isinstance(e, (LogUnavailable, ValueError)) else LogUnavailable(f"{self.path}: {e}")
+                    if p.state != "queued":
+                        continue
+                    try:
+                        p.result = self._insert_decision(cur, p.record)
+                        written.append(p)
+                    except RequestConflict as e:  # this request only; the batch goes on
+                        p.error = e
+                with self._queue_lock:
+                    for p in written:
+                        if p.state == "queued":
+                            p.state = "committing"
+                abandoned = [p for p in written if p.state == "abandoned"]
+                for p in abandoned:  # answered as not logged while we were inserting: not written
+                    cur.execute(self._sql("DELETE FROM decisions WHERE decision_id = ?"), (p.result.decision_id,))
+            self._wrote()
+        except Exception as e:  # noqa: BLE001 - every waiter gets the reason; none is claimed as logged
+            err = e if isinstance(e, (LogUnavailable, ValueError)) else LogUnavailable(f"{self.path}: {e}")
+            self._wrote(err)
             for p in batch:
-                p.done.set()
+                if p.error is None:
+                    p.result, p.error = None, err
+        for p in batch:
+            p.done.set()
+
+    def _close_thread_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            return
+        self._local.conn = None
+        with self._lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        try:
+            conn.close()
+        except sqlite3.Error:
+            pass
 
     def close(self) -> None:
         with self._lock:
@@ -589,8 +758,9 @@ class PostgresEventLog(EventLog):
     def _lock_for_migration(self, cur) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(7261004)")  # replicas starting together migrate one at a time
 
-    def _before_decision_insert(self, cur) -> None:
-        cur.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
+    def _before_decision_insert(self, cur, timeout_s: float | None = None) -> None:
+        ms = STATEMENT_TIMEOUT_MS if timeout_s is None else max(1, min(STATEMENT_TIMEOUT_MS, int(timeout_s * 1000)))
+        cur.execute(f"SET LOCAL statement_timeout = {ms}")
 
     def close(self) -> None:
         self._closed = True

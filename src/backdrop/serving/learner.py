@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -42,7 +43,22 @@ def fold(policy: Policy, rows: list[tuple[DecisionRecord, float | None]], defaul
     return len(learnable), sum(r is not None for _, r in learnable)
 
 
+@dataclass
+class LearnerStatus:
+    """What readiness and the logs know about a learner: it survives failed passes and says so."""
+
+    passes: int = 0
+    published: int = 0
+    consecutive_failures: int = 0
+    last_ok_at: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+
+
 class Learner:
+    #: a failing pass is retried after interval x 2^failures, at most this long
+    max_backoff_s = 60.0
+
     def __init__(
         self,
         log: EventLog,
@@ -61,6 +77,7 @@ class Learner:
         self.batch = batch
         self.grace_s = grace_s
         self.clock = clock
+        self.status = LearnerStatus()
 
     def cutoff(self) -> float:
         return self.clock() - self.join_window_s - self.grace_s
@@ -81,8 +98,13 @@ class Learner:
             return None
         policy = Policy.from_bytes(current.blob, source=f"model version {current.version}") if current else self.factory()
         n_decisions, n_rewards = fold(policy, rows, self.default_reward)
+        blob = policy.to_bytes()
+        if policy.n_features is not None:  # never publish what a replica would refuse to serve
+            from .models import load_servable
+
+            load_servable(blob, policy.n_features, f"the learner's next model (after version {current.version if current else 0})")
         return self.log.publish_model(
-            policy.to_bytes(),
+            blob,
             policy.name,
             learner_offset=rows[-1][0].seq,
             n_decisions=(current.n_decisions if current else 0) + n_decisions,
@@ -91,15 +113,33 @@ class Learner:
         )
 
     def run_forever(self, interval_s: float, stop: threading.Event) -> None:
-        """Passes until ``stop`` is set; a full batch is followed at once by the next pass."""
+        """Passes until ``stop`` is set; a full batch is followed at once by the next pass.
+
+        A failing pass (the database down, a model that does not load, a bug) is logged, counted in
+        :attr:`status` and retried with exponential backoff; the loop itself never dies of it.
+        """
         while not stop.is_set():
+            s = self.status
             try:
                 record = self.run_once()
-                if record is not None:
-                    log.info("published model version %d (offset %d)", record.version, record.learner_offset)
-                    continue
-            except LogUnavailable as e:
-                log.warning("learner: %s", e)
+            except Exception as e:  # noqa: BLE001 - survive, say so, retry later
+                s.passes += 1
+                s.consecutive_failures += 1
+                s.last_error, s.last_error_at = f"{type(e).__name__}: {e}", time.time()
+                wait = min(self.max_backoff_s, interval_s * 2 ** min(s.consecutive_failures, 16))
+                if isinstance(e, LogUnavailable):
+                    log.warning("learner: %s (retrying in %.0f s)", e, wait)
+                else:
+                    log.exception("learner pass failed (retrying in %.0f s)", wait)
+                stop.wait(wait)
+                continue
+            s.passes += 1
+            s.consecutive_failures = 0
+            s.last_ok_at = time.time()
+            if record is not None:
+                s.published += 1
+                log.info("published model version %d (offset %d)", record.version, record.learner_offset)
+                continue
             stop.wait(interval_s)
 
 

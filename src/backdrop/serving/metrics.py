@@ -32,8 +32,17 @@ class Metrics:
         self.decisions = Counter("backdrop_decisions", "Decisions answered, per style", ["style", "fallback"], registry=r)
         self.rewards = Counter("backdrop_rewards", "Rewards received", ["status"], registry=r)
         self.model_version = Gauge("backdrop_model_version", "Model version being served", registry=r)
+        self.fallbacks = Counter(
+            "backdrop_fallbacks", "Decisions answered with a fallback (or refused), by reason", ["reason"], registry=r
+        )
+        self.model_rejected = Counter("backdrop_models_rejected", "Published model versions that failed validation", registry=r)
+        self.learner_lag = Gauge(
+            "backdrop_learner_lag_seconds",
+            "How long the oldest decision the learner could fold has waited for it (0: it is up to date)",
+            registry=r,
+        )
         self.creatives = Gauge(
-            "backdrop_creatives", "Creatives in the index: served, or withheld because QA flagged them", ["status"], registry=r
+            "backdrop_creatives", "Creatives in the index: served, withheld because QA flagged them, or broken (file does not match the index)", ["status"], registry=r
         )
 
     def render(self) -> bytes:

@@ -85,8 +85,14 @@ class Limits(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_body_bytes: int = Field(default=16_384, ge=256)
-    #: POST /v1/models carries a model file
-    max_model_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    #: POST /v1/models carries a model file (counted while it streams in, after the API key is checked)
+    max_model_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    #: model uploads read at once (more get 429)
+    max_concurrent_uploads: int = Field(default=2, ge=1)
+    #: a request's headers must arrive within this (slow clients do not hold connections)
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    #: ... and each chunk of its body within this
+    body_timeout_s: float = Field(default=10.0, gt=0)
     # at most the API schema's maxima (64 keys, 64-character keys, 256-character values)
     max_feature_keys: int = Field(default=64, ge=1, le=64)
     max_key_length: int = Field(default=64, ge=1, le=64)
@@ -121,6 +127,16 @@ class ServiceSettings(BaseModel):
     store_refresh_s: float = Field(default=30.0, gt=0)
     #: serve creatives the QA checks flagged (by default they are withheld: see `backdrop report`)
     serve_flagged: bool = False
+    #: a decision not committed to the event log within this is answered as not logged
+    #: (``fallback: log-unavailable``, ``decision_id: null``) and never written later
+    log_timeout_ms: float = Field(default=50.0, gt=0, le=60_000)
+    #: readiness writes a heartbeat row when no write succeeded for this long (proves the log is writable)
+    write_probe_s: float = Field(default=5.0, gt=0)
+    #: readiness fails when the learner is further behind than this (None: no learner is expected;
+    #: `serve --learn` sets it to 10 learner intervals + 60 s unless given)
+    learner_max_lag_s: float | None = Field(default=None, gt=0)
+    #: readiness fails when more creative files than this do not match the store's index
+    max_broken_creatives: int = Field(default=0, ge=0)
     #: the base of creative URLs in responses ("" = relative to this service)
     public_url: str = ""
     limits: Limits = Field(default_factory=Limits)
