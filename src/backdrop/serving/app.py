@@ -325,8 +325,9 @@ class Service:
     def readiness(self) -> tuple[list[str], list[str]]:
         """(problems that make the replica not ready, warnings that do not)."""
         problems, warnings = [], []
-        if not self.log.ping():
-            problems.append("event log unreachable")
+        unreachable = self.log.ping_problem()
+        if unreachable:
+            problems.append(f"event log unreachable: {unreachable}")
         else:
             write = self.log.write_problem(probe_after_s=self.settings.write_probe_s)
             if write:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
@@ -250,13 +251,17 @@ class EventLog:
         return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", self.url)
 
     def ping(self) -> bool:
+        return self.ping_problem() is None
+
+    def ping_problem(self) -> str | None:
+        """Why the log cannot be read right now (None: it can)."""
         try:
             with self._tx(write=False) as cur:
                 cur.execute("SELECT 1")
                 cur.fetchall()
-            return True
-        except LogUnavailable:
-            return False
+            return None
+        except LogUnavailable as e:
+            return str(e)
 
     # write health: readiness must know the log can be *written*, not only read ------------
     _last_write_ok = 0.0
@@ -525,9 +530,12 @@ class SQLiteEventLog(EventLog):
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
+            if self._identity is not None:  # opened before: never create a fresh, empty log in its place
+                self._check_file()
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout_ms / 1000)
+                target, uri = (f"file:{quote(str(self.path))}?mode=rw", True) if self._identity is not None else (self.path, False)
+                conn = sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout_ms / 1000)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(f"PRAGMA synchronous={self.synchronous}")
                 conn.execute("PRAGMA foreign_keys=ON")
