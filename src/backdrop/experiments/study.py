@@ -224,6 +224,9 @@ def run_study(
         "join_window_s": config.join_window_s,
         "commit_grace_s": 2.5,
         "model_poll_s": 0.5,
+        # the study analyses every impression, so none may fall back unlogged on a loaded machine
+        # (an ad server wants the 50 ms default: an ad now, unlogged, rather than a late one)
+        "log_timeout_ms": 5000,
         "policy": {"name": "linucb", "alpha": config.alpha, "epsilon": config.epsilon, "seed": config.seed},
         "features": population.encoder_config(64).model_dump(),
         "experiment": {
