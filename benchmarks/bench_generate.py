@@ -27,16 +27,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _results import update_section  # noqa: E402
 
-from backdrop.batch import run_local  # noqa: E402
-from backdrop.catalog import load_catalog, load_image  # noqa: E402
+from backdrop.creative.local import run_local  # noqa: E402
+from backdrop.creative.catalog import load_catalog, load_image  # noqa: E402
 from backdrop.cli import DEMO_DIR  # noqa: E402
-from backdrop.generators import GenerationRequest, get_generator  # noqa: E402
+from backdrop.generators import get_generator  # noqa: E402
+from backdrop.creative.pipeline import request_for  # noqa: E402
 from backdrop.imaging.color import dominant_colors  # noqa: E402
 from backdrop.imaging.composite import composite  # noqa: E402
 from backdrop.imaging.layout import layout, load_placements  # noqa: E402
 from backdrop.imaging.mask import product_mask  # noqa: E402
-from backdrop.pipeline import PipelineConfig  # noqa: E402
-from backdrop.store import encode_image  # noqa: E402
+from backdrop.creative.pipeline import PipelineConfig  # noqa: E402
+from backdrop.creative.store import encode_image  # noqa: E402
 from backdrop.styles import StyleLibrary  # noqa: E402
 
 
@@ -50,7 +51,7 @@ def bench_render(products, library, placement, repeats: int) -> dict:
         rgb = rgba[..., :3].copy()
         scene = layout(rgb, alpha, placement, palette=dominant_colors(rgb, alpha))
         for style in library.for_category(p.category_path):
-            jobs.append(GenerationRequest(scene=scene, style=style, fields=p.fields(), seed=len(jobs)))
+            jobs.append(request_for(scene, style, p.fields(), len(jobs)))
     render_s, encode_s = [], []
     for _ in range(repeats):
         for job in jobs:

@@ -35,9 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _results import update_section  # noqa: E402
 
-from backdrop.batch import run_local  # noqa: E402
-from backdrop.catalog import load_catalog, load_image  # noqa: E402
-from backdrop.generators import GenerationRequest, get_generator  # noqa: E402
+from backdrop.creative.local import run_local  # noqa: E402
+from backdrop.creative.catalog import load_catalog, load_image  # noqa: E402
+from backdrop.generators import get_generator  # noqa: E402
+from backdrop.creative.pipeline import request_for  # noqa: E402
 from backdrop.imaging.color import dominant_colors  # noqa: E402
 from backdrop.imaging.composite import composite  # noqa: E402
 from backdrop.imaging.framing import cut_sides  # noqa: E402
@@ -45,8 +46,8 @@ from backdrop.imaging.layout import layout, load_placement_set  # noqa: E402
 from backdrop.imaging.people import PersonDetector  # noqa: E402
 from backdrop.imaging.segmenters import CombinedSegmenter  # noqa: E402
 from backdrop.imaging.subject import background_share  # noqa: E402
-from backdrop.pipeline import PipelineConfig, category_for  # noqa: E402
-from backdrop.store import CreativeStore  # noqa: E402
+from backdrop.creative.pipeline import PipelineConfig, category_for  # noqa: E402
+from backdrop.creative.store import CreativeStore  # noqa: E402
 from backdrop.styles import StyleLibrary  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "magento-catalog"
@@ -105,7 +106,7 @@ def analyse(products, seg_new, seg_old, people) -> list[dict]:
 
 def _tile(rgb, alpha, placement, style, gen, cut, size=170) -> Image.Image:
     scene = layout(rgb, alpha, placement, palette=dominant_colors(rgb, alpha), cut=cut)
-    bg = gen.generate(GenerationRequest(scene, style, {}, 7))
+    bg = gen.generate(request_for(scene, style, {}, 7))
     im = Image.fromarray(composite(bg, scene))
     im.thumbnail((size, size), Image.LANCZOS)
     return im

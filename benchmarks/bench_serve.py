@@ -481,7 +481,7 @@ def _style_library(path: Path, n_styles: int) -> list[str]:
 
 
 def _store_ok(store: Path, n_items: int, n_styles: int) -> dict | None:
-    from backdrop.store import CreativeStore
+    from backdrop.creative.store import CreativeStore
 
     if not (store / "index.sqlite").is_file():
         return None

@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from backdrop.serving.app import create_app
 from backdrop.serving.settings import load_settings
-from backdrop.store import CreativeStore
+from backdrop.creative.store import CreativeStore
 
 with tempfile.TemporaryDirectory() as tmp:
     CreativeStore(Path(tmp) / "store").close()  # the schema does not depend on the store's content

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from backdrop.catalog import load_catalog, parse_category
+from backdrop.creative.catalog import load_catalog, parse_category
 from backdrop.errors import CatalogError
 
 from conftest import SAMPLE_CATALOG as SAMPLE

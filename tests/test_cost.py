@@ -21,7 +21,7 @@ from backdrop.experiments.cost import (
     table,
     table_markdown,
 )
-from backdrop.store import CreativeStore
+from backdrop.creative.store import CreativeStore
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "src" / "backdrop" / "data" / "demo" / "products.csv"

@@ -1,5 +1,6 @@
 """The diffusion generator on tiny random-weight pipelines: the production code path on a CPU."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,16 +10,17 @@ import pytest
 torch = pytest.importorskip("torch", reason="the [diffusion] extra (make test installs it)")
 pytest.importorskip("diffusers")
 
-from backdrop.catalog import load_catalog, load_image  # noqa: E402
+from backdrop.creative.catalog import load_catalog, load_image  # noqa: E402
 from backdrop.cli import DEMO_DIR, main  # noqa: E402
-from backdrop.generators import GenerationRequest, describe_generator  # noqa: E402
+from backdrop.generators import describe_generator  # noqa: E402
+from backdrop.creative.pipeline import request_for  # noqa: E402
 from backdrop.generators.diffusion import DiffusionGenerator, ModelError, generation_size  # noqa: E402
 from backdrop.generators.tiny import build_sd, save_tiny  # noqa: E402
 from backdrop.imaging.layout import layout, load_placements  # noqa: E402
 from backdrop.imaging.mask import product_mask  # noqa: E402
 from backdrop.imaging.quality import Gate, expansion_scores, halo_score  # noqa: E402
-from backdrop.pipeline import CreativeMaker, PipelineConfig  # noqa: E402
-from backdrop.store import CreativeStore  # noqa: E402
+from backdrop.creative.pipeline import CreativeMaker, PipelineConfig  # noqa: E402
+from backdrop.creative.store import CreativeStore  # noqa: E402
 from backdrop.styles import StyleLibrary  # noqa: E402
 
 PLACEMENTS = load_placements()
@@ -39,7 +41,7 @@ def mug():
 def _requests(mug, placements=("square", "story", "landscape"), seed=7):
     rgb, alpha = mug
     style = StyleLibrary.load().for_category(("Accessories", "Homewares"))[0]
-    return [GenerationRequest(layout(rgb, alpha, PLACEMENTS[p]), style, {"title": "Mighty Mug"}, seed) for p in placements]
+    return [request_for(layout(rgb, alpha, PLACEMENTS[p]), style, {"title": "Mighty Mug"}, seed) for p in placements]
 
 
 @pytest.mark.parametrize("sdxl", [False, True], ids=["sd", "sdxl"])
@@ -58,7 +60,7 @@ def test_every_pipeline_kind_loads_offline_and_is_reproducible(tmp_path, mug, sd
         assert bg.shape == (r.scene.height, r.scene.width, 3) and bg.dtype == np.uint8
     again = gen.generate_batch(reqs[:1])
     assert np.array_equal(out[0], again[0])  # seeded
-    other = gen.generate_batch([GenerationRequest(reqs[0].scene, reqs[0].style, reqs[0].fields, 8)])
+    other = gen.generate_batch([dataclasses.replace(reqs[0], seed=8)])
     assert not np.array_equal(out[0], other[0])
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import yaml
 
-from backdrop.catalog import load_image
+from backdrop.creative.catalog import load_image
 from backdrop.errors import ConfigError
 from backdrop.imaging.composite import composite, exact_region_matches
 from backdrop.imaging.layout import Placement, layout, load_placements, resize_premultiplied

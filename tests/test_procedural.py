@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from backdrop.generators import get_generator
-from backdrop.generators.base import GenerationRequest, Generator
+from backdrop.generators.base import Generator
+from backdrop.creative.pipeline import request_for
 from backdrop.generators.procedural import (
     FLOOR_SCENES,
     SCENES,
@@ -58,7 +59,7 @@ def _style(name="t", **params):
 
 
 def _req(scene, style, seed=0):
-    return GenerationRequest(scene=scene, style=style, fields={"title": "bottle"}, seed=seed)
+    return request_for(scene, style, {"title": "bottle"}, seed)
 
 
 def _lum(img: np.ndarray) -> np.ndarray:

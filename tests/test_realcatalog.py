@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from backdrop.cli import main
-from backdrop.generators.base import GenerationRequest
+from backdrop.creative.pipeline import request_for
 from backdrop.generators.procedural import ProceduralGenerator
 from backdrop.imaging.composite import composite
 from backdrop.imaging.framing import FramingRules, cut_sides
@@ -27,7 +27,7 @@ from backdrop.imaging.people import PersonDetector, skin_mask
 from backdrop.imaging.quality import procedural_quality, qa_checks
 from backdrop.imaging.segmenters import ColourModel, trapped_background
 from backdrop.imaging.subject import Subject
-from backdrop.store import CreativeStore
+from backdrop.creative.store import CreativeStore
 from backdrop.styles import Style, StyleLibrary, fill_template, fix_articles
 
 from conftest import SHARED_DATA, need
@@ -120,13 +120,13 @@ def test_no_contact_shadow_or_floor_under_a_product_cut_at_the_bottom():
     base = {"scene": "sweep", "surface": "paper", "vignette": 0.0, "bokeh": 0.0, "light_strength": 0.0, "variation": 0.0}
     shadowed = Style(name="s", prompt="p", procedural=base | {"shadow": 1.0, "cast_shadow": 1.0, "reflection": 0.8})
     bare = Style(name="b", prompt="p", procedural=base | {"shadow": 0.0, "cast_shadow": 0.0, "reflection": 0.0})
-    a = gen.generate(GenerationRequest(scene, shadowed, {}, 3)).astype(int)
-    b = gen.generate(GenerationRequest(scene, bare, {}, 3)).astype(int)
+    a = gen.generate(request_for(scene, shadowed, {}, 3)).astype(int)
+    b = gen.generate(request_for(scene, bare, {}, 3)).astype(int)
     assert np.abs(a - b).max() <= 1  # nothing cast, reflected or shaded for the cut base
     # the same product standing whole on the floor does get its shadow
     whole = layout(rgb, alpha, pl)
-    a = gen.generate(GenerationRequest(whole, shadowed, {}, 3)).astype(int)
-    b = gen.generate(GenerationRequest(whole, bare, {}, 3)).astype(int)
+    a = gen.generate(request_for(whole, shadowed, {}, 3)).astype(int)
+    b = gen.generate(request_for(whole, bare, {}, 3)).astype(int)
     assert np.abs(a - b).max() > 30
 
 
@@ -313,7 +313,7 @@ def test_prompt_hygiene():
 
 
 def test_catalog_titles_are_cleaned(tmp_path):
-    from backdrop.catalog import load_catalog
+    from backdrop.creative.catalog import load_catalog
 
     img = tmp_path / "p.png"
     Image.new("RGB", (64, 64), (200, 30, 30)).save(img)
@@ -432,7 +432,7 @@ def test_a_rerun_plans_from_the_cached_analysis_without_decoding(tmp_path, capsy
     def no_decode(*a, **k):
         raise AssertionError("a re-run decoded an image")
 
-    monkeypatch.setattr("backdrop.pipeline.load_image", no_decode)
+    monkeypatch.setattr("backdrop.creative.pipeline.load_image", no_decode)
     assert main(args) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["generated"] == 0 and again["skipped"] == first["generated"] and again["flagged"] == first["flagged"]

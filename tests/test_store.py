@@ -4,7 +4,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from backdrop.store import CreativeStore, StoreError, creative_key
+from backdrop.creative.store import CreativeStore, StoreError, creative_key
 
 BASE = dict(
     image_sha256="ab" * 32,
@@ -107,7 +107,7 @@ def test_temp_files_of_killed_writers_are_swept_and_live_ones_kept(tmp_path):
     import os
     import subprocess
 
-    from backdrop.store import CreativeStore
+    from backdrop.creative.store import CreativeStore
 
     CreativeStore(tmp_path / "s").close()
     d = tmp_path / "s" / "creatives" / "ab"

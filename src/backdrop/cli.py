@@ -358,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_generation_options(p: argparse.ArgumentParser) -> None:
     from .generators import GENERATORS
-    from .store import FORMATS
+    from .creative.store import FORMATS
 
     p.add_argument("--placements", type=_csv_list, metavar="A,B", help="placement names (default: all in the placement file)")
     p.add_argument("--placements-file", type=Path, metavar="YAML", help="placement definitions (default: the packaged ones)")
@@ -500,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
 def _pipeline_config(args, placement_names=None, max_styles=None):
     from .errors import ConfigError
     from .imaging.layout import load_placement_set
-    from .pipeline import PipelineConfig
+    from .creative.pipeline import PipelineConfig
     from .styles import StyleLibrary
 
     placement_set = load_placement_set(args.placements_file)
@@ -554,8 +554,8 @@ def _pipeline_config(args, placement_names=None, max_styles=None):
 
 
 def cmd_generate(args) -> int:
-    from .batch import run_local
-    from .catalog import load_catalog
+    from .creative.local import run_local
+    from .creative.catalog import load_catalog
 
     config = _pipeline_config(args)
     catalog = load_catalog(args.catalog)
@@ -570,7 +570,7 @@ def cmd_generate(args) -> int:
         _print_summary(args, {"generated": 0, "skipped": 0, "failed": 0, "flagged": 0, "errors": [e.to_dict() for e in catalog.errors]})
         return 1
     products = catalog.products[: args.limit] if args.limit else catalog.products
-    from .batch import default_categories
+    from .creative.local import default_categories
 
     for path, n in sorted(default_categories(products, config).items()):
         print(
@@ -578,7 +578,7 @@ def cmd_generate(args) -> int:
             "it gets the default styles (add a keyword for it to the style library; `backdrop styles --category` explains)",
             file=sys.stderr,
         )
-    from .pipeline import missing_styles
+    from .creative.pipeline import missing_styles
 
     for category, (missing, have, n) in sorted(missing_styles(products, config).items()):
         print(
@@ -587,7 +587,7 @@ def cmd_generate(args) -> int:
             file=sys.stderr,
         )
     if args.ray:
-        from .distributed import run_ray
+        from .creative.ray import run_ray
 
         summary = run_ray(products, config, args.out, address=None if args.ray == "local" else args.ray,
                           progress=not args.no_progress)
@@ -627,7 +627,7 @@ def _print_summary(args, summary: dict, store: Path | None = None) -> None:
 
 
 def cmd_store(args) -> int:
-    from .store import repair_store, verify_store
+    from .creative.store import repair_store, verify_store
 
     report = repair_store(args.store) if args.action == "repair" else verify_store(args.store)
     if args.json:
@@ -691,7 +691,7 @@ def cmd_segment(args) -> int:
     import numpy as np
     from PIL import Image
 
-    from .catalog import check_image, load_image
+    from .creative.catalog import check_image, load_image
     from .imaging.mask import alpha_is_meaningful, get_segmenter, object_alpha
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -726,8 +726,8 @@ def cmd_segment(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import write_contact_sheet
-    from .store import CreativeStore
+    from .creative.report import write_contact_sheet
+    from .creative.store import CreativeStore
 
     store = CreativeStore(args.store, readonly=True)
     path = write_contact_sheet(store, args.out)
@@ -1083,10 +1083,10 @@ def cmd_simulate(args) -> int:
 def cmd_demo(args) -> int:
     import time
 
-    from .batch import run_local
-    from .catalog import load_catalog
-    from .report import write_contact_sheet
-    from .store import CreativeStore
+    from .creative.local import run_local
+    from .creative.catalog import load_catalog
+    from .creative.report import write_contact_sheet
+    from .creative.store import CreativeStore
 
     t0 = time.perf_counter()
     ns = argparse.Namespace(

@@ -292,7 +292,7 @@ class _nullctx:
 
 
 def test_a_truncated_creative_is_not_served_and_readiness_says_so(store_copy, tmp_path):
-    from backdrop.store import CreativeStore
+    from backdrop.creative.store import CreativeStore
 
     s = CreativeStore(store_copy, readonly=True)
     victims = [r for r in s.creatives(product_id="apple-juice", placement="square")]

@@ -310,7 +310,7 @@ class Population:
     ):
         self.config = c = config or SimulationConfig()
         if products is None:
-            from ..catalog import load_catalog
+            from ..creative.catalog import load_catalog
 
             products = load_catalog(DEMO_CATALOG, check_images=False).products
         if not products:

@@ -178,7 +178,7 @@ def scan_store(store_dir: str | Path) -> StoreMeasurement:
     Only files named by a ``creatives`` row and lying under ``creatives/`` count: the index, its WAL,
     temporary files of interrupted writes and anything else in the directory are not creatives.
     """
-    from ..store import CreativeStore, StoreError
+    from ..creative.store import CreativeStore, StoreError
 
     root = Path(store_dir)
     if not root.is_dir():

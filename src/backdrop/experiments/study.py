@@ -105,7 +105,7 @@ class _StoredStyles:
 
 def population_for_store(store_root: Path, config: StudyConfig) -> tuple[Population, ClickModel]:
     """The simulator's audience over the store's products, placements and stored styles."""
-    from ..store import CreativeStore
+    from ..creative.store import CreativeStore
     from ..styles import StyleLibrary
 
     store = CreativeStore(store_root, readonly=True)

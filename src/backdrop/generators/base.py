@@ -9,16 +9,19 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ..imaging.layout import Scene
-from ..styles import Style
 
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One background to generate: the scene, the style, the product's fields for the prompt, the seed."""
+    """One background to generate: the laid-out product, what to paint (the prompts, already filled
+    from the product's fields, for generative models; the procedural parameters, a mapping validated
+    by :mod:`backdrop.styles.params`, for the renderer) and the seed. Generators know nothing of
+    styles or catalogs."""
 
     scene: Scene
-    style: Style
-    fields: dict
+    prompt: str
+    negative_prompt: str
+    params: dict
     seed: int
 
 

@@ -286,8 +286,8 @@ class DiffusionGenerator:
             for lo in range(0, len(idx), self.batch_size):
                 chunk = idx[lo : lo + self.batch_size]
                 kwargs = dict(
-                    prompt=[requests[i].style.prompt_for(requests[i].fields) for i in chunk],
-                    negative_prompt=[requests[i].style.negative_for(requests[i].fields) for i in chunk],
+                    prompt=[requests[i].prompt for i in chunk],
+                    negative_prompt=[requests[i].negative_prompt for i in chunk],
                     image=[Image.fromarray(prepared[i]["init"]) for i in chunk],
                     mask_image=[Image.fromarray(prepared[i]["mask"], "L") for i in chunk],
                     height=h,

@@ -39,7 +39,7 @@ from pydantic import (
 from .. import __version__
 from ..bandit.features import FeatureEncoder
 from ..bandit.policies import ModelFileError, Policy
-from ..store import CreativeStore
+from ..creative.store import CreativeStore
 from .eventlog import (
     EarlyReward,
     EventLog,

@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..errors import ConfigError
 from ..text import clean_text
 from .categories import Keyword, best_keyword, taxonomy_path, tokens
+from .params import validate_params
 
 DEFAULT_LIBRARY_FILE = Path(__file__).resolve().parent / "library.yaml"
 _NAME = r"^[a-z0-9][a-z0-9_-]*$"
@@ -396,8 +397,6 @@ def _make_style(data: dict, where: str) -> Style:
             fill_template(template, {})
         except (ValueError, IndexError) as e:
             raise ConfigError(f"{where}: bad prompt template {template!r}: {e}") from e
-    from ..generators.procedural import validate_params
-
     try:
         validate_params(style.procedural)
     except ValueError as e:

@@ -20,7 +20,7 @@ from PIL import Image
 from .store import CreativeStore
 
 THUMB_MAX = 360
-TEMPLATES = Path(__file__).resolve().parent / "templates"
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 def _env() -> Environment:

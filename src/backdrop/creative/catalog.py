@@ -19,8 +19,8 @@ from urllib.parse import unquote, urlparse
 
 from PIL import Image, UnidentifiedImageError
 
-from .errors import CatalogError, RowError
-from .text import clean_text
+from ..errors import CatalogError, RowError
+from ..text import clean_text
 
 REQUIRED = ("product_id", "title", "category", "image")
 SUPPORTED_IMAGE_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF"}

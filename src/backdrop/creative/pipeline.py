@@ -25,17 +25,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .catalog import Product, load_image
-from .errors import RowError
-from .generators import GenerationRequest, Generator, describe_generator, get_generator
-from .imaging.color import dominant_colors
-from .imaging.composite import composite, exact_region_matches
-from .imaging.framing import FramingRules
-from .imaging.layout import Placement, QARules, Scene, layout
-from .imaging.mask import Segmenter, alpha_is_meaningful, get_segmenter, product_mask
-from .imaging.quality import Gate, procedural_quality, qa_checks
-from .imaging.subject import Subject, SubjectAnalyser
+from ..errors import RowError
+from ..generators import GenerationRequest, Generator, describe_generator, get_generator
+from ..imaging.color import dominant_colors
+from ..imaging.composite import composite, exact_region_matches
+from ..imaging.framing import FramingRules
+from ..imaging.layout import Placement, QARules, Scene, layout
+from ..imaging.mask import Segmenter, alpha_is_meaningful, get_segmenter, product_mask
+from ..imaging.quality import Gate, procedural_quality, qa_checks
+from ..imaging.subject import Subject, SubjectAnalyser
 from .store import LOSSLESS_FORMATS, CreativeStore, creative_key
-from .styles import CategoryMatch, Style, StyleLibrary
+from ..styles import CategoryMatch, Style, StyleLibrary
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,18 @@ class CreativeResult:
     qa_status: str | None = None  # "ok" | "flagged" (None when failed)
     #: a failure the environment caused (disk full, permissions, read-only media), not the data: its reason
     environment: str | None = None
+
+
+def request_for(scene: Scene, style: Style, fields: dict, seed: int, *, on_model: bool = False, cropped: bool = False) -> GenerationRequest:
+    """The generator's request for ``scene`` in ``style``: the style's prompts filled from ``fields``
+    (as :meth:`CreativeMaker.plan` fills them) and its procedural parameters."""
+    return GenerationRequest(
+        scene=scene,
+        prompt=style.prompt_for(fields, on_model=on_model),
+        negative_prompt=style.negative_for(fields, on_model=on_model, cropped=cropped),
+        params=style.procedural,
+        seed=seed,
+    )
 
 
 def derive_seed(base: int, *parts: str) -> int:
@@ -340,7 +352,9 @@ class CreativeMaker:
 
     def _request(self, item: PreparedScene, attempt: int = 0) -> GenerationRequest:
         seed = item.spec.seed if attempt == 0 else derive_seed(item.spec.seed, f"attempt-{attempt}")
-        return GenerationRequest(scene=item.scene, style=item.spec.style, fields=item.spec.product.fields(), seed=seed)
+        spec = item.spec
+        return GenerationRequest(scene=item.scene, prompt=spec.prompt, negative_prompt=spec.negative_prompt,
+                                 params=spec.style.procedural, seed=seed)
 
     def render(self, prepared: Sequence[PreparedScene]) -> list[np.ndarray]:
         """Backgrounds at canvas size for the first attempt (no gate)."""

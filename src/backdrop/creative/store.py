@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import BackdropError, EnvironmentFailure
-from .files import write_atomic
+from ..errors import BackdropError, EnvironmentFailure
+from ..files import write_atomic
 
 SCHEMA_VERSION = 2
 KEY_VERSION = 2

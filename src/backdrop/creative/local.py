@@ -14,7 +14,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .catalog import Product
-from .errors import RowError
+from ..errors import RowError
 from .pipeline import CreativeMaker, CreativeResult, PipelineConfig, category_for, styles_for
 from .store import CreativeStore
 

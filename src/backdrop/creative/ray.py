@@ -8,7 +8,7 @@
              ─> ... attempts 1..N-1 for the creatives the gate rejected ...
              ─> [CPU tasks] procedural fallback for the rest, exact composite, store write + index
 
-Every stage calls the :class:`~backdrop.pipeline.CreativeMaker` methods the local run uses, and
+Every stage calls the :class:`~backdrop.creative.pipeline.CreativeMaker` methods the local run uses, and
 writes into the same content-addressed store, so a run resumes, skips, and stays idempotent the
 same way. Rows travel between stages as pickled payloads (scenes hold numpy arrays). The store
 must be on storage every node can reach (a shared filesystem) when the cluster has several nodes.
@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .batch import RunSummary, default_categories
+from .local import RunSummary, default_categories
 from .catalog import Product
 from .pipeline import CreativeMaker, PipelineConfig, _describe, _failed
 from .store import CreativeStore
