@@ -1,0 +1,5 @@
+"""`python -m backdrop.cli`: the same as the `backdrop` command."""
+
+from . import main
+
+raise SystemExit(main())

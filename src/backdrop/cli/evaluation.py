@@ -1,0 +1,217 @@
+"""The bandit commands: evaluate (obd, log) and simulate."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..errors import BackdropError
+from ._common import Formatter as _Formatter
+from ._common import csv_list as _csv_list
+from ._common import positive_int as _positive_int
+
+
+def register(sub) -> dict:
+    """Add this group's commands to ``sub``; returns command -> handler."""
+    ev = sub.add_parser(
+        "evaluate",
+        help="off-policy evaluation of bandit policies on logged data",
+        formatter_class=_Formatter,
+        description="Estimate what a policy would have earned, from logs of another policy (IPS, SNIPS, DM, DR, replay).",
+    )
+    evsub = ev.add_subparsers(dest="source", metavar="SOURCE", required=True)
+    eo = evsub.add_parser(
+        "obd",
+        help="the Open Bandit Dataset sample (real logs with propensities)",
+        formatter_class=_Formatter,
+        description=(
+            "Evaluate LinUCB, LinTS, epsilon-greedy, uniform random and the best fixed arm on the Open Bandit\n"
+            "Dataset sample (Saito et al. 2021, CC BY 4.0): each log's first half trains the policies, the\n"
+            "second half is evaluated with IPS, SNIPS, DM and DR (and replay on the uniform-random logs),\n"
+            "with bootstrap intervals. The sample is small (38-69 clicks per file): read the intervals, do\n"
+            "not rank policies on it. Writes a CSV and a plot to --out."
+        ),
+    )
+    eo.add_argument("--data", type=Path, required=True, metavar="DIR", help="OBD folder (with random/ and bts/)")
+    eo.add_argument("--out", "-o", type=Path, default=Path("obd-eval"), help="folder for obd_estimates.csv and .png")
+    eo.add_argument("--logs", type=_csv_list, default="random,bts", metavar="A,B", help="logging policies: random,bts")
+    eo.add_argument("--campaigns", type=_csv_list, default="all,men,women", metavar="A,B", help="campaigns")
+    eo.add_argument(
+        "--policies", type=_csv_list, default="linucb,lints,epsilon-greedy,uniform,best-fixed-arm", metavar="A,B",
+        help="evaluation policies",
+    )
+    eo.add_argument("--bootstrap", type=_positive_int, default=500, help="bootstrap replicates per interval")
+    eo.add_argument("--seed", type=int, default=0)
+    eo.add_argument("--json", action="store_true", help="print the records as a JSON list on stdout")
+
+    el = evsub.add_parser(
+        "log",
+        help="the decision service's own event log",
+        formatter_class=_Formatter,
+        description=(
+            "What would another policy have earned on the decisions the service logged? Walks the log in order;\n"
+            "the candidate scores each logged context (its probability of every offered style), then learns\n"
+            "from the logged choice and reward, as it would have online. IPS, SNIPS and DR with bootstrap\n"
+            "intervals, next to the served policy's own CTR. Decisions whose join window is still open are skipped."
+        ),
+    )
+    el_db = el.add_mutually_exclusive_group(required=True)
+    el_db.add_argument("--db", metavar="URL", help="event log: postgresql://... or an sqlite path")
+    el_db.add_argument("--store", type=Path, metavar="STORE", help="use the store's embedded SQLite log")
+    el.add_argument("--policy", action="append", metavar="SPEC", default=None,
+                    help="candidate, e.g. linucb:alpha=0.5,epsilon=0.05 (repeatable; default: linucb:alpha=0.5 and uniform)")
+    el.add_argument("--join-window", type=float, default=600.0, help="seconds a reward may take to arrive")
+    el.add_argument("--default-reward", type=float, default=0.0)
+    el.add_argument("--commit-grace", type=float, default=5.0, help="and this long more, for slow commits (as the learner)")
+    el.add_argument("--bootstrap", type=_positive_int, default=500)
+    el.add_argument("--seed", type=int, default=0)
+    el.add_argument("--json", action="store_true")
+
+    sm = sub.add_parser(
+        "simulate",
+        help="simulate an ad audience and compare style-choosing policies",
+        formatter_class=_Formatter,
+        description=(
+            "Run bandit policies on a synthetic audience (the demo catalog, its styles and placements) with\n"
+            "logistic clicks and delayed, batched feedback; every policy sees the same impressions and click\n"
+            "draws. Prints CTR, lift and cumulative regret against the oracle per policy and writes a plot.\n\n"
+            "Presets: paper (default) = paper-like effects (+15% generated vs original, +10% best style vs\n"
+            "average, +10% personalised vs best fixed style) at a 2% base CTR; telling styles apart at these\n"
+            "effects takes ~10^5 impressions per style, so in 20k rounds the learners trail the best fixed\n"
+            "style. strong = 10% base CTR, +20% style spread, +50% personal spread: learning shows within\n"
+            "a few thousand rounds. The effect flags override the preset."
+        ),
+    )
+    sm.add_argument("--rounds", type=_positive_int, default=20000)
+    sm.add_argument("--preset", default="paper", choices=["paper", "strong"])
+    sm.add_argument("--policies", type=_csv_list, default="linucb,lints,epsilon-greedy", metavar="A,B",
+                    help="learners: linucb, lints, epsilon-greedy, ucb1")
+    sm.add_argument("--baselines", type=_csv_list, default="original,uniform,best-fixed,oracle", metavar="A,B",
+                    help="original (catalog image), uniform (random style), best-fixed (best single style), oracle")
+    sm.add_argument("--base-ctr", type=float, help="CTR of the plain catalog image")
+    sm.add_argument("--generated-lift", type=float, help="relative lift of a random generated style over the catalog image")
+    sm.add_argument("--style-spread", type=float, help="relative lift of the best fixed style over a random style")
+    sm.add_argument("--personal-spread", type=float, help="relative lift of each impression's best style over the best fixed style")
+    sm.add_argument("--users", type=_positive_int, help="audience size")
+    sm.add_argument("--delay", type=float, help="mean feedback delay, in rounds")
+    sm.add_argument("--update-every", type=_positive_int, help="rounds between batched policy updates")
+    sm.add_argument("--seed", type=int, default=0)
+    sm.add_argument("--plot", type=Path, default=Path("simulate.png"), help="PNG: cumulative regret and CTR over time")
+    sm.add_argument("--json", action="store_true", help="print the per-policy records as JSON on stdout")
+
+    return {"evaluate": cmd_evaluate, "simulate": cmd_simulate}
+
+
+def cmd_evaluate(args) -> int:
+    if args.source == "log":
+        return _evaluate_log(args)
+    from ..bandit import obd
+
+    for name, values, known in (
+        ("logs", args.logs, obd.LOGS),
+        ("campaigns", args.campaigns, obd.CAMPAIGNS),
+        ("policies", args.policies, obd.POLICY_NAMES),
+    ):
+        unknown = [v for v in values if v not in known]
+        if unknown:
+            raise BackdropError(f"--{name}: unknown {', '.join(unknown)}; known: {', '.join(known)}")
+    if not (args.data / "random").is_dir() and not (args.data / "bts").is_dir():
+        raise BackdropError(f"--data {args.data}: not the Open Bandit Dataset folder (expected random/ and bts/ inside)")
+    records = obd.evaluate_obd(
+        args.data,
+        logs=args.logs,
+        campaigns=args.campaigns,
+        policies=args.policies,
+        n_boot=args.bootstrap,
+        seed=args.seed,
+        progress=lambda lg, c: print(f"evaluated {lg}/{c}", file=sys.stderr, flush=True),
+    )
+    csv_path = obd.write_csv(records, args.out / "obd_estimates.csv")
+    png_path = obd.plot(records, args.out / "obd_estimates.png")
+    if args.json:
+        print(json.dumps(records))
+    else:
+        print(obd.to_markdown(records))
+        print(f"\nwrote {csv_path} and {png_path}")
+        print("The sample holds 38-69 clicks per file: the intervals, not the point values, are the result.")
+    return 0
+
+
+def _evaluate_log(args) -> int:
+    from ..serving import offline
+    from ..serving.eventlog import open_event_log
+
+    url = args.db or f"sqlite:///{(args.store / 'events.sqlite').resolve()}"
+    specs = args.policy or ["linucb:alpha=0.5", "uniform"]
+    log = open_event_log(url)
+    try:
+        records = []
+        for spec in specs:
+            try:
+                factory = offline.parse_policy_spec(spec)
+            except ValueError as e:
+                raise BackdropError(f"--policy {spec}: {e}") from None
+            for r in offline.evaluate_log(
+                log, factory, join_window_s=args.join_window, default_reward=args.default_reward,
+                n_boot=args.bootstrap, seed=args.seed, grace_s=args.commit_grace,
+            ):
+                r = dict(r)
+                if r["policy"] != "logged":
+                    r["policy"] = spec
+                if r not in records:
+                    records.append(r)
+    finally:
+        log.close()
+    if args.json:
+        print(json.dumps(records))
+    else:
+        print("| policy | estimator | value | 95% interval | n |")
+        print("|---|---|---:|---|---:|")
+        for r in records:
+            print(f"| {r['policy']} | {r['estimator']} | {r['value']:.4f} | [{r['ci_low']:.4f}, {r['ci_high']:.4f}] | {r['n']} |")
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from pydantic import ValidationError
+
+    from ..bandit import simulator
+    from ..errors import ConfigError
+
+    overrides = {
+        k: v
+        for k, v in {
+            "base_ctr": args.base_ctr,
+            "generated_lift": args.generated_lift,
+            "style_spread": args.style_spread,
+            "personal_spread": args.personal_spread,
+            "n_users": args.users,
+            "delay_mean": args.delay,
+            "update_every": args.update_every,
+            "seed": args.seed,
+        }.items()
+        if v is not None
+    }
+    unknown = [b for b in args.baselines if b not in simulator.BASELINES]
+    if unknown:
+        raise ConfigError(f"--baselines: unknown {', '.join(unknown)}; known: {', '.join(simulator.BASELINES)}")
+    try:
+        config = simulator.preset(args.preset, **overrides)
+        policies = simulator.policy_factories(args.policies)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise ConfigError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    result = simulator.simulate(
+        policies, config, n_rounds=args.rounds, baselines=args.baselines,
+        progress=lambda name, sec: print(f"simulated {name} in {sec:.1f} s", file=sys.stderr, flush=True),
+    )
+    plot = result.plot(args.plot)
+    if args.json:
+        print(json.dumps(result.to_dict(curves=False)))
+    else:
+        print(result.to_markdown())
+        print(f"\nwrote {plot}")
+    return 0

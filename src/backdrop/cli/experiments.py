@@ -1,0 +1,229 @@
+"""The experiment commands: abtest, study, cost."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..errors import BackdropError
+from ._common import Formatter as _Formatter
+from ._common import positive_int as _positive_int
+
+
+def register(sub) -> dict:
+    """Add this group's commands to ``sub``; returns command -> handler."""
+    ab = sub.add_parser(
+        "abtest",
+        help="A/B/n analysis of a log (or `abtest plan`: the sample size a test needs)",
+        formatter_class=_Formatter,
+        description=(
+            "backdrop abtest LOG: per-arm CTR with Wilson intervals, relative lift vs the control with a\n"
+            "delta-method interval, two-proportion tests with Holm correction, a sample-ratio-mismatch check\n"
+            "against the planned split, an always-valid (mSPRT) p-value safe to watch while the test runs,\n"
+            "and CUPED when a pre-period covariate column is given. LOG is a CSV/Parquet of impressions\n"
+            "(columns arm, click; optional covariate, at) or the decision service's event log (an SQLite\n"
+            "path, a store directory, or postgresql://...), whose experiment arms and joined clicks are used.\n\n"
+            "backdrop abtest plan --baseline-ctr 0.01 --lift 0.05: impressions per arm (and days at\n"
+            "--daily-impressions) to detect the lift with the given power."
+        ),
+    )
+    ab.add_argument("log", metavar="LOG|plan", help="impressions CSV/Parquet, event log, or the word plan")
+    ab.add_argument("--control", help="control arm (default: control, original or A if present, else the first by name)")
+    ab.add_argument("--planned", metavar="ARM=SHARE,...", help="planned traffic split for the SRM check (default: equal)")
+    ab.add_argument("--alpha", type=float, default=0.05)
+    ab.add_argument("--html", type=Path, metavar="FILE", help="also write an HTML report with plots")
+    ab.add_argument("--baseline-ctr", type=float, help="plan: the control's CTR")
+    ab.add_argument("--lift", type=float, action="append", help="plan: relative lift to detect, e.g. 0.05 (repeatable)")
+    ab.add_argument("--power", type=float, default=0.8, help="plan: probability of detecting the lift")
+    ab.add_argument("--arms", type=int, default=2, help="plan: arms including the control (Bonferroni across comparisons)")
+    ab.add_argument("--daily-impressions", type=float, help="plan: traffic per day across all arms")
+    ab.add_argument("--json", action="store_true")
+
+    st = sub.add_parser(
+        "study",
+        help="the paper's study end to end: a simulated audience served by the real decision service",
+        formatter_class=_Formatter,
+        description=(
+            "Serve a synthetic audience (the simulator's click model over the store's products and styles)\n"
+            "through `backdrop serve` over HTTP with four arms: the catalog image (control), a random\n"
+            "generated style, the best single style, and LinUCB per (user, item, placement). Then analyse the\n"
+            "service's own event log: the paper-style table with intervals, the ablations each isolating one\n"
+            "step, CTR over time, regret against the oracle, and what off-policy evaluation on the random\n"
+            "arm's log predicted. Writes DIR/report.html (first line: the clicks are simulated), study.json\n"
+            "and the event log."
+        ),
+    )
+    st.add_argument("--out", "-o", type=Path, default=Path("study-out"), help="output directory (must not hold a study)")
+    st.add_argument("--store", type=Path, default=Path("demo-out/store"), help="creative store (from `make demo`)")
+    st.add_argument("--impressions", type=_positive_int, default=40_000, help="impressions in all (split evenly over the 4 arms)")
+    st.add_argument("--base-ctr", type=float, default=0.02, help="click model: the catalog image's CTR")
+    st.add_argument("--generated-lift", type=float, default=0.15, help="click model: random generated style vs catalog image (paper ~ +15%%)")
+    st.add_argument("--style-spread", type=float, default=0.10, help="click model: best single style vs random style")
+    st.add_argument("--personal-spread", type=float, default=0.10, help="click model: best style per impression vs best single style")
+    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--no-progress", action="store_true")
+    st.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    co = sub.add_parser(
+        "cost",
+        help="GPU-hours, storage and serving cost of a catalog",
+        formatter_class=_Formatter,
+        description=(
+            "images = products x placements x styles; GPU-hours = images x (1 + regenerations) / (images/s\n"
+            "per GPU) / 3600; storage = images x bytes per creative (measured from --store when given);\n"
+            "serving = cores for the peak decisions/s at the benchmarked decisions/s per core. Every figure\n"
+            "is printed with its source: measured, estimated or assumed. Without --products: the 10k / 1M /\n"
+            "10M table of the README."
+        ),
+    )
+    co.add_argument("--products", type=_positive_int, help="catalog size (default: the 10k/1M/10M table)")
+    co.add_argument("--placements", type=_positive_int, help="ad placements per product (default: the placement file's)")
+    co.add_argument("--styles", type=_positive_int, default=5, help="styles per product and placement")
+    co.add_argument("--gpu-images-per-s", type=float, help="measured images/s per GPU (default: estimate from counted FLOPs)")
+    co.add_argument("--gpu-hour-usd", type=float, default=3.0, help="price of a GPU-hour (assumed)")
+    co.add_argument("--regeneration-rate", type=float, default=0.10, help="share of images the artifact gate regenerates")
+    co.add_argument("--store", type=Path, help="measure bytes per creative from this store")
+    co.add_argument("--decisions-per-day", type=float, help="decision-service traffic (default: 10 per product per day)")
+    co.add_argument("--decisions-per-s-per-core", type=float, help="serving throughput per core (default: benchmarks/RESULTS.md)")
+    co.add_argument("--json", action="store_true")
+
+    return {"abtest": cmd_abtest, "study": cmd_study, "cost": cmd_cost}
+
+
+def cmd_abtest(args) -> int:
+    from ..experiments import abtest
+
+    if args.log == "plan":
+        if args.baseline_ctr is None or not args.lift:
+            raise BackdropError("abtest plan needs --baseline-ctr and --lift (e.g. --baseline-ctr 0.01 --lift 0.05)")
+        try:
+            plans = [abtest.plan(args.baseline_ctr, lift, args.power, args.alpha, args.arms, args.daily_impressions) for lift in args.lift]
+        except ValueError as e:
+            raise BackdropError(str(e)) from None
+        print(json.dumps(plans) if args.json else abtest.plan_markdown(plans))
+        return 0
+    imp, planned = _impressions(args.log), None
+    if args.planned:
+        planned = {}
+        for part in args.planned.split(","):
+            arm, _, share = part.partition("=")
+            try:
+                planned[arm.strip()] = float(share)
+            except ValueError:
+                raise BackdropError(f"--planned {args.planned}: '{part}' is not ARM=SHARE") from None
+    try:
+        result = abtest.analyze(imp, control=args.control, planned_shares=planned, alpha=args.alpha)
+    except ValueError as e:
+        raise BackdropError(f"{args.log}: {e}") from None
+    ot = abtest.over_time(imp) if imp.at is not None else None
+    if args.html:
+        from ..experiments.report import write_abtest_report
+
+        write_abtest_report(result, ot, args.html)
+    print(json.dumps(result) if args.json else abtest.to_markdown(result))
+    if result["srm"].get("warning"):
+        print(f"WARNING: {result['srm']['warning']}", file=sys.stderr)
+    return 0
+
+
+def _impressions(source: str):
+    """Impressions from a CSV/Parquet file or the service's event log."""
+    from ..experiments import abtest
+
+    path = Path(source)
+    if source.startswith(("postgresql://", "postgres://")) or path.is_dir() or path.suffix in (".sqlite", ".db"):
+        from ..experiments.study import impressions_from_log
+
+        if path.is_dir():
+            path = path / "events.sqlite"
+            if not path.is_file():
+                raise BackdropError(f"{source}: no events.sqlite in this directory (is it a store the service ran on?)")
+            source = str(path)
+        elif not source.startswith("postgres") and not path.is_file():
+            raise BackdropError(f"{source}: no such event log")
+        imp, _ = impressions_from_log(source)
+        if not len(imp):
+            raise BackdropError(f"{source}: no decisions with an experiment arm (configure `experiment` in the service settings)")
+        return imp
+    if not path.is_file():
+        raise BackdropError(f"{source}: no such file")
+    return abtest.load_impressions(path)
+
+
+def cmd_study(args) -> int:
+    from pydantic import ValidationError
+
+    from ..experiments.study import StudyConfig, run_study
+
+    try:
+        config = StudyConfig(impressions=args.impressions, base_ctr=args.base_ctr, generated_lift=args.generated_lift,
+                             style_spread=args.style_spread, personal_spread=args.personal_spread, seed=args.seed)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise BackdropError(f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}") from None
+    if not (args.store / "index.sqlite").is_file():
+        raise BackdropError(f"{args.store}: not a creative store; run `make demo` (or `backdrop demo`) first")
+    bar = None
+    if not args.no_progress and not args.json:
+        from tqdm import tqdm
+
+        bar = tqdm(total=args.impressions, unit="imp", desc="serving the study", file=sys.stderr)
+    try:
+        result = run_study(args.store, args.out, config, progress=bar.update if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        print(json.dumps(result, default=float))
+        return 0
+    print(result["note"])
+    from ..experiments.abtest import to_markdown
+
+    print(to_markdown(result["table"]))
+    print("| ablation | lift [95% CI] | p | true lift | covered |")
+    print("|---|---|---:|---:|---|")
+    for a in result["ablations"]:
+        print(f"| {a['ablation']} | {a['lift']:+.1%} [{a['ci_low']:+.1%}, {a['ci_high']:+.1%}] | {a['p']:.4f} | {a['true_lift']:+.1%} | {'yes' if a['covered'] else 'NO'} |")
+    print(f"\nreport: {args.out / 'report.html'} ({result['seconds']['total']} s, {result['impressions_per_s']} impressions/s)")
+    return 0
+
+
+def cmd_cost(args) -> int:
+    from ..experiments import cost
+
+    inputs = {"styles": args.styles, "gpu_hour_usd": args.gpu_hour_usd, "regeneration_rate": args.regeneration_rate}
+    for key in ("placements", "gpu_images_per_s", "decisions_per_s_per_core"):
+        if getattr(args, key) is not None:
+            inputs[key] = getattr(args, key)
+    if args.decisions_per_s_per_core is None:
+        measured = _measured_decisions_per_core()
+        if measured is not None:
+            inputs["decisions_per_s_per_core"], inputs["decisions_per_s_per_core_source"] = measured
+    if args.decisions_per_day is not None:
+        inputs["decisions_per_day"] = args.decisions_per_day
+    store = args.store
+    if args.products is None:
+        estimates = cost.table(store=store, **inputs)
+        print(json.dumps([e.to_dict() for e in estimates]) if args.json else cost.table_markdown(estimates))
+        return 0
+    if "decisions_per_day" not in inputs:
+        inputs["decisions_per_day"] = 10.0 * args.products
+    e = cost.estimate(cost.CostInputs(products=args.products, **inputs), store=store)
+    print(json.dumps(e.to_dict()) if args.json else e.to_markdown())
+    return 0
+
+
+def _measured_decisions_per_core():
+    """(decisions/s per core, source) from benchmarks/RESULTS.md's bench_serve section, if it is there."""
+    import re
+
+    results = Path(__file__).resolve().parents[2] / "benchmarks" / "RESULTS.md"
+    try:
+        text = results.read_text()
+    except OSError:
+        return None
+    m = re.search(r"decisions/s per core: \*\*([\d,.]+)\*\*", text)
+    if not m:
+        return None
+    return float(m.group(1).replace(",", "")), "measured by benchmarks/bench_serve.py (closed loop, one SQLite replica)"

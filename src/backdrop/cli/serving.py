@@ -1,0 +1,219 @@
+"""The decision-service commands: serve and learn."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import BackdropError
+from ._common import Formatter as _Formatter
+from ._common import positive_int as _positive_int
+
+
+def register(sub) -> dict:
+    """Add this group's commands to ``sub``; returns command -> handler."""
+    sv = sub.add_parser(
+        "serve",
+        help="run the decision service (HTTP)",
+        formatter_class=_Formatter,
+        description=(
+            "Serve POST /v1/decide (which creative to show), POST /v1/feedback (clicks), GET /v1/creatives/KEY,\n"
+            "/healthz, /readyz, /metrics and the OpenAPI schema at /openapi.json. Every decision is logged (with\n"
+            "its propensity) before it is answered: in SQLite next to the store by default, or in PostgreSQL\n"
+            "(--db postgresql://...) shared by several replicas. --learn also runs the learner in-process.\n"
+            "The feedback and model endpoints need an API key: BACKDROP_API_KEY, --api-key-file FILE, or a\n"
+            "generated one written to STORE/api-key (mode 600); --api-key KEY works but shows in `ps`.\n"
+            "A store on read-only media is served as is (pass --db for the event log and a key)."
+        ),
+    )
+    _add_service_options(sv)
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--workers", type=_positive_int, default=1,
+                    help="worker processes (each a replica sharing the event log; one per core is the usual choice)")
+    sv.add_argument("--learn", action="store_true", help="run the learner in this process too")
+    sv.add_argument("--learn-interval", type=float, default=5.0, help="seconds between learner passes")
+    sv.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+
+    ln = sub.add_parser(
+        "learn",
+        help="fold joined rewards into new model versions",
+        formatter_class=_Formatter,
+        description=(
+            "Join logged decisions with their rewards once the join window has passed (no reward by then = the\n"
+            "default reward), update the policy in batches and publish a new model version atomically; the\n"
+            "offset lives in the database, so a crash and restart neither skips nor double-counts an event."
+        ),
+    )
+    _add_service_options(ln)
+    ln.add_argument("--once", action="store_true", help="one pass, then exit (prints the new version)")
+    ln.add_argument("--interval", type=float, default=5.0, help="seconds between passes")
+    ln.add_argument("--json", action="store_true")
+
+    return {"serve": cmd_serve, "learn": cmd_learn}
+
+
+def _add_service_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", type=Path, required=True, metavar="STORE", help="creative store (from backdrop generate / demo)")
+    p.add_argument("--db", metavar="URL", help="event log: postgresql://... or an sqlite path (default: STORE/events.sqlite)")
+    p.add_argument("--config", type=Path, metavar="YAML", help="service settings file (see README); flags override it")
+    p.add_argument("--api-key", help="key for the write endpoints (visible in `ps`: prefer BACKDROP_API_KEY or --api-key-file)")
+    p.add_argument("--api-key-file", type=Path, metavar="FILE", help="read the key for the write endpoints from FILE")
+    p.add_argument("--policy", choices=["linucb", "lints", "epsilon-greedy", "hybrid-linucb", "uniform"], help="served policy (default linucb)")
+    p.add_argument("--alpha", type=float, help="exploration width (LinUCB) / posterior scale (LinTS)")
+    p.add_argument("--epsilon", type=float, help="uniform exploration mixed in (keeps logged propensities >= epsilon/K)")
+    p.add_argument("--join-window", type=float, help="seconds a reward may take to arrive (default 600)")
+    p.add_argument("--default-reward", type=float, help="reward of a decision without feedback (default 0)")
+    p.add_argument("--serve-flagged", action="store_true", default=None,
+                   help="also serve creatives the QA checks flagged (withheld by default; see backdrop report)")
+
+
+def _service_settings(args):
+    import os
+    import secrets
+
+    from ..serving.settings import load_settings
+
+    if args.api_key:
+        print("backdrop: warning: --api-key on the command line is visible to every user in `ps`; "
+              "use BACKDROP_API_KEY or --api-key-file", file=sys.stderr)
+    key = args.api_key or os.environ.get("BACKDROP_API_KEY")
+    if key is None and getattr(args, "api_key_file", None):
+        try:
+            key = args.api_key_file.read_text().strip()
+        except OSError as e:
+            raise BackdropError(f"{args.api_key_file}: cannot read the API key: {e.strerror}") from e
+        if not key:
+            raise BackdropError(f"{args.api_key_file}: the API key file is empty")
+    settings = load_settings(
+        args.config,
+        store=args.store,
+        db=args.db,
+        api_key=key,
+        join_window_s=args.join_window,
+        default_reward=args.default_reward,
+        serve_flagged=getattr(args, "serve_flagged", None),
+        **{"policy.name": args.policy, "policy.alpha": args.alpha, "policy.epsilon": args.epsilon},
+    )
+    if not (settings.store / "index.sqlite").is_file():
+        raise BackdropError(f"{settings.store}: not a creative store; run `backdrop demo` or `backdrop generate` first")
+    writable = os.access(settings.store, os.W_OK) and _dir_writable(settings.store)
+    if settings.db is None and not writable:
+        raise BackdropError(
+            f"{settings.store} is read-only, so the event log cannot live next to it: pass --db (an SQLite path or postgresql://...)"
+        )
+    if settings.api_key is None:
+        path = settings.store / "api-key"
+        if not path.exists():
+            if not writable:
+                raise BackdropError(f"{settings.store} is read-only: give the API key by BACKDROP_API_KEY or --api-key-file")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32) + "\n")
+        from pydantic import SecretStr
+
+        settings = settings.model_copy(update={"api_key": SecretStr(path.read_text().strip())})
+        print(f"API key for /v1/feedback and /v1/models: in {path}", file=sys.stderr)
+    return settings
+
+
+def _dir_writable(path: Path) -> bool:
+    """Whether files can be created in ``path`` (a read-only mount says no even to root)."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            return True
+    except OSError:
+        return False
+
+
+def cmd_serve(args) -> int:
+    import os
+    import threading
+
+    import uvicorn
+
+    from ..serving.app import create_app
+    from ..serving.http import HEADER_TIMEOUT_ENV
+
+    settings = _service_settings(args)
+    if args.learn and settings.learner_max_lag_s is None:
+        settings = settings.model_copy(update={"learner_max_lag_s": 10 * args.learn_interval + 60.0})
+    os.environ[HEADER_TIMEOUT_ENV] = str(settings.limits.header_timeout_s)
+    stop = threading.Event()
+    settings_file = None
+    if args.workers == 1:
+        app = create_app(settings, learn_interval_s=args.learn_interval if args.learn else None)
+    else:  # worker processes build their own app from the settings (a file only this user can read)
+        import tempfile
+
+        from ..serving.app import SETTINGS_FILE_ENV
+        from ..serving.eventlog import open_event_log
+
+        # the key travels by the environment the workers inherit, never in a file a crash could leave behind
+        data = settings.model_dump(mode="json") | {"api_key": None}
+        if settings.api_key is not None:
+            os.environ["BACKDROP_API_KEY"] = settings.api_key.get_secret_value()
+        fd, settings_file = tempfile.mkstemp(prefix="backdrop-serve-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+        os.environ[SETTINGS_FILE_ENV] = settings_file
+        app = "backdrop.serving.app:app_from_settings_file"
+        if args.learn:  # the learner runs in this (parent) process; the workers' readiness watches its lag
+            log = open_event_log(settings.db_url)
+            log.migrate()
+            learner = _learner(settings, log)
+            threading.Thread(target=learner.run_forever, args=(args.learn_interval, stop), name="backdrop-learner", daemon=True).start()
+    workers = f", {args.workers} worker processes" if args.workers > 1 else ""
+    print(f"serving {settings.store} on http://{args.host}:{args.port}{workers} (event log: {_redact(settings.db_url)})", file=sys.stderr)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
+                    workers=args.workers if args.workers > 1 else None, factory=args.workers > 1,
+                    http="backdrop.serving.http:HeaderTimeoutProtocol")
+    finally:
+        stop.set()
+        if settings_file is not None:
+            Path(settings_file).unlink(missing_ok=True)
+    return 0
+
+
+def _redact(url: str) -> str:
+    import re
+
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def _learner(settings, log):
+    from ..serving.learner import Learner
+
+    n = settings.features.n_features
+    return Learner(
+        log, lambda: settings.policy.make(n), join_window_s=settings.join_window_s,
+        default_reward=settings.default_reward, grace_s=settings.commit_grace_s,
+    )
+
+
+def cmd_learn(args) -> int:
+    import threading
+
+    from ..serving.eventlog import open_event_log
+
+    settings = _service_settings(args)
+    log = open_event_log(settings.db_url)
+    log.migrate()
+    learner = _learner(settings, log)
+    try:
+        if args.once:
+            record = learner.run_once()
+            out = {"published": record is not None, "version": record.version if record else log.latest_version(),
+                   "learner_offset": record.learner_offset if record else None}
+            print(json.dumps(out) if args.json else (f"published model version {out['version']}" if record else "nothing new to learn"))
+            return 0
+        print(f"learning from {_redact(settings.db_url)} every {args.interval} s (Ctrl-C to stop)", file=sys.stderr)
+        learner.run_forever(args.interval, threading.Event())
+    finally:
+        log.close()
+    return 0
