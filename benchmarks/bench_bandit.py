@@ -16,7 +16,7 @@ the ratios are what to read on a shared machine:
   bytes tracemalloc sees held after building the model and 2 updates per arm; pickle size for the
   peers that pickle; VW = its weight table (C++ memory that tracemalloc cannot see);
 * **bake-off** (Bietti, Agarwal & Langford 2021): multiclass datasets as bandit problems, progressive
-  mean reward, mean ± sd over 3 seeds (``backdrop.bandit.bakeoff``).
+  mean reward, mean ± sd over 3 seeds (``backdrop.testing.bakeoff``).
 
 BLAS runs single-threaded by default (one event at a time on one core, as a service worker would;
 set ``--blas-threads`` to change) for every library alike. Writes the ``bench_bandit`` section of
@@ -62,7 +62,7 @@ import peers as peerlib
 from _results import update_section
 
 from backdrop.bandit import EpsilonGreedy, LinTS, LinUCB
-from backdrop.bandit.bakeoff import DATASETS, bakeoff, datasets, to_markdown
+from backdrop.testing.bakeoff import DATASETS, bakeoff, datasets, to_markdown
 
 SHAPES = [(16, 10), (16, 80), (64, 10), (64, 80)]
 CB32 = "contextualbandits f32"

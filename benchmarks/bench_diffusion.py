@@ -138,7 +138,7 @@ def build(kind: str, dtype, device: str):
     from diffusers import StableDiffusionControlNetInpaintPipeline, StableDiffusionXLControlNetInpaintPipeline
     from transformers import CLIPTokenizer
 
-    from backdrop.generators.tiny import write_tokenizer
+    from backdrop.testing.tiny import write_tokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
         write_tokenizer(Path(tmp))

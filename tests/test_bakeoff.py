@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from backdrop.bandit import EpsilonGreedy, LinUCB, Uniform
-from backdrop.bandit.bakeoff import (
+from backdrop.testing.bakeoff import (
     DATASETS,
     bakeoff,
     datasets,

@@ -133,3 +133,15 @@ def test_evaluate_file_records_schema(obd_random):
     for r in records:
         if r["value"] == r["value"]:
             assert r["ci_low"] <= r["value"] + 1e-12 and r["value"] <= r["ci_high"] + 1e-12
+
+
+def test_rows_that_do_not_line_up_are_refused():
+    from backdrop.bandit.evaluation import estimate
+
+    n, k = 6, 3
+    ok = dict(reward=np.zeros(n), action=np.zeros(n, int), pscore=np.full(n, 0.5), action_dist=np.full((n, k), 1 / k))
+    estimate(**ok, n_boot=10)
+    for bad in ({"pscore": np.full(n - 1, 0.5)}, {"action": np.zeros(n + 1, int)}, {"action_dist": np.full((n - 2, k), 1 / k)}):
+        with pytest.raises(ValueError, match="same rows"):
+            estimate(**(ok | bad), n_boot=10)
+

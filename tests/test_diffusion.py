@@ -15,7 +15,7 @@ from backdrop.cli import DEMO_DIR, main  # noqa: E402
 from backdrop.generators import describe_generator  # noqa: E402
 from backdrop.creative.pipeline import request_for  # noqa: E402
 from backdrop.generators.diffusion import DiffusionGenerator, ModelError, generation_size  # noqa: E402
-from backdrop.generators.tiny import build_sd, save_tiny  # noqa: E402
+from backdrop.testing.tiny import build_sd, save_tiny  # noqa: E402
 from backdrop.imaging.layout import layout, load_placements  # noqa: E402
 from backdrop.imaging.mask import product_mask  # noqa: E402
 from backdrop.imaging.quality import Gate, expansion_scores, halo_score  # noqa: E402

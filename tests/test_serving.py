@@ -237,7 +237,7 @@ def test_uploaded_model_is_published_and_validated(client, small_store, db_url):
 
 def test_event_log_rules(db_url):
     log = open_event_log(db_url)
-    assert log.migrate() == log.migrate() == 3  # idempotent
+    assert log.migrate() == log.migrate() == 4  # idempotent
     rec = DecisionRecord("d1", time.time(), "i", "square", ["a", "b"], "a", 0.5, "linucb", 0, [0.0, 1.0])
     assert log.log_decision(rec).seq == 1
     with pytest.raises(UnknownDecision):

@@ -22,3 +22,20 @@ def clean_text(text: str) -> str:
         text = unescaped
     text = "".join(" " if unicodedata.category(c).startswith("C") else c for c in text)
     return re.sub(r"\s+", " ", text).strip()
+
+
+#: what separates the levels of a retailer's category path: ``Men > Tops``, ``Men/Tops``, ``Men › Tops``
+PATH_SEPARATORS = ">/›"
+
+
+def split_path(value: str, separators: str = PATH_SEPARATORS) -> tuple[str, ...]:
+    """The levels of a category path, trimmed, empty levels dropped (the one parser every module uses).
+
+    >>> split_path(" Men > Tops/Jackets ")
+    ('Men', 'Tops', 'Jackets')
+    >>> split_path("Apparel & Accessories > Clothing", separators=">")
+    ('Apparel & Accessories', 'Clothing')
+    """
+    pattern = "[" + re.escape(separators) + "]"
+    return tuple(p.strip() for p in re.split(pattern, value or "") if p.strip())
+

@@ -3,6 +3,10 @@
 from .features import FeatureConfig, FeatureEncoder
 from .policies import (
     POLICIES,
+    REGISTRY,
+    SERVABLE,
+    FixedStyle,
+    make_policy,
     BetaTS,
     Decision,
     DecisionBatch,
@@ -19,6 +23,10 @@ from .policies import (
 
 __all__ = [
     "POLICIES",
+    "REGISTRY",
+    "SERVABLE",
+    "FixedStyle",
+    "make_policy",
     "BetaTS",
     "Decision",
     "DecisionBatch",

@@ -124,7 +124,7 @@ def estimate(
     action = np.asarray(action, dtype=np.intp)
     pscore = np.asarray(pscore, dtype=np.float64)
     action_dist = np.asarray(action_dist, dtype=np.float64)
-    if action_dist.shape != (len(reward), action_dist.shape[1]) or len(action) != len(reward) != len(pscore):
+    if action_dist.ndim != 2 or action_dist.shape[0] != len(reward) or not len(action) == len(pscore) == len(reward):
         raise ValueError("reward, action, pscore and action_dist must describe the same rows")
     out = []
     for name in estimators:

@@ -26,6 +26,8 @@ from functools import lru_cache
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..text import split_path
+
 
 class NumericField(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -145,5 +147,5 @@ class FeatureEncoder:
 
 def _category_path(category: Sequence[str] | str) -> tuple[str, ...]:
     if isinstance(category, str):
-        return tuple(p.strip() for p in category.replace("/", ">").split(">") if p.strip())
+        return split_path(category)
     return tuple(category)

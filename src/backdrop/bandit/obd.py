@@ -29,7 +29,7 @@ import numpy as np
 
 from .evaluation import action_distribution, bootstrap_interval, estimate, replay, shrunk_ctr_reward_model
 from .features import FeatureEncoder
-from .policies import EpsilonGreedy, FixedArm, LinTS, LinUCB, Uniform
+from . import policies
 
 LOGS = ("random", "bts")
 CAMPAIGNS = ("all", "men", "women")
@@ -96,18 +96,22 @@ def encode(data: LoggedFeedback, encoder: FeatureEncoder) -> np.ndarray:
     return encoder.encode_many([(u, ("obd", data.campaign), f"position-{p}") for u, p in zip(data.users, data.position)])
 
 
+#: the evaluation policies and their settings here (wider exploration than serving: the logs are short)
+_SETTINGS = {
+    "linucb": {"alpha": 0.5, "epsilon": 0.05},
+    "lints": {"alpha": 0.1},
+    "epsilon-greedy": {"epsilon": 0.1},
+    "uniform": {},
+}
+
+
 def make_policy(name: str, n_features: int, seed: int, best_arm: int | None = None):
-    if name == "linucb":
-        return LinUCB(n_features=n_features, alpha=0.5, epsilon=0.05, seed=seed)
-    if name == "lints":
-        return LinTS(n_features=n_features, alpha=0.1, seed=seed)
-    if name == "epsilon-greedy":
-        return EpsilonGreedy(n_features=n_features, epsilon=0.1, seed=seed)
-    if name == "uniform":
-        return Uniform(seed=seed)
+    """An evaluation policy by name (``best-fixed-arm``: the arm with the best IPS on the training half)."""
     if name == "best-fixed-arm":
-        return FixedArm(arm=best_arm, seed=seed)
-    raise ValueError(f"unknown policy '{name}'; choose from {', '.join(POLICY_NAMES)}")
+        return policies.make_policy("fixed", arm=best_arm, seed=seed)
+    if name not in _SETTINGS:
+        raise ValueError(f"unknown policy '{name}'; choose from {', '.join(POLICY_NAMES)}")
+    return policies.make_policy(name, lenient=True, n_features=n_features, seed=seed, **_SETTINGS[name])
 
 
 def evaluate_file(

@@ -26,11 +26,12 @@ given ``x`` and ``arms``:
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import math
 import zipfile
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -1028,6 +1029,68 @@ class FixedArm(Policy):
         pass
 
 
+# -- a fixed style per offered set (servable: it needs only the offered arms) ----------------------
+
+
+class FixedStyle(Policy):
+    """Always the same style for the same offered style set: ``table[set]``, else the first offered.
+
+    ``table``: a mapping (or pairs) from a collection of style names to the style to show.
+
+    The offered set identifies the category's style list, so this is "a fixed style per
+    category". With an empty table it shows each category's first library style (its default).
+    Arms are matched as sets, so the order in which they are offered does not matter.
+    """
+
+    name = "fixed-per-set"  # not "fixed-style": that is the experiment arm's label in the event log
+    contextual = False
+
+    def __init__(self, *, table=None, n_features: int | None = None, seed: int | None = None):
+        super().__init__(n_features=n_features, seed=seed)
+        pairs = table.items() if isinstance(table, Mapping) else (table or [])
+        self.table = {frozenset(arms): arm for arms, arm in pairs}
+
+    def params(self) -> dict:
+        return super().params() | {"table": [[sorted(arms, key=str), arm] for arms, arm in self.table.items()]}
+
+    def _distribution(self, x, arms):
+        k = len(arms)
+        arm = self.table.get(frozenset(arms))
+        j = arms.index(arm) if arm in arms else 0
+        probs = np.zeros(k)
+        probs[j] = 1.0
+        return probs.copy(), probs
+
+    def _update(self, x, i, reward) -> None:
+        pass
+
+
+#: every policy class by class name (what a model file records)
 POLICIES: dict[str, type[Policy]] = {
-    cls.__name__: cls for cls in (LinUCB, HybridLinUCB, LinTS, EpsilonGreedy, UCB1, BetaTS, Uniform, FixedArm)
+    cls.__name__: cls for cls in (LinUCB, HybridLinUCB, LinTS, EpsilonGreedy, UCB1, BetaTS, Uniform, FixedArm, FixedStyle)
 }
+#: the same classes by their short ``name`` (what settings, the CLI and the logs say)
+REGISTRY: dict[str, type[Policy]] = {cls.name: cls for cls in POLICIES.values()}
+#: the policies a decision service can serve with no more than the offered arms and a context
+SERVABLE = ("linucb", "lints", "epsilon-greedy", "hybrid-linucb", "uniform")
+
+
+def make_policy(name: str, *, lenient: bool = False, **params) -> Policy:
+    """A policy by its short name, e.g. ``make_policy("linucb", n_features=64, alpha=0.1)``.
+
+    Parameters the class does not take raise ``TypeError`` naming them, unless ``lenient`` (for
+    settings that carry common parameters every policy may not use, such as ``alpha``).
+
+    >>> make_policy("lints", n_features=8, alpha=0.03).name
+    'lints'
+    >>> make_policy("uniform", lenient=True, n_features=8, alpha=0.1).name
+    'uniform'
+    """
+    cls = REGISTRY.get(name)
+    if cls is None:
+        raise ValueError(f"unknown policy {name!r}; choose from {', '.join(sorted(REGISTRY))}")
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = set(params) - accepted
+    if unknown and not lenient:
+        raise TypeError(f"policy {name!r} takes no parameter(s) {', '.join(sorted(unknown))} (it takes {', '.join(sorted(accepted))})")
+    return cls(**{k: v for k, v in params.items() if k in accepted})

@@ -77,16 +77,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import optimize, special
 
 from .features import FeatureConfig, FeatureEncoder, NumericField
-from .policies import (
+from .arms import ORIGINAL
+from .policies import (  # noqa: F401 - FixedStyle is re-exported: the best fixed style of a click model
     UCB1,
     EpsilonGreedy,
+    FixedStyle,
     LinTS,
     LinUCB,
     Policy,
     Uniform,
+    make_policy,
 )
-
-ORIGINAL = "original"  #: the plain catalog image (no generated background)
 
 DEMO_CATALOG = Path(__file__).resolve().parents[1] / "data" / "demo" / "products.csv"
 
@@ -811,42 +812,6 @@ def build(config: SimulationConfig | None = None, products=None, library=None) -
     return pop, ClickModel(pop)
 
 
-# -- a fixed-style policy (servable: it needs only the offered arms) ------------------------------
-
-
-class FixedStyle(Policy):
-    """Always the same style for the same offered style set: ``table[set]``, else the first offered.
-
-    ``table``: a mapping (or pairs) from a collection of style names to the style to show.
-
-    The offered set identifies the category's style list, so this is "a fixed style per
-    category". With an empty table it shows each category's first library style (its default).
-    Arms are matched as sets, so the order in which they are offered does not matter.
-    """
-
-    name = "fixed-style"
-    contextual = False
-
-    def __init__(self, *, table=None, n_features: int | None = None, seed: int | None = None):
-        super().__init__(n_features=n_features, seed=seed)
-        pairs = table.items() if isinstance(table, Mapping) else (table or [])
-        self.table = {frozenset(arms): arm for arms, arm in pairs}
-
-    def params(self) -> dict:
-        return super().params() | {"table": [[sorted(arms, key=str), arm] for arms, arm in self.table.items()]}
-
-    def _distribution(self, x, arms):
-        k = len(arms)
-        arm = self.table.get(frozenset(arms))
-        j = arms.index(arm) if arm in arms else 0
-        probs = np.zeros(k)
-        probs[j] = 1.0
-        return probs.copy(), probs
-
-    def _update(self, x, i, reward) -> None:
-        pass
-
-
 # -- delayed feedback ---------------------------------------------------------------------------
 
 
@@ -893,10 +858,10 @@ DEFAULT_BASELINES = ("original", "uniform", "best-fixed", "oracle")
 #: learning policies by short name, with settings suited to click rewards of a few per cent
 #: (LinUCB's alpha=1 explores for far longer than a 20k-round run at these rates)
 POLICY_FACTORIES: dict[str, PolicyFactory] = {
-    "linucb": partial(LinUCB, alpha=0.1, epsilon=0.05),
-    "lints": partial(LinTS, alpha=0.03),
-    "epsilon-greedy": partial(EpsilonGreedy, epsilon=0.05),
-    "ucb1": partial(UCB1, alpha=0.1),
+    "linucb": partial(make_policy, "linucb", alpha=0.1, epsilon=0.05),
+    "lints": partial(make_policy, "lints", alpha=0.03),
+    "epsilon-greedy": partial(make_policy, "epsilon-greedy", epsilon=0.05),
+    "ucb1": partial(make_policy, "ucb1", alpha=0.1),
 }
 DEFAULT_POLICIES = ("linucb", "lints", "epsilon-greedy")
 

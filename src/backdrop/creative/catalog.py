@@ -20,12 +20,11 @@ from urllib.parse import unquote, urlparse
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import CatalogError, RowError
-from ..text import clean_text
+from ..text import clean_text, split_path
 
 REQUIRED = ("product_id", "title", "category", "image")
 SUPPORTED_IMAGE_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF"}
 MAX_IMAGE_PIXELS = 64_000_000
-_CATEGORY_SPLIT = re.compile(r"\s*(?:>|/|›)\s*")
 
 
 @dataclass(frozen=True)
@@ -102,8 +101,7 @@ def file_sha256(path: Path) -> str:
 
 
 def parse_category(value: str) -> tuple[str, ...]:
-    parts = tuple(p.strip() for p in _CATEGORY_SPLIT.split(value.strip()) if p.strip())
-    return parts
+    return split_path(value)
 
 
 def load_catalog(path: str | Path, *, check_images: bool = True) -> CatalogResult:

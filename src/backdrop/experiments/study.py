@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..bandit.evaluation import estimate, shrunk_ctr_reward_model
 from ..bandit.simulator import ClickModel, Population, SimulationConfig
 from ..errors import BackdropError
+from ..text import split_path
 from . import stats
 from .abtest import Impressions, analyze, compare, over_time
 
@@ -125,7 +126,7 @@ def population_for_store(store_root: Path, config: StudyConfig) -> tuple[Populat
         sets = [frozenset(stored.get((pid, pl), ())) for pl in placements]
         if not sets[0] or len(set(sets)) != 1:
             continue  # the study needs the same styles on every placement
-        path = tuple(s.strip() for s in p["category"].split(" > "))
+        path = split_path(p["category"])
         if by_category.setdefault(path, set(sets[0])) != set(sets[0]):
             continue
         items.append(SimpleNamespace(product_id=pid, category_path=path))

@@ -37,6 +37,7 @@ from pydantic import (
 )
 
 from .. import __version__
+from ..bandit.arms import ORIGINAL
 from ..bandit.features import FeatureEncoder
 from ..bandit.policies import ModelFileError, Policy
 from ..creative.store import CreativeStore
@@ -57,7 +58,6 @@ from .records import DecisionRecord
 from .settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
-ORIGINAL = "original"
 #: the ``policy`` logged for decisions made by an experiment arm rather than the bandit (the learner skips them)
 CONTROL, FIXED_STYLE, RANDOM_STYLE = "control", "fixed-style", "random-style"
 NO_KEY = "this endpoint needs an API key and none is configured (BACKDROP_API_KEY, --api-key-file or the store's api-key file)"
@@ -458,6 +458,7 @@ class Service:
             creative_key=key,
             fallback=fallback,
             experiment_arm=group,
+            learn=serve == "policy" and fallback is None and style != ORIGINAL,
         )
         t1 = time.perf_counter()
         try:

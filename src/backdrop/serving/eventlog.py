@@ -63,8 +63,10 @@ class EarlyReward(BackdropError):
 
 _DECISION_COLUMNS = (
     "decision_id, request_id, created_at, item_id, placement, arms, arm, propensity, policy, "
-    "model_version, context, user_id, user_features, creative_key, fallback, experiment_arm"
+    "model_version, context, user_id, user_features, creative_key, fallback, experiment_arm, learn"
 )
+#: before schema 4 the learner told its own decisions by the logged policy name
+_LEGACY_LEARNERS = frozenset({"linucb", "lints", "epsilon-greedy", "hybrid-linucb", "ucb1", "beta-ts", "uniform", "fixed"})
 
 
 def _migrations(dialect: str) -> list[tuple[int, list[str]]]:
@@ -112,6 +114,8 @@ def _migrations(dialect: str) -> list[tuple[int, list[str]]]:
         (2, ["ALTER TABLE decisions ADD COLUMN experiment_arm TEXT"]),
         # readiness proves the log is writable with a real write, also while no decision comes in
         (3, [f"CREATE TABLE heartbeat (writer TEXT PRIMARY KEY, at {real} NOT NULL)"]),
+        # the learner learns from the rows the service marks, not from policy-name strings
+        (4, ["ALTER TABLE decisions ADD COLUMN learn INTEGER"]),
     ]
 
 
@@ -170,12 +174,15 @@ def _decision_row(r: DecisionRecord) -> tuple:
         r.creative_key,
         r.fallback,
         r.experiment_arm,
+        None if r.learn is None else int(bool(r.learn)),
     )
 
 
 def _decision(row) -> DecisionRecord:
     (seq, decision_id, request_id, created_at, item_id, placement, arms, arm, propensity, policy,
-     model_version, context, user_id, user_features, creative_key, fallback, experiment_arm) = row  # fmt: skip
+     model_version, context, user_id, user_features, creative_key, fallback, experiment_arm, learn) = row  # fmt: skip
+    if learn is None:  # logged before schema 4
+        learn = fallback is None and policy in _LEGACY_LEARNERS
     return DecisionRecord(
         decision_id=decision_id,
         created_at=float(created_at),
@@ -194,6 +201,7 @@ def _decision(row) -> DecisionRecord:
         fallback=fallback,
         experiment_arm=experiment_arm,
         seq=int(seq),
+        learn=bool(learn),
     )
 
 

@@ -18,23 +18,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..bandit.policies import POLICIES, Policy
+from ..bandit.policies import Policy
 from .eventlog import COMMIT_GRACE_S, EventLog, LogUnavailable, VersionConflict
 from .records import DecisionRecord, ModelRecord
 
 log = logging.getLogger(__name__)
 
-#: the ``policy`` names a bandit logs (experiment arms log control / fixed-style / random-style)
-_BANDITS = frozenset(cls.name for cls in POLICIES.values())
 
 
 def fold(policy: Policy, rows: list[tuple[DecisionRecord, float | None]], default_reward: float) -> tuple[int, int]:
-    """Update ``policy`` with the bandit's own decisions; (decisions, rewards) folded.
+    """Update ``policy`` with the bandit's own decisions (``learn`` set by the service); (decisions,
+    rewards) folded.
 
     Fallbacks (nothing was offered) and experiment arms that bypass the bandit (control, fixed or
-    random style) are skipped: an experiment's arms stay isolated from each other.
+    random style) are not marked: an experiment's arms stay isolated from each other.
     """
-    learnable = [(d, r) for d, r in rows if d.fallback is None and d.policy in _BANDITS]
+    learnable = [(d, r) for d, r in rows if d.learn]
     if learnable:
         X = np.array([d.context for d, _ in learnable], dtype=np.float64)
         arms = [d.arm for d, _ in learnable]

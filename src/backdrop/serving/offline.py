@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 from pydantic import ValidationError
 
+from ..bandit.arms import ORIGINAL
 from ..bandit.evaluation import bootstrap_interval, estimate, shrunk_ctr_reward_model
 from ..bandit.policies import Policy
 from .eventlog import COMMIT_GRACE_S, EventLog
@@ -20,7 +21,6 @@ from .learner import train_offline  # noqa: F401 - re-exported: the learner's mo
 from .records import DecisionRecord
 from .settings import PolicySettings
 
-ORIGINAL = "original"
 
 _FLOAT_PARAMS = {"alpha", "epsilon", "l2"}
 

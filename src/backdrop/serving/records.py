@@ -33,6 +33,9 @@ class DecisionRecord:
     #: the experiment arm the user was assigned to (None outside experiments)
     experiment_arm: str | None = None
     seq: int | None = None
+    #: whether the learner learns from this decision: the bandit chose it (not a fallback, not an
+    #: experiment arm that bypasses the bandit). None: a row logged before the field existed.
+    learn: bool | None = None
 
 
 @dataclass

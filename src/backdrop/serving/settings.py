@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from ..bandit.features import FeatureConfig
+from ..bandit.policies import SERVABLE, make_policy
 from ..errors import ConfigError
 
 
@@ -17,25 +18,27 @@ class PolicySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Literal["linucb", "lints", "epsilon-greedy", "hybrid-linucb", "uniform"] = "linucb"
+    #: a servable policy's name (``backdrop.bandit.SERVABLE``)
+    name: str = "linucb"
     alpha: float = Field(default=0.1, ge=0)
     #: uniform exploration mixed into the choice (> 0 keeps every logged propensity >= epsilon / K)
     epsilon: float = Field(default=0.05, ge=0, le=1)
     l2: float = Field(default=1.0, gt=0)
     seed: int | None = None
 
-    def make(self, n_features: int):
-        from ..bandit import EpsilonGreedy, HybridLinUCB, LinTS, LinUCB, Uniform
+    @field_validator("name")
+    @classmethod
+    def _servable(cls, v: str) -> str:
+        if v not in SERVABLE:
+            raise ValueError(f"not a servable policy: {v!r}; choose from {', '.join(SERVABLE)}")
+        return v
 
-        if self.name == "linucb":
-            return LinUCB(n_features=n_features, alpha=self.alpha, epsilon=self.epsilon, l2=self.l2, seed=self.seed)
-        if self.name == "lints":
-            return LinTS(n_features=n_features, alpha=max(self.alpha, 1e-6), epsilon=self.epsilon, l2=self.l2, seed=self.seed)
-        if self.name == "epsilon-greedy":
-            return EpsilonGreedy(n_features=n_features, epsilon=self.epsilon, l2=self.l2, seed=self.seed)
-        if self.name == "hybrid-linucb":
-            return HybridLinUCB(n_features=n_features, alpha=self.alpha, epsilon=self.epsilon, l2=self.l2, seed=self.seed)
-        return Uniform(seed=self.seed)
+    def make(self, n_features: int):
+        """The policy these settings describe (through the one registry, ``bandit.make_policy``)."""
+        alpha = max(self.alpha, 1e-6) if self.name == "lints" else self.alpha  # LinTS needs a posterior scale > 0
+        return make_policy(
+            self.name, lenient=True, n_features=n_features, alpha=alpha, epsilon=self.epsilon, l2=self.l2, seed=self.seed
+        )
 
 
 class ExperimentArm(BaseModel):

@@ -39,7 +39,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import ConfigError
-from ..text import clean_text
+from ..text import clean_text, split_path
 from .categories import Keyword, best_keyword, taxonomy_path, tokens
 from .params import validate_params
 
@@ -187,11 +187,8 @@ def fill_template(template: str, fields: dict[str, str]) -> str:
     return fix_articles(text.strip(" ,;:"))
 
 
-_SPLIT = re.compile(r"\s*(?:>|/|›)\s*")
-
-
 def _norm(category: str) -> str:
-    return " > ".join(p.strip().lower() for p in _SPLIT.split(category) if p.strip())
+    return " > ".join(p.lower() for p in split_path(category))
 
 
 @dataclass(frozen=True)
@@ -333,15 +330,14 @@ class StyleLibrary:
         product_type: str = "",
     ) -> CategoryMatch:
         """The library category (and its styles) for a product; see :mod:`backdrop.styles.categories`."""
-        raw = category_path if isinstance(category_path, tuple) else tuple(_SPLIT.split(category_path))
-        shown = tuple(p.strip() for p in raw if p and p.strip())
+        shown = tuple(p.strip() for p in category_path if p and p.strip()) if isinstance(category_path, tuple) else split_path(category_path)
         parts = tuple(p.lower() for p in shown)
         found = self._by_path(parts)
         if found is not None:
             return found
         gpath = taxonomy_path(google_category) if google_category else None
         if gpath is None and google_category and not google_category.strip().isdigit():
-            gpath = " > ".join(p.strip() for p in _SPLIT.split(google_category) if p.strip())  # a path off the taxonomy's
+            gpath = " > ".join(split_path(google_category, ">"))  # a path off the taxonomy's
         if gpath:
             g = _norm(gpath)
             for prefix, key in self._google:
@@ -352,7 +348,7 @@ class StyleLibrary:
                 return CategoryMatch(found.category, "google", found.why, found.styles)
         found = self._by_keyword(shown, "category")
         if found is None and product_type:
-            found = self._by_keyword(tuple(p.strip() for p in _SPLIT.split(product_type) if p.strip()), "product_type")
+            found = self._by_keyword(split_path(product_type), "product_type")
         if found is not None:
             return found
         why = "no rule matched"

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from ..text import split_path
+
 TAXONOMY_FILE = Path(__file__).resolve().parent / "data" / "taxonomy-with-ids.en-US.txt.gz"
 _WORD = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
@@ -74,7 +76,7 @@ def taxonomy_path(value: str) -> str | None:
         return None
     if value.isdigit():
         return load_taxonomy().get(int(value))
-    norm = " > ".join(p.strip() for p in re.split(r"\s*>\s*", value) if p.strip())
+    norm = " > ".join(split_path(value, ">"))
     return _paths_lower().get(norm.lower())
 
 

@@ -4,7 +4,7 @@ They are the real ``diffusers`` pipelines (UNet, ControlNet, VAE, CLIP text enco
 scheduler) at toy sizes: 64x64 native resolution, a few hundred KB of weights, ~0.2 s a call on
 a CPU. Their images are noise; they exist so the production code path (loading a
 ``save_pretrained`` directory offline, outpainting, batching, seeding, the gate, Ray) runs on
-any machine. ``python -m backdrop.generators.tiny DIR [--sdxl] [--no-controlnet]`` writes one.
+any machine. ``python -m backdrop.testing.tiny DIR [--sdxl] [--no-controlnet]`` writes one.
 """
 
 from __future__ import annotations
