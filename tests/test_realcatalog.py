@@ -470,14 +470,12 @@ def test_flagged_creatives_come_first_in_the_report_and_are_not_served(tmp_path,
     assert html.index('id="box-1"') < html.index('id="odd-1"')  # the product with a flag comes first
     assert "halo</span>: a ring" in html
 
-    from backdrop.serving.app import CreativeIndex
+    from backdrop.serving.index import CreativeIndex
 
-    idx = CreativeIndex(store)
-    idx.refresh()
+    idx = CreativeIndex.load(store)
     assert victim.key not in idx.files and idx.withheld == 1
     assert victim.style not in idx.by_item[("box-1", "square")]
-    idx = CreativeIndex(store, serve_flagged=True)
-    idx.refresh()
+    idx = CreativeIndex.load(store, serve_flagged=True)
     assert victim.key in idx.files and idx.withheld == 0
 
 

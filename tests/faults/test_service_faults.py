@@ -20,7 +20,8 @@ from fastapi.testclient import TestClient
 
 from _support import AUTH, KEY, Server, fill, settings, store_copy, tiny_fs  # noqa: F401 (fixtures)
 from backdrop.bandit import LinUCB
-from backdrop.serving.app import DecideRequest, create_app
+from backdrop.serving.app import create_app
+from backdrop.serving.schemas import DecideRequest
 from backdrop.serving.eventlog import SQLiteEventLog, open_event_log
 
 BODY = {"item_id": "apple-juice", "placement": "square", "user": {"id": "u1", "features": {"segment": "a"}}}
@@ -47,7 +48,7 @@ def test_one_request_id_sent_concurrently_for_two_items_never_answers_with_the_o
         try:
             return req.item_id, service.decide(req).item_id
         except Exception as e:  # noqa: BLE001
-            return req.item_id, getattr(e, "status_code", repr(e))
+            return req.item_id, getattr(e, "status", repr(e))
 
     with TestClient(app):
         with ThreadPoolExecutor(16) as ex:

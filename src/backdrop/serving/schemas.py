@@ -1,0 +1,122 @@
+"""The API's request and response models: the contract (the OpenAPI schema is built from them)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+)
+
+#: the schema's hard maxima; a deployment's ``limits`` may only be stricter
+MAX_FEATURE_KEYS, MAX_KEY_LENGTH, MAX_VALUE_LENGTH = 64, 64, 256
+FeatureKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_LENGTH)]
+FeatureValue = (
+    Annotated[StrictStr, StringConstraints(max_length=MAX_VALUE_LENGTH)]
+    | StrictBool
+    | StrictInt
+    | Annotated[StrictFloat, Field(allow_inf_nan=False)]
+)
+
+
+# -- request / response models (the contract) -----------------------------------------------
+
+
+class User(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(default=None, max_length=128, description="Your user id (logged, not a feature)")
+    features: dict[FeatureKey, FeatureValue] = Field(
+        default_factory=dict,
+        max_length=MAX_FEATURE_KEYS,
+        description="Context features: strings and booleans are hashed, numbers must be declared in the "
+        "service's feature config to be used. Bounded in keys and lengths.",
+    )
+
+
+class DecideRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str | None = Field(
+        default=None, min_length=1, max_length=128, description="Idempotency key: a retry with the same id gets the same decision"
+    )
+    user: User = Field(default_factory=User)
+    item_id: str = Field(min_length=1, max_length=256)
+    placement: str = Field(min_length=1, max_length=64)
+    styles: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None, description="Only consider these styles (default: every style stored for the item and placement)"
+    )
+
+
+class Creative(BaseModel):
+    key: str
+    url: str
+    width: int
+    height: int
+
+
+class DecideResponse(BaseModel):
+    decision_id: str | None = Field(description="Pass it to /v1/feedback; null when the decision could not be logged")
+    item_id: str
+    placement: str
+    style: str
+    creative: Creative
+    propensity: float = Field(description="Probability the served policy chose this style")
+    policy: str = Field(description="The bandit policy, or control / fixed-style / random-style for an experiment arm")
+    model_version: int
+    experiment_arm: str | None = Field(default=None, description="The experiment arm of this user (null outside experiments)")
+    fallback: Literal["no-creative", "log-unavailable"] | None = Field(
+        description="no-creative: no generated creative for this item and placement, the catalog image is shown; "
+        "log-unavailable: the event log could not be written, a default creative is shown and nothing was logged"
+    )
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision_id: str = Field(min_length=1, max_length=64)
+    reward: Annotated[StrictFloat, Field(allow_inf_nan=False, ge=-1e6, le=1e6)] | Annotated[StrictInt, Field(ge=-(10**6), le=10**6)] = Field(
+        description="1 for a click, 0 for none, or a value (a JSON number: not a string, not a boolean)"
+    )
+    at: Annotated[float, Field(allow_inf_nan=False, ge=0)] | None = Field(
+        default=None, description="When the event happened (unix seconds); default: now"
+    )
+
+
+class FeedbackResponse(BaseModel):
+    decision_id: str
+    status: Literal["joined", "duplicate"] = Field(description="duplicate: a reward was already joined; this one is not counted")
+
+
+class ModelResponse(BaseModel):
+    version: int
+    policy: str
+    learner_offset: int
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+def validation_detail(raw_errors) -> list[dict]:
+    """FastAPI's 422 detail without the input echoed back (it may be NaN, unserialisable, or a secret),
+    and one error per user feature rather than one per branch of its type union."""
+    errors, seen = [], set()
+    for e in raw_errors:
+        loc = list(e.get("loc", ()))
+        msg, kind = e.get("msg", ""), e.get("type", "")
+        if loc[:3] == ["body", "user", "features"] and len(loc) > 4:
+            loc = loc[:4]
+            if kind != "string_too_long":
+                msg, kind = "must be a string, a boolean, an integer or a finite number", "feature_type"
+        if tuple(loc) not in seen or kind == "string_too_long":
+            seen.add(tuple(loc))
+            errors = [x for x in errors if x["loc"] != loc] + [{"loc": loc, "msg": msg, "type": kind}]
+    return errors

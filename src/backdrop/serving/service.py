@@ -1,0 +1,414 @@
+"""The decision service's domain: choose, log, learn, and say whether it is ready. No HTTP here:
+failures are :mod:`backdrop.serving.errors`, which the app maps to status codes in one place."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+
+import numpy as np
+
+from ..bandit.arms import ORIGINAL
+from ..bandit.features import FeatureEncoder
+from ..bandit.policies import ModelFileError, Policy
+from .errors import Conflict, Invalid, NotFound, Unavailable
+from .eventlog import (
+    EarlyReward,
+    EventLog,
+    LogUnavailable,
+    RequestConflict,
+    TooLate,
+    UnknownDecision,
+    VersionConflict,
+    open_event_log,
+    request_conflict,
+)
+from .index import CreativeIndex, _Creative
+from .metrics import Metrics
+from .models import load_servable
+from .records import DecisionRecord
+from .schemas import Creative, DecideRequest, DecideResponse
+from .settings import ServiceSettings
+
+logger = logging.getLogger(__name__)
+#: the ``policy`` logged for decisions made by an experiment arm rather than the bandit
+CONTROL, FIXED_STYLE, RANDOM_STYLE = "control", "fixed-style", "random-style"
+
+
+class Service:
+    """Holds the log, the served policy (swapped when a newer version is published) and the index.
+
+    Building it loads the store's index and the newest servable model; :meth:`start` starts its
+    threads (model poll, store refresh, the learner when asked for) and :meth:`close` stops them:
+    the app's lifespan calls both.
+    """
+
+    def __init__(self, settings: ServiceSettings, log: EventLog | None = None, learn_interval_s: float | None = None):
+        self.settings = settings
+        self.encoder = FeatureEncoder(settings.features)
+        self.metrics = Metrics()
+        self.index = CreativeIndex(settings.store, serve_flagged=settings.serve_flagged)
+        self.refresh_index()
+        self.log = log or open_event_log(settings.db_url)
+        self._policy_lock = threading.Lock()
+        self._rng = np.random.default_rng(settings.policy.seed)
+        self.policy: Policy = settings.policy.make(self.encoder.n_features)
+        self.model_version = 0
+        self.model_loaded = False
+        #: published versions that cannot be served (and why); the service keeps the last good one
+        self.rejected_models: dict[int, str] = {}
+        self.learner_lag_s: float | None = None
+        self.pool = None
+        self._stop = threading.Event()
+        try:
+            self.log.migrate()
+            self.reload_model()
+        except LogUnavailable:
+            pass  # serve with the configured fresh policy; /readyz says why not ready
+        self._threads: list[threading.Thread] = []
+        self._learn_interval_s = learn_interval_s
+        self.learner = None
+        if learn_interval_s is not None:
+            from .learner import Learner
+
+            n = self.encoder.n_features
+            self.learner = Learner(
+                self.log, lambda: settings.policy.make(n), join_window_s=settings.join_window_s,
+                default_reward=settings.default_reward, grace_s=settings.commit_grace_s,
+            )
+
+    def start(self) -> None:
+        """Start the background threads (model poll, store refresh, the learner) and the decide pool."""
+        import concurrent.futures
+
+        if self._threads and not self._stop.is_set():
+            return  # running
+        self._stop = threading.Event()
+        # decisions wait for the event log's commit: the ASGI fast path runs them here, off the event loop
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=40, thread_name_prefix="backdrop-decide")
+        self._threads = [
+            threading.Thread(target=self._poll_models, name="backdrop-model-poll", daemon=True),
+            threading.Thread(target=self._poll_store, name="backdrop-store-refresh", daemon=True),
+        ]
+        if self.learner is not None:
+            self._threads.append(
+                threading.Thread(target=self.learner.run_forever, args=(self._learn_interval_s, self._stop), name="backdrop-learner", daemon=True)
+            )
+        for t in self._threads:
+            t.start()
+
+    def reload_model(self) -> bool:
+        """Serve the newest published model that can be served (an atomic swap); True when one is loaded.
+
+        A version that fails validation (:func:`~backdrop.serving.models.load_servable`) is
+        rejected once, logged and reported by readiness; the service keeps the last good version
+        (at start-up: the newest good one), so a bad model never stops decisions or start-up.
+        """
+        latest = self.log.latest_version()
+        if latest > self.model_version and latest not in self.rejected_models:
+            candidates = [latest] if self.model_loaded else [v for v in self.log.model_versions() if v > self.model_version]
+            for version in candidates:
+                if version in self.rejected_models:
+                    continue
+                record = self.log.model(version)
+                try:
+                    policy = load_servable(record.blob, self.encoder.n_features, f"model version {version}")
+                except ModelFileError as e:
+                    self.rejected_models[version] = str(e)
+                    self.metrics.model_rejected.inc()
+                    logger.error("%s; serving model version %d", e, self.model_version)
+                    continue
+                with self._policy_lock:
+                    self.policy, self.model_version = policy, record.version
+                self.metrics.model_version.set(record.version)
+                break
+        self.model_loaded = True
+        return True
+
+    def _poll_models(self) -> None:
+        while not self._stop.wait(self.settings.model_poll_s):
+            try:
+                self.reload_model()
+                self._measure_learner_lag()
+            except LogUnavailable as e:
+                logger.debug("model poll: %s", e)
+            except Exception:  # noqa: BLE001 - the poll must go on; readiness reports what it finds
+                logger.exception("model poll failed")
+
+    def _measure_learner_lag(self) -> None:
+        """How long the oldest decision the learner could have folded has waited for it (0: none)."""
+        current = self.log.latest_model()
+        first = self.log.first_unfolded(current.learner_offset if current else 0)
+        ready_at = None if first is None else first + self.settings.join_window_s + self.settings.commit_grace_s
+        self.learner_lag_s = 0.0 if ready_at is None else max(0.0, time.time() - ready_at)
+        self.metrics.learner_lag.set(self.learner_lag_s)
+
+    def readiness(self) -> tuple[list[str], list[str]]:
+        """(problems that make the replica not ready, warnings that do not)."""
+        problems, warnings = [], []
+        unreachable = self.log.ping_problem()
+        if unreachable:
+            problems.append(f"event log unreachable: {unreachable}")
+        else:
+            write = self.log.write_problem(probe_after_s=self.settings.write_probe_s)
+            if write:
+                problems.append(write)
+        if not self.model_loaded:
+            problems.append("model not loaded")
+        for version, why in sorted(self.rejected_models.items()):
+            note = f"model version {version} rejected ({why}); serving version {self.model_version}"
+            (warnings if self.model_version or version != max(self.rejected_models) else problems).append(note)
+        if self.learner is not None:
+            status = self.learner.status
+            learners = [t for t in self._threads if t.name == "backdrop-learner"]
+            if learners and not any(t.is_alive() for t in learners):
+                problems.append("the learner thread has stopped")
+            elif status.consecutive_failures >= 3:
+                problems.append(f"the learner failed {status.consecutive_failures} passes in a row: {status.last_error}")
+        bound = self.settings.learner_max_lag_s
+        if bound is not None and self.learner_lag_s is not None and self.learner_lag_s > bound:
+            problems.append(f"the learner is {self.learner_lag_s:.0f} s behind (bound {bound:g} s)")
+        if not self.index.by_item:
+            if self.index.withheld:
+                problems.append(
+                    f"no servable creative: all {self.index.withheld} are flagged by QA (see `backdrop report`; serve_flagged is off)"
+                )
+            else:
+                problems.append("creative store is empty")
+        if self.index.broken:
+            note = (
+                f"{len(self.index.broken)} creative file(s) do not match the store's index (first: {self.index.broken[0]}); "
+                f"not served; run `backdrop store verify {self.settings.store}`"
+            )
+            (problems if len(self.index.broken) > self.settings.max_broken_creatives else warnings).append(note)
+        return problems, warnings
+
+    def refresh_index(self) -> None:
+        """Load a new snapshot of the store and swap it in (one assignment: readers see one or the other)."""
+        self.index = CreativeIndex.load(self.settings.store, self.settings.serve_flagged, previous=self.index)
+        self.metrics.creatives.labels("served").set(self.index.served)
+        self.metrics.creatives.labels("withheld").set(self.index.withheld)
+        self.metrics.creatives.labels("broken").set(len(self.index.broken))
+
+    def _poll_store(self) -> None:
+        while not self._stop.wait(self.settings.store_refresh_s):
+            try:
+                self.refresh_index()
+            except Exception as e:  # noqa: BLE001 - keep serving the last good index
+                logger.warning("creative store refresh failed, serving the last good index: %s", e)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+        self.log.close()
+
+    # -- decide -----------------------------------------------------------------------------
+
+    def url(self, key: str) -> str:
+        return f"{self.settings.public_url}/v1/creatives/{key}"
+
+    def creative(self, c: _Creative) -> Creative:
+        return Creative(key=c.key, url=self.url(c.key), width=c.width, height=c.height)
+
+    def decide(self, req: DecideRequest) -> DecideResponse:
+        limits = self.settings.limits
+        _check_features(req.user.features, limits)
+        if req.styles is not None and len(req.styles) > limits.max_styles:
+            raise Invalid(f"styles: at most {limits.max_styles} styles")
+        product = self.index.products.get(req.item_id)
+        if product is None:
+            raise NotFound(f"unknown item_id '{req.item_id}': not in the creative store (run backdrop generate for it)")
+        if req.placement not in self.index.placements:
+            known = ", ".join(sorted(self.index.placements)) or "none"
+            raise NotFound(f"unknown placement '{req.placement}'; known: {known}")
+
+        if req.request_id is not None:
+            try:
+                previous = self.log.get_by_request(req.request_id)
+            except LogUnavailable:
+                previous = None
+            if previous is not None:
+                asked = DecisionRecord("", 0.0, req.item_id, req.placement, [], "", 1.0, "", 0, [], req.user.id,
+                                       dict(req.user.features), req.request_id)
+                if (previous.item_id, previous.placement, previous.user_id, previous.user_features) != (
+                    asked.item_id, asked.placement, asked.user_id, asked.user_features
+                ):
+                    self.metrics.fallbacks.labels(reason="request-conflict").inc()
+                    raise Conflict(str(request_conflict(previous, asked)))
+                return self._response(previous)
+
+        stored = self.index.by_item.get((req.item_id, req.placement), {})
+        arms = [s for s in sorted(stored) if s != ORIGINAL]
+        if req.styles is not None:
+            wanted = set(req.styles)
+            arms = [s for s in arms if s in wanted]
+        experiment = self.settings.experiment
+        group = experiment.assign(req.user.id) if experiment is not None else None
+        serve = experiment.arms[group].serve if experiment is not None else "policy"
+        t0 = time.perf_counter()
+        x = self.encoder.encode(req.user.features, product["category"], req.placement)
+        with self._policy_lock:
+            policy, version = self.policy, self.model_version
+            if serve == "policy" and arms:
+                decision = policy.choose(x, arms)
+                style, propensity, policy_name = str(decision.arm), float(decision.propensity), policy.name
+            elif serve == "random" and arms:
+                style, propensity, policy_name = arms[int(self._rng.integers(len(arms)))], 1.0 / len(arms), RANDOM_STYLE
+        fallback = None
+        if serve == "fixed" and arms:
+            style, propensity, policy_name = _fixed_style(experiment.arms[group], req.item_id, arms), 1.0, FIXED_STYLE
+        if serve == "original" or not arms:  # the control arm: the catalog image (its "original" rendition when stored)
+            style, propensity = ORIGINAL, 1.0
+            policy_name = CONTROL if serve == "original" else policy.name
+            fallback = None if serve == "original" else "no-creative"
+            key = stored[ORIGINAL].key if ORIGINAL in stored else product["catalog_key"]
+        else:
+            key = stored[style].key
+        self.metrics.policy_seconds.observe(time.perf_counter() - t0)
+        record = DecisionRecord(
+            decision_id=uuid.uuid4().hex,
+            created_at=time.time(),
+            item_id=req.item_id,
+            placement=req.placement,
+            arms=arms if style != ORIGINAL else [ORIGINAL],
+            arm=style,
+            propensity=propensity,
+            policy=policy_name,
+            model_version=version,
+            context=x.tolist(),
+            user_id=req.user.id,
+            user_features=dict(req.user.features),
+            request_id=req.request_id,
+            creative_key=key,
+            fallback=fallback,
+            experiment_arm=group,
+            learn=serve == "policy" and fallback is None and style != ORIGINAL,
+        )
+        t1 = time.perf_counter()
+        try:
+            record = self.log.log_decision(record, timeout_s=self.settings.log_timeout_ms / 1000)
+            self.metrics.log_seconds.observe(time.perf_counter() - t1)
+        except RequestConflict as e:  # the same request_id sent concurrently for another request
+            self.metrics.fallbacks.labels(reason="request-conflict").inc()
+            raise Conflict(str(e)) from None
+        except LogUnavailable as e:
+            logger.warning("decision not logged, answered with the fallback: %s", e)
+            return self._unlogged(req, stored, product, policy, version, group)
+        self.metrics.decisions.labels(style=style, fallback=fallback or "none").inc()
+        if fallback:
+            self.metrics.fallbacks.labels(reason=fallback).inc()
+        return self._response(record)
+
+    def _unlogged(self, req, stored, product, policy, version, group) -> DecideResponse:
+        """The database is down: an ad must still render, but nothing is claimed as logged."""
+        default = self.settings.default_style
+        styles = [s for s in sorted(stored) if s != ORIGINAL]
+        style = default if default in stored else (styles[0] if styles else ORIGINAL)
+        key = stored[style].key if style in stored else product["catalog_key"]
+        self.metrics.decisions.labels(style=style, fallback="log-unavailable").inc()
+        self.metrics.fallbacks.labels(reason="log-unavailable").inc()
+        return DecideResponse(
+            decision_id=None,
+            item_id=req.item_id,
+            placement=req.placement,
+            style=style,
+            creative=self.creative(self.index.files[key]),
+            propensity=1.0,
+            policy=policy.name,
+            model_version=version,
+            experiment_arm=group,
+            fallback="log-unavailable",
+        )
+
+    def _response(self, r: DecisionRecord) -> DecideResponse:
+        c = self.index.files.get(r.creative_key)
+        if c is None:
+            raise NotFound(f"creative {r.creative_key} of decision {r.decision_id} is no longer in the store")
+        return DecideResponse(
+            decision_id=r.decision_id,
+            item_id=r.item_id,
+            placement=r.placement,
+            style=r.arm,
+            creative=self.creative(c),
+            propensity=r.propensity,
+            policy=r.policy,
+            model_version=r.model_version,
+            experiment_arm=r.experiment_arm,
+            fallback=r.fallback,
+        )
+
+
+    # -- feedback, models, files -------------------------------------------------------------
+
+    def feedback(self, decision_id: str, reward: float, at: float | None) -> str:
+        """Join a reward to its decision: "joined", or "duplicate" when one was joined already."""
+        now = time.time()
+        try:
+            status = self.log.log_reward(decision_id, reward, at if at is not None else now, now, self.settings.join_window_s)
+        except UnknownDecision:
+            raise NotFound(f"unknown decision_id '{decision_id}'") from None
+        except TooLate as e:
+            raise Conflict(str(e)) from None
+        except EarlyReward as e:
+            raise Invalid(f"at: {e}") from None
+        except LogUnavailable:
+            raise Unavailable("the event log is unavailable; retry later") from None
+        self.metrics.rewards.labels(status=status).inc()
+        return status
+
+    def publish(self, data: bytes):
+        """Publish a model file as the next version, once it is validated (:func:`load_servable`)."""
+        try:
+            policy = load_servable(data, self.encoder.n_features, "uploaded model")
+        except ModelFileError as e:
+            raise Invalid(str(e)) from None
+        try:
+            current = self.log.latest_model()
+            return self.log.publish_model(
+                data,
+                policy.name,
+                learner_offset=current.learner_offset if current else 0,
+                n_decisions=current.n_decisions if current else 0,
+                n_rewards=current.n_rewards if current else 0,
+                expected_version=current.version if current else 0,
+            )
+        except LogUnavailable:
+            raise Unavailable("the event log is unavailable; retry later") from None
+        except VersionConflict as e:
+            raise Conflict(str(e)) from None
+
+    def creative_file(self, key: str):
+        """The indexed file of a creative (or catalog image), checked against its indexed size."""
+        c = self.index.files.get(key)
+        if c is None:
+            raise NotFound(f"unknown creative '{key}'")
+        try:
+            size = c.path.stat().st_size
+        except OSError:
+            size = -1
+        if size < 0 or (c.size is not None and size != c.size):  # damaged since the last refresh: never served as immutable
+            logger.error("creative %s: file %s has %d bytes, the index says %s", key, c.path, size, c.size)
+            raise Unavailable(f"creative '{key}' is damaged in the store (its file does not match the index); run backdrop store verify")
+        return c
+
+
+def _fixed_style(arm, item_id: str, arms: list[str]) -> str:
+    wanted = arm.styles.get(item_id)
+    if wanted in arms:
+        return wanted
+    return next((s for s in arm.order if s in arms), arms[0])
+
+
+def _check_features(features: dict, limits) -> None:
+    if len(features) > limits.max_feature_keys:
+        raise Invalid(f"user.features: at most {limits.max_feature_keys} keys, got {len(features)}")
+    # the schema's maxima are checked by the request model (non-finite numbers too); a deployment may be stricter
+    for key, value in features.items():
+        if len(key) > limits.max_key_length:
+            raise Invalid(f"user.features: keys must be 1-{limits.max_key_length} characters ({key[:80]!r})")
+        if isinstance(value, str) and len(value) > limits.max_value_length:
+            raise Invalid(f"user.features.{key}: at most {limits.max_value_length} characters")
