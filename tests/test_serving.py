@@ -325,3 +325,18 @@ def test_experiment_arms_are_sticky_serve_as_configured_and_stay_isolated(small_
     assert m.n_decisions == n_bandit > 0  # only the bandit's own traffic trains it
     assert {d.experiment_arm for d in log.decisions()} == set(users)
     log.close()
+
+
+def test_settings_come_from_flags_then_environment_then_the_file(tmp_path, monkeypatch):
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("log_timeout_ms: 99\npolicy: {alpha: 0.3, l2: 2}\nlimits: {body_timeout_s: 4}\n")
+    monkeypatch.setenv("BACKDROP_LOG_TIMEOUT_MS", "77")
+    monkeypatch.setenv("BACKDROP_POLICY__ALPHA", "0.7")
+    monkeypatch.setenv("BACKDROP_API_KEY", "from-env")
+    s = load_settings(cfg, store=tmp_path, **{"policy.epsilon": 0.2})
+    assert (s.log_timeout_ms, s.policy.alpha, s.policy.epsilon, s.policy.l2) == (77, 0.7, 0.2, 2)  # env > file, flag kept
+    assert s.limits.body_timeout_s == 4 and s.api_key.get_secret_value() == "from-env"
+    assert load_settings(cfg, store=tmp_path, log_timeout_ms=5).log_timeout_ms == 5  # a flag beats the environment
+    monkeypatch.setenv("BACKDROP_POLICY__NAME", "nope")
+    with pytest.raises(BackdropError, match="policy.name"):
+        load_settings(cfg, store=tmp_path)

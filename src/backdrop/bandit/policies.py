@@ -1075,6 +1075,20 @@ REGISTRY: dict[str, type[Policy]] = {cls.name: cls for cls in POLICIES.values()}
 SERVABLE = ("linucb", "lints", "epsilon-greedy", "hybrid-linucb", "uniform")
 
 
+def _init_params(cls: type) -> set[str]:
+    """The keyword parameters ``cls(...)`` takes, following ``**kw`` up the base classes."""
+    out: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters
+        out |= {n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            break
+    return out
+
+
 def make_policy(name: str, *, lenient: bool = False, **params) -> Policy:
     """A policy by its short name, e.g. ``make_policy("linucb", n_features=64, alpha=0.1)``.
 
@@ -1089,7 +1103,7 @@ def make_policy(name: str, *, lenient: bool = False, **params) -> Policy:
     cls = REGISTRY.get(name)
     if cls is None:
         raise ValueError(f"unknown policy {name!r}; choose from {', '.join(sorted(REGISTRY))}")
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    accepted = _init_params(cls)
     unknown = set(params) - accepted
     if unknown and not lenient:
         raise TypeError(f"policy {name!r} takes no parameter(s) {', '.join(sorted(unknown))} (it takes {', '.join(sorted(accepted))})")

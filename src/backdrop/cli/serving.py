@@ -28,6 +28,7 @@ def register(sub) -> dict:
             "A store on read-only media is served as is (pass --db for the event log and a key)."
         ),
     )
+    sv.epilog = _environment_help()
     _add_service_options(sv)
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
@@ -53,6 +54,26 @@ def register(sub) -> dict:
     ln.add_argument("--json", action="store_true")
 
     return {"serve": cmd_serve, "learn": cmd_learn}
+
+
+def _environment_help() -> str:
+    """The BACKDROP_* variables every service setting can come from (below the flags, above --config)."""
+    from ..serving.settings import ServiceSettings
+
+    names = []
+    for name, f in ServiceSettings.model_fields.items():
+        sub = getattr(f.annotation, "model_fields", None)
+        if sub and name in ("policy", "limits"):
+            names += [f"BACKDROP_{name.upper()}__{k.upper()}" for k in sub]
+        elif name not in ("features", "experiment"):
+            names.append(f"BACKDROP_{name.upper()}")
+    lines, line = [], "environment (a flag beats it, it beats --config):"
+    for n in names:
+        if len(line) + len(n) + 2 > 100:
+            lines.append(line)
+            line = " "
+        line += " " + n
+    return "\n".join([*lines, line])
 
 
 def _add_service_options(p: argparse.ArgumentParser) -> None:
@@ -81,7 +102,7 @@ def _service_settings(args):
     if args.api_key:
         print("backdrop: warning: --api-key on the command line is visible to every user in `ps`; "
               "use BACKDROP_API_KEY or --api-key-file", file=sys.stderr)
-    key = args.api_key or os.environ.get("BACKDROP_API_KEY")
+    key = args.api_key  # BACKDROP_API_KEY is read with the other BACKDROP_* settings
     if key is None and getattr(args, "api_key_file", None):
         try:
             key = args.api_key_file.read_text().strip()

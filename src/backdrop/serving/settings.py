@@ -1,11 +1,19 @@
-"""Decision-service settings: YAML (``--config``), environment (``BACKDROP_*``) and CLI flags."""
+"""Decision-service settings: YAML (``--config``), environment (``BACKDROP_*``) and CLI flags.
+
+Precedence: a CLI flag, else the environment, else the YAML file, else the default. Every field
+has an environment variable: ``BACKDROP_`` and the field name in capitals, nested fields joined
+by ``__``: ``BACKDROP_DB``, ``BACKDROP_API_KEY``, ``BACKDROP_LOG_TIMEOUT_MS``,
+``BACKDROP_POLICY__ALPHA``, ``BACKDROP_LIMITS__BODY_TIMEOUT_S`` (read by ``pydantic-settings``).
+"""
 
 from __future__ import annotations
 
+import contextvars
 from pathlib import Path
 from typing import Literal
 
 import yaml
+from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from ..bandit.features import FeatureConfig
@@ -103,8 +111,8 @@ class Limits(BaseModel):
     max_styles: int = Field(default=64, ge=1)
 
 
-class ServiceSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="forbid", env_prefix="BACKDROP_", env_nested_delimiter="__")
 
     #: the creative store (created by `backdrop generate` / `backdrop demo`)
     store: Path
@@ -146,13 +154,22 @@ class ServiceSettings(BaseModel):
     #: an A/B/n experiment: each user is assigned an arm that decides how their impressions are served
     experiment: ExperimentSettings | None = None
 
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        # flags (init) beat the environment, which beats the YAML file (set by load_settings for this call)
+        return (init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=_YAML.get()))
+
     @property
     def db_url(self) -> str:
         return self.db or f"sqlite:///{(self.store / 'events.sqlite').resolve()}"
 
 
+_YAML: contextvars.ContextVar[dict] = contextvars.ContextVar("backdrop_settings_yaml", default={})
+
+
 def load_settings(path: str | Path | None = None, **overrides) -> ServiceSettings:
-    """Settings from a YAML file (optional), with non-None ``overrides`` (CLI flags, env) on top."""
+    """Settings from a YAML file (optional), then ``BACKDROP_*`` environment variables, then the
+    non-None ``overrides`` (CLI flags; ``"policy.alpha"`` for a nested one) on top."""
     data: dict = {}
     if path is not None:
         try:
@@ -161,17 +178,21 @@ def load_settings(path: str | Path | None = None, **overrides) -> ServiceSetting
             raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: invalid YAML: {e}") from e
+    flags: dict = {}
     for key, value in overrides.items():
         if value is None:
             continue
         if "." in key:
             outer, inner = key.split(".", 1)
-            data.setdefault(outer, {})[inner] = value
+            flags.setdefault(outer, {})[inner] = value
         else:
-            data[key] = value
+            flags[key] = value
+    token = _YAML.set(data)
     try:
-        return ServiceSettings.model_validate(data)
+        return ServiceSettings(**flags)
     except ValidationError as e:
         first = e.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])
         raise ConfigError(f"{path or 'settings'}: {loc}: {first['msg']}") from e
+    finally:
+        _YAML.reset(token)
