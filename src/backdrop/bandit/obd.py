@@ -190,10 +190,7 @@ def to_markdown(records: list[dict]) -> str:
 
 def plot(records: list[dict], path: str | Path) -> Path:
     """One panel per (logs, campaign): each policy's estimates with their intervals."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..render import figure, save
 
     path = Path(path)
     panels = sorted({(r["logs"], r["campaign"]) for r in records}, key=lambda t: (LOGS.index(t[0]), CAMPAIGNS.index(t[1])))
@@ -201,7 +198,7 @@ def plot(records: list[dict], path: str | Path) -> Path:
     policies = list(dict.fromkeys(r["policy"] for r in records if r["policy"] != "logging-policy"))
     cols = min(3, len(panels))
     rows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
+    fig, axes = figure(5.2 * cols, 3.6 * rows, rows, cols, squeeze=False)
     width = 0.8 / max(1, len(estimators))
     for ax, (lg, campaign) in zip(axes.flat, panels):
         sub = [r for r in records if r["logs"] == lg and r["campaign"] == campaign]
@@ -229,8 +226,4 @@ def plot(records: list[dict], path: str | Path) -> Path:
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     fig.suptitle("Off-policy estimates on the Open Bandit Dataset sample (95% bootstrap intervals)", fontsize=11)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.96))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path, rect=(0, 0.06, 1, 0.96))

@@ -1000,13 +1000,9 @@ class SimulationResult:
 
     def plot(self, path: str | Path, title: str | None = None) -> Path:
         """PNG: cumulative regret vs rounds (left) and expected CTR over time (right), per policy."""
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        from ..render import figure, save
 
-        path = Path(path)
-        fig = Figure(figsize=(12, 4.8), dpi=100)
-        FigureCanvasAgg(fig)
-        ax1, ax2 = fig.subplots(1, 2)
+        fig, (ax1, ax2) = figure(12, 4.8, 1, 2)
         x = self.checkpoints
         n = max(self.n_rounds, 1)
         span = max(1, n // 20)  # smoothing window for the CTR panel
@@ -1032,10 +1028,7 @@ class SimulationResult:
         ax1.legend(fontsize=8)
         if title:
             fig.suptitle(title)
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, format="png")
-        return path
+        return save(fig, path, dpi=100)
 
 
 def _jsonable(o):

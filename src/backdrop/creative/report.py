@@ -14,17 +14,13 @@ import os
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from PIL import Image
+
+from ..render import render
 
 from .store import CreativeStore
 
 THUMB_MAX = 360
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-
-
-def _env() -> Environment:
-    return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]), trim_blocks=True)
 
 
 def thumbnail(src: Path, dst: Path, max_side: int = THUMB_MAX) -> None:
@@ -142,7 +138,8 @@ def write_contact_sheet(store: CreativeStore, out: str | Path, title: str = "Bac
                 "n_flagged": sum(r.flagged for r in recs),
             }
         )
-    page = _env().get_template("contact_sheet.html.j2").render(
+    page = render(
+        "contact_sheet.html.j2",
         title=title,
         store_root=str(store.root),
         n_creatives=len(records),
