@@ -20,7 +20,6 @@ set's README). The photos themselves are read from ../shared and never copied he
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import tempfile

@@ -85,7 +85,7 @@ def register(sub) -> dict:
     co.add_argument("--regeneration-rate", type=float, default=0.10, help="share of images the artifact gate regenerates")
     co.add_argument("--store", type=Path, help="measure bytes per creative from this store")
     co.add_argument("--decisions-per-day", type=float, help="decision-service traffic (default: 10 per product per day)")
-    co.add_argument("--decisions-per-s-per-core", type=float, help="serving throughput per core (default: benchmarks/RESULTS.md)")
+    co.add_argument("--decisions-per-s-per-core", type=float, help="serving throughput per core (default: the figure bench_serve.py measured, shipped in the package)")
     co.add_argument("--json", action="store_true")
 
     return {"abtest": cmd_abtest, "study": cmd_study, "cost": cmd_cost}
@@ -197,7 +197,7 @@ def cmd_cost(args) -> int:
         if getattr(args, key) is not None:
             inputs[key] = getattr(args, key)
     if args.decisions_per_s_per_core is None:
-        measured = _measured_decisions_per_core()
+        measured = cost.measured_serving()
         if measured is not None:
             inputs["decisions_per_s_per_core"], inputs["decisions_per_s_per_core_source"] = measured
     if args.decisions_per_day is not None:
@@ -212,18 +212,3 @@ def cmd_cost(args) -> int:
     e = cost.estimate(cost.CostInputs(products=args.products, **inputs), store=store)
     print(json.dumps(e.to_dict()) if args.json else e.to_markdown())
     return 0
-
-
-def _measured_decisions_per_core():
-    """(decisions/s per core, source) from benchmarks/RESULTS.md's bench_serve section, if it is there."""
-    import re
-
-    results = Path(__file__).resolve().parents[2] / "benchmarks" / "RESULTS.md"
-    try:
-        text = results.read_text()
-    except OSError:
-        return None
-    m = re.search(r"decisions/s per core: \*\*([\d,.]+)\*\*", text)
-    if not m:
-        return None
-    return float(m.group(1).replace(",", "")), "measured by benchmarks/bench_serve.py (closed loop, one SQLite replica)"

@@ -16,6 +16,7 @@ Units: GB and TB are decimal (1e9, 1e12 bytes); a month is 730 hours.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import sqlite3
@@ -66,6 +67,19 @@ DEFAULT_SERVING_SOURCE = (
     "assumed: a conservative default (LinUCB at d=64 plus a durable event-log write per decision); "
     "not yet measured, pass benchmarks/bench_serve.py's figure"
 )
+
+#: figures the benchmarks measured, shipped inside the package (``bench_serve.py`` rewrites it)
+MEASURED_FILE = Path(__file__).resolve().parents[1] / "data" / "measured.json"
+
+
+def measured_serving() -> tuple[float, str] | None:
+    """(decisions/s per core, source) as ``benchmarks/bench_serve.py`` last measured them, if recorded."""
+    try:
+        data = json.loads(MEASURED_FILE.read_text())["serving"]
+        return float(data["decisions_per_s_per_core"]), f"{data['source']}, {data['measured_at']}"
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
 
 #: used only if the event log cannot be imported to measure it
 FALLBACK_LOG_BYTES_PER_DECISION = 1500.0
