@@ -1,37 +1,23 @@
-"""The durable event log: decisions, rewards and model versions, in SQLite (embedded) or PostgreSQL.
-
-One schema, two dialects, versioned migrations (``schema_migrations``). Every write is one
-transaction: a decision is answered only after :meth:`EventLog.log_decision` returned, a reward is
-joined at most once (the rewards table is keyed by decision), and a model version is published
-together with the learner's offset (so a crashed learner resumes exactly where its last published
-model ends).
-
-``seq`` orders decisions; the learner folds a contiguous prefix of it. On PostgreSQL several
-replicas insert concurrently, so a row may commit after a row with a higher ``seq``; the learner
-only reads decisions older than the join window plus a grace (:data:`COMMIT_GRACE_S`), and a
-decision insert that takes longer than :data:`STATEMENT_TIMEOUT_MS` is aborted and answered as not
-logged, so no decision commits behind the learner's offset.
-"""
+"""What every event log does (the EventLog interface, its errors, the schema migrations of both dialects) and the pieces the backends share."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from urllib.parse import quote
 
 import numpy as np
 
-from ..errors import BackdropError
-from .records import DecisionRecord, ModelRecord, RewardRecord
+from ...errors import BackdropError
+from ..records import DecisionRecord, ModelRecord, RewardRecord
 
 #: the learner waits this long past the join window before folding a decision in (default)
 COMMIT_GRACE_S = 5.0
+
+
 #: a decision insert on PostgreSQL taking longer than this is aborted (and answered as not logged)
 STATEMENT_TIMEOUT_MS = 2000
 
@@ -64,6 +50,8 @@ _DECISION_COLUMNS = (
     "decision_id, request_id, created_at, item_id, placement, arms, arm, propensity, policy, "
     "model_version, context, user_id, user_features, creative_key, fallback, experiment_arm, learn"
 )
+
+
 #: before schema 4 the learner told its own decisions by the logged policy name
 _LEGACY_LEARNERS = frozenset({"linucb", "lints", "epsilon-greedy", "hybrid-linucb", "ucb1", "beta-ts", "uniform", "fixed"})
 
@@ -119,16 +107,6 @@ def _migrations(dialect: str) -> list[tuple[int, list[str]]]:
 
 
 SCHEMA_VERSION = max(v for v, _ in _migrations("sqlite"))
-
-
-def open_event_log(url: str, **kwargs) -> EventLog:
-    """``postgresql://...`` -> :class:`PostgresEventLog`; ``sqlite:///path`` or a plain path -> :class:`SQLiteEventLog`."""
-    if url.startswith(("postgresql://", "postgres://")):
-        return PostgresEventLog(url, **kwargs)
-    path = url.removeprefix("sqlite:///")
-    if "://" in path:
-        raise BackdropError(f"event log URL {url!r}: use postgresql://user:pass@host/db or an SQLite path")
-    return SQLiteEventLog(Path(path), **kwargs)
 
 
 def _same_request(a: DecisionRecord, b: DecisionRecord) -> bool:
@@ -506,294 +484,3 @@ class _Pending:
 
 class _Conflict(Exception):
     """A unique-key violation, whatever the driver calls it."""
-
-
-# -- SQLite -----------------------------------------------------------------------------------
-
-
-class SQLiteEventLog(EventLog):
-    """SQLite in WAL mode, one connection per thread; ``synchronous=FULL`` so a logged decision survives a power cut."""
-
-    dialect = "sqlite"
-    #: the group-commit writer thread exits after this long without work (and closes its connection)
-    writer_idle_s = 5.0
-
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL", busy_timeout_ms: int = 5000):
-        self.path = Path(path)
-        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file the connections opened
-        self.url = f"sqlite:///{self.path}"
-        self.synchronous = synchronous
-        self.busy_timeout_ms = busy_timeout_ms
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        self._write_lock = threading.Lock()
-        self._queue: list[_Pending] = []
-        self._queue_lock = threading.Lock()
-        self._queue_cv = threading.Condition(self._queue_lock)
-        self._writer: threading.Thread | None = None
-        self.max_batch = 256
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            if self._identity is not None:  # opened before: never create a fresh, empty log in its place
-                self._check_file()
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                target, uri = (f"file:{quote(str(self.path))}?mode=rw", True) if self._identity is not None else (self.path, False)
-                conn = sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout_ms / 1000)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute(f"PRAGMA synchronous={self.synchronous}")
-                conn.execute("PRAGMA foreign_keys=ON")
-            except (sqlite3.Error, OSError) as e:
-                raise LogUnavailable(f"{self.path}: cannot open the event log: {e}") from e
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
-                if self._identity is None:
-                    st = self.path.stat()
-                    self._identity = (st.st_dev, st.st_ino)
-        self._check_file()
-        return conn
-
-    def _check_file(self) -> None:
-        """The file at ``path`` must still be the one the connections write to: SQLite keeps writing to
-        a deleted (or replaced) file's inode, and every decision would be lost at the next restart."""
-        try:
-            st = self.path.stat()
-        except OSError:
-            raise LogUnavailable(f"{self.path}: the event log file is gone (removed while the service ran); restart the service") from None
-        if self._identity is not None and (st.st_dev, st.st_ino) != self._identity:
-            raise LogUnavailable(f"{self.path}: the event log file was replaced while the service ran; restart the service")
-
-    @contextmanager
-    def _tx(self, write: bool = True):
-        # SQLite has one writer at a time; threads of this process queue on a mutex, because SQLite's
-        # own busy handler sleeps in growing steps (1, 2, 5, 10 ms...) and would add milliseconds
-        if write:
-            with self._write_lock, self._tx_inner(write) as cur:
-                yield cur
-        else:
-            with self._tx_inner(write) as cur:
-                yield cur
-
-    @contextmanager
-    def _tx_inner(self, write: bool):
-        conn = self._conn()
-        cur = conn.cursor()
-        try:
-            cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        except sqlite3.Error as e:
-            raise LogUnavailable(f"{self.path}: {e}") from e
-        try:
-            yield cur
-            cur.execute("COMMIT")
-        except sqlite3.IntegrityError as e:
-            conn.rollback()
-            if "UNIQUE" in str(e) or "PRIMARY KEY" in str(e):
-                raise _Conflict(str(e)) from e
-            raise
-        except sqlite3.OperationalError as e:
-            if conn.in_transaction:
-                conn.rollback()
-            raise LogUnavailable(f"{self.path}: {e}") from e
-        except BaseException:
-            if conn.in_transaction:
-                conn.rollback()
-            raise
-        finally:
-            cur.close()
-
-    # group commit: concurrent decisions share one transaction (and one fsync) -----------------
-    def log_decision(self, record: DecisionRecord, timeout_s: float | None = None) -> DecisionRecord:
-        """As :meth:`EventLog.log_decision`, but requests arriving while a commit is in flight are
-        written together in the next transaction: the caller still returns only after its own row
-        is durable, and the disk's fsync rate stops capping the decision rate.
-
-        Past ``timeout_s`` a decision not yet in a committing transaction is abandoned: the writer
-        skips it (or deletes its row before committing), so "not logged" is the truth.
-        """
-        _check_propensity(record)
-        pending = _Pending(record)
-        with self._queue_lock:
-            self._queue.append(pending)
-            if self._writer is None or not self._writer.is_alive():
-                self._writer = threading.Thread(target=self._write_batches, name="backdrop-eventlog-writer", daemon=True)
-                self._writer.start()
-            self._queue_cv.notify()
-        limit = self.busy_timeout_ms / 1000 + 5 if timeout_s is None else timeout_s
-        if not pending.done.wait(limit):
-            with self._queue_lock:
-                if pending.state != "committing":
-                    pending.state = "abandoned"
-                    err = LogUnavailable(f"{self.path}: the event log did not take the decision within {limit * 1000:.0f} ms")
-                    self._wrote(err)
-                    raise err
-            pending.done.wait()  # in a transaction that is committing now: its outcome is the answer
-        if pending.error is not None:
-            raise pending.error
-        return pending.result
-
-    def _write_batches(self) -> None:
-        try:
-            while True:
-                with self._queue_lock:
-                    while not self._queue:
-                        if not self._queue_cv.wait(timeout=self.writer_idle_s) and not self._queue:
-                            self._writer = None  # idle: exit; the next decision starts a new writer
-                            return
-                    batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-                    batch = [p for p in batch if p.state == "queued"]
-                if batch:
-                    self._write_batch(batch)
-        finally:
-            self._close_thread_connection()
-
-    def _write_batch(self, batch: list[_Pending]) -> None:
-        written: list[_Pending] = []
-        try:
-            with self._tx() as cur:
-                for p in batch:
-                    if p.state != "queued":
-                        continue
-                    try:
-                        p.result = self._insert_decision(cur, p.record)
-                        written.append(p)
-                    except RequestConflict as e:  # this request only; the batch goes on
-                        p.error = e
-                with self._queue_lock:
-                    for p in written:
-                        if p.state == "queued":
-                            p.state = "committing"
-                abandoned = [p for p in written if p.state == "abandoned"]
-                for p in abandoned:  # answered as not logged while we were inserting: not written
-                    cur.execute(self._sql("DELETE FROM decisions WHERE decision_id = ?"), (p.result.decision_id,))
-            self._wrote()
-        except Exception as e:  # noqa: BLE001 - every waiter gets the reason; none is claimed as logged
-            err = e if isinstance(e, (LogUnavailable, ValueError)) else LogUnavailable(f"{self.path}: {e}")
-            self._wrote(err)
-            for p in batch:
-                if p.error is None:
-                    p.result, p.error = None, err
-        for p in batch:
-            p.done.set()
-
-    def _close_thread_connection(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            return
-        self._local.conn = None
-        with self._lock:
-            if conn in self._all:
-                self._all.remove(conn)
-        try:
-            conn.close()
-        except sqlite3.Error:
-            pass
-
-    def close(self) -> None:
-        with self._lock:
-            for conn in self._all:
-                try:
-                    conn.close()
-                except sqlite3.Error:
-                    pass
-            self._all.clear()
-        self._local = threading.local()
-
-
-# -- PostgreSQL -------------------------------------------------------------------------------
-
-
-class PostgresEventLog(EventLog):
-    """PostgreSQL through psycopg 3 and a ``psycopg_pool`` connection pool; fails fast while the
-    server is down (a failed connection marks it down for ``retry_after_s``, so requests in that
-    time do not each wait for a connection that will not come)."""
-
-    dialect = "postgresql"
-
-    def __init__(self, url: str, *, pool_size: int = 16, connect_timeout_s: int = 2, retry_after_s: float = 1.0):
-        try:
-            from psycopg_pool import ConnectionPool
-        except ImportError as e:  # pragma: no cover - psycopg[pool] is a core dependency
-            raise BackdropError("PostgreSQL event log needs psycopg and psycopg_pool: pip install 'psycopg[binary,pool]'") from e
-        self.url = url
-        self.pool_size = pool_size
-        self.connect_timeout_s = connect_timeout_s
-        self.retry_after_s = retry_after_s
-        self._down_until = 0.0
-        self._pool_class = ConnectionPool
-        self._pool = self._new_pool()
-        self._pool_lock = threading.Lock()
-
-    def _new_pool(self):
-        pool = self._pool_class(
-            self.url,
-            min_size=0,
-            max_size=self.pool_size,
-            kwargs={"autocommit": True, "connect_timeout": self.connect_timeout_s},
-            timeout=self.connect_timeout_s,
-            open=False,
-            name="backdrop-eventlog",
-        )
-        pool.open(wait=False)
-        return pool
-
-    def _live_pool(self):
-        """The pool; a fresh one after :meth:`close` (a closed pool cannot reopen), as a log used after
-        closing simply connects again."""
-        if self._pool.closed:
-            with self._pool_lock:
-                if self._pool.closed:
-                    self._pool = self._new_pool()
-        return self._pool
-
-    def _sql(self, sql: str) -> str:
-        return sql.replace("?", "%s")
-
-    @contextmanager
-    def _tx(self, write: bool = True, wait_s: float | None = None):
-        import psycopg
-        import psycopg.errors
-        from psycopg_pool import PoolTimeout
-
-        if time.monotonic() < self._down_until:
-            raise LogUnavailable(f"{self.redacted_url}: unreachable (retrying shortly)")
-        wait = self.connect_timeout_s if wait_s is None else max(0.001, min(wait_s, self.connect_timeout_s))
-        try:
-            with self._live_pool().connection(timeout=wait) as conn, conn.transaction(), conn.cursor() as cur:
-                yield cur
-        except psycopg.errors.UniqueViolation as e:
-            raise _Conflict(str(e)) from e
-        except PoolTimeout:
-            if wait_s is None or wait_s >= self.connect_timeout_s:  # a full wait: the server is down, or every connection busy
-                self._down_until = time.monotonic() + self.retry_after_s
-            raise LogUnavailable(f"{self.redacted_url}: no connection within {wait:g} s (server down or all {self.pool_size} busy)") from None
-        except (psycopg.OperationalError, psycopg.errors.QueryCanceled, psycopg.InterfaceError) as e:
-            if isinstance(e, psycopg.OperationalError) and not isinstance(e, psycopg.errors.QueryCanceled):
-                self._down_until = time.monotonic() + self.retry_after_s
-            raise LogUnavailable(f"{self.redacted_url}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-
-    def log_decision(self, record: DecisionRecord, timeout_s: float | None = None) -> DecisionRecord:
-        """As :meth:`EventLog.log_decision`; ``timeout_s`` also bounds the wait for a connection."""
-        _check_propensity(record)
-        try:
-            with self._tx(wait_s=timeout_s) as cur:
-                self._before_decision_insert(cur, timeout_s)
-                out = self._insert_decision(cur, record)
-        except LogUnavailable as e:
-            self._wrote(e)
-            raise
-        self._wrote()
-        return out
-
-    def _lock_for_migration(self, cur) -> None:
-        cur.execute("SELECT pg_advisory_xact_lock(7261004)")  # replicas starting together migrate one at a time
-
-    def _before_decision_insert(self, cur, timeout_s: float | None = None) -> None:
-        ms = STATEMENT_TIMEOUT_MS if timeout_s is None else max(1, min(STATEMENT_TIMEOUT_MS, int(timeout_s * 1000)))
-        cur.execute(f"SET LOCAL statement_timeout = {ms}")
-
-    def close(self) -> None:
-        self._pool.close()
