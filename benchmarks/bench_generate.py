@@ -134,7 +134,7 @@ def main() -> None:
             "Every sample cut-out on white, off-white and light grey, each with and without a soft drop shadow,",
             "random scale and position, JPEG quality 80; IoU against the exact alpha (>= 128). `combined` is the",
             "default (`auto`); `combined-before` is the same without the step that removes background trapped in",
-            "gaps (`segmenters.trapped_background`), measured in the same run. White products on white: the 9 white",
+            "gaps (`imaging.background.trapped_background`), measured in the same run. White products on white: the 9 white",
             "products on the white background, with and without a shadow. Target: mean IoU >= 0.985, min >= 0.92.",
             "",
             bench_segment.to_markdown(rows),

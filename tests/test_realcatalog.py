@@ -25,7 +25,7 @@ from backdrop.imaging.framing import FramingRules, cut_sides
 from backdrop.imaging.layout import Placement, QARules, layout, load_placement_set, load_placements
 from backdrop.imaging.people import PersonDetector, skin_mask
 from backdrop.imaging.quality import procedural_quality, qa_checks
-from backdrop.imaging.segmenters import ColourModel, trapped_background
+from backdrop.imaging.background import ColourModel, trapped_background
 from backdrop.imaging.subject import Subject
 from backdrop.creative.store import CreativeStore
 from backdrop.styles import Style, StyleLibrary, fill_template, fix_articles

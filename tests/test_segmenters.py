@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from backdrop.imaging import mask as mask_mod
-from backdrop.imaging import segmenters
+from backdrop.imaging import maskops, matting, segmenters
 
 from conftest import SAMPLE_CATALOG as DATA, STRICT
 BENCH = pathlib.Path(__file__).parents[1] / "benchmarks" / "bench_segment.py"
@@ -152,7 +152,7 @@ def test_mug_handle_hole_stays_background(samples, masks):
     for s, m in zip(samples, masks("combined")):
         if s.image != "mighty-mug":
             continue
-        filled = segmenters._fill_holes(s.truth)
+        filled = maskops.fill_holes(s.truth)
         hole = filled & ~s.truth
         hole = cv2.erode(hole.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
         assert hole.sum() > 500
@@ -164,7 +164,7 @@ def test_soft_mask_is_consistent_with_binary():
     binary = np.zeros((64, 80), bool)
     cv2.circle(binary.view(np.uint8), (40, 32), 20, 1, -1)
     alpha = rng.random(binary.shape).astype(np.float32)
-    out = segmenters.soft_mask(binary, alpha, np.ones(binary.shape, bool))
+    out = matting.soft_mask(binary, alpha, np.ones(binary.shape, bool))
     assert np.array_equal(out >= 128, binary)
     _check_contract(out, binary.shape)
 

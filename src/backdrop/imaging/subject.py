@@ -59,9 +59,10 @@ class Subject:
 def background_share(rgb: np.ndarray, alpha: np.ndarray, work_side: int = 1024) -> float:
     """Share of the mask's interior (3 px in from its edge) within the border's noise of the
     photo's background colour: background the mask holds that a creative would paste everywhere."""
-    from .segmenters import ColourModel, _work_image
+    from .background import ColourModel
+    from .maskops import work_image
 
-    work = _work_image(rgb, work_side)
+    work = work_image(rgb, work_side)
     h, w = work.shape[:2]
     m = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_AREA) >= 128 if alpha.shape != (h, w) else alpha >= 128
     area = int(m.sum())

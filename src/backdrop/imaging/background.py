@@ -1,0 +1,223 @@
+"""A model of the photo's background colour, and what it says about pixels: background trapped inside the product's outline, detached shadows, holes."""
+
+from __future__ import annotations
+
+import hashlib
+import cv2
+import numpy as np
+from .maskops import border_connected, disk
+
+
+class ColourModel:
+    """The background colour (from the image border) and per-pixel distances to it.
+
+    ``dist``: Euclidean RGB distance to the background colour (of the slightly blurred image);
+    ``tau``: the "same as background" threshold, from the border's noise (JPEG) level;
+    ``shade`` / ``chroma``: the pixel as ``shade * background + residual``; a shadow on the
+    background has ``shade < 1`` and a small ``chroma`` residual;
+    ``grad``: gradient magnitude (per pixel, max over a 3x3 Sobel, in grey levels / px).
+    """
+
+    def __init__(self, rgb: np.ndarray, blur: float = 1.0, tau_min: float = 6.0, tau_k: float = 4.0):
+        f = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), blur)
+        h, w = rgb.shape[:2]
+        ring = max(2, int(round(0.01 * min(h, w))))
+        border = np.concatenate(
+            [
+                f[:ring].reshape(-1, 3),
+                f[-ring:].reshape(-1, 3),
+                f[:, :ring].reshape(-1, 3),
+                f[:, -ring:].reshape(-1, 3),
+            ]
+        )
+        self.bg = np.median(border, axis=0).astype(np.float32)
+        bdist = np.linalg.norm(border - self.bg, axis=1)
+        self.noise = float(max(1.0, 1.4826 * np.median(bdist)))
+        self.tau = float(max(tau_min, tau_k * self.noise))
+        self.f = f
+        ones = np.ones((1, 3), np.float32)
+        diff = f - self.bg
+        self.dist = np.sqrt(cv2.transform(diff * diff, ones))
+        norm = float(max(np.linalg.norm(self.bg), 1e-3))
+        proj = cv2.transform(f, (self.bg / norm)[None].astype(np.float32))
+        self.shade = proj / norm
+        self.chroma = np.sqrt(np.maximum(cv2.transform(f * f, ones) - proj * proj, 0.0))
+        gx = cv2.Sobel(f, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
+        gy = cv2.Sobel(f, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
+        self.grad = np.sqrt(cv2.transform(gx * gx + gy * gy, ones))
+
+    @property
+    def distinct(self) -> np.ndarray:
+        """Clearly not the background colour."""
+        return self.dist > self.tau
+
+    def shadow_like(self, chroma_max: float = 8.0, shade_min: float = 0.25) -> np.ndarray:
+        """A darker copy of the background colour (what a grey shadow on it looks like)."""
+        return (self.shade < 1.0) & (self.shade > shade_min) & (self.chroma < chroma_max)
+
+    def shadow_regions(self, grad_max: float = 4.0, fade_min: float = 0.3, min_area: int = 30) -> np.ndarray:
+        """Soft shadows: smooth shadow-coloured regions that fade into the background.
+
+        A connected region of smooth, shadow-coloured, non-background pixels is a shadow when at
+        least ``fade_min`` of its outline is smooth background (it fades out); a grey product is
+        outlined by its own edges instead.
+        """
+        smooth = self.grad < grad_max
+        cand = (self.distinct & self.shadow_like() & smooth).astype(np.uint8)
+        n, lab, st, _ = cv2.connectedComponentsWithStats(cand, connectivity=4)
+        if n <= 1:
+            return np.zeros(cand.shape, bool)
+        ring = (cv2.dilate(cand, disk(1)) > 0) & (cand == 0)
+        ring_lab = cv2.dilate(lab.astype(np.float32), np.ones((3, 3), np.uint8)).astype(np.int32)
+        fade = ring & ~self.distinct & smooth
+        total = np.bincount(ring_lab[ring], minlength=n)
+        good = np.bincount(ring_lab[fade], minlength=n)
+        is_shadow = (good / np.maximum(total, 1) >= fade_min) & (st[:, cv2.CC_STAT_AREA] >= min_area)
+        is_shadow[0] = False
+        return is_shadow[lab]
+
+    def object_box(self, pad: float = 0.12) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) around everything that is not background colour, padded."""
+        h, w = self.dist.shape
+        m = cv2.morphologyEx(self.distinct.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+        ys, xs = np.nonzero(m)
+        if len(ys) == 0:
+            return 0, 0, w, h
+        y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+        p = int(pad * max(y1 - y0, x1 - x0)) + 4
+        return max(0, x0 - p), max(0, y0 - p), min(w, x1 + p), min(h, y1 + p)
+
+
+_CM_CACHE: tuple[tuple, ColourModel] | None = None
+
+
+def colour_model(rgb: np.ndarray) -> ColourModel:
+    """ColourModel(rgb), remembering the last one (saliency() and refine() of the combined
+    segmenter both need it for the same image)."""
+    global _CM_CACHE
+    key = (rgb.shape, hashlib.blake2b(np.ascontiguousarray(rgb).data, digest_size=16).digest())
+    hit = _CM_CACHE
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    cm = ColourModel(rgb)
+    _CM_CACHE = (key, cm)
+    return cm
+
+
+def drop_detached_shadows(mask: np.ndarray, cm: ColourModel, max_frac: float = 0.1) -> np.ndarray:
+    """Remove small parts, separate from the main one and below its centre, that look like a
+    shadow (mostly shadow-coloured and smooth inside): baked-in floor shadows."""
+    n, lab, st, cen = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 2:
+        return mask
+    areas = st[:, cv2.CC_STAT_AREA].astype(np.float64)
+    main = 1 + int(np.argmax(areas[1:]))
+    shadowish = cm.shadow_like() & (cm.grad < 6.0)
+    frac = np.bincount(lab.ravel(), weights=shadowish.ravel().astype(np.float64), minlength=n) / np.maximum(areas, 1)
+    drop = np.zeros(n, bool)
+    for i in range(1, n):
+        if i == main:
+            continue
+        if areas[i] <= max_frac * areas[main] and frac[i] >= 0.6 and cen[i][1] > cen[main][1]:
+            drop[i] = True
+    if not drop.any():
+        return mask
+    return mask & ~drop[lab]
+
+
+def fill_product_holes(mask: np.ndarray, cm: ColourModel, s: np.ndarray) -> np.ndarray:
+    """Fill enclosed holes unless they look like background (its colour, or a shadow on it) and
+    the network says background: the inside of a mug handle stays a hole (even with a shadow in
+    it), a white print on a white t-shirt is filled."""
+    holes = ~mask & ~border_connected(~mask)
+    if not holes.any():
+        return mask
+    n, lab, st, _ = cv2.connectedComponentsWithStats(holes.astype(np.uint8), connectivity=4)
+    areas = st[:, cv2.CC_STAT_AREA].astype(np.float64)
+    looks_bg = ~cm.distinct | cm.shadow_like()
+    bg_like = np.bincount(lab.ravel(), weights=looks_bg.ravel().astype(np.float64), minlength=n)
+    s_mean = np.bincount(lab.ravel(), weights=s.ravel().astype(np.float64), minlength=n) / np.maximum(areas, 1)
+    keep_hole = (bg_like / np.maximum(areas, 1) >= 0.8) & (s_mean < 0.5) & (areas >= 16)
+    keep_hole[0] = True
+    return mask | ~keep_hole[lab]
+
+
+def trapped_background(mask: np.ndarray, cm: ColourModel, min_area_frac: float = 2e-4) -> np.ndarray:
+    """Background seen through gaps of the product that a mask wrongly holds (bool (H, W)).
+
+    The inside of a bag handle or a watch strap, the sliver between an arm and the body: the
+    network calls them salient, so they end up in the mask, and the exact composite would paste
+    that white into every creative. A candidate is a connected part of the mask in the photo's
+    background colour (within 2x the border noise level, see :class:`ColourModel`) with a crisp
+    outline: where it meets the product, 60% of its outline lies on an edge (gradient above the
+    noise) and 80% of a ring just outside it clearly differs from the background colour (a
+    highlight on white fabric fades into the fabric instead), and at least 40% of it lies within
+    the noise of the background colour. Such a candidate is background when
+
+    - it continues an enclosed hole the mask already has (the rest of a bag handle's inside), or
+    - it is enclosed by the product (under 10% of its outline on the silhouette's outside; a white
+      sole at the edge is the segmenter's boundary decision), looks like the backdrop itself (its
+      median colour within half the noise threshold of the background colour, its median gradient
+      at the noise floor: white labels, prints and fabric are shaded or textured), and the product
+      around it is thin: its distance to the outside of the silhouette is at most half its own
+      extent or a fifth of the product's size. A white logo in the middle of a dark shirt is far
+      from the outside and stays even when it is exactly the backdrop's white.
+    """
+    h, w = mask.shape
+    area_all = int(mask.sum())
+    out = np.zeros((h, w), bool)
+    if area_all == 0:
+        return out
+    cand = mask & (cm.dist < 2.0 * cm.tau)
+    cand = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_OPEN, disk(1)) > 0
+    n, lab, st, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return out
+    exterior = border_connected(~mask)
+    holes = ~mask & ~exterior
+    to_exterior = None
+    exact = cm.dist < cm.tau
+    contrast = cm.dist > 3.0 * cm.tau
+    edge = cm.grad > max(3.0, 3.0 * cm.noise)
+    flat_grad = max(1.0, cm.noise)
+    min_area = max(12, int(min_area_frac * area_all))
+    size = float(np.sqrt(area_all))
+    for i in range(1, n):
+        x, y, bw, bh, area = (int(v) for v in st[i])
+        if area < min_area:
+            continue
+        p = 6
+        sl = (slice(max(0, y - p), min(h, y + bh + p)), slice(max(0, x - p), min(w, x + bw + p)))
+        comp = (lab[sl] == i).astype(np.uint8)
+        inside = comp > 0
+        if np.count_nonzero(exact[sl] & inside) < 0.4 * area:
+            continue
+        m = mask[sl]
+        near = (cv2.dilate(comp, disk(2)) > 0) & ~inside
+        n_near = max(int(near.sum()), 1)
+        ring = (cv2.dilate(comp, disk(5)) > 0) & ~(cv2.dilate(comp, disk(2)) > 0) & m
+        if np.count_nonzero(contrast[sl] & ring) < 0.8 * max(int(ring.sum()), 1):
+            continue
+        outline = inside & ~(cv2.erode(comp, disk(1)) > 0)
+        outline &= cv2.dilate((near & m).astype(np.uint8), disk(1)) > 0
+        if np.count_nonzero(edge[sl] & outline) < 0.6 * max(int(outline.sum()), 1):
+            continue
+        if np.count_nonzero(near & holes[sl]) >= 0.1 * n_near:
+            out[sl] |= inside
+            continue
+        if np.count_nonzero(near & exterior[sl]) >= 0.1 * n_near:
+            continue
+        core = inside & (cv2.erode(comp, disk(2)) > 0)
+        core = core if core.any() else inside
+        if np.median(cm.dist[sl][inside]) > 0.5 * cm.tau or np.median(cm.grad[sl][core]) > flat_grad:
+            continue
+        if to_exterior is None:
+            to_exterior = cv2.distanceTransform((~exterior).astype(np.uint8), cv2.DIST_L2, 3)
+        wall = float(to_exterior[sl][inside].min())
+        if wall <= max(0.5 * max(bw, bh), 0.2 * size):
+            out[sl] |= inside
+    if out.any():
+        # the anti-aliased fringe where the gap meets the product goes with it
+        fringe = (cv2.dilate(out.astype(np.uint8), disk(2)) > 0) & mask & (cm.dist < 4.0 * cm.tau)
+        out |= fringe
+    return out
