@@ -30,7 +30,7 @@ def machine() -> str:
 
 def update_section(name: str, body: str, path: Path = RESULTS) -> None:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    stamp = f"_Run {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}._\n\n"
+    stamp = f"_Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {machine()}._\n\n"
     block = f"{start}\n{stamp}{body.strip()}\n{end}"
     text = path.read_text() if path.exists() else HEADER
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)

@@ -60,7 +60,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import peers as peerlib
 from _results import update_section
-
 from backdrop.bandit import EpsilonGreedy, LinTS, LinUCB
 from backdrop.testing.bakeoff import DATASETS, bakeoff, datasets, to_markdown
 
@@ -272,7 +271,12 @@ def main() -> None:
         for name, fac in contenders.items():
             mine = is_ours(name)
             r = online_rate(
-                name, fac, d, K, X, best,
+                name,
+                fac,
+                d,
+                K,
+                X,
+                best,
                 warm=warm if mine else min(warm, 200),
                 events=events,
                 seconds=10.0 if mine else peer_seconds,
@@ -290,8 +294,10 @@ def main() -> None:
                 for t in range(warm):
                     ref.update(X[t], t % K, float(best[t] == t % K))
                 batch[(d, K, CB32)] = batch_rate(CB32, ref, Xb, K)
-            log(f"d={d:2d} K={K:2d} {name:24s} {r['rate']:10,.0f} events/s ({r['events']} events)"
-                + (f"  batch {batch[(d, K, name)]:,.0f}/s" if (d, K, name) in batch else ""))
+            log(
+                f"d={d:2d} K={K:2d} {name:24s} {r['rate']:10,.0f} events/s ({r['events']} events)"
+                + (f"  batch {batch[(d, K, name)]:,.0f}/s" if (d, K, name) in batch else "")
+            )
     t_speed = time.perf_counter() - t_start
 
     # -- bake-off
@@ -334,7 +340,7 @@ def render(args, avail, peer_names, contenders, online, batch, lat, mem, bake_ro
         f"Throughput settings: alpha = {args.alpha:g}, ridge l2 = 1, backdrop epsilon = 0.05, VW epsilon = 0.05. Online: "
         f"{warm:,} warm-up events, then up to {events:,} (peers: a time budget), median over 5 chunks.\n"
     )
-    cols = ["backdrop LinUCB f64", "backdrop LinUCB f32", "backdrop LinTS", "backdrop EpsilonGreedy"] + peer_names
+    cols = ["backdrop LinUCB f64", "backdrop LinUCB f32", "backdrop LinTS", "backdrop EpsilonGreedy", *peer_names]
     cols = [c for c in cols if c in names]
     L.append("### Online decide + update, events/s (one event at a time)\n")
     L.append("| d | K | " + " | ".join(short[c] for c in cols) + " |")
@@ -351,15 +357,17 @@ def render(args, avail, peer_names, contenders, online, batch, lat, mem, bake_ro
             L.append(f"| {d} | {K} | " + " | ".join(f"{ours_r / online[(d, K, p)]:.1f}" for p in peer_names) + " |")
         L.append("")
 
-    bcols = [c for c in names + [CB32] if any((d, K, c) in batch for d, K in SHAPES)]
+    bcols = [c for c in [*names, CB32] if any((d, K, c) in batch for d, K in SHAPES)]
     short = short | {
         CB32: "contextualbandits (float32, its default)",
         "contextualbandits": "contextualbandits (float64)",
     }
     L.append("### Batch decisions/s (2,000 contexts per call, best of 3)\n")
-    L.append("Ours: `choose_many(X, arms)`: a `DecisionBatch` (chosen arm, propensity, scores and the full action "
-             "distribution per row, as arrays; a row's `Decision` is built when indexed); "
-             "MABWiser `predict(X)`, contextualbandits `predict(X)` return arms only. OBP and VW have no batch choose.\n")
+    L.append(
+        "Ours: `choose_many(X, arms)`: a `DecisionBatch` (chosen arm, propensity, scores and the full action "
+        "distribution per row, as arrays; a row's `Decision` is built when indexed); "
+        "MABWiser `predict(X)`, contextualbandits `predict(X)` return arms only. OBP and VW have no batch choose.\n"
+    )
     has_cb = "contextualbandits" in bcols and CB32 in bcols
     L.append("| d | K | " + " | ".join(short[c] for c in bcols) + (" | f64 ÷ cb f64 | f32 ÷ cb f32 |" if has_cb else " |"))
     L.append("|---:|---:|" + "---:|" * len(bcols) + ("---:|---:|" if has_cb else ""))
@@ -388,10 +396,12 @@ def render(args, avail, peer_names, contenders, online, batch, lat, mem, bake_ro
     L.append("")
 
     L.append("### Model memory at K arms (after 2 updates per arm)\n")
-    L.append("`state`: ours = nbytes of the state arrays as allocated (A, A^-1, b, theta per arm slot; capacity "
-             "rounds K up: 16 for 10, 128 for 80; A is kept beside A^-1 so refactorisation stays exact); VW = its weight table. "
-             "`traced`: net bytes tracemalloc sees held by the model (Python and numpy allocations; not VW's C++ heap). "
-             "`pickle`: pickled size.\n")
+    L.append(
+        "`state`: ours = nbytes of the state arrays as allocated (A, A^-1, b, theta per arm slot; capacity "
+        "rounds K up: 16 for 10, 128 for 80; A is kept beside A^-1 so refactorisation stays exact); VW = its weight table. "
+        "`traced`: net bytes tracemalloc sees held by the model (Python and numpy allocations; not VW's C++ heap). "
+        "`pickle`: pickled size.\n"
+    )
     L.append("| d | K | library | state | traced | pickle |")
     L.append("|---:|---:|---|---:|---:|---:|")
     for d, K in SHAPES:

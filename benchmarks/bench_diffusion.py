@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _results import update_section  # noqa: E402
+from _results import update_section
 
 #: dense (no sparsity) bf16/fp16 tensor-core peaks, TFLOP/s, from the vendors' datasheets
 PEAK_TFLOPS = {
@@ -73,11 +73,21 @@ def sd15_components(dtype):
         unet=unet,
         controlnet=controlnet,
         vae=_vae(),
-        text_encoder=CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
-                                                  num_hidden_layers=12, vocab_size=49408, max_position_embeddings=77,
-                                                  projection_dim=768, hidden_act="quick_gelu")),
-        scheduler=DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                clip_sample=False, set_alpha_to_one=False, steps_offset=1),
+        text_encoder=CLIPTextModel(
+            CLIPTextConfig(
+                hidden_size=768,
+                intermediate_size=3072,
+                num_attention_heads=12,
+                num_hidden_layers=12,
+                vocab_size=49408,
+                max_position_embeddings=77,
+                projection_dim=768,
+                hidden_act="quick_gelu",
+            )
+        ),
+        scheduler=DDIMScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1
+        ),
     )
 
 
@@ -100,15 +110,31 @@ def sdxl_components(dtype):
         projection_class_embeddings_input_dim=2816,
     )
     unet = UNet2DConditionModel(
-        sample_size=128, in_channels=9, out_channels=4,
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"), **unet_cfg
+        sample_size=128, in_channels=9, out_channels=4, up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"), **unet_cfg
     )
     controlnet = ControlNetModel(in_channels=4, conditioning_embedding_out_channels=(16, 32, 96, 256), **unet_cfg)
-    clip_l = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
-                                          num_hidden_layers=12, vocab_size=49408, projection_dim=768, hidden_act="quick_gelu"))
-    clip_g = CLIPTextModelWithProjection(CLIPTextConfig(hidden_size=1280, intermediate_size=5120, num_attention_heads=20,
-                                                        num_hidden_layers=32, vocab_size=49408, projection_dim=1280,
-                                                        hidden_act="gelu"))
+    clip_l = CLIPTextModel(
+        CLIPTextConfig(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_attention_heads=12,
+            num_hidden_layers=12,
+            vocab_size=49408,
+            projection_dim=768,
+            hidden_act="quick_gelu",
+        )
+    )
+    clip_g = CLIPTextModelWithProjection(
+        CLIPTextConfig(
+            hidden_size=1280,
+            intermediate_size=5120,
+            num_attention_heads=20,
+            num_hidden_layers=32,
+            vocab_size=49408,
+            projection_dim=1280,
+            hidden_act="gelu",
+        )
+    )
     return dict(
         unet=unet,
         controlnet=controlnet,
@@ -145,8 +171,9 @@ def build(kind: str, dtype, device: str):
         tok = CLIPTokenizer.from_pretrained(tmp)
     if kind == "sd15":
         parts = sd15_components(dtype)
-        pipe = StableDiffusionControlNetInpaintPipeline(tokenizer=tok, safety_checker=None, feature_extractor=None,
-                                                        requires_safety_checker=False, **parts)
+        pipe = StableDiffusionControlNetInpaintPipeline(
+            tokenizer=tok, safety_checker=None, feature_extractor=None, requires_safety_checker=False, **parts
+        )
     else:
         parts = sdxl_components(dtype)
         pipe = StableDiffusionXLControlNetInpaintPipeline(tokenizer=tok, tokenizer_2=tok, requires_aesthetics_score=False, **parts)
@@ -280,7 +307,7 @@ def main() -> None:
         size = 512 if kind == "sd15" else 1024
         pipe = build(kind, dtype, "cuda")
         fixed, per_step = count_flops(pipe, size, 1)
-        for compiled in ([False] if args.no_compile else [False, True]):
+        for compiled in [False] if args.no_compile else [False, True]:
             if compiled:
                 pipe.unet = torch.compile(pipe.unet, mode="max-autotune-no-cudagraphs")
                 pipe.controlnet = torch.compile(pipe.controlnet, mode="max-autotune-no-cudagraphs")

@@ -25,20 +25,21 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _results import update_section  # noqa: E402
-
-from backdrop.creative.local import run_local  # noqa: E402
-from backdrop.creative.catalog import load_catalog, load_image  # noqa: E402
-from backdrop.cli import DEMO_DIR  # noqa: E402
-from backdrop.generators import get_generator  # noqa: E402
-from backdrop.creative.pipeline import request_for  # noqa: E402
-from backdrop.imaging.color import dominant_colors  # noqa: E402
-from backdrop.imaging.composite import composite  # noqa: E402
-from backdrop.imaging.layout import layout, load_placements  # noqa: E402
-from backdrop.imaging.mask import product_mask  # noqa: E402
-from backdrop.creative.pipeline import PipelineConfig  # noqa: E402
-from backdrop.creative.store import encode_image  # noqa: E402
-from backdrop.styles import StyleLibrary  # noqa: E402
+from _results import update_section
+from backdrop.cli import DEMO_DIR
+from backdrop.creative.catalog import load_catalog, load_image
+from backdrop.creative.local import run_local
+from backdrop.creative.pipeline import (
+    PipelineConfig,
+    request_for,
+)
+from backdrop.creative.store import encode_image
+from backdrop.generators import get_generator
+from backdrop.imaging.color import dominant_colors
+from backdrop.imaging.composite import composite
+from backdrop.imaging.layout import layout, load_placements
+from backdrop.imaging.mask import product_mask
+from backdrop.styles import StyleLibrary
 
 
 def bench_render(products, library, placement, repeats: int) -> dict:
@@ -78,8 +79,7 @@ def bench_pipeline(products, library, placement, workers: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         summary = run_local(products, config, Path(tmp) / "store", workers=workers, progress=False)
     assert summary.failed == 0, summary.errors
-    return {"workers": workers, "creatives": summary.generated, "seconds": summary.seconds,
-            "per_s": summary.generated / summary.seconds}
+    return {"workers": workers, "creatives": summary.generated, "seconds": summary.seconds, "per_s": summary.generated / summary.seconds}
 
 
 def main() -> None:
@@ -94,8 +94,11 @@ def main() -> None:
     placement = load_placements()["square"]
 
     r = bench_render(products, library, placement, repeats=1 if args.quick else 2)
-    print(f"render+composite: {r['render_per_s']:.1f}/s per core (p50 {r['render_ms_p50']:.1f} ms), "
-          f"with PNG encode {r['with_png_per_s']:.1f}/s", flush=True)
+    print(
+        f"render+composite: {r['render_per_s']:.1f}/s per core (p50 {r['render_ms_p50']:.1f} ms), "
+        f"with PNG encode {r['with_png_per_s']:.1f}/s",
+        flush=True,
+    )
     cores = os.cpu_count() or 1
     pipes = [bench_pipeline(products, library, placement, w) for w in sorted({1, cores})]
     for p in pipes:
@@ -113,9 +116,7 @@ def main() -> None:
         f"| + lossless PNG encode, 1 core | {r['with_png_per_s']:.1f} | {r['render_ms_p50'] + r['png_ms_p50']:.1f} | |",
     ]
     for p in pipes:
-        lines.append(
-            f"| whole pipeline into a fresh store, {p['workers']} worker process(es) | {p['per_s']:.1f} | | |"
-        )
+        lines.append(f"| whole pipeline into a fresh store, {p['workers']} worker process(es) | {p['per_s']:.1f} | | |")
     lines += [
         "",
         "The whole pipeline adds image decoding, mask, palette, layout, quality scores, PNG encoding, fsync'd",

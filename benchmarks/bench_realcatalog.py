@@ -32,22 +32,24 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _results import update_section  # noqa: E402
-
-from backdrop.creative.local import run_local  # noqa: E402
-from backdrop.creative.catalog import load_catalog, load_image  # noqa: E402
-from backdrop.generators import get_generator  # noqa: E402
-from backdrop.creative.pipeline import request_for  # noqa: E402
-from backdrop.imaging.color import dominant_colors  # noqa: E402
-from backdrop.imaging.composite import composite  # noqa: E402
-from backdrop.imaging.framing import cut_sides  # noqa: E402
-from backdrop.imaging.layout import layout, load_placement_set  # noqa: E402
-from backdrop.imaging.people import PersonDetector  # noqa: E402
-from backdrop.imaging.segmenters import CombinedSegmenter  # noqa: E402
-from backdrop.imaging.subject import background_share  # noqa: E402
-from backdrop.creative.pipeline import PipelineConfig, category_for  # noqa: E402
-from backdrop.creative.store import CreativeStore  # noqa: E402
-from backdrop.styles import StyleLibrary  # noqa: E402
+from _results import update_section
+from backdrop.creative.catalog import load_catalog, load_image
+from backdrop.creative.local import run_local
+from backdrop.creative.pipeline import (
+    PipelineConfig,
+    category_for,
+    request_for,
+)
+from backdrop.creative.store import CreativeStore
+from backdrop.generators import get_generator
+from backdrop.imaging.color import dominant_colors
+from backdrop.imaging.composite import composite
+from backdrop.imaging.framing import cut_sides
+from backdrop.imaging.layout import layout, load_placement_set
+from backdrop.imaging.people import PersonDetector
+from backdrop.imaging.segmenters import CombinedSegmenter
+from backdrop.imaging.subject import background_share
+from backdrop.styles import StyleLibrary
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "magento-catalog"
 SHEET = Path(__file__).resolve().parent / "realcatalog-before-after.png"
@@ -224,7 +226,7 @@ def to_markdown(rows, run, library) -> str:
         "| product | category → styles (rule) | cut | on-model (evidence) | trapped before → after | removed | QA flags |",
         "|---|---|---|---|---:|---:|---:|",
     ]
-    for r, c in zip(rows, cats):
+    for r, c in zip(rows, cats, strict=True):
         p, ev = r["product"], r["evidence"]
         mark = "" if r["cut"] == r["want_cut"] else " ✗"
         mmark = "" if r["on_model"] == r["want_model"] else " ✗"

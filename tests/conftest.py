@@ -77,7 +77,21 @@ def small_store(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("small-store")
     demo = Path(__file__).resolve().parents[1] / "src" / "backdrop" / "data" / "demo" / "products.csv"
-    args = ["generate", str(demo), "--out", str(root / "store"), "--placements", "square,story", "--limit", "4",
-            "--styles", "studio-sweep,marble-counter,color-pop", "--workers", "1", "--no-progress", "--json"]
+    args = [
+        "generate",
+        str(demo),
+        "--out",
+        str(root / "store"),
+        "--placements",
+        "square,story",
+        "--limit",
+        "4",
+        "--styles",
+        "studio-sweep,marble-counter,color-pop",
+        "--workers",
+        "1",
+        "--no-progress",
+        "--json",
+    ]
     assert main(args) == 0
     return root / "store"

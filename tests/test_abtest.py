@@ -51,10 +51,7 @@ def _write(tmp_path, text, name="impressions.csv"):
 def test_load_csv_with_aliases_and_timestamps(tmp_path):
     path = _write(
         tmp_path,
-        "Variant,Reward,pre_ctr,timestamp\n"
-        "A,0,0.02,2024-05-01T10:00:00Z\n"
-        "B,1,0.05,2024-05-01T10:00:01\n"
-        " B ,0,0,1714557602\n",
+        "Variant,Reward,pre_ctr,timestamp\nA,0,0.02,2024-05-01T10:00:00Z\nB,1,0.05,2024-05-01T10:00:01\n B ,0,0,1714557602\n",
     )
     imp = load_impressions(path)
     assert imp.arm.tolist() == ["A", "B", "B"]
@@ -104,7 +101,7 @@ def test_load_csv_errors_name_file_row_and_field(tmp_path, text, expected):
 def test_load_missing_file_and_unknown_format(tmp_path):
     with pytest.raises(CatalogError, match="not found"):
         load_impressions(tmp_path / "nope.csv")
-    with pytest.raises(CatalogError, match="unsupported impressions format '.xlsx'"):
+    with pytest.raises(CatalogError, match=r"unsupported impressions format '\.xlsx'"):
         load_impressions(_write(tmp_path, "x", "log.xlsx"))
 
 
@@ -329,6 +326,8 @@ def test_compare_any_pair_gives_what_analyze_gives_against_the_control():
             data = Impressions(arm=imp.arm, click=imp.click, unit=unit)
             b = analyze(data)["arms"][1]
             c = compare(data, "B", "control")
-            assert (c["lift"], c["ci_low"], c["ci_high"], c["p"]) == pytest.approx((b["lift"], b["lift_low"], b["lift_high"], b["p"]), rel=1e-12)
+            assert (c["lift"], c["ci_low"], c["ci_high"], c["p"]) == pytest.approx(
+                (b["lift"], b["lift_low"], b["lift_high"], b["p"]), rel=1e-12
+            )
     with pytest.raises(BackdropError, match="no impressions of arm"):
         compare(data, "Z", "control")

@@ -122,7 +122,9 @@ def test_weights_need_positive_propensities():
 
 def test_evaluate_file_records_schema(obd_random):
     records = evaluate_file(obd_random, policies=("uniform", "linucb"), n_boot=50)
-    assert {tuple(sorted(r)) for r in records} == {tuple(sorted(("policy", "estimator", "logs", "campaign", "value", "ci_low", "ci_high", "n")))}
+    assert {tuple(sorted(r)) for r in records} == {
+        tuple(sorted(("policy", "estimator", "logs", "campaign", "value", "ci_low", "ci_high", "n")))
+    }
     json.dumps(records)
     est = {(r["policy"], r["estimator"]) for r in records}
     assert ("linucb", "replay") in est and ("logging-policy", "on-policy") in est
@@ -144,4 +146,3 @@ def test_rows_that_do_not_line_up_are_refused():
     for bad in ({"pscore": np.full(n - 1, 0.5)}, {"action": np.zeros(n + 1, int)}, {"action_dist": np.full((n - 2, k), 1 / k)}):
         with pytest.raises(ValueError, match="same rows"):
             estimate(**(ok | bad), n_boot=10)
-

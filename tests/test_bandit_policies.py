@@ -3,6 +3,7 @@ import pytest
 
 from backdrop.bandit import (
     POLICIES,
+    UCB1,
     BetaTS,
     EpsilonGreedy,
     FixedArm,
@@ -11,7 +12,6 @@ from backdrop.bandit import (
     LinUCB,
     ModelFileError,
     Policy,
-    UCB1,
     Uniform,
 )
 from backdrop.bandit.policies import beta_argmax_probabilities, gaussian_argmax_probabilities
@@ -37,7 +37,7 @@ def test_sherman_morrison_matches_closed_form_ridge_after_thousands_of_updates(c
     X, chosen, r, arms = _stream(6000, k=3)
     p = cls(n_features=D, seed=1, refactor_every=100_000)  # no refactorisation: pure rank-1 updates
     q = cls(n_features=D, seed=1)  # with periodic refactorisation
-    for x, a, y in zip(X, chosen, r):
+    for x, a, y in zip(X, chosen, r, strict=True):
         p.update(x, a, y)
         q.update(x, a, y)
     for a in arms:
@@ -53,12 +53,12 @@ def test_hybrid_linucb_equals_the_joint_ridge_solution():
     X, chosen, r, arms = _stream(1500, k=3, seed=2)
     feats = {"a0": [1.0, 0.0], "a1": [0.0, 1.0], "a2": [1.0, 1.0]}
     p = HybridLinUCB(n_features=D, arm_features=feats, seed=0)
-    for x, a, y in zip(X, chosen, r):
+    for x, a, y in zip(X, chosen, r, strict=True):
         p.update(x, a, y)
     # joint design: [kron(f_a, x) | x in arm a's block], ridge with l2 = 1 on every coefficient
     k = 2 * D
     Z = np.zeros((len(X), k + 3 * D))
-    for n, (x, a) in enumerate(zip(X, chosen)):
+    for n, (x, a) in enumerate(zip(X, chosen, strict=True)):
         Z[n, :k] = np.kron(feats[a], x)
         j = arms.index(a)
         Z[n, k + j * D : k + (j + 1) * D] = x
@@ -75,7 +75,7 @@ def test_batched_updates_give_the_same_model_as_one_by_one(cls):
     r01 = (r > 0.5).astype(float)
     kw = {} if cls in (UCB1, BetaTS) else {"n_features": D}
     a, b = cls(seed=0, **kw), cls(seed=0, **kw)
-    for x, arm, y in zip(X, chosen, r01):
+    for x, arm, y in zip(X, chosen, r01, strict=True):
         a.update(x, arm, y)
     for lo in range(0, 900, 128):  # delayed feedback arriving in batches
         b.update_many(X[lo : lo + 128], chosen[lo : lo + 128], r01[lo : lo + 128])
@@ -86,7 +86,7 @@ def test_batched_updates_give_the_same_model_as_one_by_one(cls):
 
 
 def _empirical(policy, x, arms, n=12000):
-    counts = {a: 0 for a in arms}
+    counts = dict.fromkeys(arms, 0)
     for _ in range(n):
         counts[policy.choose(x, arms).arm] += 1
     return np.array([counts[a] / n for a in arms])
@@ -158,7 +158,7 @@ def test_choose_many_matches_choose_for_linucb():
     p = LinUCB(n_features=D, alpha=0.7, epsilon=0.1, seed=0)
     p.update_many(X, chosen, r)
     batch = p.choose_many(X[:50], arms)
-    for x, d in zip(X[:50], batch):
+    for x, d in zip(X[:50], batch, strict=True):
         probs = p.probabilities(x, arms)
         assert np.allclose(d.probabilities, probs)
         assert d.propensity == pytest.approx(probs[arms.index(d.arm)])
@@ -239,7 +239,7 @@ def test_float32_option_tracks_float64():
     X, chosen, r, arms = _stream(2000, k=3, seed=7)
     a = LinUCB(n_features=D, seed=0)
     b = LinUCB(n_features=D, seed=0, dtype="float32")
-    for x, arm, y in zip(X, chosen, r):
+    for x, arm, y in zip(X, chosen, r, strict=True):
         a.update(x, arm, y)
         b.update(x, arm, y)
     for arm in arms:

@@ -9,7 +9,6 @@ from PIL import Image
 
 from backdrop.creative.catalog import load_catalog, parse_category
 from backdrop.errors import CatalogError
-
 from conftest import SAMPLE_CATALOG as SAMPLE
 
 
@@ -47,17 +46,17 @@ def test_bad_rows_are_reported_with_line_numbers_and_good_rows_go_on(images):
     tmp, good = images
     csv_text = (
         "product_id,title,category,image,attributes,description\n"  # line 1
-        "p1,Good,Apparel > Sneakers,img/good.png,\"{\"\"Material\"\": \"\"Canvas\"\"}\",ok\n"  # 2
+        'p1,Good,Apparel > Sneakers,img/good.png,"{""Material"": ""Canvas""}",ok\n'  # 2
         "p2,Missing image,Apparel,img/nope.png,,\n"  # 3
         "p3,Corrupt,Apparel,img/corrupt.png,,\n"  # 4
         "p1,Duplicate,Apparel,img/good.png,,\n"  # 5
         "p4,,Apparel,img/good.png,,\n"  # 6
         "p5,Bad json,Apparel,img/good.png,{not json},\n"  # 7
         "p6,Multi\n"  # 8 (quoted newline below starts on line 9)
-        "p7,\"Two\nlines\",Home,img/good.png,,\"desc\"\n"  # 9-10
+        'p7,"Two\nlines",Home,img/good.png,,"desc"\n'  # 9-10
         "p8,Text file,Home,img/notes.txt,,\n"  # 11
         "p9,Remote,Home,https://cdn.example.com/x.png,,\n"  # 12
-        "p10,Not an object,Home,img/good.png,\"[1,2]\",\n"  # 13
+        'p10,Not an object,Home,img/good.png,"[1,2]",\n'  # 13
         ",No id,Home,img/good.png,,\n"  # 14
         "p11,No category,,img/good.png,,\n"  # 15
         f"p12,Absolute,Home,{good},,\n"  # 16
@@ -96,7 +95,7 @@ def test_bad_rows_are_reported_with_line_numbers_and_good_rows_go_on(images):
 
 
 def test_jsonl_and_parquet(images):
-    tmp, good = images
+    tmp, _good = images
     rows = [
         {"product_id": "a", "title": "A", "category": "Home > Mugs", "image": "img/good.png", "attributes": {"Color": "Blue"}},
         {"product_id": "b", "title": "B", "category": "Home", "image": "img/missing.png"},
@@ -109,9 +108,7 @@ def test_jsonl_and_parquet(images):
     assert {(e.row, e.field) for e in result.errors} == {(2, "image"), (3, "row")}
 
     pq_path = tmp / "cat.parquet"
-    table = pa.Table.from_pylist(
-        [{**r, "attributes": json.dumps(r.get("attributes", {}))} for r in rows]
-    )
+    table = pa.Table.from_pylist([{**r, "attributes": json.dumps(r.get("attributes", {}))} for r in rows])
     pq.write_table(table, pq_path)
     result = load_catalog(pq_path)
     assert [p.product_id for p in result.products] == ["a"]

@@ -88,8 +88,21 @@ def test_every_command_has_help(command):
 
 def test_killed_run_resumes_without_losing_or_redoing_work(tmp_path):
     store = tmp_path / "store"
-    cmd = [str(BIN), "generate", str(DEMO_DIR / "products.csv"), "--out", str(store), "--workers", "2",
-           "--placements", "square,portrait", "--limit", "6", "--no-progress", "--json"]
+    cmd = [
+        str(BIN),
+        "generate",
+        str(DEMO_DIR / "products.csv"),
+        "--out",
+        str(store),
+        "--workers",
+        "2",
+        "--placements",
+        "square,portrait",
+        "--limit",
+        "6",
+        "--no-progress",
+        "--json",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     index = store / "index.sqlite"
     deadline = time.time() + 120
@@ -135,7 +148,7 @@ def test_segment_writes_one_mask_per_image(tmp_path, capsys):
     code = main(["segment", str(src), str(jpg), str(tmp_path / "bad.png"), "--out", str(tmp_path / "m"), "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 1  # one image failed
-    assert [w["method"] for w in out["written"]][0] == "alpha"
+    assert next(w["method"] for w in out["written"]) == "alpha"
     assert out["failed"][0]["image"].endswith("bad.png")
     for name in ("mighty-mug.png", "mug-on-white.png"):
         m = np.asarray(Image.open(tmp_path / "m" / name))
@@ -148,8 +161,10 @@ def test_segment_writes_one_mask_per_image(tmp_path, capsys):
 def test_report_renders_every_image_in_chromium(tmp_path, capsys, browser):
     store = tmp_path / "store"
     cat = DEMO_DIR / "products.csv"
-    assert main(["generate", str(cat), "--out", str(store), "--limit", "3", "--placements", "square,story",
-                 "--workers", "1", "--no-progress"]) == 0
+    assert (
+        main(["generate", str(cat), "--out", str(store), "--limit", "3", "--placements", "square,story", "--workers", "1", "--no-progress"])
+        == 0
+    )
     capsys.readouterr()
     assert main(["report", str(store), "--out", str(tmp_path / "r" / "report.html"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -179,8 +194,23 @@ def test_simulate_prints_records_and_writes_a_plot(tmp_path, capsys):
 def test_evaluate_obd_json_records(tmp_path, capsys):
     from conftest import OBD
 
-    code = main(["evaluate", "obd", "--data", str(OBD), "--campaigns", "men", "--policies", "uniform,linucb",
-                 "--bootstrap", "50", "--out", str(tmp_path), "--json"])
+    code = main(
+        [
+            "evaluate",
+            "obd",
+            "--data",
+            str(OBD),
+            "--campaigns",
+            "men",
+            "--policies",
+            "uniform,linucb",
+            "--bootstrap",
+            "50",
+            "--out",
+            str(tmp_path),
+            "--json",
+        ]
+    )
     assert code == 0
     records = json.loads(capsys.readouterr().out)
     assert {r["logs"] for r in records} == {"random", "bts"}

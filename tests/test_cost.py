@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from backdrop.creative.store import CreativeStore
 from backdrop.errors import BackdropError
 from backdrop.experiments import cost
 from backdrop.experiments.cost import (
@@ -21,7 +22,6 @@ from backdrop.experiments.cost import (
     table,
     table_markdown,
 )
-from backdrop.creative.store import CreativeStore
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "src" / "backdrop" / "data" / "demo" / "products.csv"
@@ -230,7 +230,13 @@ def test_table_rows_and_footnote():
     assert len(rows) == 3
     assert rows[0].startswith("| 10,000 | 200,000 |") and rows[2].startswith("| 10,000,000 | 200,000,000 |")
     assert "Assumptions" in md
-    for text in ("estimated from counted FLOPs", "[assumed]", "[given]", "10 decisions (impressions) per product per day", "$3 per GPU-hour"):
+    for text in (
+        "estimated from counted FLOPs",
+        "[assumed]",
+        "[given]",
+        "10 decisions (impressions) per product per day",
+        "$3 per GPU-hour",
+    ):
         assert text in md, text
 
 

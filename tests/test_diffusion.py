@@ -10,18 +10,21 @@ import pytest
 torch = pytest.importorskip("torch", reason="the [diffusion] extra (make test installs it)")
 pytest.importorskip("diffusers")
 
-from backdrop.creative.catalog import load_catalog, load_image  # noqa: E402
-from backdrop.cli import DEMO_DIR, main  # noqa: E402
-from backdrop.generators import describe_generator  # noqa: E402
-from backdrop.creative.pipeline import request_for  # noqa: E402
-from backdrop.generators.diffusion import DiffusionGenerator, ModelError, generation_size  # noqa: E402
-from backdrop.testing.tiny import build_sd, save_tiny  # noqa: E402
-from backdrop.imaging.layout import layout, load_placements  # noqa: E402
-from backdrop.imaging.mask import product_mask  # noqa: E402
-from backdrop.imaging.quality import Gate, expansion_scores, halo_score  # noqa: E402
-from backdrop.creative.pipeline import CreativeMaker, PipelineConfig  # noqa: E402
-from backdrop.creative.store import CreativeStore  # noqa: E402
-from backdrop.styles import StyleLibrary  # noqa: E402
+from backdrop.cli import DEMO_DIR, main
+from backdrop.creative.catalog import load_catalog, load_image
+from backdrop.creative.pipeline import (
+    CreativeMaker,
+    PipelineConfig,
+    request_for,
+)
+from backdrop.creative.store import CreativeStore
+from backdrop.generators import describe_generator
+from backdrop.generators.diffusion import DiffusionGenerator, ModelError, generation_size
+from backdrop.imaging.layout import layout, load_placements
+from backdrop.imaging.mask import product_mask
+from backdrop.imaging.quality import Gate, expansion_scores, halo_score
+from backdrop.styles import StyleLibrary
+from backdrop.testing.tiny import build_sd, save_tiny
 
 PLACEMENTS = load_placements()
 LAX = ["--gate-min-iou", "0", "--gate-max-expansion", "1000", "--gate-max-halo", "1000", "--gate-attempts", "1"]
@@ -56,7 +59,7 @@ def test_every_pipeline_kind_loads_offline_and_is_reproducible(tmp_path, mug, sd
     assert gen.spec() == DiffusionGenerator.describe(folder, steps=2)
     reqs = _requests(mug)
     out = gen.generate_batch(reqs)
-    for bg, r in zip(out, reqs):
+    for bg, r in zip(out, reqs, strict=True):
         assert bg.shape == (r.scene.height, r.scene.width, 3) and bg.dtype == np.uint8
     again = gen.generate_batch(reqs[:1])
     assert np.array_equal(out[0], again[0])  # seeded
@@ -69,8 +72,9 @@ def test_base_inpainting_model_plus_separate_controlnet(tmp_path, mug):
     base = tmp_path / "base"
     from diffusers import StableDiffusionInpaintPipeline
 
-    StableDiffusionInpaintPipeline(**{k: v for k, v in pipe.components.items() if k != "controlnet"},
-                                   requires_safety_checker=False).save_pretrained(base)
+    StableDiffusionInpaintPipeline(
+        **{k: v for k, v in pipe.components.items() if k != "controlnet"}, requires_safety_checker=False
+    ).save_pretrained(base)
     pipe.controlnet.save_pretrained(tmp_path / "cn")
     gen = DiffusionGenerator(base, controlnet=tmp_path / "cn", steps=1, control="mask")
     assert type(gen.pipe).__name__ == "StableDiffusionControlNetInpaintPipeline"
@@ -105,18 +109,40 @@ def test_generation_size_follows_the_native_resolution_and_aspect():
 
 def test_generate_cli_runs_the_production_path_and_keeps_product_pixels_exact(tiny_sd, tmp_path, capsys):
     store = tmp_path / "store"
-    args = ["generate", str(DEMO_DIR / "products.csv"), "--out", str(store), "--generator", "diffusion",
-            "--model", str(tiny_sd), "--steps", "2", "--limit", "1", "--placements", "square,story",
-            "--styles", "kitchen-counter,marble-counter", "--no-progress", "--json", *LAX]
+    args = [
+        "generate",
+        str(DEMO_DIR / "products.csv"),
+        "--out",
+        str(store),
+        "--generator",
+        "diffusion",
+        "--model",
+        str(tiny_sd),
+        "--steps",
+        "2",
+        "--limit",
+        "1",
+        "--placements",
+        "square,story",
+        "--styles",
+        "kitchen-counter,marble-counter",
+        "--no-progress",
+        "--json",
+        *LAX,
+    ]
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert (summary["generated"], summary["failed"]) == (4, 0)
     s = CreativeStore(store, readonly=True)
     product = load_catalog(DEMO_DIR / "products.csv").products[0]
-    config = PipelineConfig(placements=(PLACEMENTS["square"], PLACEMENTS["story"]), library=StyleLibrary.load(),
-                            styles=("kitchen-counter", "marble-counter"), generator="diffusion",
-                            generator_options={"model": str(tiny_sd), "steps": 2},
-                            gate={"min_iou": 0, "max_expansion": 1000, "max_halo": 1000, "max_attempts": 1})
+    config = PipelineConfig(
+        placements=(PLACEMENTS["square"], PLACEMENTS["story"]),
+        library=StyleLibrary.load(),
+        styles=("kitchen-counter", "marble-counter"),
+        generator="diffusion",
+        generator_options={"model": str(tiny_sd), "steps": 2},
+        gate={"min_iou": 0, "max_expansion": 1000, "max_halo": 1000, "max_attempts": 1},
+    )
     maker = CreativeMaker(config, s)
     scenes = {p.spec.key: p.scene for p in maker.prepare(product, maker.plan(product))}
     assert set(scenes) == {r.key for r in s}  # the CLI and the library agree on every key
@@ -132,9 +158,14 @@ def test_generate_cli_runs_the_production_path_and_keeps_product_pixels_exact(ti
 
 
 def test_gate_regenerates_then_falls_back_to_procedural(tiny_sd, tmp_path, mug):
-    config = PipelineConfig(placements=(PLACEMENTS["square"],), library=StyleLibrary.load(), styles=("marble-counter",),
-                            generator="diffusion", generator_options={"model": str(tiny_sd), "steps": 1},
-                            gate={"max_attempts": 2})  # the default thresholds: random weights paint noise
+    config = PipelineConfig(
+        placements=(PLACEMENTS["square"],),
+        library=StyleLibrary.load(),
+        styles=("marble-counter",),
+        generator="diffusion",
+        generator_options={"model": str(tiny_sd), "steps": 1},
+        gate={"max_attempts": 2},
+    )  # the default thresholds: random weights paint noise
     maker = CreativeMaker(config, CreativeStore(tmp_path / "s"))
     product = load_catalog(DEMO_DIR / "products.csv").products[0]
     [res] = maker.make(product)
@@ -188,7 +219,7 @@ def test_expansion_iou_and_halo_scores():
 
 
 def test_describe_needs_no_weights_and_errors_are_clear(tiny_sd, tmp_path, capsys):
-    name, version, spec, gated = describe_generator("diffusion", model=str(tiny_sd), steps=3)
+    name, _version, spec, gated = describe_generator("diffusion", model=str(tiny_sd), steps=3)
     assert (name, gated, spec["steps"], spec["pipeline"]) == ("diffusion", True, 3, "StableDiffusionControlNetInpaintPipeline")
     with pytest.raises(ModelError, match="not in the Hugging Face cache"):
         DiffusionGenerator("no-such/model-anywhere")
@@ -204,9 +235,25 @@ def test_describe_needs_no_weights_and_errors_are_clear(tiny_sd, tmp_path, capsy
 
 def test_ray_local_run_writes_the_same_creatives_as_the_local_run(tiny_sd, tmp_path, capsys):
     pytest.importorskip("ray", reason="the [ray] extra (make test installs it)")
-    common = [str(DEMO_DIR / "products.csv"), "--generator", "diffusion", "--model", str(tiny_sd), "--steps", "1",
-              "--limit", "1", "--placements", "square", "--styles", "kitchen-counter,marble-counter", "--no-progress",
-              "--json", "--gate-attempts", "2"]
+    common = [
+        str(DEMO_DIR / "products.csv"),
+        "--generator",
+        "diffusion",
+        "--model",
+        str(tiny_sd),
+        "--steps",
+        "1",
+        "--limit",
+        "1",
+        "--placements",
+        "square",
+        "--styles",
+        "kitchen-counter,marble-counter",
+        "--no-progress",
+        "--json",
+        "--gate-attempts",
+        "2",
+    ]
     assert main(["generate", *common, "--out", str(tmp_path / "ray"), "--ray"]) == 0
     ray_summary = json.loads(capsys.readouterr().out)
     assert (ray_summary["generated"], ray_summary["failed"]) == (2, 0)
@@ -225,9 +272,31 @@ def test_ray_local_run_writes_the_same_creatives_as_the_local_run(tiny_sd, tmp_p
 
 def test_report_shows_the_gate_scores(tiny_sd, tmp_path, capsys):
     store = tmp_path / "s"
-    assert main(["generate", str(DEMO_DIR / "products.csv"), "--out", str(store), "--generator", "diffusion",
-                 "--model", str(tiny_sd), "--steps", "1", "--limit", "1", "--placements", "square",
-                 "--styles", "marble-counter", "--no-progress", *LAX]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                str(DEMO_DIR / "products.csv"),
+                "--out",
+                str(store),
+                "--generator",
+                "diffusion",
+                "--model",
+                str(tiny_sd),
+                "--steps",
+                "1",
+                "--limit",
+                "1",
+                "--placements",
+                "square",
+                "--styles",
+                "marble-counter",
+                "--no-progress",
+                *LAX,
+            ]
+        )
+        == 0
+    )
     assert main(["report", str(store), "--out", str(tmp_path / "r.html")]) == 0
     html = Path(tmp_path / "r.html").read_text()
     assert "exp " in html and "iou" in html

@@ -340,9 +340,7 @@ def test_arcsine_sample_size_matches_statsmodels(baseline, lift, alpha, power):
     h = sm_prop.proportion_effectsize(baseline * (1 + lift), baseline)
     ref = sm_power.NormalIndPower().solve_power(effect_size=h, alpha=alpha, power=power, ratio=1.0)
     assert abs(sample_size_per_arm(baseline, lift, alpha, power, method="arcsine") - math.ceil(ref)) <= 1
-    ref1 = sm_power.NormalIndPower().solve_power(
-        effect_size=abs(h), alpha=alpha, power=power, ratio=1.0, alternative="larger"
-    )
+    ref1 = sm_power.NormalIndPower().solve_power(effect_size=abs(h), alpha=alpha, power=power, ratio=1.0, alternative="larger")
     n1 = sample_size_per_arm(baseline, lift, alpha, power, two_sided=False, method="arcsine")
     assert abs(n1 - math.ceil(ref1)) <= 1
 
@@ -386,9 +384,7 @@ def test_paper_plan_cannot_detect_a_five_percent_lift():
     n_arcsine = sample_size_per_arm(0.01, 0.05, method="arcsine")
     n_normal = sample_size_per_arm(0.01, 0.05, method="normal")
     assert 630_000 <= n_arcsine <= 640_000 and 630_000 <= n_normal <= 640_000
-    ref = sm_power.NormalIndPower().solve_power(
-        effect_size=sm_prop.proportion_effectsize(0.0105, 0.01), alpha=0.05, power=0.8
-    )
+    ref = sm_power.NormalIndPower().solve_power(effect_size=sm_prop.proportion_effectsize(0.0105, 0.01), alpha=0.05, power=0.8)
     assert abs(n_arcsine - math.ceil(ref)) <= 1
     assert n_arcsine / 10_000 > 60
 

@@ -1,4 +1,3 @@
-
 import numpy as np
 import pytest
 import yaml
@@ -8,7 +7,6 @@ from backdrop.errors import ConfigError
 from backdrop.imaging.composite import composite, exact_region_matches
 from backdrop.imaging.layout import Placement, layout, load_placements, resize_premultiplied
 from backdrop.imaging.mask import alpha_is_meaningful, object_alpha, product_mask
-
 from conftest import SAMPLE_CATALOG as SAMPLE
 
 

@@ -3,12 +3,12 @@ import shutil
 import numpy as np
 import pytest
 
-from backdrop.creative.local import planned_count, run_local
-from backdrop.creative.catalog import load_catalog
 from backdrop.cli import DEMO_DIR
-from backdrop.imaging.layout import load_placements
+from backdrop.creative.catalog import load_catalog
+from backdrop.creative.local import planned_count, run_local
 from backdrop.creative.pipeline import CreativeMaker, PipelineConfig, derive_seed
 from backdrop.creative.store import CreativeStore
+from backdrop.imaging.layout import load_placements
 from backdrop.styles import StyleLibrary
 
 PLACEMENTS = load_placements()

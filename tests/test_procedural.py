@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from backdrop.creative.pipeline import request_for
 from backdrop.generators import get_generator
 from backdrop.generators.base import Generator
-from backdrop.creative.pipeline import request_for
 from backdrop.generators.procedural import (
     FLOOR_SCENES,
     SCENES,
@@ -24,7 +24,6 @@ from backdrop.imaging.color import dominant_colors
 from backdrop.imaging.composite import composite, exact_region_matches
 from backdrop.imaging.layout import Placement, layout, load_placements
 from backdrop.styles import Style, StyleLibrary
-
 from conftest import SAMPLE_CATALOG as SAMPLE_DIR
 
 BLUE = (31, 95, 255)
@@ -184,7 +183,7 @@ def test_bad_params_fail_at_library_load(tmp_path):
 
 def _contact_window(scene):
     """Rows just below the product's base, across its middle columns."""
-    x0, y0, x1, y1 = scene.box
+    x0, _y0, x1, _y1 = scene.box
     cw = (x1 - x0) // 4
     return slice(scene.ground_y + 1, scene.ground_y + 5), slice(x0 + cw, x1 - cw)
 

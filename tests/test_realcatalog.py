@@ -19,17 +19,15 @@ from PIL import Image
 
 from backdrop.cli import main
 from backdrop.creative.pipeline import request_for
+from backdrop.creative.store import CreativeStore
 from backdrop.generators.procedural import ProceduralGenerator
+from backdrop.imaging.background import ColourModel, trapped_background
 from backdrop.imaging.composite import composite
 from backdrop.imaging.framing import FramingRules, cut_sides
-from backdrop.imaging.layout import Placement, QARules, layout, load_placement_set, load_placements
+from backdrop.imaging.layout import QARules, layout, load_placement_set, load_placements
 from backdrop.imaging.people import PersonDetector, skin_mask
 from backdrop.imaging.quality import procedural_quality, qa_checks
-from backdrop.imaging.background import ColourModel, trapped_background
-from backdrop.imaging.subject import Subject
-from backdrop.creative.store import CreativeStore
 from backdrop.styles import Style, StyleLibrary, fill_template, fix_articles
-
 from conftest import SHARED_DATA, need
 
 MAGENTO = SHARED_DATA / "magento-catalog"
@@ -107,8 +105,16 @@ def test_cut_on_two_opposite_sides_fills_that_dimension():
     scene = layout(np.full((100, 400, 3), 90, np.uint8), wide, PLACEMENTS["story"], cut=("top", "bottom"))
     assert scene.box[3] - scene.box[1] < PLACEMENTS["story"].height
     creative = np.full((scene.height, scene.width, 3), 200, np.uint8)
-    reasons = qa_checks(creative, scene, photo_cut=("top", "bottom"), on_model=False, style_suits="both",
-                        trapped_share=0.0, metrics=procedural_quality(creative, scene), rules=QARules())
+    reasons = qa_checks(
+        creative,
+        scene,
+        photo_cut=("top", "bottom"),
+        on_model=False,
+        style_suits="both",
+        trapped_share=0.0,
+        metrics=procedural_quality(creative, scene),
+        rules=QARules(),
+    )
     assert {r["check"] for r in reasons} >= {"cut-not-flush"}
 
 
@@ -137,7 +143,7 @@ def test_the_placements_file_carries_the_framing_and_qa_knobs(tmp_path):
     bad.write_text("placements:\n  - {name: s, width: 100, height: 100}\nframing: {band_px: 0}\n")
     from backdrop.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="framing.band_px"):
+    with pytest.raises(ConfigError, match=r"framing\.band_px"):
         load_placement_set(bad)
 
 
@@ -289,8 +295,22 @@ def test_google_product_category_by_id_or_path(library):
 
 
 def test_every_shipped_retail_category_has_styles_for_packshots_and_for_people(library):
-    for cat in ("Tops", "Bottoms", "Outerwear", "Shoes", "Bags", "Watches & Jewellery", "Sports & Fitness",
-                "Home & Furniture", "Kitchen", "Beauty", "Electronics", "Toys", "Food & Drink", "Books"):
+    for cat in (
+        "Tops",
+        "Bottoms",
+        "Outerwear",
+        "Shoes",
+        "Bags",
+        "Watches & Jewellery",
+        "Sports & Fitness",
+        "Home & Furniture",
+        "Kitchen",
+        "Beauty",
+        "Electronics",
+        "Toys",
+        "Food & Drink",
+        "Books",
+    ):
         styles = library.for_category(cat)
         assert len(styles) >= 5, cat
         assert any(s.suits_subject(False) for s in styles), cat
@@ -318,8 +338,7 @@ def test_catalog_titles_are_cleaned(tmp_path):
     img = tmp_path / "p.png"
     Image.new("RGB", (64, 64), (200, 30, 30)).save(img)
     (tmp_path / "c.csv").write_text(
-        "product_id,title,category,image,google_product_category\n"
-        'p1,"Logan  HeatTec&reg; Tee ",Men &gt; Tops,p.png,212\n'
+        'product_id,title,category,image,google_product_category\np1,"Logan  HeatTec&reg; Tee ",Men &gt; Tops,p.png,212\n'
     )
     [p] = load_catalog(tmp_path / "c.csv").products
     assert p.title == "Logan HeatTec® Tee" and p.category_path == ("Men", "Tops") and p.google_category == "212"
@@ -399,8 +418,7 @@ def _catalog(tmp_path: Path) -> Path:
 def test_generate_lays_out_the_cut_product_flush_with_styles_for_a_person(tmp_path, capsys):
     cat = _catalog(tmp_path)
     store = tmp_path / "s"
-    code = main(["generate", str(cat), "--out", str(store), "--placements", "square,story", "--workers", "1",
-                 "--no-progress", "--json"])
+    code = main(["generate", str(cat), "--out", str(store), "--placements", "square,story", "--workers", "1", "--no-progress", "--json"])
     assert code == 0
     cap = capsys.readouterr()
     summary = json.loads(cap.out)
@@ -440,7 +458,9 @@ def test_a_rerun_plans_from_the_cached_analysis_without_decoding(tmp_path, capsy
 
 def test_styles_that_a_product_lacks_are_named(tmp_path, capsys):
     cat = _catalog(tmp_path)
-    code = main(["generate", str(cat), "--out", str(tmp_path / "s"), "--styles", "marble-counter", "--workers", "1", "--no-progress", "--json"])
+    code = main(
+        ["generate", str(cat), "--out", str(tmp_path / "s"), "--styles", "marble-counter", "--workers", "1", "--no-progress", "--json"]
+    )
     cap = capsys.readouterr()
     summary = json.loads(cap.out)
     # the trousers are worn: no tabletop for them, and the error says so
@@ -449,8 +469,26 @@ def test_styles_that_a_product_lacks_are_named(tmp_path, capsys):
     assert "its styles:" in err["reason"] and "Men > Bottoms > Pants" in err["reason"]
     assert code == 0 and summary["generated"] > 0  # the products that have it are made
     assert "has no 'marble-counter'" in cap.err
-    assert main(["generate", str(cat), "--out", str(tmp_path / "t"), "--styles", "urban-concrete", "--limit", "1",
-                 "--placements", "square", "--workers", "1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                str(cat),
+                "--out",
+                str(tmp_path / "t"),
+                "--styles",
+                "urban-concrete",
+                "--limit",
+                "1",
+                "--placements",
+                "square",
+                "--workers",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
 
 
 def test_flagged_creatives_come_first_in_the_report_and_are_not_served(tmp_path, capsys):
@@ -462,8 +500,10 @@ def test_flagged_creatives_come_first_in_the_report_and_are_not_served(tmp_path,
     s = CreativeStore(store)
     victim = s.creatives(product_id="box-1")[0]
     with s._db() as db:
-        db.execute("UPDATE creatives SET qa_status='flagged', qa_reasons=? WHERE key=?",
-                   (json.dumps([{"check": "halo", "detail": "a ring"}]), victim.key))
+        db.execute(
+            "UPDATE creatives SET qa_status='flagged', qa_reasons=? WHERE key=?",
+            (json.dumps([{"check": "halo", "detail": "a ring"}]), victim.key),
+        )
     assert main(["report", str(store), "--out", str(tmp_path / "r.html")]) == 0
     html = (tmp_path / "r.html").read_text()
     assert html.index('id="flagged"') < html.index('class="product')
@@ -516,15 +556,32 @@ HARD = ["MH03", "MP03", "WJ04", "24-WB02", "24-WG02", "24-UG03"]
 def magento_store(tmp_path_factory):
     need((MAGENTO / "products.csv").is_file(), f"the shared Magento catalog at {MAGENTO}")
     out = tmp_path_factory.mktemp("magento")
-    rows = [r for r in csv.DictReader(open(MAGENTO / "products.csv", newline="")) if r["product_id"] in HARD]
+    with open(MAGENTO / "products.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["product_id"] in HARD]
     cat = out / "hard.csv"
     with open(cat, "w", newline="") as f:
         wr = csv.DictWriter(f, fieldnames=list(rows[0]))
         wr.writeheader()
         for r in rows:
             wr.writerow(r | {"image": str(MAGENTO / r["image"])})
-    assert main(["generate", str(cat), "--out", str(out / "store"), "--placements", "square,story", "--styles",
-                 "studio-sweep,urban-concrete,marble-counter,glossy-studio", "--workers", "2", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                str(cat),
+                "--out",
+                str(out / "store"),
+                "--placements",
+                "square,story",
+                "--styles",
+                "studio-sweep,urban-concrete,marble-counter,glossy-studio",
+                "--workers",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     return CreativeStore(out / "store", readonly=True)
 
 
@@ -547,8 +604,8 @@ def test_magento_hard_cases_flush_intact_and_free_of_trapped_background(magento_
             if "top" in subject["cut"]:
                 assert y0 == 0
             if not subject["cut"]:
-                assert 0 < y0 and y1 < r.height
-            assert 0 < x0 and x1 < r.width
+                assert y0 > 0 and y1 < r.height
+            assert x0 > 0 and x1 < r.width
             if on_model:
                 assert r.style != "marble-counter" and "people" not in r.negative_prompt
             assert r.qa_status == "ok", (pid, r.style, r.placement, r.qa_reasons)

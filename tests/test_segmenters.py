@@ -18,8 +18,9 @@ import pytest
 
 from backdrop.imaging import mask as mask_mod
 from backdrop.imaging import maskops, matting, segmenters
+from conftest import SAMPLE_CATALOG as DATA
+from conftest import STRICT
 
-from conftest import SAMPLE_CATALOG as DATA, STRICT
 BENCH = pathlib.Path(__file__).parents[1] / "benchmarks" / "bench_segment.py"
 
 #: a solid dark product, a white-on-white shoe, a grey t-shirt (shadow-coloured), glasses
@@ -71,7 +72,7 @@ def masks(samples):
 
 
 def _ious(bench, samples, masks):
-    return [bench.iou(m, s.truth) for m, s in zip(masks, samples)]
+    return [bench.iou(m, s.truth) for m, s in zip(masks, samples, strict=True)]
 
 
 # --- quality ------------------------------------------------------------------------------------
@@ -89,13 +90,11 @@ FLOORS = {
 }
 
 
-@pytest.mark.parametrize(
-    "name", ["classical", pytest.param("u2netp", marks=needs_learned), pytest.param("combined", marks=needs_learned)]
-)
+@pytest.mark.parametrize("name", ["classical", pytest.param("u2netp", marks=needs_learned), pytest.param("combined", marks=needs_learned)])
 def test_iou_floor(name, bench, samples, masks):
     ious = _ious(bench, samples, masks(name))
     mean_floor, min_floor = FLOORS[name]
-    detail = ", ".join(f"{s.image}/{s.variant}={i:.3f}" for s, i in zip(samples, ious))
+    detail = ", ".join(f"{s.image}/{s.variant}={i:.3f}" for s, i in zip(samples, ious, strict=True))
     assert np.mean(ious) >= mean_floor, f"{name}: mean IoU {np.mean(ious):.4f} < {mean_floor} ({detail})"
     assert min(ious) >= min_floor, f"{name}: min IoU {min(ious):.4f} < {min_floor} ({detail})"
 
@@ -123,21 +122,17 @@ def _check_contract(m: np.ndarray, shape: tuple[int, int]) -> None:
         assert not (soft & ~band).any(), "soft values away from the boundary"
 
 
-@pytest.mark.parametrize(
-    "name", ["classical", pytest.param("u2netp", marks=needs_learned), pytest.param("combined", marks=needs_learned)]
-)
+@pytest.mark.parametrize("name", ["classical", pytest.param("u2netp", marks=needs_learned), pytest.param("combined", marks=needs_learned)])
 def test_output_contract(name, samples, masks):
-    for s, m in zip(samples, masks(name)):
+    for s, m in zip(samples, masks(name), strict=True):
         _check_contract(m, s.truth.shape)
         assert m.max() == 255 and m.min() == 0
 
 
-@pytest.mark.parametrize(
-    "name", ["classical", pytest.param("combined", marks=needs_learned)]
-)
+@pytest.mark.parametrize("name", ["classical", pytest.param("combined", marks=needs_learned)])
 def test_solid_interior_is_255_and_far_background_is_0(name, samples, masks):
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * 6 + 1, 2 * 6 + 1))
-    for s, m in zip(samples, masks(name)):
+    for s, m in zip(samples, masks(name), strict=True):
         if s.image != "mighty-mug":  # a solid, dark, colourful product
             continue
         interior = cv2.erode(s.truth.astype(np.uint8), k) > 0
@@ -149,7 +144,7 @@ def test_solid_interior_is_255_and_far_background_is_0(name, samples, masks):
 @needs_learned
 def test_mug_handle_hole_stays_background(samples, masks):
     """The inside of the handle is background; holes are not blindly filled."""
-    for s, m in zip(samples, masks("combined")):
+    for s, m in zip(samples, masks("combined"), strict=True):
         if s.image != "mighty-mug":
             continue
         filled = maskops.fill_holes(s.truth)

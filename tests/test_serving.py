@@ -133,7 +133,9 @@ def test_nan_and_oversized_bodies_are_rejected(client):
     nan = b'{"item_id": "apple-juice", "placement": "square", "user": {"features": {"x": NaN}}}'
     r = client.post("/v1/decide", content=nan, headers={"content-type": "application/json"})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "user", "features", "x"]
-    r = client.post("/v1/feedback", content=b'{"decision_id": "a", "reward": Infinity}', headers=AUTH | {"content-type": "application/json"})
+    r = client.post(
+        "/v1/feedback", content=b'{"decision_id": "a", "reward": Infinity}', headers=AUTH | {"content-type": "application/json"}
+    )
     assert r.status_code == 422 and "reward" in json.dumps(r.json())
     big = json.dumps({"item_id": "apple-juice", "placement": "square", "request_id": "x" * 20_000})
     assert client.post("/v1/decide", content=big, headers={"content-type": "application/json"}).status_code == 413
@@ -168,8 +170,12 @@ def test_learner_model_equals_the_offline_model_and_replicas_pick_it_up(small_st
     rng = np.random.default_rng(0)
     with TestClient(app) as c:
         for i in range(120):
-            body = _decide(c, item=["apple-juice", "ascii-tee-1"][i % 2], placement=["square", "story"][i % 3 % 2],
-                           user={"features": {"segment": f"s{i % 4}"}}).json()
+            body = _decide(
+                c,
+                item=["apple-juice", "ascii-tee-1"][i % 2],
+                placement=["square", "story"][i % 3 % 2],
+                user={"features": {"segment": f"s{i % 4}"}},
+            ).json()
             if rng.random() < 0.3:
                 c.post("/v1/feedback", json={"decision_id": body["decision_id"], "reward": 1}, headers=AUTH)
         service = app.state.service
@@ -185,7 +191,7 @@ def test_learner_model_equals_the_offline_model_and_replicas_pick_it_up(small_st
         assert offset == latest.learner_offset
         online = Policy.from_bytes(latest.blob)
         assert online.arm_ids == offline.arm_ids and online.n_updates == offline.n_updates == 120
-        for (k, a), b in zip(online._state().items(), offline._state().values()):
+        for (k, a), b in zip(online._state().items(), offline._state().values(), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=k)
 
         deadline = time.time() + 5
@@ -275,8 +281,28 @@ def test_evaluate_log_on_the_services_own_log(small_store, tmp_path, capsys):
                 c.post("/v1/feedback", json={"decision_id": body["decision_id"], "reward": 1}, headers=AUTH)
     time.sleep(0.1)
     capsys.readouterr()
-    assert main(["evaluate", "log", "--db", str(db), "--join-window", "0", "--commit-grace", "0", "--bootstrap", "50",
-                 "--policy", "linucb:alpha=0.5", "--policy", "uniform", "--json"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "log",
+                "--db",
+                str(db),
+                "--join-window",
+                "0",
+                "--commit-grace",
+                "0",
+                "--bootstrap",
+                "50",
+                "--policy",
+                "linucb:alpha=0.5",
+                "--policy",
+                "uniform",
+                "--json",
+            ]
+        )
+        == 0
+    )
     records = json.loads(capsys.readouterr().out)
     by = {(r["policy"], r["estimator"]): r for r in records}
     assert by[("logged", "on-policy")]["n"] == 300
@@ -338,5 +364,5 @@ def test_settings_come_from_flags_then_environment_then_the_file(tmp_path, monke
     assert s.limits.body_timeout_s == 4 and s.api_key.get_secret_value() == "from-env"
     assert load_settings(cfg, store=tmp_path, log_timeout_ms=5).log_timeout_ms == 5  # a flag beats the environment
     monkeypatch.setenv("BACKDROP_POLICY__NAME", "nope")
-    with pytest.raises(BackdropError, match="policy.name"):
+    with pytest.raises(BackdropError, match=r"policy\.name"):
         load_settings(cfg, store=tmp_path)

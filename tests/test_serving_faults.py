@@ -13,7 +13,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import start_postgres
 from fastapi.testclient import TestClient
 
 from backdrop.bandit import Policy
@@ -21,6 +20,7 @@ from backdrop.serving.app import create_app
 from backdrop.serving.eventlog import open_event_log
 from backdrop.serving.learner import train_offline
 from backdrop.serving.settings import load_settings
+from conftest import start_postgres
 
 KEY = "fault-key"
 BIN = Path(sys.executable).parent / "backdrop"
@@ -130,7 +130,7 @@ def test_two_replicas_and_learner_survive_kill_9_under_load(small_store, pg_url,
     replicas = [_Proc([str(BIN), "serve", *common, "--port", str(p)], tmp_path / f"replica{i}.log") for i, p in enumerate(ports)]
     learner = _Proc([str(BIN), "learn", *common, "--interval", "0.2"], tmp_path / "learner.log")
     try:
-        for port, proc in zip(ports, replicas):
+        for port, proc in zip(ports, replicas, strict=True):
             _wait_ready(port, proc)
 
         n_total, n_threads = 5000, 4
@@ -146,8 +146,12 @@ def test_two_replicas_and_learner_survive_kill_9_under_load(small_store, pg_url,
             sessions = [httpx.Client(base_url=f"http://127.0.0.1:{p}", timeout=10) for p in ports]
             while (i := next(counter)) < n_total:
                 seg = f"s{rng.randrange(4)}"
-                body = {"request_id": f"req-{i}", "item_id": rng.choice(items), "placement": rng.choice(["square", "story"]),
-                        "user": {"id": f"u{rng.randrange(500)}", "features": {"segment": seg}}}
+                body = {
+                    "request_id": f"req-{i}",
+                    "item_id": rng.choice(items),
+                    "placement": rng.choice(["square", "story"]),
+                    "user": {"id": f"u{rng.randrange(500)}", "features": {"segment": seg}},
+                }
                 for attempt in range(40):  # like a load balancer: retry the same request on the other replica
                     try:
                         r = sessions[(i + attempt) % 2].post("/v1/decide", json=body)
@@ -171,7 +175,8 @@ def test_two_replicas_and_learner_survive_kill_9_under_load(small_store, pg_url,
                         for attempt in range(40):
                             try:
                                 fb = sessions[(i + attempt + 1) % 2].post(
-                                    "/v1/feedback", json={"decision_id": d["decision_id"], "reward": 1}, headers={"X-API-Key": KEY})
+                                    "/v1/feedback", json={"decision_id": d["decision_id"], "reward": 1}, headers={"X-API-Key": KEY}
+                                )
                                 break
                             except httpx.TransportError:
                                 time.sleep(0.05)
@@ -215,13 +220,11 @@ def test_two_replicas_and_learner_survive_kill_9_under_load(small_store, pg_url,
                 assert time.time() < deadline, f"learner stuck at {m.learner_offset if m else None} of {max_seq}"
                 time.sleep(0.3)
             settings = load_settings(config, store=small_store, db=pg_url, join_window_s=1)
-            offline, offset = train_offline(
-                log, lambda: settings.policy.make(settings.features.n_features), join_window_s=1, grace_s=2.5
-            )
+            offline, offset = train_offline(log, lambda: settings.policy.make(settings.features.n_features), join_window_s=1, grace_s=2.5)
             online = Policy.from_bytes(m.blob)
             assert offset == m.learner_offset and m.n_decisions == len(logged) == online.n_updates
             assert online.arm_ids == offline.arm_ids
-            for (k, a), b in zip(online._state().items(), offline._state().values()):
+            for (k, a), b in zip(online._state().items(), offline._state().values(), strict=True):
                 np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=k)
             assert m.n_rewards == len(rewards)
             # the replicas serve the learner's latest version

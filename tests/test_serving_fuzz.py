@@ -17,7 +17,11 @@ def test_api_never_errs_and_keeps_its_schema(small_store, tmp_path):
     with TestClient(app):  # runs the lifespan (closes the service after)
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
         operations = [result.ok() for result in schema.get_all_operations()]
-        assert {f"{op.method.upper()} {op.path}" for op in operations} >= {"POST /v1/decide", "POST /v1/feedback", "GET /v1/creatives/{key}"}
+        assert {f"{op.method.upper()} {op.path}" for op in operations} >= {
+            "POST /v1/decide",
+            "POST /v1/feedback",
+            "GET /v1/creatives/{key}",
+        }
         for op in operations:
 
             @given(case=op.as_strategy())

@@ -22,8 +22,19 @@ BASE = dict(
 def _put(store, key, seed=0, fmt="png"):
     img = np.random.default_rng(seed).integers(0, 256, (32, 48, 3), dtype=np.uint8)
     return img, store.put(
-        key, img, fmt=fmt, product_id="p", style="s", placement="square", generator="procedural",
-        generator_version="1", seed=seed, prompt="a prompt", negative_prompt="", params={"a": 1}, metrics={"m": 2},
+        key,
+        img,
+        fmt=fmt,
+        product_id="p",
+        style="s",
+        placement="square",
+        generator="procedural",
+        generator_version="1",
+        seed=seed,
+        prompt="a prompt",
+        negative_prompt="",
+        params={"a": 1},
+        metrics={"m": 2},
     )
 
 

@@ -48,7 +48,8 @@ def test_the_study_reads_the_services_log_and_says_clicks_are_simulated(studies)
     assert table["clicks"] > 0.05 * config.impressions
     # the off-policy estimates come from the random arm's log, for both the fixed and the learning arm
     assert {(r["target"], r["estimator"]) for r in result["off_policy"]} == {
-        (t, e) for t in ("fixed", "personalized") for e in ("ips", "snips", "dr")}
+        (t, e) for t in ("fixed", "personalized") for e in ("ips", "snips", "dr")
+    }
     regret = result["regret"]
     assert regret["original"]["regret"][-1] > regret["fixed"]["regret"][-1] > 0  # the catalog image is far from the oracle
 

@@ -14,13 +14,23 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_the_wheel_runs_demo_and_cost_from_an_empty_directory(tmp_path):
     dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(ROOT)],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(ROOT)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     [wheel] = dist.glob("backdrop-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for needed in ("backdrop/templates/contact_sheet.html.j2", "backdrop/templates/study.html.j2", "backdrop/data/measured.json",
-                   "backdrop/styles/data/taxonomy-with-ids.en-US.txt.gz", "backdrop/config/placements.yaml",
-                   "backdrop/styles/library.yaml", "backdrop/data/demo/products.csv"):
+    for needed in (
+        "backdrop/templates/contact_sheet.html.j2",
+        "backdrop/templates/study.html.j2",
+        "backdrop/data/measured.json",
+        "backdrop/styles/data/taxonomy-with-ids.en-US.txt.gz",
+        "backdrop/config/placements.yaml",
+        "backdrop/styles/library.yaml",
+        "backdrop/data/demo/products.csv",
+    ):
         assert needed in names, needed
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)], check=True)
@@ -29,10 +39,13 @@ def test_the_wheel_runs_demo_and_cost_from_an_empty_directory(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(site)}  # the wheel first; its dependencies from this environment
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "backdrop.cli", *args], cwd=empty, env=env, capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            [sys.executable, "-m", "backdrop.cli", *args], cwd=empty, env=env, capture_output=True, text=True, timeout=600
+        )
 
-    where = subprocess.run([sys.executable, "-c", "import backdrop; print(backdrop.__file__)"], cwd=empty, env=env,
-                           capture_output=True, text=True, check=True).stdout
+    where = subprocess.run(
+        [sys.executable, "-c", "import backdrop; print(backdrop.__file__)"], cwd=empty, env=env, capture_output=True, text=True, check=True
+    ).stdout
     assert where.startswith(str(site)), where  # not the source tree
     r = run("cost", "--products", "1000", "--json")
     assert r.returncode == 0, r.stderr

@@ -38,4 +38,3 @@ def split_path(value: str, separators: str = PATH_SEPARATORS) -> tuple[str, ...]
     """
     pattern = "[" + re.escape(separators) + "]"
     return tuple(p.strip() for p in re.split(pattern, value or "") if p.strip())
-

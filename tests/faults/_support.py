@@ -59,16 +59,14 @@ def remount_readonly(path: Path) -> None:
 
 def fill(path: Path, leave: int = 0) -> None:
     """Fill the filesystem of ``path``, leaving about ``leave`` bytes free."""
-    with contextlib.suppress(OSError):
-        with open(path / "filler", "wb") as f:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-    with contextlib.suppress(OSError):
-        with open(path / "filler2", "wb") as f:
-            while True:
-                f.write(b"\0" * 512)
-                f.flush()
+    with contextlib.suppress(OSError), open(path / "filler", "wb") as f:
+        while True:
+            f.write(b"\0" * 65536)
+            f.flush()
+    with contextlib.suppress(OSError), open(path / "filler2", "wb") as f:
+        while True:
+            f.write(b"\0" * 512)
+            f.flush()
     if leave:
         (path / "filler2").unlink(missing_ok=True)
         size = (path / "filler").stat().st_size
@@ -88,9 +86,10 @@ class Server:
         self.port = free_port()
         self.log_path = log_path
         env = {**os.environ, "BACKDROP_API_KEY": KEY, **(env or {})}
-        err = open(log_path, "ab") if log_path else subprocess.DEVNULL
-        self.p = subprocess.Popen([str(BIN), "serve", *args, "--port", str(self.port)], stdout=subprocess.DEVNULL,
-                                  stderr=err, env=env, start_new_session=True)
+        err = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - the child writes it; closed below
+        self.p = subprocess.Popen(
+            [str(BIN), "serve", *args, "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=err, env=env, start_new_session=True
+        )
         if log_path:
             err.close()
 

@@ -9,22 +9,35 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import pytest
+from _support import AUTH, BIN, KEY, alive, children, fill, remount_readonly, settings, store_copy, tiny_fs  # noqa: F401
 from fastapi.testclient import TestClient
 
-from _support import AUTH, BIN, KEY, alive, children, fill, remount_readonly, settings, store_copy, tiny_fs  # noqa: F401
 from backdrop.cli import DEMO_DIR, main
 
 DEMO = DEMO_DIR / "products.csv"
 
 
 def _generate(store, *extra):
-    return main(["generate", str(DEMO), "--out", str(store), "--placements", "square", "--limit", "2",
-                 "--workers", "1", "--no-progress", "--json", *extra])
+    return main(
+        [
+            "generate",
+            str(DEMO),
+            "--out",
+            str(store),
+            "--placements",
+            "square",
+            "--limit",
+            "2",
+            "--workers",
+            "1",
+            "--no-progress",
+            "--json",
+            *extra,
+        ]
+    )
 
 
 def test_a_full_disk_fails_the_run_with_one_line_and_exit_3_injected(tmp_path, capsys, monkeypatch):
@@ -61,8 +74,12 @@ def test_a_full_disk_fails_the_run_with_exit_3_on_a_real_tiny_filesystem(tmp_pat
 
 def test_workers_die_with_their_parent(tmp_path):
     out = tmp_path / "s"
-    p = subprocess.Popen([str(BIN), "generate", str(DEMO), "--out", str(out), "--workers", "2", "--no-progress"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    p = subprocess.Popen(
+        [str(BIN), "generate", str(DEMO), "--out", str(out), "--workers", "2", "--no-progress"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 60
     workers = []
     while time.time() < deadline:  # wait until both workers run and have written something

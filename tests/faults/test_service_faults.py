@@ -4,11 +4,9 @@ says so, nothing written that was not claimed, readiness, a metric). Run alone: 
 from __future__ import annotations
 
 import io
-import json
 import os
 import socket
 import sqlite3
-import threading
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -16,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _support import AUTH, KEY, Server, fill, settings, store_copy, tiny_fs  # noqa: F401 (fixtures)
 from fastapi.testclient import TestClient
 
-from _support import AUTH, KEY, Server, fill, settings, store_copy, tiny_fs  # noqa: F401 (fixtures)
 from backdrop.bandit import LinUCB
 from backdrop.serving.app import create_app
-from backdrop.serving.schemas import DecideRequest
 from backdrop.serving.eventlog import SQLiteEventLog, open_event_log
+from backdrop.serving.schemas import DecideRequest
 
 BODY = {"item_id": "apple-juice", "placement": "square", "user": {"id": "u1", "features": {"segment": "a"}}}
 
@@ -50,9 +48,8 @@ def test_one_request_id_sent_concurrently_for_two_items_never_answers_with_the_o
         except Exception as e:  # noqa: BLE001
             return req.item_id, getattr(e, "status", repr(e))
 
-    with TestClient(app):
-        with ThreadPoolExecutor(16) as ex:
-            got = list(ex.map(one, range(64)))
+    with TestClient(app), ThreadPoolExecutor(16) as ex:
+        got = list(ex.map(one, range(64)))
     assert all(answer in (asked, 409) for asked, answer in got), [g for g in got if g[1] not in (g[0], 409)]
     winners = {asked for asked, answer in got if answer == asked}
     assert len(winners) == 1 and sum(a == 409 for _, a in got) >= 1  # one item won the id; the other was refused
@@ -235,7 +232,9 @@ def test_the_event_log_removed_under_a_running_service(small_store, tmp_path):
         answers = [_decide(c, request_id=f"gone-{i}").json() for i in range(5)]
         assert all(a["decision_id"] is None and a["fallback"] == "log-unavailable" for a in answers)
         ready = c.get("/readyz")
-        assert ready.status_code == 503 and any("unreachable" in p and "the event log file is gone" in p for p in ready.json()["problems"]), ready.json()
+        assert ready.status_code == 503 and any(
+            "unreachable" in p and "the event log file is gone" in p for p in ready.json()["problems"]
+        ), ready.json()
 
 
 @pytest.mark.parametrize("how", ["injected", "tmpfs"])
@@ -296,7 +295,7 @@ def test_a_truncated_creative_is_not_served_and_readiness_says_so(store_copy, tm
     from backdrop.creative.store import CreativeStore
 
     s = CreativeStore(store_copy, readonly=True)
-    victims = [r for r in s.creatives(product_id="apple-juice", placement="square")]
+    victims = list(s.creatives(product_id="apple-juice", placement="square"))
     s.close()
     (store_copy / victims[0].path).write_bytes((store_copy / victims[0].path).read_bytes()[:1000])
     app = _app(store_copy, tmp_path / "events.sqlite")
@@ -340,8 +339,9 @@ def test_feedback_takes_numbers_only_and_no_reward_before_its_decision(small_sto
 def server(small_store, tmp_path):
     cfg = tmp_path / "service.yaml"
     cfg.write_text("limits: {header_timeout_s: 1, body_timeout_s: 1}\n")
-    s = Server(["--store", str(small_store), "--db", str(tmp_path / "events.sqlite"), "--config", str(cfg)],
-               log_path=tmp_path / "serve.log")
+    s = Server(
+        ["--store", str(small_store), "--db", str(tmp_path / "events.sqlite"), "--config", str(cfg)], log_path=tmp_path / "serve.log"
+    )
     s.wait_ready()
     yield s
     s.stop()
@@ -364,14 +364,13 @@ def _raw(port: int, data: bytes, wait: float = 3.0) -> tuple[bytes, float]:
                     n = next((int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")), None)
                     if n is not None and len(body) >= n:
                         break
-        except socket.timeout:
+        except TimeoutError:
             pass
     return got, time.perf_counter() - t0
 
 
 def test_an_unauthenticated_upload_is_refused_before_its_body_is_read(server):
-    headers = (b"POST /v1/models HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n"
-               b"content-type: application/octet-stream\r\n\r\n")
+    headers = b"POST /v1/models HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\ncontent-type: application/octet-stream\r\n\r\n"
     got, took = _raw(server.port, headers, wait=5)  # not a byte of body: the answer must not wait for one
     assert got.startswith(b"HTTP/1.1 401"), got[:200]
     assert took < 2.0
@@ -380,14 +379,19 @@ def test_an_unauthenticated_upload_is_refused_before_its_body_is_read(server):
 def test_slow_headers_and_slow_bodies_are_cut_off(server):
     got, took = _raw(server.port, b"POST /v1/decide HTTP/1.1\r\nhost: x\r\n", wait=5)  # headers never finish
     assert got.startswith(b"HTTP/1.1 408") and took < 3.0, (got[:100], took)
-    got, took = _raw(server.port, b"POST /v1/decide HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{", wait=5)
+    got, took = _raw(
+        server.port, b"POST /v1/decide HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{", wait=5
+    )
     assert got.startswith(b"HTTP/1.1 408") and took < 3.0, (got[:100], took)
 
 
 def test_a_key_on_the_command_line_is_warned_about_and_never_left_in_a_file(small_store, tmp_path):
     log = tmp_path / "serve.log"
-    s = Server(["--store", str(small_store), "--db", str(tmp_path / "e.sqlite"), "--api-key", "on-the-command-line",
-                "--workers", "2"], env={"BACKDROP_API_KEY": "", "TMPDIR": str(tmp_path)}, log_path=log)
+    s = Server(
+        ["--store", str(small_store), "--db", str(tmp_path / "e.sqlite"), "--api-key", "on-the-command-line", "--workers", "2"],
+        env={"BACKDROP_API_KEY": "", "TMPDIR": str(tmp_path)},
+        log_path=log,
+    )
     try:
         s.wait_ready()
         time.sleep(1.0)

@@ -50,12 +50,11 @@ class FeatureConfig(BaseModel):
     bias: bool = True
 
     @model_validator(mode="after")
-    def _fits(self) -> "FeatureConfig":
+    def _fits(self) -> FeatureConfig:
         fixed = int(self.bias) + len(self.numeric) + sum(len(v) + 1 for v in self.one_hot.values())
         if fixed >= self.n_features:
             raise ValueError(
-                f"n_features={self.n_features} leaves no room for hashed features "
-                f"({fixed} slots go to bias, numeric and one-hot fields)"
+                f"n_features={self.n_features} leaves no room for hashed features ({fixed} slots go to bias, numeric and one-hot fields)"
             )
         return self
 
@@ -98,7 +97,7 @@ class FeatureEncoder:
             if key in c.numeric or key in c.one_hot:
                 continue
             value = user[key]
-            if isinstance(value, bool) or isinstance(value, str):
+            if isinstance(value, (bool, str)):
                 out.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")
         for depth in range(1, len(path) + 1):
             out.append("cat=" + ">".join(path[:depth]))

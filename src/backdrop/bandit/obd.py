@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import policies
 from .evaluation import action_distribution, bootstrap_interval, estimate, replay, shrunk_ctr_reward_model
 from .features import FeatureEncoder
-from . import policies
 
 LOGS = ("random", "bts")
 CAMPAIGNS = ("all", "men", "women")
@@ -93,7 +93,7 @@ def load_obd(data_dir: str | Path, logs: str, campaign: str) -> LoggedFeedback:
 
 
 def encode(data: LoggedFeedback, encoder: FeatureEncoder) -> np.ndarray:
-    return encoder.encode_many([(u, ("obd", data.campaign), f"position-{p}") for u, p in zip(data.users, data.position)])
+    return encoder.encode_many([(u, ("obd", data.campaign), f"position-{p}") for u, p in zip(data.users, data.position, strict=True)])
 
 
 #: the evaluation policies and their settings here (wider exploration than serving: the logs are short)
@@ -135,7 +135,17 @@ def evaluate_file(
     base = {"logs": data.logs, "campaign": data.campaign}
     r_te = data.reward[te]
     low, high = bootstrap_interval(r_te, n_boot=n_boot, seed=seed)
-    records = [base | {"policy": "logging-policy", "estimator": "on-policy", "value": float(r_te.mean()), "ci_low": low, "ci_high": high, "n": int(len(r_te))}]
+    records = [
+        base
+        | {
+            "policy": "logging-policy",
+            "estimator": "on-policy",
+            "value": float(r_te.mean()),
+            "ci_low": low,
+            "ci_high": high,
+            "n": int(len(r_te)),
+        }
+    ]
     for name in policies:
         policy = make_policy(name, n_features, seed, best_arm)
         policy.update_many(X[tr], list(data.action[tr]), data.reward[tr])
@@ -144,7 +154,17 @@ def evaluate_file(
             records.append(base | {"policy": name} | est.to_dict())
         if data.logs == "random":
             res = replay(policy, X[te], data.action[te], r_te, arms, n_boot=n_boot, seed=seed)
-            records.append(base | {"policy": name, "estimator": "replay", "value": res.value, "ci_low": res.ci_low, "ci_high": res.ci_high, "n": res.matched})
+            records.append(
+                base
+                | {
+                    "policy": name,
+                    "estimator": "replay",
+                    "value": res.value,
+                    "ci_low": res.ci_low,
+                    "ci_high": res.ci_high,
+                    "n": res.matched,
+                }
+            )
     return [{k: r[k] for k in RECORD_FIELDS} for r in records]
 
 
@@ -200,7 +220,7 @@ def plot(records: list[dict], path: str | Path) -> Path:
     rows = (len(panels) + cols - 1) // cols
     fig, axes = figure(5.2 * cols, 3.6 * rows, rows, cols, squeeze=False)
     width = 0.8 / max(1, len(estimators))
-    for ax, (lg, campaign) in zip(axes.flat, panels):
+    for ax, (lg, campaign) in zip(axes.flat, panels, strict=False):  # the grid may have spare axes
         sub = [r for r in records if r["logs"] == lg and r["campaign"] == campaign]
         ref = next((r for r in sub if r["policy"] == "logging-policy"), None)
         if ref is not None:

@@ -117,7 +117,14 @@ def register(sub) -> dict:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.add_argument("--json", action="store_true")
-    return {"generate": cmd_generate, "segment": cmd_segment, "report": cmd_report, "store": cmd_store, "styles": cmd_styles, "demo": cmd_demo}
+    return {
+        "generate": cmd_generate,
+        "segment": cmd_segment,
+        "report": cmd_report,
+        "store": cmd_store,
+        "styles": cmd_styles,
+        "demo": cmd_demo,
+    }
 
 
 def _add_generation_options(p: argparse.ArgumentParser) -> None:
@@ -135,11 +142,18 @@ def _add_generation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=_positive_int, help="worker processes (default: one per core; 1 for diffusion)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
-        "--ray", nargs="?", const="local", metavar="ADDRESS",
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
         help="run on Ray Data: a local Ray (no ADDRESS) or a cluster (ray://host:10001 or host:6379)",
     )
     dg = p.add_argument_group("diffusion generator (--generator diffusion; needs the [diffusion] extra)")
-    dg.add_argument("--model", metavar="DIR", help="diffusers folder (save_pretrained of an SD 1.5/2 or SDXL pipeline) or a hub id in the local HF cache")
+    dg.add_argument(
+        "--model",
+        metavar="DIR",
+        help="diffusers folder (save_pretrained of an SD 1.5/2 or SDXL pipeline) or a hub id in the local HF cache",
+    )
     dg.add_argument("--controlnet", metavar="DIR", help="a separately saved ControlNetModel folder")
     dg.add_argument("--steps", type=_positive_int, default=20, help="denoising steps")
     dg.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")
@@ -148,7 +162,9 @@ def _add_generation_options(p: argparse.ArgumentParser) -> None:
     dg.add_argument("--scheduler", default="default", choices=["default", "ddim", "dpm", "euler", "euler-a", "unipc", "lcm"])
     dg.add_argument("--batch-size", type=_positive_int, default=4, help="images per pipeline call")
     dg.add_argument("--device", default="auto", help="cuda, cuda:1, cpu (auto: cuda when available)")
-    dg.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"], help="auto: float16 on CUDA, float32 on CPU")
+    dg.add_argument(
+        "--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"], help="auto: float16 on CUDA, float32 on CPU"
+    )
     dg.add_argument("--compile", action="store_true", help="torch.compile the UNet (slow first batch, faster after)")
     dg.add_argument("--gate-attempts", type=_positive_int, default=3, help="seeds tried before the procedural fallback")
     dg.add_argument("--gate-max-expansion", type=float, default=0.15, help="max object expansion (share of the product's area)")
@@ -188,13 +204,23 @@ def _pipeline_config(args, placement_names=None, max_styles=None):
         if args.controlnet:
             resolve_model_dir(args.controlnet)
         options = dict(
-            model=args.model, controlnet=args.controlnet, steps=args.steps, guidance_scale=args.guidance,
-            control=args.control, controlnet_scale=args.controlnet_scale, scheduler=args.scheduler,
-            batch_size=args.batch_size, device=args.device, dtype=args.dtype, compile=args.compile,
+            model=args.model,
+            controlnet=args.controlnet,
+            steps=args.steps,
+            guidance_scale=args.guidance,
+            control=args.control,
+            controlnet_scale=args.controlnet_scale,
+            scheduler=args.scheduler,
+            batch_size=args.batch_size,
+            device=args.device,
+            dtype=args.dtype,
+            compile=args.compile,
         )
         gate = dict(
-            max_attempts=args.gate_attempts, max_expansion=args.gate_max_expansion,
-            min_iou=args.gate_min_iou, max_halo=args.gate_max_halo,
+            max_attempts=args.gate_attempts,
+            max_expansion=args.gate_max_expansion,
+            min_iou=args.gate_min_iou,
+            max_halo=args.gate_max_halo,
         )
     return PipelineConfig(
         placements=chosen,
@@ -248,8 +274,7 @@ def cmd_generate(args) -> int:
     if args.ray:
         from ..creative.ray import run_ray
 
-        summary = run_ray(products, config, args.out, address=None if args.ray == "local" else args.ray,
-                          progress=not args.no_progress)
+        summary = run_ray(products, config, args.out, address=None if args.ray == "local" else args.ray, progress=not args.no_progress)
     else:
         workers = args.workers or (1 if config.generator == "diffusion" else None)
         summary = run_local(products, config, args.out, workers=workers, progress=not args.no_progress)
@@ -261,8 +286,11 @@ def cmd_generate(args) -> int:
     if summary.environment:  # the machine, not the catalog: never a success
         n = sum(summary.environment.values())
         why = "; ".join(f"{reason} ({count})" for reason, count in summary.environment.items())
-        print(f"backdrop generate: {n} creative(s) failed because of the environment, not the data: {why}; "
-              f"fix it and run again (what was written is kept)", file=sys.stderr)
+        print(
+            f"backdrop generate: {n} creative(s) failed because of the environment, not the data: {why}; "
+            f"fix it and run again (what was written is kept)",
+            file=sys.stderr,
+        )
         return 3
     if summary.generated + summary.skipped == 0:
         return 1
@@ -408,8 +436,14 @@ def cmd_demo(args) -> int:
 
     t0 = time.perf_counter()
     ns = argparse.Namespace(
-        placements=None, placements_file=None, styles=None, style_library=None, generator="procedural",
-        segmenter="auto", seed=args.seed, format="png",
+        placements=None,
+        placements_file=None,
+        styles=None,
+        style_library=None,
+        generator="procedural",
+        segmenter="auto",
+        seed=args.seed,
+        format="png",
     )
     config = _pipeline_config(ns, placement_names=DEMO_PLACEMENTS, max_styles=DEMO_STYLES_PER_PRODUCT)
     catalog = load_catalog(DEMO_DIR / "products.csv")
@@ -421,7 +455,12 @@ def cmd_demo(args) -> int:
         print(err, file=sys.stderr)
     report = write_contact_sheet(CreativeStore(store_dir, readonly=True), args.out / "report.html", title="Backdrop demo")
     elapsed = time.perf_counter() - t0
-    out = summary.to_dict() | {"report": str(report), "store": str(store_dir), "products": len(catalog.products), "seconds": round(elapsed, 2)}
+    out = summary.to_dict() | {
+        "report": str(report),
+        "store": str(store_dir),
+        "products": len(catalog.products),
+        "seconds": round(elapsed, 2),
+    }
     if args.json:
         print(json.dumps(out))
     else:

@@ -38,7 +38,10 @@ def register(sub) -> dict:
     eo.add_argument("--logs", type=_csv_list, default="random,bts", metavar="A,B", help="logging policies: random,bts")
     eo.add_argument("--campaigns", type=_csv_list, default="all,men,women", metavar="A,B", help="campaigns")
     eo.add_argument(
-        "--policies", type=_csv_list, default="linucb,lints,epsilon-greedy,uniform,best-fixed-arm", metavar="A,B",
+        "--policies",
+        type=_csv_list,
+        default="linucb,lints,epsilon-greedy,uniform,best-fixed-arm",
+        metavar="A,B",
         help="evaluation policies",
     )
     eo.add_argument("--bootstrap", type=_positive_int, default=500, help="bootstrap replicates per interval")
@@ -59,8 +62,13 @@ def register(sub) -> dict:
     el_db = el.add_mutually_exclusive_group(required=True)
     el_db.add_argument("--db", metavar="URL", help="event log: postgresql://... or an sqlite path")
     el_db.add_argument("--store", type=Path, metavar="STORE", help="use the store's embedded SQLite log")
-    el.add_argument("--policy", action="append", metavar="SPEC", default=None,
-                    help="candidate, e.g. linucb:alpha=0.5,epsilon=0.05 (repeatable; default: linucb:alpha=0.5 and uniform)")
+    el.add_argument(
+        "--policy",
+        action="append",
+        metavar="SPEC",
+        default=None,
+        help="candidate, e.g. linucb:alpha=0.5,epsilon=0.05 (repeatable; default: linucb:alpha=0.5 and uniform)",
+    )
     el.add_argument("--join-window", type=float, default=600.0, help="seconds a reward may take to arrive")
     el.add_argument("--default-reward", type=float, default=0.0)
     el.add_argument("--commit-grace", type=float, default=5.0, help="and this long more, for slow commits (as the learner)")
@@ -85,10 +93,20 @@ def register(sub) -> dict:
     )
     sm.add_argument("--rounds", type=_positive_int, default=20000)
     sm.add_argument("--preset", default="paper", choices=["paper", "strong"])
-    sm.add_argument("--policies", type=_csv_list, default="linucb,lints,epsilon-greedy", metavar="A,B",
-                    help="learners: linucb, lints, epsilon-greedy, ucb1")
-    sm.add_argument("--baselines", type=_csv_list, default="original,uniform,best-fixed,oracle", metavar="A,B",
-                    help="original (catalog image), uniform (random style), best-fixed (best single style), oracle")
+    sm.add_argument(
+        "--policies",
+        type=_csv_list,
+        default="linucb,lints,epsilon-greedy",
+        metavar="A,B",
+        help="learners: linucb, lints, epsilon-greedy, ucb1",
+    )
+    sm.add_argument(
+        "--baselines",
+        type=_csv_list,
+        default="original,uniform,best-fixed,oracle",
+        metavar="A,B",
+        help="original (catalog image), uniform (random style), best-fixed (best single style), oracle",
+    )
     sm.add_argument("--base-ctr", type=float, help="CTR of the plain catalog image")
     sm.add_argument("--generated-lift", type=float, help="relative lift of a random generated style over the catalog image")
     sm.add_argument("--style-spread", type=float, help="relative lift of the best fixed style over a random style")
@@ -153,8 +171,13 @@ def _evaluate_log(args) -> int:
             except ValueError as e:
                 raise BackdropError(f"--policy {spec}: {e}") from None
             for r in offline.evaluate_log(
-                log, factory, join_window_s=args.join_window, default_reward=args.default_reward,
-                n_boot=args.bootstrap, seed=args.seed, grace_s=args.commit_grace,
+                log,
+                factory,
+                join_window_s=args.join_window,
+                default_reward=args.default_reward,
+                n_boot=args.bootstrap,
+                seed=args.seed,
+                grace_s=args.commit_grace,
             ):
                 r = dict(r)
                 if r["policy"] != "logged":
@@ -205,7 +228,10 @@ def cmd_simulate(args) -> int:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     result = simulator.simulate(
-        policies, config, n_rounds=args.rounds, baselines=args.baselines,
+        policies,
+        config,
+        n_rounds=args.rounds,
+        baselines=args.baselines,
         progress=lambda name, sec: print(f"simulated {name} in {sec:.1f} s", file=sys.stderr, flush=True),
     )
     plot = result.plot(args.plot)

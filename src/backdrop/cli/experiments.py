@@ -58,7 +58,9 @@ def register(sub) -> dict:
     st.add_argument("--store", type=Path, default=Path("demo-out/store"), help="creative store (from `make demo`)")
     st.add_argument("--impressions", type=_positive_int, default=40_000, help="impressions in all (split evenly over the 4 arms)")
     st.add_argument("--base-ctr", type=float, default=0.02, help="click model: the catalog image's CTR")
-    st.add_argument("--generated-lift", type=float, default=0.15, help="click model: random generated style vs catalog image (paper ~ +15%%)")
+    st.add_argument(
+        "--generated-lift", type=float, default=0.15, help="click model: random generated style vs catalog image (paper ~ +15%%)"
+    )
     st.add_argument("--style-spread", type=float, default=0.10, help="click model: best single style vs random style")
     st.add_argument("--personal-spread", type=float, default=0.10, help="click model: best style per impression vs best single style")
     st.add_argument("--seed", type=int, default=0)
@@ -85,7 +87,11 @@ def register(sub) -> dict:
     co.add_argument("--regeneration-rate", type=float, default=0.10, help="share of images the artifact gate regenerates")
     co.add_argument("--store", type=Path, help="measure bytes per creative from this store")
     co.add_argument("--decisions-per-day", type=float, help="decision-service traffic (default: 10 per product per day)")
-    co.add_argument("--decisions-per-s-per-core", type=float, help="serving throughput per core (default: the figure bench_serve.py measured, shipped in the package)")
+    co.add_argument(
+        "--decisions-per-s-per-core",
+        type=float,
+        help="serving throughput per core (default: the figure bench_serve.py measured, shipped in the package)",
+    )
     co.add_argument("--json", action="store_true")
 
     return {"abtest": cmd_abtest, "study": cmd_study, "cost": cmd_cost}
@@ -157,8 +163,14 @@ def cmd_study(args) -> int:
     from ..experiments.study import StudyConfig, run_study
 
     try:
-        config = StudyConfig(impressions=args.impressions, base_ctr=args.base_ctr, generated_lift=args.generated_lift,
-                             style_spread=args.style_spread, personal_spread=args.personal_spread, seed=args.seed)
+        config = StudyConfig(
+            impressions=args.impressions,
+            base_ctr=args.base_ctr,
+            generated_lift=args.generated_lift,
+            style_spread=args.style_spread,
+            personal_spread=args.personal_spread,
+            seed=args.seed,
+        )
     except ValidationError as e:
         first = e.errors()[0]
         raise BackdropError(f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}") from None
@@ -184,7 +196,9 @@ def cmd_study(args) -> int:
     print("| ablation | lift [95% CI] | p | true lift | covered |")
     print("|---|---|---:|---:|---|")
     for a in result["ablations"]:
-        print(f"| {a['ablation']} | {a['lift']:+.1%} [{a['ci_low']:+.1%}, {a['ci_high']:+.1%}] | {a['p']:.4f} | {a['true_lift']:+.1%} | {'yes' if a['covered'] else 'NO'} |")
+        print(
+            f"| {a['ablation']} | {a['lift']:+.1%} [{a['ci_low']:+.1%}, {a['ci_high']:+.1%}] | {a['p']:.4f} | {a['true_lift']:+.1%} | {'yes' if a['covered'] else 'NO'} |"
+        )
     print(f"\nreport: {args.out / 'report.html'} ({result['seconds']['total']} s, {result['impressions_per_s']} impressions/s)")
     return 0
 

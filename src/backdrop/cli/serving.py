@@ -32,8 +32,12 @@ def register(sub) -> dict:
     _add_service_options(sv)
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
-    sv.add_argument("--workers", type=_positive_int, default=1,
-                    help="worker processes (each a replica sharing the event log; one per core is the usual choice)")
+    sv.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="worker processes (each a replica sharing the event log; one per core is the usual choice)",
+    )
     sv.add_argument("--learn", action="store_true", help="run the learner in this process too")
     sv.add_argument("--learn-interval", type=float, default=5.0, help="seconds between learner passes")
     sv.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
@@ -89,8 +93,12 @@ def _add_service_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epsilon", type=float, help="uniform exploration mixed in (keeps logged propensities >= epsilon/K)")
     p.add_argument("--join-window", type=float, help="seconds a reward may take to arrive (default 600)")
     p.add_argument("--default-reward", type=float, help="reward of a decision without feedback (default 0)")
-    p.add_argument("--serve-flagged", action="store_true", default=None,
-                   help="also serve creatives the QA checks flagged (withheld by default; see backdrop report)")
+    p.add_argument(
+        "--serve-flagged",
+        action="store_true",
+        default=None,
+        help="also serve creatives the QA checks flagged (withheld by default; see backdrop report)",
+    )
 
 
 def _service_settings(args):
@@ -100,8 +108,10 @@ def _service_settings(args):
     from ..serving.settings import load_settings
 
     if args.api_key:
-        print("backdrop: warning: --api-key on the command line is visible to every user in `ps`; "
-              "use BACKDROP_API_KEY or --api-key-file", file=sys.stderr)
+        print(
+            "backdrop: warning: --api-key on the command line is visible to every user in `ps`; use BACKDROP_API_KEY or --api-key-file",
+            file=sys.stderr,
+        )
     key = args.api_key  # BACKDROP_API_KEY is read with the other BACKDROP_* settings
     if key is None and getattr(args, "api_key_file", None):
         try:
@@ -193,9 +203,16 @@ def cmd_serve(args) -> int:
     workers = f", {args.workers} worker processes" if args.workers > 1 else ""
     print(f"serving {settings.store} on http://{args.host}:{args.port}{workers} (event log: {_redact(settings.db_url)})", file=sys.stderr)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
-                    workers=args.workers if args.workers > 1 else None, factory=args.workers > 1,
-                    http="backdrop.serving.http:HeaderTimeoutProtocol")
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            access_log=False,
+            workers=args.workers if args.workers > 1 else None,
+            factory=args.workers > 1,
+            http="backdrop.serving.http:HeaderTimeoutProtocol",
+        )
     finally:
         stop.set()
         if settings_file is not None:
@@ -214,8 +231,11 @@ def _learner(settings, log):
 
     n = settings.features.n_features
     return Learner(
-        log, lambda: settings.policy.make(n), join_window_s=settings.join_window_s,
-        default_reward=settings.default_reward, grace_s=settings.commit_grace_s,
+        log,
+        lambda: settings.policy.make(n),
+        join_window_s=settings.join_window_s,
+        default_reward=settings.default_reward,
+        grace_s=settings.commit_grace_s,
     )
 
 
@@ -231,8 +251,11 @@ def cmd_learn(args) -> int:
     try:
         if args.once:
             record = learner.run_once()
-            out = {"published": record is not None, "version": record.version if record else log.latest_version(),
-                   "learner_offset": record.learner_offset if record else None}
+            out = {
+                "published": record is not None,
+                "version": record.version if record else log.latest_version(),
+                "learner_offset": record.learner_offset if record else None,
+            }
             print(json.dumps(out) if args.json else (f"published model version {out['version']}" if record else "nothing new to learn"))
             return 0
         print(f"learning from {_redact(settings.db_url)} every {args.interval} s (Ctrl-C to stop)", file=sys.stderr)

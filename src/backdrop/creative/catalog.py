@@ -142,7 +142,7 @@ def load_catalog(path: str | Path, *, check_images: bool = True) -> CatalogResul
 
 def _read_csv(path: Path, delimiter: str) -> Iterator[tuple[int, dict | RowError]]:
     try:
-        f = open(path, newline="", encoding="utf-8-sig")
+        f = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115 - opened apart from the with: an open error names the file, a parse error the row
     except OSError as e:
         raise CatalogError(f"{path}: cannot open: {e.strerror}") from e
     with f:
@@ -173,16 +173,22 @@ def _read_csv(path: Path, delimiter: str) -> Iterator[tuple[int, dict | RowError
             if not values or all(not v.strip() for v in values):
                 continue
             if len(values) != len(header):
-                yield start, RowError(
-                    str(path), start, "row", f"has {len(values)} fields, header has {len(header)}; quote values that contain '{delimiter}'"
+                yield (
+                    start,
+                    RowError(
+                        str(path),
+                        start,
+                        "row",
+                        f"has {len(values)} fields, header has {len(header)}; quote values that contain '{delimiter}'",
+                    ),
                 )
                 continue
-            yield start, dict(zip(header, values))
+            yield start, dict(zip(header, values, strict=True))
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict | RowError]]:
     try:
-        f = open(path, encoding="utf-8")
+        f = open(path, encoding="utf-8")  # noqa: SIM115 - as in _read_csv
     except OSError as e:
         raise CatalogError(f"{path}: cannot open: {e.strerror}") from e
     with f:
@@ -220,9 +226,7 @@ def _text(record: dict, key: str) -> str:
     return str(value).strip()
 
 
-def _to_product(
-    path: Path, row: int, record: dict, seen: dict[str, int], check_images: bool
-) -> tuple[Product | None, RowError | None]:
+def _to_product(path: Path, row: int, record: dict, seen: dict[str, int], check_images: bool) -> tuple[Product | None, RowError | None]:
     def err(fieldname: str, reason: str) -> tuple[None, RowError]:
         return None, RowError(str(path), row, fieldname, reason)
 
@@ -246,7 +250,7 @@ def _to_product(
             try:
                 attributes = json.loads(attributes)
             except json.JSONDecodeError as e:
-                return err("attributes", f"invalid JSON: {e.msg} at column {e.colno}; expected an object like {{\"Material\": \"Cotton\"}}")
+                return err("attributes", f'invalid JSON: {e.msg} at column {e.colno}; expected an object like {{"Material": "Cotton"}}')
         else:
             attributes = {}
     elif attributes is None or (isinstance(attributes, float) and attributes != attributes):
@@ -316,7 +320,7 @@ def check_image(path: Path) -> str | None:
     return None
 
 
-def load_image(path: Path) -> "np.ndarray":  # noqa: F821 - numpy imported lazily below
+def load_image(path: Path) -> np.ndarray:  # noqa: F821 - numpy imported lazily below
     """Decode an image fully as RGBA uint8 (H, W, 4); raises ValueError with the path when corrupt."""
     import numpy as np
     from PIL import ImageOps

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .catalog import Product
 from ..errors import RowError
+from .catalog import Product
 from .pipeline import CreativeMaker, CreativeResult, PipelineConfig, category_for, styles_for
 from .store import CreativeStore
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .catalog import Product, load_image
 from ..errors import RowError
 from ..generators import GenerationRequest, Generator, describe_generator, get_generator
 from ..imaging.color import dominant_colors
@@ -34,8 +33,9 @@ from ..imaging.layout import Placement, QARules, Scene, layout
 from ..imaging.mask import Segmenter, alpha_is_meaningful, get_segmenter, product_mask
 from ..imaging.quality import Gate, procedural_quality, qa_checks
 from ..imaging.subject import Subject, SubjectAnalyser
-from .store import LOSSLESS_FORMATS, CreativeStore, creative_key
 from ..styles import CategoryMatch, Style, StyleLibrary
+from .catalog import Product, load_image
+from .store import LOSSLESS_FORMATS, CreativeStore, creative_key
 
 
 @dataclass(frozen=True)
@@ -186,9 +186,7 @@ class CreativeMaker:
             self.gen_name, self.gen_version = generator.name, generator.version
             self._gen_spec, self.gated = generator.spec(), bool(getattr(generator, "needs_gate", False))
         else:  # loaded on first use: planning and compositing workers never hold the model
-            self.gen_name, self.gen_version, self._gen_spec, self.gated = describe_generator(
-                config.generator, **config.generator_options
-            )
+            self.gen_name, self.gen_version, self._gen_spec, self.gated = describe_generator(config.generator, **config.generator_options)
         self._segmenter = segmenter
         self.gate = Gate(**config.gate)
         self._fallback = None
@@ -353,8 +351,9 @@ class CreativeMaker:
     def _request(self, item: PreparedScene, attempt: int = 0) -> GenerationRequest:
         seed = item.spec.seed if attempt == 0 else derive_seed(item.spec.seed, f"attempt-{attempt}")
         spec = item.spec
-        return GenerationRequest(scene=item.scene, prompt=spec.prompt, negative_prompt=spec.negative_prompt,
-                                 params=spec.style.procedural, seed=seed)
+        return GenerationRequest(
+            scene=item.scene, prompt=spec.prompt, negative_prompt=spec.negative_prompt, params=spec.style.procedural, seed=seed
+        )
 
     def render(self, prepared: Sequence[PreparedScene]) -> list[np.ndarray]:
         """Backgrounds at canvas size for the first attempt (no gate)."""
@@ -364,7 +363,7 @@ class CreativeMaker:
         """(canvas background, raw output at the generator's size) per item, for attempt number ``attempt``."""
         requests = [self._request(it, attempt) for it in items]
         raws = self.generator.generate_raw(requests)
-        return [(self.generator.to_canvas(raw, it.scene), raw) for raw, it in zip(raws, items)]
+        return [(self.generator.to_canvas(raw, it.scene), raw) for raw, it in zip(raws, items, strict=True)]
 
     def judge(self, item: PreparedScene, background: np.ndarray, raw: np.ndarray, attempt: int) -> dict:
         """The gate's scores of one attempt, with ``gate`` = "pass" or the reasons it failed."""
@@ -385,7 +384,7 @@ class CreativeMaker:
         for attempt in range(self.gate.max_attempts):
             outs = self.render_attempt([items[i] for i in todo], attempt)
             still = []
-            for i, (background, raw) in zip(todo, outs):
+            for i, (background, raw) in zip(todo, outs, strict=True):
                 verdict = self.judge(items[i], background, raw, attempt)
                 if verdict["gate"] == "pass":
                     results[i] = (background, verdict)
@@ -478,7 +477,7 @@ class CreativeMaker:
                 per_item = (time.perf_counter() - t0) / len(prepared)
             except Exception as e:  # noqa: BLE001
                 return results + [_failed(product, it.spec, "generate", _describe(e), e) for it in prepared]
-            for item, (background, gate_metrics) in zip(prepared, rendered):
+            for item, (background, gate_metrics) in zip(prepared, rendered, strict=True):
                 try:
                     results.append(self.finish(item, background, per_item, gate_metrics))
                 except Exception as e:  # noqa: BLE001
@@ -522,8 +521,12 @@ def environment_problem(e: BaseException | None) -> str | None:
         return f"{_ENV_ERRNO[e.errno]} ({errno.errorcode.get(e.errno, e.errno)})"
     if isinstance(e, sqlite3.OperationalError):
         msg = str(e).lower()
-        for needle, why in (("disk is full", "no space left on device (the store's index)"), ("readonly", "read-only store index"),
-                            ("disk i/o", "input/output error (the store's index)"), ("unable to open", "cannot open the store's index")):
+        for needle, why in (
+            ("disk is full", "no space left on device (the store's index)"),
+            ("readonly", "read-only store index"),
+            ("disk i/o", "input/output error (the store's index)"),
+            ("unable to open", "cannot open the store's index"),
+        ):
             if needle in msg:
                 return why
     cause = e.__cause__ if e is not None else None

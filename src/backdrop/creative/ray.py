@@ -23,8 +23,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .local import RunSummary, default_categories
 from .catalog import Product
+from .local import RunSummary, default_categories
 from .pipeline import CreativeMaker, PipelineConfig, _describe, _failed
 from .store import CreativeStore
 
@@ -67,7 +67,7 @@ class Generate:
     def __init__(self, config: PipelineConfig, store_root: str, attempt: int):
         self.maker = _maker(config, store_root)
         self.attempt = attempt
-        self.maker.generator  # load the model once, when the actor starts
+        _ = self.maker.generator  # load the model once, when the actor starts
 
     def __call__(self, batch: dict) -> dict:
         rows = _rows(batch)
@@ -85,7 +85,7 @@ class Generate:
                     del r["item"]
                 return _batch(rows)
             share = (time.perf_counter() - t0) / len(todo)
-            for r, (background, raw) in zip(todo, outs):
+            for r, (background, raw) in zip(todo, outs, strict=True):
                 r["candidate"], r["raw"] = background, raw
                 r["seconds"] += share
         return _batch(rows)

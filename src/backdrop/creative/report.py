@@ -17,7 +17,6 @@ from pathlib import Path
 from PIL import Image
 
 from ..render import render
-
 from .store import CreativeStore
 
 THUMB_MAX = 360

@@ -305,10 +305,14 @@ class CreativeStore:
             )
 
     def product(self, product_id: str) -> dict | None:
-        row = self._db().execute(
-            "SELECT product_id, title, category, image_path, image_sha256, fields FROM products WHERE product_id=?",
-            (product_id,),
-        ).fetchone()
+        row = (
+            self._db()
+            .execute(
+                "SELECT product_id, title, category, image_path, image_sha256, fields FROM products WHERE product_id=?",
+                (product_id,),
+            )
+            .fetchone()
+        )
         if row is None:
             return None
         return {
@@ -340,9 +344,7 @@ class CreativeStore:
         db = self._db()
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
-            rows = db.execute(
-                f"SELECT key, path FROM creatives WHERE key IN ({','.join('?' * len(chunk))})", chunk
-            ).fetchall()
+            rows = db.execute(f"SELECT key, path FROM creatives WHERE key IN ({','.join('?' * len(chunk))})", chunk).fetchall()
             found.update(k for k, p in rows if (self.root / p).is_file())
         return found
 
@@ -431,9 +433,7 @@ class CreativeStore:
     # -- the photo analysis cache -------------------------------------------------------------
 
     def subject(self, image_sha256: str, method: str) -> dict | None:
-        row = self._db().execute(
-            "SELECT data FROM subjects WHERE image_sha256=? AND method=?", (image_sha256, method)
-        ).fetchone()
+        row = self._db().execute("SELECT data FROM subjects WHERE image_sha256=? AND method=?", (image_sha256, method)).fetchone()
         return json.loads(row[0]) if row else None
 
     def put_subject(self, image_sha256: str, method: str, data: dict) -> None:
@@ -520,9 +520,15 @@ class StoreReport:
 
     def to_dict(self) -> dict:
         return {
-            "store": str(self.root), "ok": self.ok, "creatives": self.creatives, "missing": self.missing,
-            "mismatched": self.mismatched, "orphans": self.orphans, "temp": self.temp,
-            "corrupt_index": self.corrupt_index, "repaired": self.repaired,
+            "store": str(self.root),
+            "ok": self.ok,
+            "creatives": self.creatives,
+            "missing": self.missing,
+            "mismatched": self.mismatched,
+            "orphans": self.orphans,
+            "temp": self.temp,
+            "corrupt_index": self.corrupt_index,
+            "repaired": self.repaired,
         }
 
 

@@ -369,7 +369,11 @@ class CostEstimate:
         if self.decisions_per_day > 0:
             rows += [
                 ("decisions/day", f"{self.decisions_per_day:,.0f}", ""),
-                ("decisions/s mean / peak", f"{self.mean_decisions_per_s:,.1f} / {self.peak_decisions_per_s:,.1f}", f"peak = {i.peak_to_mean:g} x mean (assumed)"),
+                (
+                    "decisions/s mean / peak",
+                    f"{self.mean_decisions_per_s:,.1f} / {self.peak_decisions_per_s:,.1f}",
+                    f"peak = {i.peak_to_mean:g} x mean (assumed)",
+                ),
                 ("decisions/s per core", f"{self.decisions_per_s_per_core:,.0f}", self.serving_figure_source),
                 ("serving cores", f"{self.serving_cores:,}", ""),
                 ("serving cost", f"{_usd(self.serving_usd_per_month)}/month", f"${i.core_hour_usd:g}/core-hour (assumed), 730 h/month"),
@@ -539,7 +543,9 @@ def table(
     if decisions_per_product_per_day is None and "decisions_per_day" not in inputs:
         decisions_per_product_per_day = DEFAULT_DECISIONS_PER_PRODUCT_PER_DAY
     if decisions_per_product_per_day is not None and not (
-        isinstance(decisions_per_product_per_day, (int, float)) and math.isfinite(decisions_per_product_per_day) and decisions_per_product_per_day >= 0
+        isinstance(decisions_per_product_per_day, (int, float))
+        and math.isfinite(decisions_per_product_per_day)
+        and decisions_per_product_per_day >= 0
     ):
         raise CostError(f"decisions_per_product_per_day must be a finite number >= 0, got {decisions_per_product_per_day!r}")
     products_list = list(products_list)

@@ -50,7 +50,7 @@ def plot_regret(regret: dict, path: Path) -> Path:
 def plot_ablations(ablations: list[dict], path: Path) -> Path:
     fig, ax = figure(7, 0.6 + 0.55 * len(ablations))
     y = np.arange(len(ablations))[::-1]
-    for yi, a in zip(y, ablations):
+    for yi, a in zip(y, ablations, strict=True):
         ax.plot([a["ci_low"] * 100, a["ci_high"] * 100], [yi, yi], color="#333")
         ax.plot(a["lift"] * 100, yi, "o", color="#333")
         ax.plot(a["true_lift"] * 100, yi, "x", color="#d62728", markersize=9)

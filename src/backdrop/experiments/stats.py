@@ -223,9 +223,7 @@ def msprt_path(clicks_t_cum, n_t_cum, clicks_c_cum, n_c_cum, tau=None, alpha: fl
     along the path. With rare sign flips of a genuinely non-zero effect the intersection can be
     empty (low > high); that is itself evidence against every theta.
     """
-    c_t, n_t, c_c, n_c = np.broadcast_arrays(
-        *(np.asarray(a, dtype=float) for a in (clicks_t_cum, n_t_cum, clicks_c_cum, n_c_cum))
-    )
+    c_t, n_t, c_c, n_c = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (clicks_t_cum, n_t_cum, clicks_c_cum, n_c_cum)))
     if tau is None:
         tau = TAU_RELATIVE * _div(c_t[..., -1] + c_c[..., -1], n_t[..., -1] + n_c[..., -1])[..., None]
     p, low, high = _msprt_arrays(c_t, n_t, c_c, n_c, tau, alpha)
@@ -386,9 +384,7 @@ def sample_size_per_arm(
     _check_design(baseline_ctr, alpha, power)
     p2 = baseline_ctr * (1 + relative_lift)
     if relative_lift == 0 or not 0 < p2 < 1:
-        raise ValueError(
-            f"baseline {baseline_ctr} with lift {relative_lift:+} gives CTR {p2}; need a non-zero lift and 0 < CTR < 1"
-        )
+        raise ValueError(f"baseline {baseline_ctr} with lift {relative_lift:+} gives CTR {p2}; need a non-zero lift and 0 < CTR < 1")
     k = _effect_per_sqrt_n(baseline_ctr, p2, method)
     # guard the ceil against float noise (e.g. 100.00000000001 -> 101)
     return math.ceil(_n_per_arm(k, alpha, power, two_sided) - 1e-9)

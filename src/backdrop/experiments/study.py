@@ -62,7 +62,7 @@ class StudyConfig(BaseModel):
 
     impressions: int = Field(default=60_000, ge=400)
     #: traffic share per arm
-    shares: dict[str, float] = Field(default_factory=lambda: {a: 1.0 for a in ARMS})
+    shares: dict[str, float] = Field(default_factory=lambda: dict.fromkeys(ARMS, 1.0))
     #: the click model's effects; the defaults mirror the paper (generated ~ +15 %, personalisation ~ +5 %
     #: of the oracle's +10 % being reachable), at a 2 % base CTR so a laptop run can see something
     base_ctr: float = Field(default=0.02, gt=0, lt=0.5)
@@ -169,9 +169,23 @@ class ServiceProcess:
         cfg = out / "service.yaml"
         cfg.write_text(yaml.safe_dump(service_config, sort_keys=False))
         self.log_path = out / "service.log"
-        cmd = [sys.executable, "-m", "backdrop.cli", "serve", "--store", str(store), "--db", str(out / "events.sqlite"),
-               "--config", str(cfg), "--port", str(self.port), "--learn",
-               "--learn-interval", str(learn_interval_s)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "backdrop.cli",
+            "serve",
+            "--store",
+            str(store),
+            "--db",
+            str(out / "events.sqlite"),
+            "--config",
+            str(cfg),
+            "--port",
+            str(self.port),
+            "--learn",
+            "--learn-interval",
+            str(learn_interval_s),
+        ]
         # the key by environment: not in `ps`, and a key starting with "-" is not taken for an option
         env = os.environ | {"BACKDROP_API_KEY": api_key}
         with open(self.log_path, "ab") as err:
@@ -205,9 +219,7 @@ class ServiceProcess:
 # -- running it ---------------------------------------------------------------------------------
 
 
-def run_study(
-    store: Path, out: Path, config: StudyConfig | None = None, progress: Callable[[int], None] | None = None
-) -> dict:
+def run_study(store: Path, out: Path, config: StudyConfig | None = None, progress: Callable[[int], None] | None = None) -> dict:
     """Serve the simulated audience through the service, analyse its log, write ``out``; the result dict."""
     config = config or StudyConfig()
     unknown = set(config.shares) - set(ARMS)
@@ -421,12 +433,23 @@ def analyse(db: Path, population, clicks: ClickModel, batch, served: Served, con
         true_lift = truth[t]["ctr"] / truth[k]["ctr"] - 1
         control_ctr = c[k] / n[k] if n[k] else float("nan")
         needed = stats.sample_size_per_arm(max(control_ctr, 1e-6), abs(true_lift)) if true_lift else None
-        ablations.append({
-            "ablation": name, "treatment": t, "control": k, "isolates": what,
-            "lift": lift, "ci_low": low, "ci_high": high, "p": p, "true_lift": true_lift,
-            "covered": bool(low <= true_lift <= high), "n_treatment": n[t], "n_control": n[k],
-            "impressions_per_arm_for_80pct_power": needed,
-        })
+        ablations.append(
+            {
+                "ablation": name,
+                "treatment": t,
+                "control": k,
+                "isolates": what,
+                "lift": lift,
+                "ci_low": low,
+                "ci_high": high,
+                "p": p,
+                "true_lift": true_lift,
+                "covered": bool(low <= true_lift <= high),
+                "n_treatment": n[t],
+                "n_control": n[k],
+                "impressions_per_arm_for_80pct_power": needed,
+            }
+        )
 
     # regret against the oracle, per arm, in serving order (the log's seq order)
     order = {a: [] for a in ARMS}
@@ -484,8 +507,13 @@ def off_policy_first(db: Path, population, clicks: ClickModel, config: StudyConf
                 out.append({"target": "fixed", **est.to_dict()})
             dim = len(rows[0][0].context)
             for rec in evaluate_log(
-                log, lambda _d: LinUCB(n_features=dim, alpha=config.alpha, epsilon=config.epsilon, seed=config.seed),
-                join_window_s=0, grace_s=0, now=time.time() + 1e9, n_boot=500, seed=config.seed,
+                log,
+                lambda _d: LinUCB(n_features=dim, alpha=config.alpha, epsilon=config.epsilon, seed=config.seed),
+                join_window_s=0,
+                grace_s=0,
+                now=time.time() + 1e9,
+                n_boot=500,
+                seed=config.seed,
                 where=lambda d: d.experiment_arm == "random",
             ):
                 if rec["policy"] != "logged":
@@ -497,4 +525,3 @@ def off_policy_first(db: Path, population, clicks: ClickModel, config: StudyConf
         return out
     finally:
         log.close()
-

@@ -199,8 +199,14 @@ class DiffusionGenerator:
 
     def spec(self) -> dict:
         return _spec(
-            self._fingerprint, type(self.pipe).__name__, self.steps, self.guidance_scale, self.control,
-            self.controlnet_scale, self.mask_dilation, self.scheduler_name,
+            self._fingerprint,
+            type(self.pipe).__name__,
+            self.steps,
+            self.guidance_scale,
+            self.control,
+            self.controlnet_scale,
+            self.mask_dilation,
+            self.scheduler_name,
         )
 
     @staticmethod
@@ -235,8 +241,14 @@ class DiffusionGenerator:
         xl = "XL" in cls_name
         pipeline = ("StableDiffusionXL" if xl else "StableDiffusion") + ("ControlNetInpaintPipeline" if has_cn else "InpaintPipeline")
         return _spec(
-            fingerprint, pipeline, int(steps), float(guidance_scale), control if has_cn else "none",
-            float(controlnet_scale), float(mask_dilation), scheduler,
+            fingerprint,
+            pipeline,
+            int(steps),
+            float(guidance_scale),
+            control if has_cn else "none",
+            float(controlnet_scale),
+            float(mask_dilation),
+            scheduler,
         )
 
     # -- inputs -----------------------------------------------------------------------------
@@ -303,7 +315,7 @@ class DiffusionGenerator:
                     kwargs["controlnet_conditioning_scale"] = self.controlnet_scale
                 with torch.inference_mode():
                     images = self.pipe(**kwargs).images
-                for i, img in zip(chunk, images):
+                for i, img in zip(chunk, images, strict=True):
                     out[i] = np.clip(np.asarray(img) * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return out  # type: ignore[return-value]
 
@@ -313,7 +325,7 @@ class DiffusionGenerator:
         return cv2.resize(raw, (scene.width, scene.height), interpolation=interp)
 
     def generate_batch(self, requests: Sequence[GenerationRequest]) -> list[np.ndarray]:
-        return [self.to_canvas(raw, r.scene) for raw, r in zip(self.generate_raw(requests), requests)]
+        return [self.to_canvas(raw, r.scene) for raw, r in zip(self.generate_raw(requests), requests, strict=True)]
 
 
 def _spec(model, pipeline, steps, guidance_scale, control, controlnet_scale, mask_dilation, scheduler) -> dict:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+
 import cv2
 import numpy as np
+
 from .maskops import border_connected, disk
 
 

@@ -14,9 +14,7 @@ from .layout import Scene
 def composite(background: np.ndarray, scene: Scene) -> np.ndarray:
     """The creative: ``background`` (H, W, 3) uint8 with ``scene``'s product on top."""
     if background.shape != (scene.height, scene.width, 3) or background.dtype != np.uint8:
-        raise ValueError(
-            f"background must be uint8 ({scene.height}, {scene.width}, 3), got {background.dtype} {background.shape}"
-        )
+        raise ValueError(f"background must be uint8 ({scene.height}, {scene.width}, 3), got {background.dtype} {background.shape}")
     out = background.copy()
     x0, y0, x1, y1 = scene.box
     a = scene.product_alpha[..., None].astype(np.uint16)

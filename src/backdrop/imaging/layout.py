@@ -89,7 +89,7 @@ class PlacementSet(BaseModel):
     qa: QARules = Field(default_factory=QARules)
 
     @model_validator(mode="after")
-    def _unique(self) -> "PlacementSet":
+    def _unique(self) -> PlacementSet:
         names = [p.name for p in self.placements]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
@@ -263,10 +263,7 @@ def layout(
     elif bottom and not top:
         y = H - h
         ground_y = H
-    elif fill_h:
-        y = round((H - h) / 2)
-        ground_y = y + h
-    elif placement.anchor == "center":
+    elif fill_h or placement.anchor == "center":
         y = round((H - h) / 2)
         ground_y = y + h
     elif placement.anchor == "bottom":
@@ -281,11 +278,7 @@ def layout(
     horizon_y = None
     if floor:
         horizon_y = int(max(0, ground_y - placement.horizon_depth * h - 0.04 * H))
-    bleeds = tuple(
-        s
-        for s, edge in (("top", y <= 0), ("bottom", y + h >= H), ("left", x <= 0), ("right", x + w >= W))
-        if s in cut and edge
-    )
+    bleeds = tuple(s for s, edge in (("top", y <= 0), ("bottom", y + h >= H), ("left", x <= 0), ("right", x + w >= W)) if s in cut and edge)
     return Scene(
         placement=placement,
         width=W,

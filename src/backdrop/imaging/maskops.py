@@ -5,7 +5,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-
 #: images are segmented at most this large (longest side); the mask is scaled back up
 WORK_SIDE = 1024
 
@@ -50,9 +49,7 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
 
 def nearest_values(img: np.ndarray, src: np.ndarray) -> np.ndarray:
     """For every pixel, the value of ``img`` at the nearest pixel of ``src`` (bool, non-empty)."""
-    _, lab = cv2.distanceTransformWithLabels(
-        (~src).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
-    )
+    _, lab = cv2.distanceTransformWithLabels((~src).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
     ys, xs = np.nonzero(src)  # raster order == label order for DIST_LABEL_PIXEL
     return img[ys, xs][np.maximum(lab - 1, 0)]
 

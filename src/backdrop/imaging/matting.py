@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+
 from .maskops import disk, nearest_values, resize
 
 

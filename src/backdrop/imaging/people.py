@@ -49,7 +49,7 @@ def find_face_model(path: str | os.PathLike | None = None) -> Path | None:
 def _anchors(size: int, strides: tuple[int, ...], per_cell: tuple[int, ...]) -> np.ndarray:
     """SSD anchor centres (n, 2) in [0, 1], fixed anchor size, as MediaPipe's face detector lays them out."""
     out = []
-    for stride, n in zip(strides, per_cell):
+    for stride, n in zip(strides, per_cell, strict=True):
         f = size // stride
         ys, xs = np.mgrid[0:f, 0:f]
         centres = np.stack([(xs + 0.5) / f, (ys + 0.5) / f], -1).reshape(-1, 2)

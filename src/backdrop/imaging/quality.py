@@ -94,8 +94,8 @@ def halo_score(background: np.ndarray, scene: Scene) -> float:
     inner = (near > 0) & (mask == 0)
     outer = (far > 0) & (mid == 0)
     cut = int(y1 - 0.12 * (y1 - y0)) - Y0
-    inner[max(cut, 0):] = False
-    outer[max(cut, 0):] = False
+    inner[max(cut, 0) :] = False
+    outer[max(cut, 0) :] = False
     if not inner.any() or not outer.any():
         return 0.0
     lab = cv2.cvtColor(np.ascontiguousarray(background[Y0:Y1, X0:X1]), cv2.COLOR_RGB2LAB).astype(np.float32)
@@ -203,7 +203,9 @@ def qa_checks(
         )
     contrast = float(metrics.get("edge_contrast", 0.0))
     if contrast < rules.min_edge_contrast:
-        flag("low-contrast", f"the product's edge barely differs from the background (Delta E {contrast:.1f} < {rules.min_edge_contrast:g})")
+        flag(
+            "low-contrast", f"the product's edge barely differs from the background (Delta E {contrast:.1f} < {rules.min_edge_contrast:g})"
+        )
     halo = float(metrics["edge_halo"]) if "edge_halo" in metrics else halo_score(creative, scene)
     if halo > rules.max_halo:
         flag("halo", f"a ring around the product differs from the background beyond it (Delta E {halo:.1f} > {rules.max_halo:g})")

@@ -42,21 +42,22 @@ import os
 import threading
 import warnings
 from pathlib import Path
+
 import cv2
 import numpy as np
-from .maskops import WORK_SIDE, as_rgb, disk, fill_holes, keep_large_components, resize, work_image
-from .background import ColourModel, colour_model, drop_detached_shadows, fill_product_holes, trapped_background
-from .matting import upscale_mask, grabcut_refine, refine_boundary, soft_mask
 
+from .background import ColourModel, colour_model, drop_detached_shadows, fill_product_holes, trapped_background
+from .maskops import WORK_SIDE, as_rgb, disk, fill_holes, keep_large_components, resize, work_image
+from .matting import grabcut_refine, refine_boundary, soft_mask, upscale_mask
 
 __all__ = [
+    "NAMES",
     "ClassicalSegmenter",
     "CombinedSegmenter",
     "U2NetPSegmenter",
     "available",
     "find_u2netp_weights",
     "get",
-    "NAMES",
 ]
 
 
@@ -302,8 +303,7 @@ def get(name: str = "auto"):
         if not _warned_fallback:
             _warned_fallback = True
             warnings.warn(
-                f"product segmentation falls back to the classical segmenter because {why}; "
-                f"for the learned one: {INSTALL_HINT}",
+                f"product segmentation falls back to the classical segmenter because {why}; for the learned one: {INSTALL_HINT}",
                 RuntimeWarning,
                 stacklevel=2,
             )

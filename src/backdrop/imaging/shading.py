@@ -15,17 +15,17 @@ import numpy as np
 
 __all__ = [
     "apply_shadow",
-    "fill",
-    "ramp",
-    "rgb3",
     "blur",
     "cast_shadow",
     "contact_shadow",
+    "fill",
     "grain_field",
     "grid",
     "mix",
     "radial",
+    "ramp",
     "reflection",
+    "rgb3",
     "screen",
     "smoothstep",
     "soft_clip",
@@ -45,8 +45,8 @@ def ramp(t: np.ndarray, dark, light) -> np.ndarray:
     """Colour ramp: ``dark`` where ``t`` is 0, ``light`` where it is 1 (float32 (H, W, 3))."""
     t = np.ascontiguousarray(t, np.float32)
     chans = []
-    for d, l in zip(dark, light):
-        c = t * np.float32(float(l) - float(d))
+    for d, lt in zip(dark, light, strict=True):
+        c = t * np.float32(float(lt) - float(d))
         c += np.float32(d)
         chans.append(c)
     return cv2.merge(chans)

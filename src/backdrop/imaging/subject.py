@@ -46,7 +46,7 @@ class Subject:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Subject":
+    def from_dict(cls, d: dict) -> Subject:
         return cls(
             cut=tuple(d.get("cut", ())),
             on_model=bool(d.get("on_model", False)),

@@ -101,7 +101,11 @@ def create_app(settings: ServiceSettings, log: EventLog | None = None, learn_int
     @app.get(
         "/v1/creatives/{key}",
         response_class=Response,
-        responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}}, 304: {"description": "Not modified"}, 404: {"model": Problem}},
+        responses={
+            200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}},
+            304: {"description": "Not modified"},
+            404: {"model": Problem},
+        },
     )
     def creative(key: str, if_none_match: Annotated[str | None, Header()] = None):
         """The image bytes; content-addressed, so cached forever (ETag = key)."""
@@ -117,7 +121,9 @@ def create_app(settings: ServiceSettings, log: EventLog | None = None, learn_int
         response_model=ModelResponse,
         dependencies=[Depends(require_key)],
         responses={401: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem}, 503: {"model": Problem}},
-        openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
+        },
     )
     async def publish_model(request: Request) -> ModelResponse:
         """Publish a model file (``Policy.save``) as the next version: every replica serves it within seconds."""

@@ -52,7 +52,7 @@ class LimitsAndMetrics:
 
         try:
             return await asyncio.wait_for(receive(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise _BodyTimeout from None
 
     async def _decide(self, receive, send) -> None:
@@ -162,8 +162,9 @@ class LimitsAndMetrics:
                     if upload:
                         self.uploads.release()
             except _BodyTimeout:
-                await JSONResponse({"detail": f"the request body did not arrive within {timeout:g} s"}, 408,
-                                   headers={"Connection": "close"})(scope, receive, send)
+                await JSONResponse(
+                    {"detail": f"the request body did not arrive within {timeout:g} s"}, 408, headers={"Connection": "close"}
+                )(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

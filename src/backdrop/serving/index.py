@@ -87,7 +87,13 @@ class CreativeIndex:
                 if key not in files and path.is_file():
                     with Image.open(path) as im:
                         w, h = im.size
-                    media = "image/png" if path.suffix.lower() == ".png" else "image/jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else "image/webp"
+                    media = (
+                        "image/png"
+                        if path.suffix.lower() == ".png"
+                        else "image/jpeg"
+                        if path.suffix.lower() in (".jpg", ".jpeg")
+                        else "image/webp"
+                    )
                     files[key] = _Creative(key, path, w, h, media)
                 p["catalog_key"] = key
         finally:
@@ -95,6 +101,8 @@ class CreativeIndex:
         if broken and (previous is None or tuple(broken) != previous.broken):
             logger.error(
                 "%d creative file(s) do not match the store's index and are not served (first: %s); run `backdrop store verify %s`",
-                len(broken), broken[0], store_root,
+                len(broken),
+                broken[0],
+                store_root,
             )
         return cls(store_root, serve_flagged, products, by_item, files, frozenset(placements), withheld, tuple(broken), time.time())

@@ -25,7 +25,6 @@ from .records import DecisionRecord, ModelRecord
 log = logging.getLogger(__name__)
 
 
-
 def fold(policy: Policy, rows: list[tuple[DecisionRecord, float | None]], default_reward: float) -> tuple[int, int]:
     """Update ``policy`` with the bandit's own decisions (``learn`` set by the service); (decisions,
     rewards) folded.
@@ -121,7 +120,7 @@ class Learner:
             s = self.status
             try:
                 record = self.run_once()
-            except Exception as e:  # noqa: BLE001 - survive, say so, retry later
+            except Exception as e:
                 s.passes += 1
                 s.consecutive_failures += 1
                 s.last_error, s.last_error_at = f"{type(e).__name__}: {e}", time.time()
@@ -143,8 +142,13 @@ class Learner:
 
 
 def train_offline(
-    log: EventLog, factory: Callable[[], Policy], *, join_window_s: float, default_reward: float = 0.0,
-    grace_s: float = COMMIT_GRACE_S, now: float | None = None,
+    log: EventLog,
+    factory: Callable[[], Policy],
+    *,
+    join_window_s: float,
+    default_reward: float = 0.0,
+    grace_s: float = COMMIT_GRACE_S,
+    now: float | None = None,
 ) -> tuple[Policy, int]:
     """The model a learner would reach on the same log, trained in one go; (policy, offset)."""
     policy = factory()

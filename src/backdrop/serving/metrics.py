@@ -20,9 +20,7 @@ class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         self.requests = Counter("backdrop_requests", "HTTP requests", ["endpoint", "status"], registry=r)
-        self.latency = Histogram(
-            "backdrop_request_seconds", "HTTP request latency", ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r
-        )
+        self.latency = Histogram("backdrop_request_seconds", "HTTP request latency", ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r)
         self.policy_seconds = Histogram(
             "backdrop_policy_seconds", "Time in feature encoding + policy choice", buckets=_LATENCY_BUCKETS, registry=r
         )
@@ -32,9 +30,7 @@ class Metrics:
         self.decisions = Counter("backdrop_decisions", "Decisions answered, per style", ["style", "fallback"], registry=r)
         self.rewards = Counter("backdrop_rewards", "Rewards received", ["status"], registry=r)
         self.model_version = Gauge("backdrop_model_version", "Model version being served", registry=r)
-        self.fallbacks = Counter(
-            "backdrop_fallbacks", "Decisions answered with a fallback (or refused), by reason", ["reason"], registry=r
-        )
+        self.fallbacks = Counter("backdrop_fallbacks", "Decisions answered with a fallback (or refused), by reason", ["reason"], registry=r)
         self.model_rejected = Counter("backdrop_models_rejected", "Published model versions that failed validation", registry=r)
         self.learner_lag = Gauge(
             "backdrop_learner_lag_seconds",
@@ -42,7 +38,10 @@ class Metrics:
             registry=r,
         )
         self.creatives = Gauge(
-            "backdrop_creatives", "Creatives in the index: served, withheld because QA flagged them, or broken (file does not match the index)", ["status"], registry=r
+            "backdrop_creatives",
+            "Creatives in the index: served, withheld because QA flagged them, or broken (file does not match the index)",
+            ["status"],
+            registry=r,
         )
 
     def render(self) -> bytes:

@@ -21,7 +21,6 @@ from .learner import train_offline  # noqa: F401 - re-exported: the learner's mo
 from .records import DecisionRecord
 from .settings import PolicySettings
 
-
 _FLOAT_PARAMS = {"alpha", "epsilon", "l2"}
 
 
@@ -92,7 +91,9 @@ def evaluate_log(
     q = shrunk_ctr_reward_model(action, reward, len(arms))(X)
     # a style not offered in a row has probability 0 under both policies; q there is never weighted in
     low, high = bootstrap_interval(reward, n_boot=n_boot, seed=seed)
-    records = [{"policy": "logged", "estimator": "on-policy", "value": float(reward.mean()), "ci_low": low, "ci_high": high, "n": len(rows)}]
+    records = [
+        {"policy": "logged", "estimator": "on-policy", "value": float(reward.mean()), "ci_low": low, "ci_high": high, "n": len(rows)}
+    ]
     for est in estimate(reward, action, pscore, dist, q, estimators=("ips", "snips", "dr"), n_boot=n_boot, seed=seed):
         records.append({"policy": policy.name} | est.to_dict())
     return records

@@ -82,8 +82,8 @@ class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision_id: str = Field(min_length=1, max_length=64)
-    reward: Annotated[StrictFloat, Field(allow_inf_nan=False, ge=-1e6, le=1e6)] | Annotated[StrictInt, Field(ge=-(10**6), le=10**6)] = Field(
-        description="1 for a click, 0 for none, or a value (a JSON number: not a string, not a boolean)"
+    reward: Annotated[StrictFloat, Field(allow_inf_nan=False, ge=-1e6, le=1e6)] | Annotated[StrictInt, Field(ge=-(10**6), le=10**6)] = (
+        Field(description="1 for a click, 0 for none, or a value (a JSON number: not a string, not a boolean)")
     )
     at: Annotated[float, Field(allow_inf_nan=False, ge=0)] | None = Field(
         default=None, description="When the event happened (unix seconds); default: now"

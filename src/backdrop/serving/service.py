@@ -75,8 +75,11 @@ class Service:
 
             n = self.encoder.n_features
             self.learner = Learner(
-                self.log, lambda: settings.policy.make(n), join_window_s=settings.join_window_s,
-                default_reward=settings.default_reward, grace_s=settings.commit_grace_s,
+                self.log,
+                lambda: settings.policy.make(n),
+                join_window_s=settings.join_window_s,
+                default_reward=settings.default_reward,
+                grace_s=settings.commit_grace_s,
             )
 
     def start(self) -> None:
@@ -94,7 +97,9 @@ class Service:
         ]
         if self.learner is not None:
             self._threads.append(
-                threading.Thread(target=self.learner.run_forever, args=(self._learn_interval_s, self._stop), name="backdrop-learner", daemon=True)
+                threading.Thread(
+                    target=self.learner.run_forever, args=(self._learn_interval_s, self._stop), name="backdrop-learner", daemon=True
+                )
             )
         for t in self._threads:
             t.start()
@@ -134,7 +139,7 @@ class Service:
                 self._measure_learner_lag()
             except LogUnavailable as e:
                 logger.debug("model poll: %s", e)
-            except Exception:  # noqa: BLE001 - the poll must go on; readiness reports what it finds
+            except Exception:
                 logger.exception("model poll failed")
 
     def _measure_learner_lag(self) -> None:
@@ -232,10 +237,14 @@ class Service:
             except LogUnavailable:
                 previous = None
             if previous is not None:
-                asked = DecisionRecord("", 0.0, req.item_id, req.placement, [], "", 1.0, "", 0, [], req.user.id,
-                                       dict(req.user.features), req.request_id)
+                asked = DecisionRecord(
+                    "", 0.0, req.item_id, req.placement, [], "", 1.0, "", 0, [], req.user.id, dict(req.user.features), req.request_id
+                )
                 if (previous.item_id, previous.placement, previous.user_id, previous.user_features) != (
-                    asked.item_id, asked.placement, asked.user_id, asked.user_features
+                    asked.item_id,
+                    asked.placement,
+                    asked.user_id,
+                    asked.user_features,
                 ):
                     self.metrics.fallbacks.labels(reason="request-conflict").inc()
                     raise Conflict(str(request_conflict(previous, asked)))
@@ -340,7 +349,6 @@ class Service:
             experiment_arm=r.experiment_arm,
             fallback=r.fallback,
         )
-
 
     # -- feedback, models, files -------------------------------------------------------------
 

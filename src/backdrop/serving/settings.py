@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
 
 from ..bandit.features import FeatureConfig
 from ..bandit.policies import SERVABLE, make_policy
@@ -44,9 +44,7 @@ class PolicySettings(BaseModel):
     def make(self, n_features: int):
         """The policy these settings describe (through the one registry, ``bandit.make_policy``)."""
         alpha = max(self.alpha, 1e-6) if self.name == "lints" else self.alpha  # LinTS needs a posterior scale > 0
-        return make_policy(
-            self.name, lenient=True, n_features=n_features, alpha=alpha, epsilon=self.epsilon, l2=self.l2, seed=self.seed
-        )
+        return make_policy(self.name, lenient=True, n_features=n_features, alpha=alpha, epsilon=self.epsilon, l2=self.l2, seed=self.seed)
 
 
 class ExperimentArm(BaseModel):
@@ -157,14 +155,14 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
         # flags (init) beat the environment, which beats the YAML file (set by load_settings for this call)
-        return (init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=_YAML.get()))
+        return (init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=_YAML.get() or {}))
 
     @property
     def db_url(self) -> str:
         return self.db or f"sqlite:///{(self.store / 'events.sqlite').resolve()}"
 
 
-_YAML: contextvars.ContextVar[dict] = contextvars.ContextVar("backdrop_settings_yaml", default={})
+_YAML: contextvars.ContextVar[dict | None] = contextvars.ContextVar("backdrop_settings_yaml", default=None)
 
 
 def load_settings(path: str | Path | None = None, **overrides) -> ServiceSettings:

@@ -48,7 +48,9 @@ _NAME = r"^[a-z0-9][a-z0-9_-]*$"
 Suits = Literal["packshot", "on-model", "both"]
 
 #: negative-prompt terms that would forbid the person wearing an on-model product
-PERSON_TERMS = frozenset({"people", "person", "persons", "human", "humans", "hands", "hand", "face", "faces", "man", "woman", "model", "body", "skin"})
+PERSON_TERMS = frozenset(
+    {"people", "person", "persons", "human", "humans", "hands", "hand", "face", "faces", "man", "woman", "model", "body", "skin"}
+)
 #: ... and that would fight the photo's own crop of a frame-cropped product
 CROP_TERMS = frozenset({"cropped", "cut off", "out of frame"})
 
@@ -237,7 +239,7 @@ class StyleLibrary:
         )
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "StyleLibrary":
+    def load(cls, path: str | Path | None = None) -> StyleLibrary:
         path = Path(path) if path else DEFAULT_LIBRARY_FILE
         try:
             raw = yaml.safe_load(path.read_text())
@@ -248,7 +250,7 @@ class StyleLibrary:
         return cls.from_dict(raw, source=str(path))
 
     @classmethod
-    def from_dict(cls, raw: Any, source: str = "<memory>") -> "StyleLibrary":
+    def from_dict(cls, raw: Any, source: str = "<memory>") -> StyleLibrary:
         try:
             lib = _LibraryFile.model_validate(raw)
         except ValidationError as e:
@@ -330,7 +332,9 @@ class StyleLibrary:
         product_type: str = "",
     ) -> CategoryMatch:
         """The library category (and its styles) for a product; see :mod:`backdrop.styles.categories`."""
-        shown = tuple(p.strip() for p in category_path if p and p.strip()) if isinstance(category_path, tuple) else split_path(category_path)
+        shown = (
+            tuple(p.strip() for p in category_path if p and p.strip()) if isinstance(category_path, tuple) else split_path(category_path)
+        )
         parts = tuple(p.lower() for p in shown)
         found = self._by_path(parts)
         if found is not None:

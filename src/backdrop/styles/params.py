@@ -92,7 +92,7 @@ class ProceduralParams(BaseModel):
     variation: float = Field(default=0.5, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
-    def _colors_match_palette(self) -> "ProceduralParams":
+    def _colors_match_palette(self) -> ProceduralParams:
         if self.palette == "explicit" and not self.colors:
             raise ValueError("palette 'explicit' needs colors: a list of 1 to 3 '#rrggbb' colours")
         if self.palette != "explicit" and self.colors:

@@ -52,12 +52,36 @@ DATASETS: dict[str, tuple[int, int, int, str]] = {
 
 # fixed generator seeds: the generated datasets are the same whatever ``seed`` the streams use
 _SYNTH = {
-    "synth5": {"n_samples": 4000, "n_features": 20, "n_informative": 10, "n_redundant": 4, "n_classes": 5,
-               "n_clusters_per_class": 2, "class_sep": 1.0, "random_state": 105},
-    "synth10": {"n_samples": 5000, "n_features": 40, "n_informative": 16, "n_redundant": 8, "n_classes": 10,
-                "n_clusters_per_class": 1, "class_sep": 1.2, "random_state": 110},
-    "synth20": {"n_samples": 6000, "n_features": 32, "n_informative": 20, "n_redundant": 4, "n_classes": 20,
-                "n_clusters_per_class": 1, "class_sep": 1.5, "random_state": 120},
+    "synth5": {
+        "n_samples": 4000,
+        "n_features": 20,
+        "n_informative": 10,
+        "n_redundant": 4,
+        "n_classes": 5,
+        "n_clusters_per_class": 2,
+        "class_sep": 1.0,
+        "random_state": 105,
+    },
+    "synth10": {
+        "n_samples": 5000,
+        "n_features": 40,
+        "n_informative": 16,
+        "n_redundant": 8,
+        "n_classes": 10,
+        "n_clusters_per_class": 1,
+        "class_sep": 1.2,
+        "random_state": 110,
+    },
+    "synth20": {
+        "n_samples": 6000,
+        "n_features": 32,
+        "n_informative": 20,
+        "n_redundant": 4,
+        "n_classes": 20,
+        "n_clusters_per_class": 1,
+        "class_sep": 1.5,
+        "random_state": 120,
+    },
 }
 
 PolicyFactory = Callable[[int, int, int], object]
@@ -187,18 +211,20 @@ def bakeoff(
         for pname, factory in policies.items():
             runs = [run_online(factory, X, y, s, n_arms=K, max_events=max_events) for s in seeds]
             r = np.array([run["reward"] for run in runs])
-            rows.append({
-                "dataset": dname,
-                "policy": pname,
-                "n": runs[0]["n"],
-                "d": X.shape[1],
-                "K": K,
-                "mean": float(r.mean()),
-                "sd": float(r.std(ddof=1)) if len(r) > 1 else 0.0,
-                "final": float(np.mean([run["final"] for run in runs])),
-                "rewards": r.tolist(),
-                "seconds": float(sum(run["seconds"] for run in runs)),
-            })
+            rows.append(
+                {
+                    "dataset": dname,
+                    "policy": pname,
+                    "n": runs[0]["n"],
+                    "d": X.shape[1],
+                    "K": K,
+                    "mean": float(r.mean()),
+                    "sd": float(r.std(ddof=1)) if len(r) > 1 else 0.0,
+                    "final": float(np.mean([run["final"] for run in runs])),
+                    "rewards": r.tolist(),
+                    "seconds": float(sum(run["seconds"] for run in runs)),
+                }
+            )
             if progress:
                 progress(f"{dname:14s} {pname:28s} {r.mean():.4f} ± {rows[-1]['sd']:.4f}")
     return rows

@@ -24,7 +24,7 @@ def _byte_table() -> dict[int, str]:
             bs.append(b)
             cs.append(256 + n)
             n += 1
-    return dict(zip(bs, map(chr, cs)))
+    return dict(zip(bs, map(chr, cs), strict=True))
 
 
 def write_tokenizer(folder: Path) -> None:
@@ -40,9 +40,7 @@ def write_tokenizer(folder: Path) -> None:
     vocab["<|endoftext|>"] = len(vocab)
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "merges.txt").write_text("#version: 0.2\n")
-    tok = CLIPTokenizer(
-        vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt"), model_max_length=77
-    )
+    tok = CLIPTokenizer(vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt"), model_max_length=77)
     tok.save_pretrained(folder)
 
 
@@ -125,9 +123,7 @@ def build_sd(controlnet: bool = True):
         cross_attention_dim=32,
         norm_num_groups=16,
     )
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=9, out_channels=4, up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **blocks
-    )
+    unet = UNet2DConditionModel(sample_size=8, in_channels=9, out_channels=4, up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **blocks)
     tokenizer = _tokenizer()
     parts = dict(
         vae=_vae(),
@@ -170,9 +166,7 @@ def build_sdxl(controlnet: bool = True):
         cross_attention_dim=64,
         norm_num_groups=16,
     )
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=9, out_channels=4, up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **blocks
-    )
+    unet = UNet2DConditionModel(sample_size=8, in_channels=9, out_channels=4, up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **blocks)
     tokenizer = _tokenizer()
     parts = dict(
         vae=_vae(),

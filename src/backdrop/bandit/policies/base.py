@@ -268,9 +268,7 @@ class Policy:
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as z:
                 meta = json.loads(z.read("meta.json"))
-                arrays = {
-                    n[:-4]: np.load(io.BytesIO(z.read(n)), allow_pickle=False) for n in z.namelist() if n.endswith(".npy")
-                }
+                arrays = {n[:-4]: np.load(io.BytesIO(z.read(n)), allow_pickle=False) for n in z.namelist() if n.endswith(".npy")}
         except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
             raise ModelFileError(f"{source}: not a readable backdrop model file (corrupt or truncated: {e})") from e
         if meta.get("format") != FORMAT:
@@ -374,8 +372,6 @@ def _sample_rows(probs: np.ndarray, best: np.ndarray, epsilon: float, u: np.ndar
     # the rank-th best arm of each row: the first column where the running count of best arms exceeds rank
     exploit = (np.cumsum(best, axis=1) > rank[:, None]).argmax(axis=1)
     return np.where(u < epsilon, explore, exploit)
-
-
 
 
 _BREAKS = np.array([-7.0, -4.0, -2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 4.0, 7.0])

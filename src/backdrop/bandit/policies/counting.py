@@ -68,7 +68,9 @@ class UCB1(_CountingArms):
         n = self.pulls[idx]
         total = max(n.sum(), 1.0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            scores = np.where(n > 0, self.reward_sum[idx] / np.maximum(n, 1) + self.alpha * np.sqrt(2 * math.log(total) / np.maximum(n, 1)), np.inf)
+            scores = np.where(
+                n > 0, self.reward_sum[idx] / np.maximum(n, 1) + self.alpha * np.sqrt(2 * math.log(total) / np.maximum(n, 1)), np.inf
+            )
         finite = np.where(np.isinf(scores), 1.0, 0.0) if np.isinf(scores).any() else scores
         return scores, _mix(finite, self.epsilon)
 

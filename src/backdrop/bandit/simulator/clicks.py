@@ -116,21 +116,21 @@ class ClickModel:
 
     def _parts(self, b: ImpressionBatch, center_population: bool = True) -> _Parts:
         pop = self.population
-        u, i, l = np.asarray(b.user), np.asarray(b.product), np.asarray(b.placement)
+        u, i, pl = np.asarray(b.user), np.asarray(b.product), np.asarray(b.placement)
         c = pop.product_category[i]
         g = pop.product_set[i]
         S = pop.set_styles[g]
         valid = S >= 0
         Sz = np.where(valid, S, 0)
-        base = self.cat_effect[c] + self.place_effect[l] + self.product_effect[i] + self.user_effect[u]
+        base = self.cat_effect[c] + self.place_effect[pl] + self.product_effect[i] + self.user_effect[u]
         cc = c[:, None]
         M = self.m[cc, Sz]
         seg = pop.user_segment[u][:, None]
         w = self._w
         H = w["segment"] * self.T_seg[seg, Sz]
         H += w["segment_category"] * self.T_segcat[seg, cc, Sz]
-        H += w["placement_category"] * self.T_plcat[l[:, None], cc, Sz]
-        H += w["segment_category_placement"] * self.T_segcatpl[seg, cc, l[:, None], Sz]
+        H += w["placement_category"] * self.T_plcat[pl[:, None], cc, Sz]
+        H += w["segment_category_placement"] * self.T_segcatpl[seg, cc, pl[:, None], Sz]
         if self.T_user is not None:
             H += w["user"] * self.T_user[u[:, None], Sz]
         for name, (wf, table) in self.T_field.items():

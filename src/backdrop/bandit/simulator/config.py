@@ -19,9 +19,7 @@ class CategoricalSpec(BaseModel):
 
     @model_validator(mode="after")
     def _weights(self) -> CategoricalSpec:
-        if self.weights is not None and (
-            len(self.weights) != len(self.values) or min(self.weights) < 0 or sum(self.weights) <= 0
-        ):
+        if self.weights is not None and (len(self.weights) != len(self.values) or min(self.weights) < 0 or sum(self.weights) <= 0):
             raise ValueError("weights must be one non-negative number per value, not all zero")
         if len(set(self.values)) != len(self.values):
             raise ValueError("values must be distinct")

@@ -15,8 +15,6 @@ from .seeds import rng_stream
 DEMO_CATALOG = Path(__file__).resolve().parents[2] / "data" / "demo" / "products.csv"
 
 
-
-
 @dataclass(frozen=True)
 class Impression:
     """One ad slot: who, which product, where, and the styles that can fill it."""
@@ -141,11 +139,7 @@ class Population:
                 columns[name] = [spec.values[k] for k in idx]
             else:
                 if spec.distribution == "normal":
-                    shift = (
-                        frng.normal(0.0, spec.segment_shift_sd, size=c.n_segments)
-                        if spec.segment_shift_sd
-                        else np.zeros(c.n_segments)
-                    )
+                    shift = frng.normal(0.0, spec.segment_shift_sd, size=c.n_segments) if spec.segment_shift_sd else np.zeros(c.n_segments)
                     v = frng.normal(spec.mean + shift[self.user_segment], spec.sd)
                 else:
                     v = frng.exponential(spec.mean, size=c.n_users)
@@ -179,14 +173,14 @@ class Population:
         return self.user_ids[k], dict(self.users[k])
 
     def impression(self, batch: ImpressionBatch, i: int) -> Impression:
-        u, p, l = int(batch.user[i]), int(batch.product[i]), int(batch.placement[i])
+        u, p, pl = int(batch.user[i]), int(batch.product[i]), int(batch.placement[i])
         product = self.products[p]
         return Impression(
             user_id=self.user_ids[u],
             user_features=dict(self.users[u]),
             product_id=product.product_id,
             category_path=tuple(product.category_path),
-            placement=self.placements[l],
+            placement=self.placements[pl],
             styles=self.style_sets[self.product_set[p]],
         )
 
@@ -210,8 +204,8 @@ class Population:
     def contexts(self, batch: ImpressionBatch) -> list[tuple[dict, tuple[str, ...], str]]:
         """(user features, category path, placement) per row: what :class:`FeatureEncoder` takes."""
         return [
-            (self.users[u], tuple(self.products[p].category_path), self.placements[l])
-            for u, p, l in zip(batch.user.tolist(), batch.product.tolist(), batch.placement.tolist())
+            (self.users[u], tuple(self.products[p].category_path), self.placements[pl])
+            for u, p, pl in zip(batch.user.tolist(), batch.product.tolist(), batch.placement.tolist(), strict=True)
         ]
 
     def encoder_config(self, n_features: int = 64) -> FeatureConfig:
@@ -220,8 +214,7 @@ class Population:
         return FeatureConfig(
             n_features=n_features,
             numeric={n: NumericField(center=s.mean, scale=s.scale) for n, s in c.fields.items() if isinstance(s, NumericSpec)},
-            one_hot={"segment": list(self.segments)}
-            | {n: list(s.values) for n, s in c.fields.items() if isinstance(s, CategoricalSpec)},
+            one_hot={"segment": list(self.segments)} | {n: list(s.values) for n, s in c.fields.items() if isinstance(s, CategoricalSpec)},
             segment_field="segment",
         )
 

@@ -39,9 +39,7 @@ def policy_factories(names: Sequence[str]) -> dict[str, PolicyFactory]:
     out = {}
     for n in names:
         if n not in POLICY_FACTORIES:
-            raise ValueError(
-                f"unknown policy {n!r}; choose from {', '.join(POLICY_FACTORIES)} (baselines: {', '.join(BASELINES)})"
-            )
+            raise ValueError(f"unknown policy {n!r}; choose from {', '.join(POLICY_FACTORIES)} (baselines: {', '.join(BASELINES)})")
         out[n] = POLICY_FACTORIES[n]
     return out
 

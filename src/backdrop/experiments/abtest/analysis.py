@@ -19,8 +19,6 @@ SRM_ALPHA = 0.001
 MAX_LOOKS = 2000
 
 
-
-
 def choose_control(arms: Iterable[str], control: str | None = None) -> str:
     """The control arm: ``control`` if given (must exist), else the first arm named ``control``,
     ``original`` or ``A`` (case-insensitive, in that order of preference), else the first arm in
@@ -118,8 +116,7 @@ def compare(imp: Impressions, treatment: str, control: str, alpha: float = 0.05)
         raise BackdropError(f"{imp.source}: no impressions of arm(s) {', '.join(missing)}")
     mask = np.isin(imp.arm, pair)
     idx = (imp.arm[mask] == treatment).astype(np.intp)
-    sub = Impressions(arm=imp.arm[mask], click=imp.click[mask], source=imp.source,
-                      unit=None if imp.unit is None else imp.unit[mask])
+    sub = Impressions(arm=imp.arm[mask], click=imp.click[mask], source=imp.source, unit=None if imp.unit is None else imp.unit[mask])
     if sub.unit is not None:
         lift, low, high, _, p = (float(v[0]) for v in _clustered_comparisons(_by_unit(sub, idx, 2, alpha), np.array([1]), alpha))
     else:
@@ -137,9 +134,7 @@ def _srm_block(arms: list[str], n: np.ndarray, planned_shares: Mapping[str, floa
         unknown = sorted(set(planned_shares) - set(arms))
         missing = sorted(set(arms) - set(planned_shares))
         if missing:
-            raise BackdropError(
-                f"planned_shares lacks arm(s) {', '.join(missing)}; give a share for every arm: {', '.join(arms)}"
-            )
+            raise BackdropError(f"planned_shares lacks arm(s) {', '.join(missing)}; give a share for every arm: {', '.join(arms)}")
         if unknown:
             # planned arms that got no impressions at all are part of the mismatch
             arms = arms + unknown
@@ -266,12 +261,14 @@ def analyze(
         "srm": _srm_block(arms, clustered["units"] if clustered is not None else n, planned_shares),
         "cuped": cuped,
         "unit": "impression" if clustered is None else "user",
-        "variance": "binomial (Wilson intervals, pooled z-test)" if clustered is None else (
-            "delta method over users (arms are assigned per user; SRM counts users)"),
+        "variance": "binomial (Wilson intervals, pooled z-test)"
+        if clustered is None
+        else ("delta method over users (arms are assigned per user; SRM counts users)"),
     }
     if clustered is not None and clustered["shared_units"]:
         result["srm"]["warning"] = (result["srm"]["warning"] or "") + (
-            f" {clustered['shared_units']} user(s) appear in more than one arm: assignment is not sticky.").strip()
+            f" {clustered['shared_units']} user(s) appear in more than one arm: assignment is not sticky."
+        ).strip()
     return _clean(result)
 
 

@@ -22,6 +22,7 @@ ALIASES = {
     "unit": ("user_id", "user", "unit"),
 }
 
+
 @dataclass
 class Impressions:
     """Impression-level data: one entry per impression in every array.
@@ -58,8 +59,6 @@ class Impressions:
 
     def __len__(self) -> int:
         return int(self.arm.shape[0])
-
-
 
 
 def load_impressions(path: str | Path) -> Impressions:
@@ -238,8 +237,9 @@ def _build(path: Path, columns: dict[str, str], rows: list[tuple[int, dict]]) ->
             if value is None or not math.isfinite(value):
                 raise bad(row, f"{columns['at']} {_show(raw)} is not a time; use epoch seconds or ISO 8601")
             at[i] = value
-    return Impressions(arm=arm.astype(str), click=click, covariate=covariate, at=at, source=str(path),
-                       unit=None if unit is None else unit.astype(str))
+    return Impressions(
+        arm=arm.astype(str), click=click, covariate=covariate, at=at, source=str(path), unit=None if unit is None else unit.astype(str)
+    )
 
 
 def _show(raw) -> str:

@@ -41,13 +41,13 @@ def to_markdown(result: dict) -> str:
     lines += ["", f"\\* Holm-adjusted p < {result['alpha']:g}. Always-valid p: mSPRT, safe to read at any time."]
     if result.get("unit") == "user":
         users = ", ".join(f"{r['arm']} {r['units']:,}" for r in result["arms"])
-        note = (f"Arms are assigned per user ({users} users): intervals and tests use the delta method over users, "
-                "and the SRM check counts users.")
+        note = (
+            f"Arms are assigned per user ({users} users): intervals and tests use the delta method over users, "
+            "and the SRM check counts users."
+        )
         lines += ["", note]
     srm = result["srm"]
-    split = ", ".join(
-        f"{a} {srm['observed_shares'][a]:.1%}/{srm['planned_shares'][a]:.1%}" for a in srm["planned_shares"]
-    )
+    split = ", ".join(f"{a} {srm['observed_shares'][a]:.1%}/{srm['planned_shares'][a]:.1%}" for a in srm["planned_shares"])
     chi2 = "–" if srm["chi2"] is None else f"{srm['chi2']:.2f}"
     verdict = "MISMATCH" if srm["warning"] else "ok"
     p = _p(srm["p"])

@@ -18,6 +18,8 @@ from the request's seed only); different seeds vary hues, light, texture and lay
 
 from __future__ import annotations
 
+#: the parameter schema lives with the styles (pydantic only); its names are re-exported here, where the renderer is
+from ...styles.params import FLOOR_SCENES, SCENES, SURFACES, ProceduralParams, validate_params
 from .colour import (
     Palette,
     lch_of,
@@ -29,9 +31,6 @@ from .colour import (
 )
 from .renderer import ProceduralGenerator
 from .texture import fbm
-
-#: the parameter schema lives with the styles (pydantic only); its names are re-exported here, where the renderer is
-from ...styles.params import FLOOR_SCENES, SCENES, SURFACES, ProceduralParams, validate_params
 
 __all__ = [
     "FLOOR_SCENES",

@@ -21,10 +21,14 @@ def _to_srgb(c: np.ndarray) -> np.ndarray:
     return np.where(c <= 0.0031308, 12.92 * c, 1.055 * np.power(c, 1 / 2.4) - 0.055)
 
 
-_M1 = np.array([[0.4122214708, 0.5363325363, 0.0514459929], [0.2119034982, 0.6806995451, 0.1073969566], [0.0883024619, 0.2817188376, 0.6299787005]])
+_M1 = np.array(
+    [[0.4122214708, 0.5363325363, 0.0514459929], [0.2119034982, 0.6806995451, 0.1073969566], [0.0883024619, 0.2817188376, 0.6299787005]]
+)
 
 
-_M2 = np.array([[0.2104542553, 0.7936177850, -0.0040720468], [1.9779984951, -2.4285922050, 0.4505937099], [0.0259040371, 0.7827717662, -0.8086757660]])
+_M2 = np.array(
+    [[0.2104542553, 0.7936177850, -0.0040720468], [1.9779984951, -2.4285922050, 0.4505937099], [0.0259040371, 0.7827717662, -0.8086757660]]
+)
 
 
 _M2I = np.linalg.inv(_M2)
@@ -84,7 +88,7 @@ def _away(L: float, Lp: float, margin: float, lo: float = 0.1, hi: float = 0.97)
     if not options:
         return float(np.clip(up if (hi - Lp) > (Lp - lo) else down, lo, hi))
     # dark products want a lighter set, light products a deeper one; in between keep the style's side
-    prefer = up if (Lp < 0.42 or (L >= Lp and Lp <= 0.8)) else down
+    prefer = up if (Lp < 0.42 or (Lp <= L and Lp <= 0.8)) else down
     if prefer in options:
         return prefer
     return options[0]
@@ -126,7 +130,7 @@ def product_key(palette: Sequence[Sequence[int]]) -> tuple[float, float | None, 
     Lp = lchs[0][0]
     if len(lchs) > 1:
         Lp = 0.75 * lchs[0][0] + 0.25 * lchs[1][0]
-    for L, C, h in lchs:
+    for _, C, h in lchs:
         if C >= 0.05:
             return Lp, h, C
     return Lp, None, lchs[0][1]
@@ -134,7 +138,7 @@ def product_key(palette: Sequence[Sequence[int]]) -> tuple[float, float | None, 
 
 def make_palette(p: ProceduralParams, product_palette: Sequence[Sequence[int]], rng: np.random.Generator) -> Palette:
     """The set's colours for a product: harmonised with its dominant colours, kept away from its lightness."""
-    Lp, key_hue, key_c = product_key(product_palette)
+    Lp, key_hue, _key_c = product_key(product_palette)
     var = p.variation
     hue_j = float(np.clip(rng.normal(0.0, 16.0), -32, 32)) * var
     L_j = float(rng.uniform(-0.07, 0.07)) * var

@@ -121,7 +121,9 @@ class ProceduralGenerator:
         floor_top = hy if p.scene in ("tabletop", "bokeh") else None
         if p.reflection > 0 and grounded:
             rgb_w = cv2.resize(scene.product_rgb, (pw, ph), interpolation=cv2.INTER_AREA).astype(np.float32) * np.float32(1 / 255)
-            sh.reflection(img, rgb_w, a_w, px, py, gy, p.reflection, falloff=0.2, softness=0.3 + 0.5 * p.shadow_softness, floor_color=tuple(pal.floor))
+            sh.reflection(
+                img, rgb_w, a_w, px, py, gy, p.reflection, falloff=0.2, softness=0.3 + 0.5 * p.shadow_softness, floor_color=tuple(pal.floor)
+            )
         shadow = None
         if p.shadow > 0 and grounded:
             shadow = sh.contact_shadow(h, w, a_w, px, py, gy, p.shadow_softness, floor_top)
@@ -195,7 +197,7 @@ class ProceduralGenerator:
             n = fbm(rng, h, w, 0.5 * u, 0.5 * u, 3, 0.5)
             tex = 1.0 + n * np.float32(0.01 * k)
         elif kind == "linen":  # a draped fabric backdrop: soft vertical folds
-            yy, xx = sh.grid(h, w)
+            _, xx = sh.grid(h, w)
             n = fbm(rng, h, w, 8 * u * 4.0, 8 * u, 2, 0.5)
             folds = np.sin(xx / np.float32(1.6 * u) + n * np.float32(2.2) + np.float32(rng.uniform(0, 6.28)))
             folds2 = np.sin(xx / np.float32(0.7 * u) + n * np.float32(3.0))
@@ -204,7 +206,7 @@ class ProceduralGenerator:
                 weave = fbm(rng, h, w, 0.1 * u, 0.1 * u * 10.0, 1, 0.5)
                 tex += weave * np.float32(0.008 * k)
         else:  # wood: vertical boards
-            yy, xx = sh.grid(h, w)
+            _yy, xx = sh.grid(h, w)
             board = 2.2 * u
             idx = np.floor(xx / np.float32(board)).astype(np.int32)
             tone = rng.uniform(-1, 1, int(idx.max()) + 2).astype(np.float32)[idx]
@@ -272,7 +274,19 @@ class ProceduralGenerator:
             mult += np.float32(0.07) * np.exp(-np.square((yy - hy - 1.0) / np.float32(edge)))
         region *= sh.rgb3(_rows(mult, w))
 
-    def _draw_chips(self, t: np.ndarray, ramp: tuple, p: ProceduralParams, pal: Palette, th: int, tw: int, ux: float, uy: float, proj: tuple, rng: np.random.Generator) -> np.ndarray:
+    def _draw_chips(
+        self,
+        t: np.ndarray,
+        ramp: tuple,
+        p: ProceduralParams,
+        pal: Palette,
+        th: int,
+        tw: int,
+        ux: float,
+        uy: float,
+        proj: tuple,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
         """Terrazzo: the binder (colour ramp of ``t``) with chips projected onto the floor and drawn antialiased."""
         base = sh.ramp(t, ramp[0], ramp[1])
         img = base.copy()

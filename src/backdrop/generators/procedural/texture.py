@@ -126,7 +126,9 @@ def _surface(
         seam = 1.0 - sh.smoothstep(0.0, min(0.06, 1.0 / max(plank * uy, 1.0)), np.minimum(frac, 1.0 - frac))
         jf = ((X + shift) % np.float32(length)) / np.float32(length)
         joint = 1.0 - sh.smoothstep(0.0, min(0.01, 1.0 / (length * ux)), np.minimum(jf, 1.0 - jf))
-        t = np.float32(0.62) + np.float32(k) * (np.float32(0.16) * tone + np.float32(0.26) * (rings - np.float32(0.5)) + np.float32(0.1) * streak)
+        t = np.float32(0.62) + np.float32(k) * (
+            np.float32(0.16) * tone + np.float32(0.26) * (rings - np.float32(0.5)) + np.float32(0.1) * streak
+        )
         t -= np.maximum(seam, joint) * np.float32(0.45 * (0.4 + 0.6 * k))
         return np.clip(t, 0.0, 1.15), (dark, light)
     if kind == "marble":
@@ -170,7 +172,9 @@ def _surface(
     return np.clip(t, 0.0, 1.1), (dark, light)
 
 
-def _chips(p: ProceduralParams, pal: Palette, th: float, tw: float, ux: float, uy: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list]:
+def _chips(
+    p: ProceduralParams, pal: Palette, th: float, tw: float, ux: float, uy: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, list]:
     """Terrazzo chips in texture space: polygons (n, 5, 2) in texels, colour indices (n,), colours."""
     k = float(p.texture)
     ux, uy = ux * p.texture_scale, uy * p.texture_scale

@@ -34,14 +34,14 @@ from .sqlite import SQLiteEventLog
 
 __all__ = [
     "COMMIT_GRACE_S",
+    "SCHEMA_VERSION",
+    "STATEMENT_TIMEOUT_MS",
     "EarlyReward",
     "EventLog",
     "LogUnavailable",
     "PostgresEventLog",
     "RequestConflict",
-    "SCHEMA_VERSION",
     "SQLiteEventLog",
-    "STATEMENT_TIMEOUT_MS",
     "TooLate",
     "UnknownDecision",
     "VersionConflict",

@@ -384,7 +384,9 @@ class EventLog:
                     f"of {join_window_s:g} s: the learner has counted it with the default reward"
                 )
             cur.execute(
-                self._sql("INSERT INTO rewards (decision_id, reward, at, received_at) VALUES (?, ?, ?, ?) ON CONFLICT (decision_id) DO NOTHING RETURNING decision_id"),
+                self._sql(
+                    "INSERT INTO rewards (decision_id, reward, at, received_at) VALUES (?, ?, ?, ?) ON CONFLICT (decision_id) DO NOTHING RETURNING decision_id"
+                ),
                 (decision_id, float(reward), float(at), float(received_at)),
             )
             return "joined" if cur.fetchone() is not None else "duplicate"

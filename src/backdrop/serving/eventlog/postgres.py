@@ -80,7 +80,9 @@ class PostgresEventLog(EventLog):
         except PoolTimeout:
             if wait_s is None or wait_s >= self.connect_timeout_s:  # a full wait: the server is down, or every connection busy
                 self._down_until = time.monotonic() + self.retry_after_s
-            raise LogUnavailable(f"{self.redacted_url}: no connection within {wait:g} s (server down or all {self.pool_size} busy)") from None
+            raise LogUnavailable(
+                f"{self.redacted_url}: no connection within {wait:g} s (server down or all {self.pool_size} busy)"
+            ) from None
         except (psycopg.OperationalError, psycopg.errors.QueryCanceled, psycopg.InterfaceError) as e:
             if isinstance(e, psycopg.OperationalError) and not isinstance(e, psycopg.errors.QueryCanceled):
                 self._down_until = time.monotonic() + self.retry_after_s
