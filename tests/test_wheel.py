@@ -1,15 +1,22 @@
 """The built wheel works on its own: installed apart from the source tree, `backdrop demo` and
 `backdrop cost` (with the measured serving figure, shipped as package data) run from an empty
-directory."""
+directory; the demo store's creative keys are exactly those the code made before the
+architecture redesign (commit a053722)."""
 
+import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+#: sha256 of the demo store's 300 creative keys, sorted, one per line, as commit a053722 made them.
+#: A change here changes every served creative's URL and cache entry: bump it only on purpose.
+DEMO_KEYS_SHA256 = "47100c083d59b9250c81b381af2ba218e780197e0fe0ff665e4ff15c8643241f"
 
 
 def test_the_wheel_runs_demo_and_cost_from_an_empty_directory(tmp_path):
@@ -56,3 +63,7 @@ def test_the_wheel_runs_demo_and_cost_from_an_empty_directory(tmp_path):
     demo = json.loads(r.stdout)
     assert demo["generated"] == 300 and demo["failed"] == 0
     assert (empty / "out" / "report.html").is_file()
+    with sqlite3.connect(empty / "out" / "store" / "index.sqlite") as db:
+        keys = sorted(k for (k,) in db.execute("SELECT key FROM creatives"))
+    assert len(keys) == 300
+    assert hashlib.sha256("\n".join(keys).encode()).hexdigest() == DEMO_KEYS_SHA256

@@ -34,10 +34,18 @@ def _weights(action: np.ndarray, pscore: np.ndarray, action_dist: np.ndarray) ->
 
 
 def ips(reward, action, pscore, action_dist) -> float:
+    """Inverse propensity scoring: unbiased when every action the evaluated policy takes was possible.
+
+    >>> reward, action, pscore = np.array([1.0, 0.0, 1.0, 0.0]), np.array([0, 1, 0, 1]), np.full(4, 0.5)
+    >>> always_first = np.tile([1.0, 0.0], (4, 1))  # the evaluated policy's P(arm) per logged row
+    >>> ips(reward, action, pscore, always_first), snips(reward, action, pscore, always_first)
+    (1.0, 1.0)
+    """
     return float(np.mean(reward * _weights(action, pscore, action_dist)))
 
 
 def snips(reward, action, pscore, action_dist) -> float:
+    """Self-normalised IPS: a little bias for much less variance when weights are large."""
     w = _weights(action, pscore, action_dist)
     return float(np.sum(reward * w) / np.sum(w))
 
@@ -149,8 +157,8 @@ class ReplayResult:
 def replay(
     policy,
     X: np.ndarray,
-    action: Sequence[int],
-    reward: Sequence[float],
+    action: Sequence[int] | np.ndarray,
+    reward: Sequence[float] | np.ndarray,
     arms: Sequence,
     *,
     learn: bool = True,

@@ -66,7 +66,15 @@ def _hash(token: str, buckets: int) -> tuple[int, float]:
 
 
 class FeatureEncoder:
-    """Encode (user features, category path, placement) into a float64 vector of ``n_features``."""
+    """Encode (user features, category path, placement) into a float64 vector of ``n_features``.
+
+    >>> encoder = FeatureEncoder(n_features=16)
+    >>> x = encoder.encode({"segment": "runners", "age": 31}, "Men > Tops", "square")
+    >>> x.shape, float(x[0])  # the bias first, then numeric, one-hot and hashed features
+    ((16,), 1.0)
+    >>> bool((x == encoder.encode({"age": 31, "segment": "runners"}, ("Men", "Tops"), "square")).all())
+    True
+    """
 
     def __init__(self, config: FeatureConfig | None = None, **kwargs):
         self.config = config or FeatureConfig(**kwargs)

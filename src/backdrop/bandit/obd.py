@@ -68,10 +68,11 @@ def load_obd(data_dir: str | Path, logs: str, campaign: str) -> LoggedFeedback:
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         need = {"item_id", "position", "click", "propensity_score", "user_feature_0"}
-        missing = need - set(reader.fieldnames or [])
+        fieldnames = reader.fieldnames or []
+        missing = need - set(fieldnames)
         if missing:
             raise ValueError(f"{path}:1: missing column(s) {', '.join(sorted(missing))}")
-        user_cols = [c for c in reader.fieldnames if c.startswith("user_feature_")]
+        user_cols = [c for c in fieldnames if c.startswith("user_feature_")]
         for row in reader:
             action.append(int(row["item_id"]))
             position.append(int(row["position"]))

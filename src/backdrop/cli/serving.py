@@ -178,6 +178,7 @@ def cmd_serve(args) -> int:
     os.environ[HEADER_TIMEOUT_ENV] = str(settings.limits.header_timeout_s)
     stop = threading.Event()
     settings_file = None
+    app: object  # the app, or (with worker processes) the import path of its factory
     if args.workers == 1:
         app = create_app(settings, learn_interval_s=args.learn_interval if args.learn else None)
     else:  # worker processes build their own app from the settings (a file only this user can read)

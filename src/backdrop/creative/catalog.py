@@ -15,12 +15,16 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import CatalogError, RowError
 from ..text import clean_text, split_path
+
+if TYPE_CHECKING:
+    import numpy as np
 
 REQUIRED = ("product_id", "title", "category", "image")
 SUPPORTED_IMAGE_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF"}
@@ -134,7 +138,7 @@ def load_catalog(path: str | Path, *, check_images: bool = True) -> CatalogResul
         product, error = _to_product(path, row, record, seen, check_images)
         if error is not None:
             errors.append(error)
-        else:
+        elif product is not None:
             products.append(product)
             seen[product.product_id] = row
     return CatalogResult(products=products, errors=errors, path=path)
@@ -320,14 +324,14 @@ def check_image(path: Path) -> str | None:
     return None
 
 
-def load_image(path: Path) -> np.ndarray:  # noqa: F821 - numpy imported lazily below
+def load_image(path: Path) -> np.ndarray:
     """Decode an image fully as RGBA uint8 (H, W, 4); raises ValueError with the path when corrupt."""
     import numpy as np
     from PIL import ImageOps
 
     try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
+        with Image.open(path) as opened:
+            im = ImageOps.exif_transpose(opened)
             has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
             rgba = im.convert("RGBA") if has_alpha else im.convert("RGB").convert("RGBA")
             return np.asarray(rgba, dtype=np.uint8).copy()

@@ -142,7 +142,8 @@ def run_local(
                 for product in products:
                     done(_make_one(product))
             finally:  # in this process: do not keep the store's index open after the run
-                _maker.store.close()
+                if _maker is not None:
+                    _maker.store.close()
                 _maker = None
         else:
             ctx = mp.get_context("spawn")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import RowError
-from ..generators import GenerationRequest, Generator, describe_generator, get_generator
+from ..generators import GatedGenerator, GenerationRequest, Generator, describe_generator, get_generator
 from ..imaging.color import dominant_colors
 from ..imaging.composite import composite, exact_region_matches
 from ..imaging.framing import FramingRules
@@ -189,7 +189,7 @@ class CreativeMaker:
             self.gen_name, self.gen_version, self._gen_spec, self.gated = describe_generator(config.generator, **config.generator_options)
         self._segmenter = segmenter
         self.gate = Gate(**config.gate)
-        self._fallback = None
+        self._fallback: Generator | None = None
         self.analyser = SubjectAnalyser(config.framing)
         self._decoded: tuple | None = None
 
@@ -198,6 +198,13 @@ class CreativeMaker:
         if self._generator is None:
             self._generator = get_generator(self.config.generator, **self.config.generator_options)
         return self._generator
+
+    @property
+    def gated_generator(self) -> GatedGenerator:
+        generator = self.generator
+        if not isinstance(generator, GatedGenerator):
+            raise TypeError(f"generator {generator.name} has no quality gate (needs_gate, generate_raw, to_canvas)")
+        return generator
 
     def generator_spec(self) -> dict:
         """The generator's settings, plus the gate's when it gates (both decide the pixels)."""
@@ -320,9 +327,9 @@ class CreativeMaker:
             sha = product.image_sha256()
             specs = self.plan(product, sha)
         except StyleSelectionError as e:
-            return [_failed(product, None, "styles", str(e))], []
+            return [failed_result(product, None, "styles", str(e))], []
         except Exception as e:  # noqa: BLE001 - reported per product, the run goes on
-            return [_failed(product, None, "image", f"cannot read: {e}", e)], []
+            return [failed_result(product, None, "image", f"cannot read: {e}", e)], []
         # an index row whose file is gone does not count as done
         done = self.store.qa_statuses(sorted(self.store.existing([s.key for s in specs])))
         results = [
@@ -337,7 +344,7 @@ class CreativeMaker:
             prepared = self.prepare(product, todo, sha)
             self.store.put_product(product, sha)
         except Exception as e:  # noqa: BLE001
-            return results + [_failed(product, s, "image", str(e), e) for s in todo], []
+            return results + [failed_result(product, s, "image", str(e), e) for s in todo], []
         return results, prepared
 
     # -- stage 3 ----------------------------------------------------------------------------
@@ -362,8 +369,9 @@ class CreativeMaker:
     def render_attempt(self, items: Sequence[PreparedScene], attempt: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """(canvas background, raw output at the generator's size) per item, for attempt number ``attempt``."""
         requests = [self._request(it, attempt) for it in items]
-        raws = self.generator.generate_raw(requests)
-        return [(self.generator.to_canvas(raw, it.scene), raw) for raw, it in zip(raws, items, strict=True)]
+        generator = self.gated_generator
+        raws = generator.generate_raw(requests)
+        return [(generator.to_canvas(raw, it.scene), raw) for raw, it in zip(raws, items, strict=True)]
 
     def judge(self, item: PreparedScene, background: np.ndarray, raw: np.ndarray, attempt: int) -> dict:
         """The gate's scores of one attempt, with ``gate`` = "pass" or the reasons it failed."""
@@ -476,12 +484,12 @@ class CreativeMaker:
                 rendered = self.render_gated(prepared)
                 per_item = (time.perf_counter() - t0) / len(prepared)
             except Exception as e:  # noqa: BLE001
-                return results + [_failed(product, it.spec, "generate", _describe(e), e) for it in prepared]
+                return results + [failed_result(product, it.spec, "generate", describe_error(e), e) for it in prepared]
             for item, (background, gate_metrics) in zip(prepared, rendered, strict=True):
                 try:
                     results.append(self.finish(item, background, per_item, gate_metrics))
                 except Exception as e:  # noqa: BLE001
-                    results.append(_failed(product, item.spec, "generate", _describe(e), e))
+                    results.append(failed_result(product, item.spec, "generate", describe_error(e), e))
             return results
         for item in prepared:
             try:
@@ -489,11 +497,12 @@ class CreativeMaker:
                 [background] = self.render([item])
                 results.append(self.finish(item, background, time.perf_counter() - t0))
             except Exception as e:  # noqa: BLE001
-                results.append(_failed(product, item.spec, "generate", _describe(e), e))
+                results.append(failed_result(product, item.spec, "generate", describe_error(e), e))
         return results
 
 
-def _describe(e: Exception) -> str:
+def describe_error(e: Exception) -> str:
+    """One line for a creative's error: the exception, and where it came from when it is a bug."""
     detail = f"{type(e).__name__}: {e}"
     if not isinstance(e, (ValueError, OSError)):
         detail += " | " + traceback.format_exc(limit=3).strip().splitlines()[-1]
@@ -533,7 +542,10 @@ def environment_problem(e: BaseException | None) -> str | None:
     return environment_problem(cause) if cause is not None and cause is not e else None
 
 
-def _failed(product: Product, spec: CreativeSpec | None, fieldname: str, reason: str, exc: BaseException | None = None) -> CreativeResult:
+def failed_result(
+    product: Product, spec: CreativeSpec | None, fieldname: str, reason: str, exc: BaseException | None = None
+) -> CreativeResult:
+    """A "failed" result naming the catalog row and field; ``exc`` tells the environment's faults apart."""
     where = f" [{spec.style.name} @ {spec.placement.name}]" if spec is not None else ""
     return CreativeResult(
         product.product_id,

@@ -23,9 +23,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from .catalog import Product
 from .local import RunSummary, default_categories
-from .pipeline import CreativeMaker, PipelineConfig, _describe, _failed
+from .pipeline import CreativeMaker, PipelineConfig, describe_error, failed_result
 from .store import CreativeStore
 
 
@@ -53,7 +55,7 @@ def _maker(config: PipelineConfig, store_root: str) -> CreativeMaker:
 def plan_batch(batch: dict, config: PipelineConfig, store_root: str) -> dict:
     """CPU task. Product -> one row per creative: finished ("skipped"/"failed" result) or to render."""
     m = _maker(config, store_root)
-    out = []
+    out: list[dict] = []
     for row in _rows(batch):
         finished, prepared = m.start(row["product"])  # the local runner's plan / skip / prepare
         out += [{"result": r} for r in finished]
@@ -75,13 +77,14 @@ class Generate:
         if todo:
             t0 = time.perf_counter()
             try:
+                outs: list[tuple[np.ndarray, np.ndarray | None]]
                 if self.maker.gated:
-                    outs = self.maker.render_attempt([r["item"] for r in todo], self.attempt)
+                    outs = list(self.maker.render_attempt([r["item"] for r in todo], self.attempt))
                 else:
                     outs = [(bg, None) for bg in self.maker.render([r["item"] for r in todo])]
             except Exception as e:  # noqa: BLE001 - the whole batch failed: report each creative
                 for r in todo:
-                    r["result"] = _failed(r["item"].spec.product, r["item"].spec, "generate", _describe(e))
+                    r["result"] = failed_result(r["item"].spec.product, r["item"].spec, "generate", describe_error(e), e)
                     del r["item"]
                 return _batch(rows)
             share = (time.perf_counter() - t0) / len(todo)
@@ -125,7 +128,7 @@ def finish_batch(batch: dict, config: PipelineConfig, store_root: str) -> dict:
                 gate = gate | {"gate": "fallback", "gate_failed": gate["gate"]}
             out.append({"result": m.finish(item, background, r["seconds"], gate)})
         except Exception as e:  # noqa: BLE001
-            out.append({"result": _failed(item.spec.product, item.spec, "generate", _describe(e))})
+            out.append({"result": failed_result(item.spec.product, item.spec, "generate", describe_error(e), e)})
     return _batch(out)
 
 

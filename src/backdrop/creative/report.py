@@ -27,8 +27,9 @@ def thumbnail(src: Path, dst: Path, max_side: int = THUMB_MAX) -> None:
     if dst.exists() and dst.stat().st_mtime >= src.stat().st_mtime:
         return
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with Image.open(src) as im:
-        im.thumbnail((max_side, max_side), Image.LANCZOS)
+    with Image.open(src) as opened:
+        im: Image.Image = opened
+        im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         if im.mode in ("RGBA", "LA", "P"):
             im = im.convert("RGBA")
             bg = Image.new("RGB", im.size, (255, 255, 255))
@@ -97,12 +98,13 @@ def write_contact_sheet(store: CreativeStore, out: str | Path, title: str = "Bac
             original = _rel(dst, out)
         rows = []
         for style in styles:
-            cells = []
+            cells: list[dict | None] = []
             for placement in placements:
-                r = cell.get((style, placement))
-                if r is None:
+                found = cell.get((style, placement))
+                if found is None:
                     cells.append(None)
                     continue
+                r = found
                 dst = files / "thumbs" / f"{r.key}.jpg"
                 thumbnail(store.root / r.path, dst)
                 tip = f"{r.prompt}\nkey {r.key} · seed {r.seed} · {r.generator}@{r.generator_version} · {json.dumps(r.metrics)}"

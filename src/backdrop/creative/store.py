@@ -185,7 +185,7 @@ class CreativeStore:
             except OSError as e:
                 raise EnvironmentFailure(f"{self.root}: cannot create the store: {e.strerror}") from None
         self._conn: sqlite3.Connection | None = None
-        self._pid = None
+        self._pid: int | None = None
         if not readonly:
             try:
                 self._migrate()
@@ -305,28 +305,12 @@ class CreativeStore:
             )
 
     def product(self, product_id: str) -> dict | None:
-        row = (
-            self._db()
-            .execute(
-                "SELECT product_id, title, category, image_path, image_sha256, fields FROM products WHERE product_id=?",
-                (product_id,),
-            )
-            .fetchone()
-        )
-        if row is None:
-            return None
-        return {
-            "product_id": row[0],
-            "title": row[1],
-            "category": row[2],
-            "image_path": row[3],
-            "image_sha256": row[4],
-            "fields": json.loads(row[5]),
-        }
+        row = self._db().execute(f"SELECT {_PRODUCT_COLUMNS} FROM products WHERE product_id=?", (product_id,)).fetchone()
+        return None if row is None else _product(row)
 
     def products(self) -> list[dict]:
-        rows = self._db().execute("SELECT product_id FROM products ORDER BY product_id").fetchall()
-        return [self.product(r[0]) for r in rows]
+        rows = self._db().execute(f"SELECT {_PRODUCT_COLUMNS} FROM products ORDER BY product_id").fetchall()
+        return [_product(row) for row in rows]
 
     # -- creatives ------------------------------------------------------------------------
 
@@ -619,3 +603,17 @@ def _record(row) -> CreativeRecord:
         qa_status=qa_status,
         qa_reasons=tuple(json.loads(qa_reasons)),
     )
+
+
+_PRODUCT_COLUMNS = "product_id, title, category, image_path, image_sha256, fields"
+
+
+def _product(row: tuple) -> dict:
+    return {
+        "product_id": row[0],
+        "title": row[1],
+        "category": row[2],
+        "image_path": row[3],
+        "image_sha256": row[4],
+        "fields": json.loads(row[5]),
+    }

@@ -54,6 +54,10 @@ def wilson_interval(clicks, n, alpha: float = 0.05):
     center = (p + z²/2n) / (1 + z²/n),  half = z sqrt(p(1-p)/n + z²/4n²) / (1 + z²/n),
     clipped to [0, 1]. Wilson (1927), JASA 22:209; Brown, Cai & DasGupta (2001), Stat. Sci. 16:101.
     Equals ``statsmodels.stats.proportion.proportion_confint(method="wilson")``. ``n == 0`` -> nan.
+
+    >>> low, high = wilson_interval(50, 1000)
+    >>> round(low, 4), round(high, 4)
+    (0.0381, 0.0653)
     """
     clicks = np.asarray(clicks, dtype=float)
     n = np.asarray(n, dtype=float)
@@ -380,6 +384,9 @@ def sample_size_per_arm(
 
     Two-sided, the power also counts the far rejection region (as statsmodels does); it shifts n by
     well under 0.01% against the closed forms above, which are exact one-sided.
+
+    >>> sample_size_per_arm(0.01, 0.15)  # a 1% CTR, +15% relative (the paper's lift from backgrounds)
+    74105
     """
     _check_design(baseline_ctr, alpha, power)
     p2 = baseline_ctr * (1 + relative_lift)

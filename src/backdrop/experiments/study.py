@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import yaml
@@ -44,6 +45,9 @@ from ..errors import BackdropError
 from ..text import split_path
 from . import stats
 from .abtest import Impressions, analyze, compare, over_time
+
+if TYPE_CHECKING:
+    import http.client
 
 ARMS = ("original", "random", "fixed", "personalized")
 #: the ablations, each isolating one step: (name, treatment arm, control arm, what it isolates)
@@ -121,7 +125,8 @@ def population_for_store(store_root: Path, config: StudyConfig) -> tuple[Populat
     if not stored:
         raise BackdropError(f"{store_root}: the store has no creatives; run `backdrop demo` first")
     placements = sorted({pl for _, pl in stored})
-    items, by_category = [], {}
+    items: list[SimpleNamespace] = []
+    by_category: dict[tuple[str, ...], set[str]] = {}
     for pid, p in sorted(products.items()):
         sets = [frozenset(stored.get((pid, pl), ())) for pl in placements]
         if not sets[0] or len(set(sets)) != 1:
@@ -343,7 +348,7 @@ class _Client:
 
         u = urlsplit(url)
         self.host, self.port = u.hostname, u.port
-        self.conn = None
+        self.conn: http.client.HTTPConnection | None = None
 
     def __enter__(self):
         return self
@@ -359,6 +364,7 @@ class _Client:
         for attempt in range(5):
             try:
                 if self.conn is None:
+                    assert self.host is not None, "the service URL has no host"
                     self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
                 self.conn.request("POST", path, data, {"Content-Type": "application/json", **(headers or {})})
                 r = self.conn.getresponse()
@@ -452,7 +458,7 @@ def analyse(db: Path, population, clicks: ClickModel, batch, served: Served, con
         )
 
     # regret against the oracle, per arm, in serving order (the log's seq order)
-    order = {a: [] for a in ARMS}
+    order: dict[str, list[tuple[int, float]]] = {a: [] for a in ARMS}
     by_request = {d.request_id: d for d in decisions}
     for i in range(config.impressions):
         d = by_request[f"study-{config.seed}-{i}"]

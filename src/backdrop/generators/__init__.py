@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
-from .base import GenerationRequest, Generator
+from .base import GatedGenerator, GenerationRequest, Generator
 
 GENERATORS = ("procedural", "diffusion")
 
 
 def get_generator(name: str = "procedural", **options) -> Generator:
-    """A generator by name; ``options`` go to its constructor."""
+    """A generator by name; ``options`` go to its constructor.
+
+    A product laid out on a placement, a background generated around it, the product pasted back
+    with its pixels exactly the catalog's:
+
+    >>> import numpy as np
+    >>> from backdrop.imaging.composite import composite, exact_region_matches
+    >>> from backdrop.imaging.layout import layout, load_placements
+    >>> from backdrop.styles import StyleLibrary
+    >>> rgb = np.full((200, 100, 3), (200, 40, 40), np.uint8)
+    >>> alpha = np.zeros((200, 100), np.uint8)
+    >>> alpha[20:180, 20:80] = 255
+    >>> scene = layout(rgb, alpha, load_placements()["square"])
+    >>> style = StyleLibrary.load().for_category("Men > Tops > Jackets")[1]
+    >>> request = GenerationRequest(scene=scene, prompt="", negative_prompt="", params=style.procedural, seed=1)
+    >>> background = get_generator("procedural").generate(request)
+    >>> background.shape, background.dtype.name
+    ((1080, 1080, 3), 'uint8')
+    >>> exact_region_matches(composite(background, scene), scene)
+    True
+    """
     if name == "procedural":
         from .procedural import ProceduralGenerator
 
@@ -49,4 +69,4 @@ def describe_generator(name: str = "procedural", **options) -> tuple[str, str, d
     raise ValueError(f"unknown generator '{name}'; choose one of: {', '.join(GENERATORS)}")
 
 
-__all__ = ["GENERATORS", "GenerationRequest", "Generator", "describe_generator", "get_generator"]
+__all__ = ["GENERATORS", "GatedGenerator", "GenerationRequest", "Generator", "describe_generator", "get_generator"]

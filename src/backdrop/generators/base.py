@@ -46,3 +46,15 @@ class Generator(Protocol):
     def spec(self) -> dict:
         """Settings that change the output (model, steps...), hashed into the creative's key."""
         ...
+
+
+@runtime_checkable
+class GatedGenerator(Generator, Protocol):
+    """A generator whose outputs pass a quality gate before use (``needs_gate``): the gate scores
+    the raw output at generation size, so it is exposed apart from the resize to the canvas."""
+
+    needs_gate: bool
+
+    def generate_raw(self, requests: Sequence[GenerationRequest]) -> list[np.ndarray]: ...
+
+    def to_canvas(self, raw: np.ndarray, scene: Scene) -> np.ndarray: ...

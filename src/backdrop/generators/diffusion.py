@@ -138,7 +138,7 @@ class DiffusionGenerator:
         # CLIP truncates prompts past 77 tokens (as every SD front end does); the per-call warning
         # about it, and diffusers' dtype chatter, would flood a catalog run's log.
         transformers.logging.set_verbosity_error()
-        diffusers.logging.set_verbosity_error()
+        diffusers.utils.logging.set_verbosity_error()  # the same module as the lazy ``diffusers.logging``
         diffusers.utils.logging.disable_progress_bar()
         transformers.utils.logging.disable_progress_bar()
 
@@ -269,7 +269,7 @@ class DiffusionGenerator:
         keep = cv2.dilate(solid.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
         mask = np.where(keep > 0, 0, 255).astype(np.uint8)  # white = generate
         if self.control == "canny":
-            edges = cv2.Canny(cv2.cvtColor(init, cv2.COLOR_RGB2GRAY), 80, 160)
+            edges: np.ndarray = cv2.Canny(cv2.cvtColor(init, cv2.COLOR_RGB2GRAY), 80, 160)
             edges |= cv2.morphologyEx(solid.astype(np.uint8) * 255, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
             edges[~solid & (keep == 0)] = 0
             control = np.repeat(edges[..., None], 3, axis=2)

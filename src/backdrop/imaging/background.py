@@ -40,7 +40,7 @@ class ColourModel:
         ones = np.ones((1, 3), np.float32)
         diff = f - self.bg
         self.dist = np.sqrt(cv2.transform(diff * diff, ones))
-        norm = float(max(np.linalg.norm(self.bg), 1e-3))
+        norm = max(float(np.linalg.norm(self.bg)), 1e-3)
         proj = cv2.transform(f, (self.bg / norm)[None].astype(np.float32))
         self.shade = proj / norm
         self.chroma = np.sqrt(np.maximum(cv2.transform(f * f, ones) - proj * proj, 0.0))

@@ -18,7 +18,12 @@ def dominant_colors(rgb: np.ndarray, alpha: np.ndarray, k: int = 4, seed: int = 
     data = pixels.astype(np.float32)
     cv2.setRNGSeed(seed)
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 1.0)
-    _, labels, centers = cv2.kmeans(data, k, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
+    # the stub types bestLabels as a required Mat, but OpenCV accepts None (no initial labels)
+    _, labels, centers = cv2.kmeans(data, k, None, criteria, 2, cv2.KMEANS_PP_CENTERS)  # type: ignore[call-overload]
     counts = np.bincount(labels.ravel(), minlength=k)
     order = np.argsort(-counts)
-    return tuple(tuple(int(round(c)) for c in centers[i]) for i in order if counts[i] > 0)
+
+    def as_rgb(c: np.ndarray) -> tuple[int, int, int]:
+        return int(round(c[0])), int(round(c[1])), int(round(c[2]))
+
+    return tuple(as_rgb(centers[i]) for i in order if counts[i] > 0)

@@ -30,7 +30,7 @@ def alpha_is_meaningful(rgba: np.ndarray) -> bool:
     alpha = rgba[..., 3]
     opaque = np.count_nonzero(alpha >= OBJECT_ALPHA) / alpha.size
     transparent = np.count_nonzero(alpha < 16) / alpha.size
-    return 0.005 < opaque < 0.995 and transparent > 0.005
+    return bool(0.005 < opaque < 0.995 and transparent > 0.005)
 
 
 def object_alpha(alpha: np.ndarray, edge_px: int = 2) -> np.ndarray:

@@ -109,7 +109,8 @@ def grabcut_refine(
     ys, xs = np.nonzero(ring)
     y0, y1 = max(0, ys.min() - 4), min(h, ys.max() + 5)
     x0, x1 = max(0, xs.min() - 4), min(w, xs.max() + 5)
-    img, sm = rgb[y0:y1, x0:x1], seeds[y0:y1, x0:x1]
+    img: np.ndarray = rgb[y0:y1, x0:x1]
+    sm: np.ndarray = seeds[y0:y1, x0:x1]
     s = min(1.0, side / max(img.shape[:2]))
     if s < 1.0:
         size = (max(1, int(round(img.shape[1] * s))), max(1, int(round(img.shape[0] * s))))
@@ -122,7 +123,8 @@ def grabcut_refine(
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0)  # GrabCut's GMM initialisation is random: keep it deterministic
     try:
-        cv2.grabCut(img, sm, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+        # the stub types rect as a required Rect, but OpenCV accepts None with GC_INIT_WITH_MASK
+        cv2.grabCut(img, sm, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]
     except cv2.error:
         return mask
     p = ((sm == cv2.GC_FGD) | (sm == cv2.GC_PR_FGD)).astype(np.float32)

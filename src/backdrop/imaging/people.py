@@ -102,7 +102,7 @@ class FaceDetector:
             logits = self._it.get_tensor(self._scores)[0, :, 0].copy()
         score = 1.0 / (1.0 + np.exp(-np.clip(logits, -100.0, 100.0)))
         keep = np.flatnonzero(score >= min_score)
-        faces = []
+        faces: list[Face] = []
         for i in keep[np.argsort(-score[keep])][:8]:
             cx = (reg[i, 0] / s + self._anchors[i, 0]) * s
             cy = (reg[i, 1] / s + self._anchors[i, 1]) * s
@@ -110,7 +110,7 @@ class FaceDetector:
             box = ((cx - bw / 2 - ox) / k, (cy - bh / 2 - oy) / k, (cx + bw / 2 - ox) / k, (cy + bh / 2 - oy) / k)
             if any(_iou(box, f.box) > 0.3 for f in faces):
                 continue
-            faces.append(Face(float(score[i]), tuple(float(v) for v in box)))
+            faces.append(Face(float(score[i]), (float(box[0]), float(box[1]), float(box[2]), float(box[3]))))
         return faces
 
 

@@ -19,8 +19,10 @@ from .layout import Scene
 def _rings(mask: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1, 2 * width + 1))
     m = mask.astype(np.uint8)
-    inner = m & ~cv2.erode(m, kernel) & 1
-    outer = cv2.dilate(m, kernel) & ~m & 1
+    eroded: np.ndarray = cv2.erode(m, kernel)
+    dilated: np.ndarray = cv2.dilate(m, kernel)
+    inner = m & ~eroded & 1
+    outer = dilated & ~m & 1
     return inner.astype(bool), outer.astype(bool)
 
 

@@ -9,6 +9,7 @@ backgrounds of the same placement stays cheap.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import cast
 
 import cv2
 import numpy as np
@@ -131,7 +132,7 @@ def grain_field(h: int, w: int) -> np.ndarray:
     rng = np.random.default_rng(0x6B61)
     tile = rng.standard_normal((256, 256), dtype=np.float32)
     # slightly soft grain reads as film, not as digital noise
-    tile = cv2.GaussianBlur(np.pad(tile, 4, mode="wrap"), (0, 0), 0.6)[4:-4, 4:-4]
+    tile = cast(np.ndarray, cv2.GaussianBlur(np.pad(tile, 4, mode="wrap"), (0, 0), 0.6))[4:-4, 4:-4]
     tile /= float(tile.std()) + 1e-6
     reps = (-(-h // 256) + 1, -(-w // 256) + 1)
     big = np.tile(tile, reps)
@@ -259,7 +260,9 @@ def contact_shadow(
     if ys1 > ys0 and s1 > s0:
         amb[ys0:ys1, c0 + s0 : c0 + s1] = foot[ys0 - fy0 : ys1 - fy0, s0:s1]
     sig_a = 2.0 + size * (0.012 + 0.035 * softness)
-    amb = cv2.GaussianBlur(amb, (0, 0), sig_a, sig_a * 0.45, borderType=cv2.BORDER_CONSTANT)
+    # isotropic: a 4th positional argument once meant as sigmaY was OpenCV's ``dst`` and ignored;
+    # making it a real sigmaY would change every floor creative's pixels (and keys' meaning)
+    amb = cast(np.ndarray, cv2.GaussianBlur(amb, (0, 0), sig_a, borderType=cv2.BORDER_CONSTANT))
     m = float(amb.max())
     if m > 1e-4:
         amb *= np.float32(min(1.0, 0.85 / m))
@@ -299,7 +302,7 @@ def cast_shadow(
     pad = int(abs(shear) * sh) + int(0.1 * pw) + 4
     W2 = pw + 2 * pad
     # the base row (row 0) stays put, the far end slides sideways
-    M = np.float32([[1, shear, pad], [0, 1, 0]])
+    M = np.array([[1, shear, pad], [0, 1, 0]], dtype=np.float32)
     sheared = cv2.warpAffine(flat, M, (W2, sh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     # flip back so that the far end is on top (towards the horizon)
     sheared = sheared[::-1]

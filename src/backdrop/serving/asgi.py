@@ -64,7 +64,8 @@ class LimitsAndMetrics:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         # (the body was read, within the size limit and the body timeout, by __call__)
-        status, payload, body = 200, None, b""
+        status, body = 200, b""
+        payload: dict[str, object] | None = None
         try:
             req = DecideRequest.model_validate_json(b"".join(chunks))
         except ValidationError as e:

@@ -40,7 +40,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
             self.transport.write(_408)
             self.transport.close()
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self._arm()
 

@@ -104,7 +104,7 @@ class Learner:
         return self.log.publish_model(
             blob,
             policy.name,
-            learner_offset=rows[-1][0].seq,
+            learner_offset=rows[-1][0].logged_seq,
             n_decisions=(current.n_decisions if current else 0) + n_decisions,
             n_rewards=(current.n_rewards if current else 0) + n_rewards,
             expected_version=current.version if current else 0,

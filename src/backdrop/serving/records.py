@@ -37,6 +37,13 @@ class DecisionRecord:
     #: experiment arm that bypasses the bandit). None: a row logged before the field existed.
     learn: bool | None = None
 
+    @property
+    def logged_seq(self) -> int:
+        """``seq`` of a decision read back from the log; an error for one not logged yet."""
+        if self.seq is None:
+            raise ValueError(f"decision {self.decision_id} has no seq: it was not read from the event log")
+        return self.seq
+
 
 @dataclass
 class RewardRecord:

@@ -108,7 +108,8 @@ class Problem(BaseModel):
 def validation_detail(raw_errors) -> list[dict]:
     """FastAPI's 422 detail without the input echoed back (it may be NaN, unserialisable, or a secret),
     and one error per user feature rather than one per branch of its type union."""
-    errors, seen = [], set()
+    errors: list[dict] = []
+    seen: set[tuple] = set()
     for e in raw_errors:
         loc = list(e.get("loc", ()))
         msg, kind = e.get("msg", ""), e.get("type", "")

@@ -3,6 +3,7 @@ failures are :mod:`backdrop.serving.errors`, which the app maps to status codes 
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
@@ -60,7 +61,7 @@ class Service:
         #: published versions that cannot be served (and why); the service keeps the last good one
         self.rejected_models: dict[int, str] = {}
         self.learner_lag_s: float | None = None
-        self.pool = None
+        self.pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._stop = threading.Event()
         try:
             self.log.migrate()
@@ -84,8 +85,6 @@ class Service:
 
     def start(self) -> None:
         """Start the background threads (model poll, store refresh, the learner) and the decide pool."""
-        import concurrent.futures
-
         if self._threads and not self._stop.is_set():
             return  # running
         self._stop = threading.Event()
@@ -118,6 +117,8 @@ class Service:
                 if version in self.rejected_models:
                     continue
                 record = self.log.model(version)
+                if record is None:  # listed a moment ago, gone now (a restored backup): nothing to serve
+                    continue
                 try:
                     policy = load_servable(record.blob, self.encoder.n_features, f"model version {version}")
                 except ModelFileError as e:
@@ -152,7 +153,8 @@ class Service:
 
     def readiness(self) -> tuple[list[str], list[str]]:
         """(problems that make the replica not ready, warnings that do not)."""
-        problems, warnings = [], []
+        problems: list[str] = []
+        warnings: list[str] = []
         unreachable = self.log.ping_problem()
         if unreachable:
             problems.append(f"event log unreachable: {unreachable}")
@@ -257,7 +259,8 @@ class Service:
             arms = [s for s in arms if s in wanted]
         experiment = self.settings.experiment
         group = experiment.assign(req.user.id) if experiment is not None else None
-        serve = experiment.arms[group].serve if experiment is not None else "policy"
+        arm = experiment.arms[group] if experiment is not None and group is not None else None
+        serve = arm.serve if arm is not None else "policy"
         t0 = time.perf_counter()
         x = self.encoder.encode(req.user.features, product["category"], req.placement)
         with self._policy_lock:
@@ -268,8 +271,8 @@ class Service:
             elif serve == "random" and arms:
                 style, propensity, policy_name = arms[int(self._rng.integers(len(arms)))], 1.0 / len(arms), RANDOM_STYLE
         fallback = None
-        if serve == "fixed" and arms:
-            style, propensity, policy_name = _fixed_style(experiment.arms[group], req.item_id, arms), 1.0, FIXED_STYLE
+        if arm is not None and serve == "fixed" and arms:
+            style, propensity, policy_name = _fixed_style(arm, req.item_id, arms), 1.0, FIXED_STYLE
         if serve == "original" or not arms:  # the control arm: the catalog image (its "original" rendition when stored)
             style, propensity = ORIGINAL, 1.0
             policy_name = CONTROL if serve == "original" else policy.name
@@ -334,7 +337,7 @@ class Service:
         )
 
     def _response(self, r: DecisionRecord) -> DecideResponse:
-        c = self.index.files.get(r.creative_key)
+        c = self.index.files.get(r.creative_key) if r.creative_key is not None else None
         if c is None:
             raise NotFound(f"creative {r.creative_key} of decision {r.decision_id} is no longer in the store")
         return DecideResponse(

@@ -277,14 +277,14 @@ class StyleLibrary:
                 google[cat] = spec.google
             where_cat = f"{source}: categories.{cat}" + (".styles" if isinstance(spec, _CategoryEntry) else "")
             styles: list[Style] = []
-            for i, entry in enumerate(entries):
+            for i, item in enumerate(entries):
                 where = f"{where_cat}[{i}]"
-                if isinstance(entry, str):
-                    if entry not in shared:
-                        raise ConfigError(f"{where}: unknown style '{entry}'")
-                    styles.append(shared[entry])
+                if isinstance(item, str):
+                    if item not in shared:
+                        raise ConfigError(f"{where}: unknown style '{item}'")
+                    styles.append(shared[item])
                     continue
-                data = entry.model_dump(exclude_none=True)
+                data = item.model_dump(exclude_none=True)
                 base_name = data.pop("base", None)
                 if base_name is not None:
                     if base_name not in shared:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -84,7 +85,16 @@ _SYNTH = {
     },
 }
 
-PolicyFactory = Callable[[int, int, int], object]
+
+class OnlinePolicy(Protocol):
+    """What a policy factory returns: ``choose(x, arms)`` (a Decision or the arm) and ``update(x, arm, reward)``."""
+
+    def choose(self, x: np.ndarray, arms: list[int], /) -> Any: ...
+
+    def update(self, x: np.ndarray, arm: Any, reward: float, /) -> object: ...
+
+
+PolicyFactory = Callable[[int, int, int], OnlinePolicy]
 
 
 def _load(name: str):

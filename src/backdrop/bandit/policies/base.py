@@ -50,30 +50,31 @@ class Decision:
 class DecisionBatch(Sequence):
     """What ``choose_many`` returns on its fast path: a sequence of :class:`Decision`, built on access.
 
-    Bulk users read the arrays directly: ``index`` (chosen arm's position in ``arms``),
-    ``propensity`` (n,), ``scores`` and ``probabilities`` (n, K).
+    Bulk users read the arrays directly: ``indices`` (n,) (each row's chosen arm's position in
+    ``arms``, i.e. :attr:`Decision.index` per row), ``propensity`` (n,), ``scores`` and
+    ``probabilities`` (n, K). (Not ``index``: that name is :meth:`Sequence.index`.)
     """
 
-    __slots__ = ("arms", "index", "probabilities", "propensity", "scores")
+    __slots__ = ("arms", "indices", "probabilities", "propensity", "scores")
 
-    def __init__(self, arms: tuple, index: np.ndarray, propensity: np.ndarray, scores: np.ndarray, probabilities: np.ndarray):
-        self.arms, self.index, self.propensity = arms, index, propensity
+    def __init__(self, arms: tuple, indices: np.ndarray, propensity: np.ndarray, scores: np.ndarray, probabilities: np.ndarray):
+        self.arms, self.indices, self.propensity = arms, indices, propensity
         self.scores, self.probabilities = scores, probabilities
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.indices)
 
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        k = int(self.index[i])
+        k = int(self.indices[i])
         return Decision(self.arms[k], float(self.propensity[i]), self.scores[i], self.probabilities[i], self.arms)
 
     @property
     def chosen(self) -> list:
         """The chosen arm ids, in row order."""
         arms = self.arms
-        return [arms[k] for k in self.index.tolist()]
+        return [arms[k] for k in self.indices.tolist()]
 
 
 def _arm_to_json(arm):
@@ -189,7 +190,7 @@ class Policy:
         self._update(self._check_x(x), self._index(arm), reward)
         self.n_updates += 1
 
-    def update_many(self, X, arms: Sequence, rewards: Sequence[float]) -> None:
+    def update_many(self, X, arms: Sequence, rewards: Sequence[float] | np.ndarray) -> None:
         X = np.asarray(X, dtype=self.dtype)
         rewards = np.asarray(rewards, dtype=np.float64)
         if not (len(X) == len(arms) == len(rewards)):

@@ -178,6 +178,20 @@ class LinUCB(_RidgeArms):
 
     score_a = theta_a . x + alpha * sqrt(x' A_a^-1 x); ``epsilon`` (default 0.05) of the time a
     uniformly random arm is shown instead, so every logged propensity is >= epsilon / K.
+
+    >>> import numpy as np
+    >>> policy = LinUCB(n_features=3, alpha=0.5, epsilon=0.1, seed=0)
+    >>> x, styles = np.array([1.0, 0.0, 1.0]), ["studio", "outdoor", "color-pop"]
+    >>> policy.probabilities(x, styles).round(3).tolist()  # nothing learned yet: a tie
+    [0.333, 0.333, 0.333]
+    >>> for _ in range(20):
+    ...     policy.update(x, "outdoor", 1.0)
+    ...     policy.update(x, "studio", 0.0)
+    >>> decision = policy.choose(x, styles)
+    >>> decision.arm, round(decision.propensity, 3)  # 1 - epsilon + epsilon / K: what the log records
+    ('outdoor', 0.933)
+    >>> LinUCB.from_bytes(policy.to_bytes()).probabilities(x, styles).round(3).tolist()
+    [0.033, 0.933, 0.033]
     """
 
     name = "linucb"
@@ -380,10 +394,10 @@ class HybridLinUCB(Policy):
         self.m = dims.pop()
         d, k = n_features, self.m * n_features
         self.k = k
-        self.A0 = np.eye(k) * self.l2
-        self.A0_inv = np.eye(k) / self.l2
-        self.b0 = np.zeros(k)
-        self.beta = np.zeros(k)
+        self.A0: np.ndarray = np.eye(k) * self.l2
+        self.A0_inv: np.ndarray = np.eye(k) / self.l2
+        self.b0: np.ndarray = np.zeros(k)
+        self.beta: np.ndarray = np.zeros(k)
         self.A: list[np.ndarray] = []
         self.A_inv: list[np.ndarray] = []
         self.B: list[np.ndarray] = []

@@ -209,9 +209,9 @@ def _run_policy(name, policy, pop, groups, X, P, u_click, delays, update_every, 
             choice[idx] = [d.index for d in decisions]
         for t in range(start, stop):
             queue.push(t + int(delays[t]), t)
-        due = queue.pop_due(stop - 1)
-        if due:
-            due = np.array(due, dtype=np.intp)
+        due_list = queue.pop_due(stop - 1)
+        if due_list:
+            due = np.array(due_list, dtype=np.intp)
             arms = [pop.style_sets[groups[t]][choice[t]] for t in due]
             rewards = (u_click[due] < P[due, choice[due]]).astype(np.float64)
             policy.update_many(X[due], arms, rewards)

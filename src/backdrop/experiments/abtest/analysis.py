@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -68,13 +69,15 @@ def _by_unit(imp: Impressions, idx: np.ndarray, k: int, alpha: float) -> dict:
     """Per arm: the CTR's delta-method variance over users, its interval, users, design effect."""
     from scipy.stats import norm
 
+    unit = imp.unit
+    assert unit is not None, "clustered statistics need imp.unit"
     zq = norm.ppf(1 - alpha / 2)
-    out = {key: np.zeros(k) for key in ("ctr", "var", "low", "high", "units", "design_effect")}
+    out: dict[str, Any] = {key: np.zeros(k) for key in ("ctr", "var", "low", "high", "units", "design_effect")}
     seen: dict[str, int] = {}
     shared = 0
     for i in range(k):
         m = idx == i
-        users, inverse = np.unique(imp.unit[m], return_inverse=True)
+        users, inverse = np.unique(unit[m], return_inverse=True)
         y = np.bincount(inverse, weights=imp.click[m], minlength=len(users))
         n = np.bincount(inverse, minlength=len(users)).astype(float)
         ctr, var = stats.ratio_delta(y, n)
@@ -225,7 +228,7 @@ def analyze(
         for i, row in enumerate(rows):
             row.update(units=int(clustered["units"][i]), design_effect=float(deff[i]))
     p_holm = stats.holm(p)
-    for j, i in enumerate(others):
+    for j, i in enumerate(others.tolist()):
         pooled = (clicks[i] + clicks[0]) / (n[i] + n[0])
         tau_i = stats.TAU_RELATIVE * pooled if tau is None else tau
         av_p, av_low, av_high = _always_valid(imp, idx, i, 0, tau_i, alpha, (deff[i], deff[0]))
@@ -247,11 +250,11 @@ def analyze(
     if imp.covariate is not None:
         cuped = {}
         y_c, x_c = imp.click[idx == 0], imp.covariate[idx == 0]
-        for i in others:
+        for i in others.tolist():
             res = stats.cuped_difference(imp.click[idx == i], imp.covariate[idx == i], y_c, x_c, alpha)
             cuped[arms[i]] = res._asdict()
 
-    result = {
+    result: dict[str, Any] = {
         "source": imp.source,
         "alpha": alpha,
         "control": control,

@@ -69,7 +69,7 @@ def oklch(L: float, C: float, h: float) -> np.ndarray:
     return np.clip(_to_srgb(np.clip(lin(lo), 0.0, 1.0)), 0.0, 1.0)
 
 
-def lch_of(rgb: Sequence[float]) -> tuple[float, float, float]:
+def lch_of(rgb: Sequence[float] | np.ndarray) -> tuple[float, float, float]:
     """OKLCH (L, C, hue degrees) of an sRGB colour in [0, 1]."""
     L, a, b = rgb_to_oklab(rgb)
     return float(L), float(np.hypot(a, b)), float(np.rad2deg(np.arctan2(b, a)) % 360.0)
@@ -191,15 +191,16 @@ def make_palette(p: ProceduralParams, product_palette: Sequence[Sequence[int]], 
     light = oklch(0.97, 0.045 * abs(warm), 70.0 if warm >= 0 else 245.0)
     light = light / max(float(light.max()), 1e-6)
     # shadows pick up a little of the sky: slightly cooler and darker than the surface
-    shadow = oklch(0.5, 0.02, (hue + 180.0) % 360.0 if p.palette != "neutral" else 250.0)
-    shadow = tuple(float(v) for v in (shadow / max(float(shadow.max()), 1e-6)) * 0.32)
+    shadow_rgb = oklch(0.5, 0.02, (hue + 180.0) % 360.0 if p.palette != "neutral" else 250.0)
+    shadow_v = (shadow_rgb / max(float(shadow_rgb.max()), 1e-6)) * 0.32
+    shadow = (float(shadow_v[0]), float(shadow_v[1]), float(shadow_v[2]))
     return Palette(
         wall=wall.astype(np.float32),
         wall_top=wall_top.astype(np.float32),
         floor=floor.astype(np.float32),
         accent=np.asarray(accent, np.float32),
         light=light.astype(np.float32),
-        shadow=shadow,  # type: ignore[arg-type]
+        shadow=shadow,
         hue=float(hue % 360.0),
         chroma=float(C),
         L_wall=float(lch_of(wall)[0]),

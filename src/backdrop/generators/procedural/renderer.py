@@ -181,6 +181,7 @@ class ProceduralGenerator:
         k = p.texture
         u = max(w, h) / 20.0 * p.texture_scale
         kind = p.wall if p.scene in ("tabletop", "room", "spotlight", "bokeh") else "plain"
+        tex: np.ndarray
         if kind == "plain":
             m = fbm(rng, h, w, 10 * u, 10 * u, 2, 0.5)
             tex = 1.0 + m * np.float32(0.012 * k)
@@ -379,11 +380,11 @@ class ProceduralGenerator:
         else:
             cols = [pal.light, oklch(0.95, 0.02, pal.hue)]
         base_r = 0.03 * min(w, h) * p.bokeh_size
-        layer = None
+        layer: np.ndarray | None = None
         for far in (True, False):
             q = 2 if far else 1  # the far discs are softer: half the working size is enough
             lw, lh = max(8, w // q), max(8, h // q)
-            lay = np.zeros((lh, lw, 3), np.float32)
+            lay: np.ndarray = np.zeros((lh, lw, 3), np.float32)
             n = int((6 if far else 4) + (30 if far else 40) * p.bokeh)
             for _ in range(n):
                 r = base_r / q * float(np.clip(rng.lognormal(0.35 if far else -0.1, 0.35), 0.3, 3.0))
@@ -398,6 +399,7 @@ class ProceduralGenerator:
             if q > 1:
                 lay = cv2.resize(lay, (w, h), interpolation=cv2.INTER_LINEAR)
             layer = lay if layer is None else cv2.add(layer, lay)
+        assert layer is not None  # the loop above always runs
         rows = h
         if g.hy is not None:
             rows = min(h, int(np.ceil(g.hy + 0.005 * h)) + 1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import cv2
 import numpy as np
 
@@ -36,10 +38,10 @@ def fbm(rng: np.random.Generator, h: int, w: int, cy: float, cx: float, octaves:
         if gh * 2 > h or gw * 2 > w:
             break
         gh, gw = gh * 2, gw * 2
-        acc = cv2.resize(acc, (gw, gh), interpolation=cv2.INTER_CUBIC)
+        acc = cast(np.ndarray, cv2.resize(acc, (gw, gh), interpolation=cv2.INTER_CUBIC))
         amp *= gain
         acc += (rng.random((gh, gw), dtype=np.float32) - np.float32(0.5)) * np.float32(amp)
-    out = cv2.resize(acc, (w, h), interpolation=cv2.INTER_CUBIC)
+    out: np.ndarray = cv2.resize(acc, (w, h), interpolation=cv2.INTER_CUBIC)
     m, s = cv2.meanStdDev(out)
     out -= np.float32(m[0, 0])
     out *= np.float32(1.0 / (s[0, 0] + 1e-6))

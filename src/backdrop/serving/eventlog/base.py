@@ -423,7 +423,7 @@ class EventLog:
         """:meth:`joined`, page after page, to the end of the prefix made before ``created_before``."""
         while rows := self.joined(after_seq, created_before, limit=batch):
             yield rows
-            after_seq = rows[-1][0].seq
+            after_seq = rows[-1][0].logged_seq
 
     # models -------------------------------------------------------------------------------
     def publish_model(
@@ -479,7 +479,9 @@ class _Pending:
     __slots__ = ("done", "error", "record", "result", "state")
 
     def __init__(self, record: DecisionRecord):
-        self.record, self.result, self.error = record, None, None
+        self.record = record
+        self.result: DecisionRecord | None = None
+        self.error: Exception | None = None
         self.done = threading.Event()
         self.state = "queued"
 

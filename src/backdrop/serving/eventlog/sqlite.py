@@ -141,6 +141,7 @@ class SQLiteEventLog(EventLog):
             pending.done.wait()  # in a transaction that is committing now: its outcome is the answer
         if pending.error is not None:
             raise pending.error
+        assert pending.result is not None  # the writer sets a result or an error before done
         return pending.result
 
     def _write_batches(self) -> None:
@@ -176,7 +177,7 @@ class SQLiteEventLog(EventLog):
                             p.state = "committing"
                 abandoned = [p for p in written if p.state == "abandoned"]
                 for p in abandoned:  # answered as not logged while we were inserting: not written
-                    cur.execute(self._sql("DELETE FROM decisions WHERE decision_id = ?"), (p.result.decision_id,))
+                    cur.execute(self._sql("DELETE FROM decisions WHERE decision_id = ?"), (p.record.decision_id,))
             self._wrote()
         except Exception as e:  # noqa: BLE001 - every waiter gets the reason; none is claimed as logged
             err = e if isinstance(e, (LogUnavailable, ValueError)) else LogUnavailable(f"{self.path}: {e}")

@@ -1,0 +1,27 @@
+"""The docstring examples of the main public objects run (as river runs every estimator's)."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "backdrop.text",
+    "backdrop.styles",
+    "backdrop.styles.categories",
+    "backdrop.styles.params",
+    "backdrop.imaging.framing",
+    "backdrop.generators",
+    "backdrop.bandit.features",
+    "backdrop.bandit.policies.linear",
+    "backdrop.bandit.policies.registry",
+    "backdrop.bandit.evaluation",
+    "backdrop.experiments.stats",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0, f"{name} has no examples left: drop it from MODULES or give it one"
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples in {name} failed (run: python -m doctest -v)"
