@@ -195,7 +195,8 @@ class EventLog:
 
     # subclass hooks -----------------------------------------------------------------------
     @contextmanager
-    def _tx(self, write: bool = True):  # pragma: no cover - abstract
+    def _tx(self, write: bool = True, wait_s: float | None = None):  # pragma: no cover - abstract
+        """A transaction's cursor; ``wait_s`` bounds the wait for a connection (where there is a pool)."""
         raise NotImplementedError
         yield
 
@@ -288,7 +289,7 @@ class EventLog:
         """
         _check_propensity(record)
         try:
-            with self._tx() as cur:
+            with self._tx(wait_s=timeout_s) as cur:
                 self._before_decision_insert(cur, timeout_s)
                 out = self._insert_decision(cur, record)
         except LogUnavailable as e:

@@ -7,12 +7,10 @@ import time
 from contextlib import contextmanager
 
 from ...errors import BackdropError
-from ..records import DecisionRecord
 from .base import (
     STATEMENT_TIMEOUT_MS,
     EventLog,
     LogUnavailable,
-    _check_propensity,
     _Conflict,
 )
 
@@ -87,19 +85,6 @@ class PostgresEventLog(EventLog):
             if isinstance(e, psycopg.OperationalError) and not isinstance(e, psycopg.errors.QueryCanceled):
                 self._down_until = time.monotonic() + self.retry_after_s
             raise LogUnavailable(f"{self.redacted_url}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-
-    def log_decision(self, record: DecisionRecord, timeout_s: float | None = None) -> DecisionRecord:
-        """As :meth:`EventLog.log_decision`; ``timeout_s`` also bounds the wait for a connection."""
-        _check_propensity(record)
-        try:
-            with self._tx(wait_s=timeout_s) as cur:
-                self._before_decision_insert(cur, timeout_s)
-                out = self._insert_decision(cur, record)
-        except LogUnavailable as e:
-            self._wrote(e)
-            raise
-        self._wrote()
-        return out
 
     def _lock_for_migration(self, cur) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(7261004)")  # replicas starting together migrate one at a time

@@ -76,7 +76,8 @@ class SQLiteEventLog(EventLog):
             raise LogUnavailable(f"{self.path}: the event log file was replaced while the service ran; restart the service")
 
     @contextmanager
-    def _tx(self, write: bool = True):
+    def _tx(self, write: bool = True, wait_s: float | None = None):
+        # (no pool: ``wait_s`` has nothing to bound; the busy timeout bounds the wait for the file's lock)
         # SQLite has one writer at a time; threads of this process queue on a mutex, because SQLite's
         # own busy handler sleeps in growing steps (1, 2, 5, 10 ms...) and would add milliseconds
         if write:
