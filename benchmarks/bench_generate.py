@@ -85,7 +85,7 @@ def bench_pipeline(products, library, placement, workers: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer products and repeats (smoke run; results not written)")
-    ap.add_argument("--no-segmentation", action="store_true", help="skip the segmentation table")
+    ap.add_argument("--no-segmentation", action="store_true", help="skip the segmentation table (then RESULTS.md is not written)")
     args = ap.parse_args()
 
     catalog = load_catalog(DEMO_DIR / "products.csv")
@@ -142,8 +142,8 @@ def main() -> None:
         ]
         print(bench_segment.to_markdown(rows))
 
-    if args.quick:
-        print("\n(--quick: RESULTS.md not written)")
+    if args.quick or args.no_segmentation:  # the section holds both tables: never write half of it
+        print(f"\n({'--quick' if args.quick else '--no-segmentation'}: RESULTS.md not written)")
         return
     update_section("bench_generate", "\n".join(lines))
     print("wrote benchmarks/RESULTS.md")
