@@ -12,6 +12,8 @@ MODULES = [
     "backdrop.styles.params",
     "backdrop.imaging.framing",
     "backdrop.generators",
+    "backdrop.creative.feeds",
+    "backdrop.creative.fetch",
     "backdrop.bandit.features",
     "backdrop.bandit.policies.linear",
     "backdrop.bandit.policies.registry",

@@ -19,15 +19,17 @@ class EnvironmentFailure(BackdropError):
 
 @dataclass(frozen=True)
 class RowError:
-    """One bad catalog row: ``FILE:ROW: FIELD: reason`` (ROW is the line number, header = 1)."""
+    """One bad catalog row: ``FILE:ROW: FIELD: reason`` (ROW is the line number, header = 1; in an
+    XML feed, the item's number, and ``where`` says ``item 3 (id SKU-3)``)."""
 
     file: str
     row: int
     field: str
     reason: str
+    where: str = ""
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.row}: {self.field}: {self.reason}"
+        return f"{self.file}:{self.where or self.row}: {self.field}: {self.reason}"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -25,16 +25,26 @@ def register(sub) -> dict:
         description=(
             "Make the creatives of every product in CATALOG (CSV, JSONL or Parquet with product_id, title,\n"
             "category, image; optional description, attributes (JSON object), brand, color) into STORE.\n"
+            "CATALOG may also be a Google Merchant Center or Meta product feed (TSV, CSV or RSS/Atom XML,\n"
+            "gzip or not; told by content): id, title, image_link, product_type or google_product_category;\n"
+            "other columns become attributes. Image URLs are downloaded into a cache (--image-cache) and\n"
+            "revalidated on a rerun (ETag / Last-Modified), so unchanged images are not downloaded again.\n"
             "Bad rows are reported on stderr as FILE:ROW: FIELD: reason and skipped; the good rows go on.\n"
             "Creatives already in the store are skipped, so an interrupted run resumes where it stopped.\n\n"
             "Defaults: every placement of the placement file, every style of each product's category."
         ),
     )
-    g.add_argument("catalog", type=Path, help="catalog file (.csv, .jsonl or .parquet); image paths are relative to it")
+    g.add_argument("catalog", type=Path, help="catalog or product feed file; image paths are relative to it, or http(s) URLs")
     g.add_argument("--out", "-o", type=Path, required=True, metavar="STORE", help="creative store directory (created if missing)")
     _add_generation_options(g)
     g.add_argument("--limit", type=_positive_int, help="only the first N good products")
     g.add_argument("--strict", action="store_true", help="exit 1 without generating anything if any row is bad")
+    g.add_argument(
+        "--image-cache",
+        type=Path,
+        metavar="DIR",
+        help="where downloaded images are kept (default: $BACKDROP_IMAGE_CACHE, else ~/.cache/backdrop/images)",
+    )
     g.add_argument("--json", action="store_true", help="print one JSON summary object on stdout at the end")
 
     s = sub.add_parser(
@@ -240,19 +250,30 @@ def _pipeline_config(args, placement_names=None, max_styles=None):
 
 def cmd_generate(args) -> int:
     from ..creative.catalog import load_catalog
+    from ..creative.fetch import ImageFetcher
     from ..creative.local import run_local
 
     config = _pipeline_config(args)
-    catalog = load_catalog(args.catalog)
+    with ImageFetcher(args.image_cache) as fetcher:
+        catalog = load_catalog(args.catalog, fetcher=fetcher, progress=not args.no_progress)
     for err in catalog.errors:
         print(err, file=sys.stderr)
+    images = {"images": catalog.images.to_dict()} if catalog.images is not None else {}
+    if catalog.images is not None:
+        s = catalog.images
+        print(
+            f"backdrop generate: images: {s.downloaded} downloaded ({s.bytes / 1e6:.1f} MB), {s.revalidated} unchanged, "
+            f"{s.failed} failed{f', {s.retries} retries' if s.retries else ''} (cache: {fetcher.cache_dir})",
+            file=sys.stderr,
+        )
+    nothing = {"generated": 0, "skipped": 0, "failed": 0, "flagged": 0, "errors": [e.to_dict() for e in catalog.errors]} | images
     if args.strict and catalog.errors:
         print(f"backdrop generate: {len(catalog.errors)} bad row(s) in {args.catalog} (--strict): nothing generated", file=sys.stderr)
-        _print_summary(args, {"generated": 0, "skipped": 0, "failed": 0, "flagged": 0, "errors": [e.to_dict() for e in catalog.errors]})
+        _print_summary(args, nothing)
         return 1
     if not catalog.products:
         print(f"backdrop generate: no usable product in {args.catalog}", file=sys.stderr)
-        _print_summary(args, {"generated": 0, "skipped": 0, "failed": 0, "flagged": 0, "errors": [e.to_dict() for e in catalog.errors]})
+        _print_summary(args, nothing)
         return 1
     products = catalog.products[: args.limit] if args.limit else catalog.products
     from ..creative.local import default_categories
@@ -281,7 +302,7 @@ def cmd_generate(args) -> int:
     for err in summary.errors:
         print(err, file=sys.stderr)
     summary.errors = catalog.errors + summary.errors
-    out = summary.to_dict()
+    out = summary.to_dict() | images
     _print_summary(args, out, store=args.out)
     if summary.environment:  # the machine, not the catalog: never a success
         n = sum(summary.environment.values())

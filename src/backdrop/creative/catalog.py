@@ -22,6 +22,8 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import CatalogError, RowError
 from ..text import clean_text, split_path
+from . import feeds
+from .fetch import Fetched, FetchStats, ImageFetcher, cache_path, is_url
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,6 +48,8 @@ class Product:
     product_type: str = ""
     #: Google product taxonomy id or path (feeds' ``google_product_category``): maps to the style library
     google_category: str = ""
+    #: where the image came from when it was downloaded (``image_path`` is then the cached copy)
+    image_url: str = ""
     source_file: str = ""
     source_row: int = 0
 
@@ -90,6 +94,8 @@ class CatalogResult:
     products: list[Product]
     errors: list[RowError]
     path: Path
+    #: what fetching the rows' image URLs did (None: no URL fetched)
+    images: FetchStats | None = None
 
     @property
     def rows(self) -> int:
@@ -108,10 +114,19 @@ def parse_category(value: str) -> tuple[str, ...]:
     return split_path(value)
 
 
-def load_catalog(path: str | Path, *, check_images: bool = True) -> CatalogResult:
+#: suffixes read as text whose content decides the format (CSV, TSV or feed XML; gzip or not)
+_SNIFFED = (".csv", ".tsv", ".txt", ".tab", ".xml", ".rss", ".atom", ".gz", "")
+
+
+def load_catalog(
+    path: str | Path, *, check_images: bool = True, fetcher: ImageFetcher | None = None, progress: bool = False
+) -> CatalogResult:
     """Load every good row of ``path``; bad rows are returned as errors, not raised.
 
-    Raises :class:`CatalogError` only when the file itself cannot be read.
+    ``path`` is a catalog (CSV, TSV, JSONL, Parquet) or a Google Merchant Center / Meta product
+    feed (TSV, CSV or XML, gzip or not; see :mod:`backdrop.creative.feeds`). Images given as
+    http(s) URLs are downloaded by ``fetcher`` (one with the default cache when None), with a
+    progress bar when ``progress``. Raises :class:`CatalogError` only when the file itself cannot be read.
     """
     path = Path(path)
     if not path.exists():
@@ -119,37 +134,52 @@ def load_catalog(path: str | Path, *, check_images: bool = True) -> CatalogResul
     if path.is_dir():
         raise CatalogError(f"{path}: is a directory; pass the catalog file (CSV, JSONL or Parquet)")
     suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv"):
-        records = _read_csv(path, delimiter="\t" if suffix == ".tsv" else ",")
-    elif suffix in (".jsonl", ".ndjson"):
+    records: Iterator[tuple[int, dict | RowError]]
+    if suffix in (".jsonl", ".ndjson"):
         records = _read_jsonl(path)
     elif suffix in (".parquet", ".pq"):
         records = _read_parquet(path)
+    elif suffix in _SNIFFED:
+        kind = feeds.sniff(path)
+        records = feeds.read_xml(path) if kind == "xml" else _read_csv(path, delimiter="\t" if kind == "tsv" else ",")
     else:
-        raise CatalogError(f"{path}: unsupported catalog format '{suffix}'; use .csv, .jsonl or .parquet")
+        raise CatalogError(
+            f"{path}: unsupported catalog format '{suffix}'; use .csv, .tsv, .jsonl, .parquet or a product feed (.txt, .xml, .gz)"
+        )
+
+    rows = list(records)
+    urls = [v for _, r in rows if not isinstance(r, RowError) and is_url(v := _text(r, "image"))]
+    fetched: dict[str, Fetched] = {}
+    stats = None
+    if urls and check_images:
+        own = fetcher is None
+        active = fetcher or ImageFetcher()
+        try:
+            fetched = active.fetch_many(urls, progress=progress)
+            stats = active.stats
+        finally:
+            if own:
+                active.close()
 
     products: list[Product] = []
     errors: list[RowError] = []
-    seen: dict[str, int] = {}
-    for row, record in records:
+    seen: dict[str, str] = {}
+    for row, record in rows:
         if isinstance(record, RowError):
             errors.append(record)
             continue
-        product, error = _to_product(path, row, record, seen, check_images)
+        product, error = _to_product(path, row, record, seen, check_images, fetched)
         if error is not None:
             errors.append(error)
         elif product is not None:
             products.append(product)
-            seen[product.product_id] = row
-    return CatalogResult(products=products, errors=errors, path=path)
+            seen[product.product_id] = record.get("_where") or f"row {row}"
+    return CatalogResult(products=products, errors=errors, path=path, images=stats)
 
 
 def _read_csv(path: Path, delimiter: str) -> Iterator[tuple[int, dict | RowError]]:
-    try:
-        f = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115 - opened apart from the with: an open error names the file, a parse error the row
-    except OSError as e:
-        raise CatalogError(f"{path}: cannot open: {e.strerror}") from e
-    with f:
+    # opened apart from the with: an open error names the file, a parse error the row
+    with feeds.open_text(path) as f:
         reader = csv.reader(f, delimiter=delimiter)
         try:
             header = next(reader)
@@ -157,11 +187,20 @@ def _read_csv(path: Path, delimiter: str) -> Iterator[tuple[int, dict | RowError
             raise CatalogError(f"{path}: empty file, expected a header row") from None
         except (csv.Error, UnicodeDecodeError) as e:
             raise CatalogError(f"{path}:1: cannot parse header: {e}") from e
+        except (OSError, EOFError) as e:  # a corrupt or truncated gzip stream
+            raise CatalogError(f"{path}: cannot read: {e}") from e
         header = [h.strip() for h in header]
-        missing = [c for c in ("product_id", "title", "image") if c not in header]
-        if missing or not ({"category", "category_path"} & set(header)):
-            need = missing + ([] if {"category", "category_path"} & set(header) else ["category"])
-            raise CatalogError(f"{path}:1: header lacks required column(s): {', '.join(need)}")
+        feed = feeds.is_feed_header(header)
+        if feed:
+            names = {feeds.column(h) for h in header}
+            lacking = [c for c in ("id", "title", "image_link") if c not in names]
+            if lacking:
+                raise CatalogError(f"{path}:1: product feed header lacks required column(s): {', '.join(lacking)}")
+        else:
+            missing = [c for c in ("product_id", "title", "image") if c not in header]
+            if missing or not ({"category", "category_path"} & set(header)):
+                need = missing + ([] if {"category", "category_path"} & set(header) else ["category"])
+                raise CatalogError(f"{path}:1: header lacks required column(s): {', '.join(need)}")
         next_line = reader.line_num + 1
         while True:
             start = next_line
@@ -169,6 +208,8 @@ def _read_csv(path: Path, delimiter: str) -> Iterator[tuple[int, dict | RowError
                 values = next(reader)
             except StopIteration:
                 return
+            except (OSError, EOFError) as e:  # a corrupt or truncated gzip stream
+                raise CatalogError(f"{path}:{start}: cannot read further: {e}") from e
             except (csv.Error, UnicodeDecodeError) as e:
                 next_line = reader.line_num + 1
                 yield start, RowError(str(path), start, "row", f"cannot parse CSV: {e}")
@@ -187,7 +228,8 @@ def _read_csv(path: Path, delimiter: str) -> Iterator[tuple[int, dict | RowError
                     ),
                 )
                 continue
-            yield start, dict(zip(header, values, strict=True))
+            record = dict(zip(header, values, strict=True))
+            yield start, feeds.feed_record(record) if feed else record
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict | RowError]]:
@@ -230,21 +272,32 @@ def _text(record: dict, key: str) -> str:
     return str(value).strip()
 
 
-def _to_product(path: Path, row: int, record: dict, seen: dict[str, int], check_images: bool) -> tuple[Product | None, RowError | None]:
+#: a feed's names for the catalog fields, so that a row error names the column the user wrote
+_FEED_FIELD = {"product_id": "id", "image": "image_link", "category": "product_type"}
+
+
+def _to_product(
+    path: Path, row: int, record: dict, seen: dict[str, str], check_images: bool, fetched: dict[str, Fetched] | None = None
+) -> tuple[Product | None, RowError | None]:
+    feed = "_category_hint" in record
+
     def err(fieldname: str, reason: str) -> tuple[None, RowError]:
-        return None, RowError(str(path), row, fieldname, reason)
+        name = _FEED_FIELD.get(fieldname, fieldname) if feed else fieldname
+        return None, RowError(str(path), row, name, reason, record.get("_where", ""))
 
     for key in ("product_id", "title", "image"):
         if not _text(record, key):
             return err(key, "missing value (required)")
     product_id = _text(record, "product_id")
     if product_id in seen:
-        return err("product_id", f"duplicate id '{product_id}' (first on row {seen[product_id]})")
+        return err("product_id", f"duplicate id '{product_id}' (first on {seen[product_id]})")
 
     category_value = clean_text(_text(record, "category_path") or _text(record, "category"))
     if not category_value:
+        if feed:
+            return err("category", record["_category_hint"])
         return err("category", "missing value (required; a path like 'Apparel > Sneakers' is allowed)")
-    category_path = parse_category(category_value)
+    category_path = split_path(category_value, ">") if feed else parse_category(category_value)
     if not category_path:
         return err("category", f"cannot parse category '{category_value}'")
 
@@ -262,9 +315,22 @@ def _to_product(path: Path, row: int, record: dict, seen: dict[str, int], check_
     if not isinstance(attributes, dict):
         return err("attributes", f"expected a JSON object, got {type(attributes).__name__}")
 
-    image_path, reason = _resolve_image(path, _text(record, "image"))
+    image = _text(record, "image")
+    image_url = image if is_url(image) else ""
+    if image_url:
+        got = (fetched or {}).get(image_url)
+        if got is None:  # not fetched (check_images=False): where the cache keeps it
+            image_path, reason = cache_path(image_url)[0], None
+        elif got.path is None:
+            image_path, reason = Path(), f"{image_url}: {got.error}"
+        else:
+            image_path, reason = got.path, None
+    else:
+        image_path, reason = _resolve_image(path, image)
     if reason is None and check_images:
         reason = check_image(image_path)
+        if reason is not None and image_url:
+            reason = f"{image_url}: {reason.replace(str(image_path), 'the downloaded file')}"
     if reason is not None:
         return err("image", reason)
 
@@ -280,6 +346,7 @@ def _to_product(path: Path, row: int, record: dict, seen: dict[str, int], check_
             color=clean_text(_text(record, "color")),
             product_type=clean_text(_text(record, "product_type")),
             google_category=clean_text(_text(record, "google_product_category")),
+            image_url=image_url,
             source_file=str(path),
             source_row=row,
         ),
@@ -293,7 +360,7 @@ def _resolve_image(catalog: Path, value: str) -> tuple[Path, str | None]:
         return Path(unquote(parsed.path)), None
     if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", value):
         scheme = value.split(":", 1)[0]
-        return Path(value), f"unsupported image location '{scheme}://'; download images first and give a local path or file:// URI"
+        return Path(value), f"unsupported image location '{scheme}://'; give an http(s) URL, a local path or a file:// URI"
     p = Path(value).expanduser()
     if not p.is_absolute():
         p = catalog.parent / p
