@@ -14,6 +14,7 @@ MODULES = [
     "backdrop.generators",
     "backdrop.creative.feeds",
     "backdrop.creative.fetch",
+    "backdrop.creative.export",
     "backdrop.bandit.features",
     "backdrop.bandit.policies.linear",
     "backdrop.bandit.policies.registry",

@@ -343,3 +343,172 @@ def test_generate_from_a_feed_then_rerun_downloads_and_generates_nothing(tmp_pat
     assert code == 0 and again["generated"] == 0 and again["skipped"] == 2
     assert again["images"]["downloaded"] == 0 and again["images"]["revalidated"] == 3
     assert sum(server.bodies.values()) == bodies  # nothing unchanged was downloaded again
+
+
+# -- export ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fed_store(tmp_path, server, monkeypatch):
+    """A store generated from the Merchant Center feed: TEE-1 and BAG-1, every style, square only."""
+    monkeypatch.setenv("BACKDROP_IMAGE_CACHE", str(tmp_path / "cache"))
+    feed = tmp_path / "feed.tsv"
+    feed.write_text(_gmc_tsv(server.url))
+    store = tmp_path / "store"
+    assert main(["generate", str(feed), "--out", str(store), "--placements", "square", "--workers", "2", "--no-progress", "--json"]) == 0
+    return feed, store
+
+
+def _read_tsv(path, delimiter="\t"):
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f, delimiter=delimiter))
+
+
+def test_export_feed_best_then_all_resolving_through_the_service(tmp_path, server, fed_store, capsys):
+    from fastapi.testclient import TestClient
+
+    from backdrop.creative.store import CreativeStore
+    from backdrop.serving.app import create_app
+    from backdrop.serving.settings import ServiceSettings
+    from backdrop.styles import StyleLibrary
+
+    feed, store = fed_store
+    capsys.readouterr()
+    out = tmp_path / "supp.tsv"
+    base = "https://creatives.example.com"
+    assert main(["export", "feed", "--store", str(store), "--catalog", str(feed), "--base-url", base, "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["rows"] == 2
+    # the feed's rows without a creative (their image failed at generate time) are named, not silently dropped
+    assert summary["skipped"] == [{"id": i, "reason": "no creative at placement 'square' in the store"} for i in ("MUG-1", "HTML-1")]
+    rows = {r["id"]: r for r in _read_tsv(out)}
+    assert sorted(rows) == ["BAG-1", "TEE-1"]
+    lib = StyleLibrary.load()
+    db = CreativeStore(store, readonly=True)
+    for pid, row in rows.items():
+        first_style = next(
+            s.name
+            for s in lib.match(
+                ("Men", "Tops", "Tees") if pid == "TEE-1" else ("Apparel & Accessories", "Handbags, Wallets & Cases", "Handbags")
+            ).styles
+            if db.creatives(product_id=pid, style=s.name)
+        )
+        [rec] = db.creatives(product_id=pid, style=first_style, placement="square")
+        assert row["image_link"] == f"{base}/v1/creatives/{rec.key}"  # the library's first style: no results given
+        assert row["additional_image_link"] == f"{server.url}/img/{'tee' if pid == 'TEE-1' else 'bag'}.jpg"  # the catalog photo kept
+    assert summary["chosen"]["TEE-1"]["why"] == "library order (no measured results)"
+
+    # --pick all: the other creatives as additional images, at most 10 for Google
+    assert (
+        main(["export", "feed", "--store", str(store), "--catalog", str(feed), "--base-url", base, "--pick", "all", "--out", str(out)]) == 0
+    )
+    rows = {r["id"]: r for r in _read_tsv(out)}
+    extra = rows["TEE-1"]["additional_image_link"].split(",")
+    n_tee = len(db.creatives(product_id="TEE-1", placement="square"))
+    assert len(extra) == min(10, n_tee) and len(set(extra)) == len(extra)
+    # every URL resolves through the decision service (base URL = the service's)
+    app = create_app(ServiceSettings(store=store))
+    with TestClient(app) as client:
+        for row in rows.values():
+            for url in [row["image_link"], *row["additional_image_link"].split(",")]:
+                if not url.startswith(base):
+                    continue
+                r = client.get(url.removeprefix(base))
+                key = url.rsplit("/", 1)[1]
+                assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+                assert r.content == db.read_bytes(db.get(key))
+    db.close()
+
+
+def test_export_feed_picks_the_measured_best_style(tmp_path, fed_store, capsys):
+    import time
+    import uuid
+
+    from backdrop.creative.store import CreativeStore
+    from backdrop.serving.eventlog import open_event_log
+    from backdrop.serving.records import DecisionRecord
+
+    feed, store = fed_store
+    db = CreativeStore(store, readonly=True)
+    tee = db.creatives(product_id="TEE-1", placement="square")
+    winner = tee[-1].style  # not the library's first: the measured CTR must override the default order
+    log = open_event_log(str(tmp_path / "events.sqlite"))
+    log.migrate()
+    t0 = time.time() - 3600
+    for i in range(400):
+        rec = tee[i % len(tee)]
+        d = log.log_decision(
+            DecisionRecord(
+                uuid.uuid4().hex,
+                t0 + i,
+                "TEE-1",
+                "square",
+                [r.style for r in tee],
+                rec.style,
+                1 / len(tee),
+                "uniform",
+                0,
+                [1.0],
+                creative_key=rec.key,
+            )
+        )
+        if rec.style == winner and i % 2 == 0:
+            log.log_reward(d.decision_id, 1.0, t0 + i + 1, t0 + i + 1, 600)
+    log.close()
+    out = tmp_path / "supp.csv"
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "export",
+                "feed",
+                "--store",
+                str(store),
+                "--catalog",
+                str(feed),
+                "--base-url",
+                "https://cdn.example",
+                "--format",
+                "meta",
+                "--results",
+                str(tmp_path / "events.sqlite"),
+                "--out",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["chosen"]["TEE-1"]["style"] == winner and summary["chosen"]["TEE-1"]["why"].startswith("highest measured CTR")
+    assert summary["chosen"]["BAG-1"]["why"].startswith("highest measured CTR") or "library order" in summary["chosen"]["BAG-1"]["why"]
+    rows = {r["id"]: r for r in _read_tsv(out, delimiter=",")}
+    [chosen] = [r for r in tee if r.style == winner]
+    assert rows["TEE-1"]["image_link"] == f"https://cdn.example/v1/creatives/{chosen.key}"
+    db.close()
+
+
+def test_export_feed_refuses_what_the_platform_would_reject(tmp_path, fed_store, capsys):
+    from backdrop.creative.export import ExportRow, validate
+    from backdrop.creative.store import CreativeStore
+
+    feed, store = fed_store
+    out = tmp_path / "supp.tsv"
+    capsys.readouterr()
+    long_base = "https://cdn.example/" + "x" * 2000
+    assert main(["export", "feed", "--store", str(store), "--catalog", str(feed), "--base-url", long_base, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "image_link: URL of 2" in err and "Google Merchant Center takes at most 2000" in err and "nothing written" in err
+    assert not out.exists()
+    db = CreativeStore(store, readonly=True)
+    rec = db.creatives(product_id="TEE-1")[0]
+    url = f"https://c.example/v1/creatives/{rec.key}"
+    webp = {rec.key: rec.__class__(**{**rec.__dict__, "format": "webp", "width": 400, "height": 400})}
+    problems = validate([ExportRow("TEE-1", url, [url] * 21 + ["https://c.example/a b.jpg"])], "meta", webp, "https://c.example", "service")
+    assert "TEE-1: additional_image_link: 22 images, Meta catalog takes at most 20" in problems
+    assert any("a WEBP creative; Meta catalog takes JPEG, PNG" in p for p in problems)
+    assert any("400x400 is under Meta catalog's 500 px minimum" in p for p in problems)
+    assert any("must be ASCII without spaces" in p for p in problems)
+    db.close()

@@ -97,3 +97,19 @@ def evaluate_log(
     for est in estimate(reward, action, pscore, dist, q, estimators=("ips", "snips", "dr"), n_boot=n_boot, seed=seed):
         records.append({"policy": policy.name} | est.to_dict())
     return records
+
+
+def style_results(log: EventLog, placement: str | None = None, now: float | None = None) -> dict[tuple[str, str], tuple[int, float]]:
+    """(item, style) -> (impressions, clicks) over every logged decision with a creative style (the
+    catalog image and fallbacks left out), rewards summed as clicks; what ``export feed --results`` reads."""
+    import time
+
+    out: dict[tuple[str, str], list[float]] = {}
+    for rows in log.joined_batches(created_before=time.time() if now is None else now):
+        for record, reward in rows:
+            if record.arm == ORIGINAL or record.fallback is not None or (placement is not None and record.placement != placement):
+                continue
+            acc = out.setdefault((record.item_id, record.arm), [0, 0.0])
+            acc[0] += 1
+            acc[1] += float(reward or 0.0)
+    return {k: (int(n), c) for k, (n, c) in out.items()}
