@@ -15,6 +15,7 @@ MODULES = [
     "backdrop.creative.feeds",
     "backdrop.creative.fetch",
     "backdrop.creative.export",
+    "backdrop.creative.store_index",
     "backdrop.bandit.features",
     "backdrop.bandit.policies.linear",
     "backdrop.bandit.policies.registry",

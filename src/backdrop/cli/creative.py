@@ -35,7 +35,18 @@ def register(sub) -> dict:
         ),
     )
     g.add_argument("catalog", type=Path, help="catalog or product feed file; image paths are relative to it, or http(s) URLs")
-    g.add_argument("--out", "-o", type=Path, required=True, metavar="STORE", help="creative store directory (created if missing)")
+    g.add_argument(
+        "--out",
+        "-o",
+        required=True,
+        metavar="STORE",
+        help="creative store: a directory (created if missing), or object storage (s3://bucket/prefix, any fsspec URL) with --index",
+    )
+    g.add_argument(
+        "--index",
+        metavar="URL",
+        help="the store's index: postgresql://... (several machines writing one store) or an SQLite path (default: STORE/index.sqlite)",
+    )
     _add_generation_options(g)
     g.add_argument("--limit", type=_positive_int, help="only the first N good products")
     g.add_argument("--strict", action="store_true", help="exit 1 without generating anything if any row is bad")
@@ -91,7 +102,8 @@ def register(sub) -> dict:
         ),
     )
     so.add_argument("action", choices=["verify", "repair"])
-    so.add_argument("store", type=Path, metavar="STORE")
+    so.add_argument("store", metavar="STORE", help="a store directory, or object storage (s3://...) with --index")
+    so.add_argument("--index", metavar="URL", help="the store's index when it is not STORE/index.sqlite (postgresql://... or a path)")
     so.add_argument("--json", action="store_true")
 
     sy = sub.add_parser(
@@ -292,13 +304,18 @@ def cmd_generate(args) -> int:
             f"{', '.join(repr(m) for m in missing)}; its styles: {', '.join(have)}",
             file=sys.stderr,
         )
+    from ..creative.storage import is_remote
+    from ..creative.store import CreativeStore
+
+    store = CreativeStore(args.out if is_remote(args.out) else Path(args.out).resolve(), index=args.index)  # created and migrated here
+    store.close()
     if args.ray:
         from ..creative.ray import run_ray
 
-        summary = run_ray(products, config, args.out, address=None if args.ray == "local" else args.ray, progress=not args.no_progress)
+        summary = run_ray(products, config, store, address=None if args.ray == "local" else args.ray, progress=not args.no_progress)
     else:
         workers = args.workers or (1 if config.generator == "diffusion" else None)
-        summary = run_local(products, config, args.out, workers=workers, progress=not args.no_progress)
+        summary = run_local(products, config, store, workers=workers, progress=not args.no_progress)
     for err in summary.errors:
         print(err, file=sys.stderr)
     summary.errors = catalog.errors + summary.errors
@@ -337,7 +354,8 @@ def _print_summary(args, summary: dict, store: Path | None = None) -> None:
 def cmd_store(args) -> int:
     from ..creative.store import repair_store, verify_store
 
-    report = repair_store(args.store) if args.action == "repair" else verify_store(args.store)
+    check = repair_store if args.action == "repair" else verify_store
+    report = check(args.store, index=args.index)
     if args.json:
         print(json.dumps(report.to_dict()))
     else:

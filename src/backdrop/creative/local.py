@@ -16,7 +16,7 @@ from tqdm import tqdm
 from ..errors import RowError
 from .catalog import Product
 from .pipeline import CreativeMaker, CreativeResult, PipelineConfig, category_for, styles_for
-from .store import CreativeStore
+from .store import CreativeStore, as_store
 
 
 @dataclass
@@ -80,14 +80,14 @@ def default_categories(products: Sequence[Product], config: PipelineConfig) -> d
 _maker: CreativeMaker | None = None
 
 
-def _init_worker(config: PipelineConfig, store_root: str, watch_parent: int | None = None) -> None:
+def _init_worker(config: PipelineConfig, store: CreativeStore, watch_parent: int | None = None) -> None:
     global _maker
     import cv2
 
     cv2.setNumThreads(1)
     if watch_parent is not None:
         _die_with_parent(watch_parent)
-    _maker = CreativeMaker(config, CreativeStore(store_root))
+    _maker = CreativeMaker(config, store)
 
 
 def _die_with_parent(parent: int, every_s: float = 0.25) -> None:
@@ -112,12 +112,13 @@ def _make_one(product: Product) -> list[CreativeResult]:
 def run_local(
     products: Sequence[Product],
     config: PipelineConfig,
-    store_root: str | Path,
+    store_root: str | Path | CreativeStore,
     *,
     workers: int | None = None,
     progress: bool = True,
 ) -> RunSummary:
-    """Make every missing creative of ``products`` into the store at ``store_root``.
+    """Make every missing creative of ``products`` into the store (a :class:`CreativeStore`, or the
+    local folder ``store_root``).
 
     ``workers`` processes (default: one per core); ``workers=1`` runs in this process.
     An interrupted run loses at most the creatives being rendered: everything written is
@@ -126,7 +127,8 @@ def run_local(
     global _maker
     summary = RunSummary(default_categories=default_categories(products, config))
     t0 = time.perf_counter()
-    CreativeStore(store_root).close()  # create and migrate once, before workers race to
+    store = as_store(store_root)  # create and migrate once, before workers race to
+    store.close()
     bar = tqdm(total=len(products), unit="product", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     workers = workers or os.cpu_count() or 1
 
@@ -137,7 +139,7 @@ def run_local(
 
     try:
         if workers == 1 or len(products) <= 1:
-            _init_worker(config, str(store_root))
+            _init_worker(config, store)
             try:
                 for product in products:
                     done(_make_one(product))
@@ -151,7 +153,7 @@ def run_local(
                 max_workers=min(workers, len(products)),
                 mp_context=ctx,
                 initializer=_init_worker,
-                initargs=(config, str(store_root), os.getpid()),
+                initargs=(config, store, os.getpid()),
             ) as pool:
                 # Keep a bounded number of products in flight so a huge catalog is not all queued at once.
                 it = iter(products)

@@ -28,7 +28,7 @@ import numpy as np
 from .catalog import Product
 from .local import RunSummary, default_categories
 from .pipeline import CreativeMaker, PipelineConfig, describe_error, failed_result
-from .store import CreativeStore
+from .store import CreativeStore, as_store
 
 
 def _rows(batch: dict) -> list[dict]:
@@ -45,16 +45,16 @@ def _batch(rows: list[dict]) -> dict:
     return {"payload": payload, "pending": pending}
 
 
-def _maker(config: PipelineConfig, store_root: str) -> CreativeMaker:
+def _maker(config: PipelineConfig, store: CreativeStore) -> CreativeMaker:
     import cv2
 
     cv2.setNumThreads(1)
-    return CreativeMaker(config, CreativeStore(store_root))
+    return CreativeMaker(config, store)
 
 
-def plan_batch(batch: dict, config: PipelineConfig, store_root: str) -> dict:
+def plan_batch(batch: dict, config: PipelineConfig, store: CreativeStore) -> dict:
     """CPU task. Product -> one row per creative: finished ("skipped"/"failed" result) or to render."""
-    m = _maker(config, store_root)
+    m = _maker(config, store)
     out: list[dict] = []
     for row in _rows(batch):
         finished, prepared = m.start(row["product"])  # the local runner's plan / skip / prepare
@@ -66,8 +66,8 @@ def plan_batch(batch: dict, config: PipelineConfig, store_root: str) -> dict:
 class Generate:
     """Actor: holds the model; renders attempt ``attempt`` for every row still without a background."""
 
-    def __init__(self, config: PipelineConfig, store_root: str, attempt: int):
-        self.maker = _maker(config, store_root)
+    def __init__(self, config: PipelineConfig, store: CreativeStore, attempt: int):
+        self.maker = _maker(config, store)
         self.attempt = attempt
         _ = self.maker.generator  # load the model once, when the actor starts
 
@@ -94,9 +94,9 @@ class Generate:
         return _batch(rows)
 
 
-def judge_batch(batch: dict, config: PipelineConfig, store_root: str, attempt: int) -> dict:
+def judge_batch(batch: dict, config: PipelineConfig, store: CreativeStore, attempt: int) -> dict:
     """CPU task: the gate on this attempt's candidates; passes keep their background, failures stay pending."""
-    m = _maker(config, store_root)
+    m = _maker(config, store)
     rows = _rows(batch)
     for r in rows:
         if "candidate" not in r:
@@ -112,9 +112,9 @@ def judge_batch(batch: dict, config: PipelineConfig, store_root: str, attempt: i
     return _batch(rows)
 
 
-def finish_batch(batch: dict, config: PipelineConfig, store_root: str) -> dict:
+def finish_batch(batch: dict, config: PipelineConfig, store: CreativeStore) -> dict:
     """CPU task: procedural fallback where every attempt failed, exact composite, store write."""
-    m = _maker(config, store_root)
+    m = _maker(config, store)
     out = []
     for r in _rows(batch):
         if "result" in r:
@@ -135,7 +135,7 @@ def finish_batch(batch: dict, config: PipelineConfig, store_root: str) -> dict:
 def run_ray(
     products: Sequence[Product],
     config: PipelineConfig,
-    store_root: str | Path,
+    store_root: str | Path | CreativeStore,
     *,
     address: str | None = None,
     progress: bool = True,
@@ -153,8 +153,8 @@ def run_ray(
     from ray.data.expressions import col
 
     t0 = time.perf_counter()
-    store_root = str(Path(store_root).resolve())
-    CreativeStore(store_root).close()
+    store = as_store(store_root)  # every node reopens it by address: a local path (shared), or object storage + index
+    store.close()
     if not ray.is_initialized():
         if address is None:
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="ERROR")
@@ -167,8 +167,8 @@ def run_ray(
     gpus = int(ray.cluster_resources().get("GPU", 0))
     actors = generator_actors or max(1, gpus)
     gen_batch = batch_size or max(1, int(config.generator_options.get("batch_size", 4)))
-    attempts = CreativeMaker(config, CreativeStore(store_root)).gate.max_attempts
-    common = {"config": config, "store_root": store_root}
+    attempts = CreativeMaker(config, store).gate.max_attempts
+    common = {"config": config, "store": store}
 
     ds = ray.data.from_items([{"payload": pickle.dumps({"product": p})} for p in products])
     ds = ds.map_batches(plan_batch, fn_kwargs=common, batch_size=1).materialize()
@@ -178,7 +178,7 @@ def run_ray(
             break
         rendered = todo.map_batches(
             Generate,
-            fn_constructor_args=(config, store_root, attempt),
+            fn_constructor_args=(config, store, attempt),
             batch_size=gen_batch,
             compute=ActorPoolStrategy(size=actors),
             num_gpus=1 if gpus else 0,

@@ -21,12 +21,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from ..errors import BackdropError, EnvironmentFailure
-from ..files import write_atomic
+from .storage import StoreFiles, is_remote, open_files
+from .store_index import PostgresIndex, is_postgres, open_sqlite, redact
 
 SCHEMA_VERSION = 2
 KEY_VERSION = 2
@@ -171,20 +173,43 @@ def encode_image(image: np.ndarray, fmt: str) -> bytes:
 
 
 class CreativeStore:
-    """Files under ``root/creatives/`` and an index at ``root/index.sqlite``."""
+    """Files under ``ROOT/creatives/`` and an index at ``ROOT/index.sqlite``.
 
-    def __init__(self, root: str | Path, *, readonly: bool = False):
-        self.root = Path(root)
+    ``root`` may also be object storage (``s3://bucket/prefix`` and other fsspec URLs;
+    ``storage_options`` go to the file system), with the index given apart: ``index`` a
+    ``postgresql://`` URL (several machines writing one store) or an SQLite path (one machine).
+    A PostgreSQL index serves a local store too.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        readonly: bool = False,
+        index: str | Path | None = None,
+        storage_options: dict | None = None,
+    ):
+        self.location = str(root)
+        self.remote = is_remote(root)
+        self.files: StoreFiles = open_files(root, storage_options)
+        self._root = Path(self.files.url) if not self.remote else None
         self.readonly = readonly
+        self.storage_options = storage_options
+        if self.remote and index is None:  # an SQLite file on object storage cannot be locked or written in place
+            raise StoreError(
+                f"{root}: a store on object storage needs --index: postgresql://... (several machines) or a local SQLite path (one machine)"
+            )
+        self.index_url = str(index) if index is not None else str(self.root / "index.sqlite")
+        self.postgres = is_postgres(self.index_url)
         if readonly:
-            if not (self.root / "index.sqlite").exists():
-                raise StoreError(f"{self.root}: not a creative store (no index.sqlite); run `backdrop generate` first")
-        else:
+            if not self.postgres and not Path(self.index_url).exists():
+                raise StoreError(f"{self.location}: not a creative store (no index.sqlite); run `backdrop generate` first")
+        elif not self.remote:
             try:
                 (self.root / "creatives").mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise EnvironmentFailure(f"{self.root}: cannot create the store: {e.strerror}") from None
-        self._conn: sqlite3.Connection | None = None
+        self._conn: Any = None
         self._pid: int | None = None
         if not readonly:
             try:
@@ -195,7 +220,8 @@ class CreativeStore:
                 raise
             except sqlite3.DatabaseError as e:
                 raise StoreError(_corrupt(self.index_path, e)) from None
-            self._sweep_orphans()
+            if not self.remote:
+                self._sweep_orphans()
 
     def _sweep_orphans(self) -> None:
         """Delete temp files left by writers killed mid-write (``files.write_atomic``'s ``.KEY.PID.XXXX.tmp``, PID dead).
@@ -214,43 +240,30 @@ class CreativeStore:
                 pass
 
     @property
-    def index_path(self) -> Path:
-        return self.root / "index.sqlite"
+    def root(self) -> Path:
+        """The local folder the store's files are in (an error for a store on object storage)."""
+        if self._root is None:
+            raise StoreError(f"{self.location}: a store on object storage has no local folder; read its files with read_bytes")
+        return self._root
 
-    def _db(self) -> sqlite3.Connection:
+    @property
+    def index_path(self) -> str:
+        """The index, for messages (a PostgreSQL URL without its password)."""
+        return redact(self.index_url) if self.postgres else self.index_url
+
+    def _db(self) -> Any:
+        """The index connection (sqlite3's, or :class:`~.store_index.PostgresIndex` answering the same calls)."""
         # One connection per process: a connection must not cross a fork.
         if self._conn is None or self._pid != os.getpid():
-            try:
-                conn = self._open_readonly() if self.readonly else self._open_writable()
-            except sqlite3.DatabaseError as e:
-                raise StoreError(_corrupt(self.index_path, e)) from None
+            if self.postgres:
+                conn: Any = PostgresIndex(self.index_url, _TABLE_COLUMNS)
+            else:
+                try:
+                    conn = open_sqlite(Path(self.index_url), self.readonly)
+                except sqlite3.DatabaseError as e:
+                    raise StoreError(_corrupt(self.index_path, e)) from None
             self._conn, self._pid = conn, os.getpid()
         return self._conn
-
-    def _open_writable(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.index_path, timeout=60, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout=60000")
-        conn.execute("PRAGMA journal_mode=WAL")  # the first read of the file: a corrupt one fails here
-        conn.execute("PRAGMA synchronous=NORMAL")
-        return conn
-
-    def _open_readonly(self) -> sqlite3.Connection:
-        """Read-only; on read-only media (no -shm file can be created beside a WAL index) the index is
-        opened as immutable: nothing may write it meanwhile, which a read-only mount guarantees."""
-        for query in ("mode=ro", "immutable=1"):
-            conn = sqlite3.connect(f"file:{self.index_path}?{query}", uri=True, timeout=60, check_same_thread=False)
-            try:
-                conn.execute("PRAGMA busy_timeout=60000")
-                conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-                return conn
-            except sqlite3.OperationalError as e:
-                conn.close()
-                if query == "immutable=1" or not any(s in str(e) for s in ("readonly", "read-only", "unable to open")):
-                    raise
-            except sqlite3.DatabaseError:
-                conn.close()
-                raise
-        raise AssertionError("unreachable")
 
     def _migrate(self) -> None:
         db = self._db()
@@ -278,13 +291,12 @@ class CreativeStore:
         self._conn = None
 
     def __getstate__(self):
-        return {"root": self.root, "readonly": self.readonly}
+        return {"location": self.location, "readonly": self.readonly, "index": self.index_url, "storage_options": self.storage_options}
 
     def __setstate__(self, state):
-        self.root = state["root"]
+        # reopened on the other side (another process, another Ray node): files and index by address
+        self.__init__(state["location"], readonly=True, index=state["index"], storage_options=state["storage_options"])  # type: ignore[misc]
         self.readonly = state["readonly"]
-        self._conn = None
-        self._pid = None
 
     # -- products -------------------------------------------------------------------------
 
@@ -314,12 +326,14 @@ class CreativeStore:
 
     # -- creatives ------------------------------------------------------------------------
 
-    def path_for(self, key: str, fmt: str) -> Path:
-        return self.root / "creatives" / key[:2] / f"{key}.{fmt if fmt != 'jpeg' else 'jpg'}"
+    @staticmethod
+    def rel_path(key: str, fmt: str) -> str:
+        """Where a creative's file goes, relative to the store's root."""
+        return f"creatives/{key[:2]}/{key}.{fmt if fmt != 'jpeg' else 'jpg'}"
 
     def has(self, key: str) -> bool:
         row = self._db().execute("SELECT path FROM creatives WHERE key=?", (key,)).fetchone()
-        return row is not None and (self.root / row[0]).is_file()
+        return row is not None and self.files.size(row[0]) is not None
 
     def existing(self, keys: list[str]) -> set[str]:
         if not keys:
@@ -329,7 +343,7 @@ class CreativeStore:
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
             rows = db.execute(f"SELECT key, path FROM creatives WHERE key IN ({','.join('?' * len(chunk))})", chunk).fetchall()
-            found.update(k for k, p in rows if (self.root / p).is_file())
+            found.update(k for k, p in rows if self.files.size(p) is not None)
         return found
 
     def put(
@@ -355,7 +369,8 @@ class CreativeStore:
         if qa_status not in QA_STATUSES:
             raise ValueError(f"qa_status must be one of {QA_STATUSES}, got {qa_status!r}")
         data = encode_image(image, fmt)
-        path = write_atomic(self.path_for(key, fmt), data, tmp_name=key)
+        rel = self.rel_path(key, fmt)
+        self.files.write(rel, data, tmp_name=key)
         record = CreativeRecord(
             key=key,
             product_id=product_id,
@@ -364,7 +379,7 @@ class CreativeStore:
             generator=generator,
             generator_version=generator_version,
             seed=seed,
-            path=str(path.relative_to(self.root)),
+            path=rel,
             format=fmt,
             width=int(image.shape[1]),
             height=int(image.shape[0]),
@@ -455,10 +470,10 @@ class CreativeStore:
         return int(self._db().execute("SELECT COUNT(*) FROM creatives").fetchone()[0])
 
     def read_bytes(self, record: CreativeRecord) -> bytes:
-        return (self.root / record.path).read_bytes()
+        return self.files.read(record.path)
 
     def read_image(self, record: CreativeRecord) -> np.ndarray:
-        with Image.open(self.root / record.path) as im:
+        with Image.open(io.BytesIO(self.read_bytes(record))) as im:
             return np.asarray(im.convert("RGB")).copy()
 
 
@@ -466,12 +481,20 @@ _COLUMNS = (
     "key, product_id, style, placement, generator, generator_version, seed, path, format, width, height, "
     "bytes, prompt, negative_prompt, params, metrics, created_at, qa_status, qa_reasons"
 )
+#: every table's columns in order (the PostgreSQL index spells out upserts with them)
+_TABLE_COLUMNS = {
+    "meta": ["key", "value"],
+    "products": ["product_id", "title", "category", "image_path", "image_sha256", "fields", "updated_at"],
+    "creatives": [c.strip() for c in _COLUMNS.split(",")],
+    "subjects": ["image_sha256", "method", "data", "created_at"],
+}
 
 
-def _corrupt(path: Path, e: Exception) -> str:
+def _corrupt(path: str | Path, e: Exception) -> str:
+    folder = Path(path).parent
     return (
-        f"{path}: the store's index cannot be read ({e}); check it with `backdrop store verify {path.parent}`, "
-        f"rebuild it with `backdrop store repair {path.parent}`"
+        f"{path}: the store's index cannot be read ({e}); check it with `backdrop store verify {folder}`, "
+        f"rebuild it with `backdrop store repair {folder}`"
     )
 
 
@@ -516,65 +539,70 @@ class StoreReport:
         }
 
 
-def verify_store(root: str | Path) -> StoreReport:
+def as_store(store: CreativeStore | str | Path) -> CreativeStore:
+    """``store`` itself, or the (local) store at that path, created and migrated; a runner passes the
+    result to its workers, which reopen it by address (files and index) wherever they run."""
+    if isinstance(store, CreativeStore):
+        return store
+    return CreativeStore(store if is_remote(store) else Path(store).resolve())
+
+
+def verify_store(root: str | Path, *, index: str | None = None, storage_options: dict | None = None) -> StoreReport:
     """Check every indexed file exists with its indexed size, and every file is indexed."""
-    root = Path(root)
-    report = StoreReport(root)
-    if not (root / "index.sqlite").is_file():
+    files = open_files(root, storage_options)
+    report = StoreReport(Path(files.url) if not is_remote(root) else Path(str(root)))
+    if index is None and (is_remote(root) or not (Path(files.url) / "index.sqlite").is_file()):
         raise StoreError(f"{root}: not a creative store (no index.sqlite)")
     try:
-        store = CreativeStore(root, readonly=True)
+        store = CreativeStore(root, readonly=True, index=index, storage_options=storage_options)
         rows = store._db().execute("SELECT key, path, bytes FROM creatives").fetchall()
         store.close()
     except (StoreError, sqlite3.DatabaseError) as e:
         report.corrupt_index = str(e)
         rows = []
     report.creatives = len(rows)
+    on_disk = dict(files.walk("creatives"))
     indexed = set()
     for key, rel, nbytes in rows:
         indexed.add(rel)
-        path = root / rel
-        try:
-            size = path.stat().st_size
-        except OSError:
+        size = on_disk.get(rel)
+        if size is None:
             report.missing.append(key)
-            continue
-        if size != nbytes:
+        elif size != nbytes:
             report.mismatched.append(key)
-    for path in sorted((root / "creatives").glob("*/*")):
-        rel = str(path.relative_to(root))
-        if path.name.endswith(".tmp"):
+    for rel in sorted(on_disk):
+        if rel.endswith(".tmp"):
             report.temp.append(rel)
-        elif rel not in indexed and not report.corrupt_index:
+        elif rel not in indexed or report.corrupt_index:  # a corrupt index: every file is an orphan of the one to be rebuilt
             report.orphans.append(rel)
-    if report.corrupt_index:  # nothing is indexed: every file is an orphan of the index to be rebuilt
-        report.orphans = [str(p.relative_to(root)) for p in sorted((root / "creatives").glob("*/*")) if not p.name.endswith(".tmp")]
     return report
 
 
-def repair_store(root: str | Path) -> StoreReport:
+def repair_store(root: str | Path, *, index: str | None = None, storage_options: dict | None = None) -> StoreReport:
     """Make the index and the files agree: rows whose file is missing or damaged are removed (the next
     ``backdrop generate`` makes them again), orphan and temp files are deleted; an index that cannot be
     read is moved aside (``index.sqlite.corrupt-<time>``) and a fresh one created."""
-    root = Path(root)
-    report = verify_store(root)
+    report = verify_store(root, index=index, storage_options=storage_options)
     if report.corrupt_index:
-        aside = root / f"index.sqlite.corrupt-{int(time.time())}"
-        os.replace(root / "index.sqlite", aside)
+        if index is not None:  # a server's database is not ours to move aside
+            raise StoreError(f"{redact(str(index))}: the store's index cannot be read ({report.corrupt_index}); restore it from a backup")
+        local = Path(str(root))
+        aside = local / f"index.sqlite.corrupt-{int(time.time())}"
+        os.replace(local / "index.sqlite", aside)
         for suffix in ("-wal", "-shm"):
-            (root / f"index.sqlite{suffix}").unlink(missing_ok=True)
+            (local / f"index.sqlite{suffix}").unlink(missing_ok=True)
         report.corrupt_index = f"{report.corrupt_index} (moved to {aside.name})"
-    store = CreativeStore(root)
+    store = CreativeStore(root, index=index, storage_options=storage_options)
     damaged = [store.get(key) for key in report.mismatched]
     with store._db() as db:
         for key in report.missing + report.mismatched:
             db.execute("DELETE FROM creatives WHERE key=?", (key,))
-    store.close()
     for rec in damaged:
         if rec is not None:
-            (root / rec.path).unlink(missing_ok=True)
+            store.files.delete(rec.path)
     for rel in report.orphans + report.temp:
-        (root / rel).unlink(missing_ok=True)
+        store.files.delete(rel)
+    store.close()
     report.repaired = True
     return report
 

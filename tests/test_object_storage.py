@@ -1,0 +1,114 @@
+"""A creative store on object storage: the files on a real S3 API (moto's server mode), the index
+on PostgreSQL, written by several worker processes, resumed without generating anything twice."""
+
+import json
+
+import pytest
+
+from backdrop.cli import main
+from backdrop.creative.store import CreativeStore, StoreError, verify_store
+from feedserver import ImageServer
+from test_feeds import IMAGES, _gmc_tsv
+
+
+@pytest.fixture
+def server():
+    with ImageServer(IMAGES) as s:
+        yield s
+
+
+def _objects(endpoint, bucket, prefix):
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=endpoint)
+    out = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        out.update({o["Key"]: o["Size"] for o in page.get("Contents", [])})
+    return out
+
+
+def test_an_object_store_needs_an_index():
+    with pytest.raises(StoreError, match="needs --index"):
+        CreativeStore("s3://bucket/shop")
+
+
+def test_generate_a_feed_into_s3_with_the_index_on_postgres(tmp_path, server, s3_endpoint, s3_bucket, pg_url, capsys, monkeypatch):
+    monkeypatch.setenv("BACKDROP_IMAGE_CACHE", str(tmp_path / "cache"))
+    feed = tmp_path / "feed.tsv"
+    feed.write_text(_gmc_tsv(server.url))
+    url = f"s3://{s3_bucket}/shop"
+    args = [
+        "generate",
+        str(feed),
+        "--out",
+        url,
+        "--index",
+        pg_url,
+        "--placements",
+        "square,story",
+        "--workers",
+        "2",
+        "--no-progress",
+        "--json",
+    ]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["generated"] > 0 and first["failed"] == 0 and first["images"]["downloaded"] == 3
+
+    objects = _objects(s3_endpoint, s3_bucket, "shop/")
+    store = CreativeStore(url, index=pg_url, readonly=True)
+    records = store.creatives()
+    assert len(records) == first["generated"] == len(objects)
+    for r in records:
+        assert objects[f"shop/{r.path}"] == r.bytes  # every indexed creative is in the bucket, whole
+    img = store.read_image(records[0])
+    assert img.shape == (records[0].height, records[0].width, 3)
+    store.close()
+    report = verify_store(url, index=pg_url)
+    assert report.ok and report.creatives == len(records)
+
+    # a rerun downloads nothing unchanged and generates nothing
+    bodies = sum(server.bodies.values())
+    assert main(args) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["generated"] == 0 and again["skipped"] == first["generated"]
+    assert again["images"]["downloaded"] == 0 and sum(server.bodies.values()) == bodies
+    assert _objects(s3_endpoint, s3_bucket, "shop/") == objects
+
+    # a lost object is found by verify, removed from the index by repair, and made again by generate
+    import boto3
+
+    lost = records[0]
+    boto3.client("s3", endpoint_url=s3_endpoint).delete_object(Bucket=s3_bucket, Key=f"shop/{lost.path}")
+    assert main(["store", "verify", url, "--index", pg_url, "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["missing"] == [lost.key]
+    assert main(["store", "repair", url, "--index", pg_url]) == 0
+    capsys.readouterr()
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["generated"] == 1
+    assert _objects(s3_endpoint, s3_bucket, "shop/") == objects  # the same bytes at the same key
+
+
+def test_a_store_on_fsspec_memory_with_an_sqlite_index(tmp_path):
+    import numpy as np
+
+    store = CreativeStore("memory://backdrop-test/store", index=tmp_path / "index.sqlite")
+    img = np.full((40, 30, 3), 200, np.uint8)
+    meta = dict(
+        product_id="p",
+        style="s",
+        placement="square",
+        generator="g",
+        generator_version="1",
+        seed=1,
+        prompt="",
+        negative_prompt="",
+        params={},
+        metrics={},
+    )
+    rec = store.put("ab" + "0" * 30, img, fmt="png", **meta)
+    assert store.has(rec.key) and rec.path == f"creatives/ab/{rec.key}.png"
+    assert (store.read_image(rec) == img).all()
+    with pytest.raises(StoreError, match="no local folder"):
+        _ = store.root
+    store.close()
