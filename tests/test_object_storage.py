@@ -112,3 +112,89 @@ def test_a_store_on_fsspec_memory_with_an_sqlite_index(tmp_path):
     with pytest.raises(StoreError, match="no local folder"):
         _ = store.root
     store.close()
+
+
+def test_feeds_to_s3_then_export_resolves_through_the_service(tmp_path, server, s3_endpoint, s3_bucket, pg_url, capsys, monkeypatch):
+    """The issue's whole path: a Merchant Center TSV and a Meta XML feed with image URLs, generated into
+    S3 with the index on PostgreSQL, a rerun that does nothing, and supplemental feeds whose URLs the
+    decision service (serving from the bucket) answers with the stored bytes."""
+    import csv
+    import gzip
+
+    import boto3
+    from fastapi.testclient import TestClient
+    from pydantic import SecretStr
+
+    from backdrop.serving.app import create_app
+    from backdrop.serving.settings import ServiceSettings
+    from test_feeds import _meta_xml
+
+    monkeypatch.setenv("BACKDROP_IMAGE_CACHE", str(tmp_path / "cache"))
+    url = f"s3://{s3_bucket}/shop"
+    feeds = {"google": tmp_path / "gmc.txt", "meta": tmp_path / "meta.xml.gz"}
+    feeds["google"].write_text(_gmc_tsv(server.url))
+    feeds["meta"].write_bytes(gzip.compress(_meta_xml(server.url).encode()))
+    made = 0
+    for feed in feeds.values():
+        args = [
+            "generate",
+            str(feed),
+            "--out",
+            url,
+            "--index",
+            pg_url,
+            "--placements",
+            "square",
+            "--workers",
+            "2",
+            "--no-progress",
+            "--json",
+        ]
+        assert main(args) == 0
+        made += json.loads(capsys.readouterr().out)["generated"]
+        assert main(args) == 0  # the rerun: nothing downloaded, nothing generated
+        again = json.loads(capsys.readouterr().out)
+        assert again["generated"] == 0 and again["images"]["downloaded"] == 0
+    assert made == len(_objects(s3_endpoint, s3_bucket, "shop/"))
+
+    base = "https://ads.example.com"
+    settings = ServiceSettings(store=url, store_index=pg_url, db=str(tmp_path / "events.sqlite"), api_key=SecretStr("k" * 32))
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/readyz").status_code == 200
+        for platform, feed in feeds.items():
+            out = tmp_path / f"supp-{platform}"
+            cmd = ["export", "feed", "--store", url, "--store-index", pg_url, "--catalog", str(feed), "--base-url", base]
+            assert main([*cmd, "--format", platform, "--pick", "all", "--out", str(out)]) == 0
+            with open(out, newline="") as f:
+                rows = list(csv.DictReader(f, delimiter="\t" if platform == "google" else ","))
+            assert {r["id"] for r in rows} == ({"TEE-1", "BAG-1"} if platform == "google" else {"SHIRT-9", "BAG-9"})
+            for row in rows:
+                for link in [row["image_link"], *row["additional_image_link"].split(",")]:
+                    if not link.startswith(base):
+                        continue  # the catalog's own photo
+                    r = client.get(link.removeprefix(base))
+                    assert r.status_code == 200 and r.headers["content-type"] == "image/png", link
+                    key = link.rsplit("/", 1)[1]
+                    obj = s3.get_object(Bucket=s3_bucket, Key=f"shop/creatives/{key[:2]}/{key}.png")["Body"].read()
+                    assert r.content == obj
+        decided = client.post("/v1/decide", json={"item_id": "TEE-1", "placement": "square", "user": {"id": "u1", "features": {}}})
+        assert decided.status_code == 200 and decided.json()["creative"]["url"].startswith("/v1/creatives/")
+
+    # with a CDN in front of the bucket, the service answers its URLs instead
+    cdn = ServiceSettings(store=url, store_index=pg_url, db=str(tmp_path / "events.sqlite"), public_base_url="https://cdn.example.com/shop")
+    with TestClient(create_app(cdn)) as client:
+        d = client.post("/v1/decide", json={"item_id": "TEE-1", "placement": "square", "user": {"id": "u2", "features": {}}}).json()
+        key = d["creative"]["key"]
+        assert d["creative"]["url"] == f"https://cdn.example.com/shop/creatives/{key[:2]}/{key}.png"
+
+
+def test_a_remote_store_needs_its_index_and_event_log(tmp_path):
+    from pydantic import ValidationError
+
+    from backdrop.serving.settings import ServiceSettings
+
+    with pytest.raises(ValidationError, match="needs store_index"):
+        ServiceSettings(store="s3://b/p", db=str(tmp_path / "e.sqlite"))
+    with pytest.raises(ValidationError, match="give db"):
+        ServiceSettings(store="s3://b/p", store_index="postgresql://x/y")

@@ -36,7 +36,10 @@ def register(sub) -> dict:
             "line and exit 1, and nothing is written. Google gets TSV, Meta CSV."
         ),
     )
-    f.add_argument("--store", type=Path, required=True, metavar="STORE", help="creative store (from backdrop generate)")
+    f.add_argument(
+        "--store", required=True, metavar="STORE", help="creative store (from backdrop generate): a folder, or s3://... with --store-index"
+    )
+    f.add_argument("--store-index", metavar="URL", help="the store's index when it is not STORE/index.sqlite (postgresql://... or a path)")
     f.add_argument("--catalog", type=Path, required=True, metavar="FEED", help="the product feed (or catalog) the creatives were made from")
     f.add_argument("--base-url", required=True, metavar="URL", help="where the creatives are served, e.g. https://creatives.example.com")
     f.add_argument("--format", choices=["google", "meta"], default="google", help="target platform")
@@ -57,11 +60,12 @@ def register(sub) -> dict:
 def cmd_export(args) -> int:
     from ..creative.catalog import load_catalog
     from ..creative.export import build_supplemental, write_supplemental
+    from ..creative.storage import is_remote
     from ..creative.store import CreativeStore
     from ..styles import StyleLibrary
 
-    if not (args.store / "index.sqlite").is_file():
-        raise BackdropError(f"{args.store}: not a creative store (no index.sqlite); run backdrop generate first")
+    if args.store_index is None and (is_remote(args.store) or not (Path(args.store) / "index.sqlite").is_file()):
+        raise BackdropError(f"{args.store}: not a creative store (no index.sqlite; on object storage give --store-index)")
     catalog = load_catalog(args.catalog, check_images=False)
     library = StyleLibrary.load(args.style_library)
     order = {
@@ -83,7 +87,7 @@ def cmd_export(args) -> int:
             results = style_results(log, placement=args.placement)
         finally:
             log.close()
-    store = CreativeStore(args.store, readonly=True)
+    store = CreativeStore(args.store, readonly=True, index=args.store_index)
     try:
         result = build_supplemental(
             store,

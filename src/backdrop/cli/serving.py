@@ -81,7 +81,18 @@ def _environment_help() -> str:
 
 
 def _add_service_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", type=Path, required=True, metavar="STORE", help="creative store (from backdrop generate / demo)")
+    p.add_argument(
+        "--store",
+        required=True,
+        metavar="STORE",
+        help="creative store (from backdrop generate / demo): a folder, or s3://... with --store-index",
+    )
+    p.add_argument("--store-index", metavar="URL", help="the store's index when it is not STORE/index.sqlite (postgresql://... or a path)")
+    p.add_argument(
+        "--public-base-url",
+        metavar="URL",
+        help="a CDN in front of the store's files: creative URLs become URL/PATH (default: this service serves the bytes)",
+    )
     p.add_argument("--db", metavar="URL", help="event log: postgresql://... or an sqlite path (default: STORE/events.sqlite)")
     p.add_argument("--config", type=Path, metavar="YAML", help="service settings file (see README); flags override it")
     p.add_argument("--api-key", help="key for the write endpoints (visible in `ps`: prefer BACKDROP_API_KEY or --api-key-file)")
@@ -123,6 +134,8 @@ def _service_settings(args):
     settings = load_settings(
         args.config,
         store=args.store,
+        store_index=args.store_index,
+        public_base_url=args.public_base_url,
         db=args.db,
         api_key=key,
         join_window_s=args.join_window,
@@ -130,15 +143,20 @@ def _service_settings(args):
         serve_flagged=getattr(args, "serve_flagged", None),
         **{"policy.name": args.policy, "policy.alpha": args.alpha, "policy.epsilon": args.epsilon},
     )
-    if not (settings.store / "index.sqlite").is_file():
-        raise BackdropError(f"{settings.store}: not a creative store; run `backdrop demo` or `backdrop generate` first")
-    writable = os.access(settings.store, os.W_OK) and _dir_writable(settings.store)
+    folder = settings.store_dir
+    if folder is None:  # object storage: no folder for a generated key or the event log
+        if settings.api_key is None:
+            raise BackdropError(f"{settings.store} is on object storage: give the API key by BACKDROP_API_KEY or --api-key-file")
+        return settings
+    if settings.store_index is None and not (folder / "index.sqlite").is_file():
+        raise BackdropError(f"{folder}: not a creative store; run `backdrop demo` or `backdrop generate` first")
+    writable = os.access(folder, os.W_OK) and _dir_writable(folder)
     if settings.db is None and not writable:
         raise BackdropError(
             f"{settings.store} is read-only, so the event log cannot live next to it: pass --db (an SQLite path or postgresql://...)"
         )
     if settings.api_key is None:
-        path = settings.store / "api-key"
+        path = folder / "api-key"
         if not path.exists():
             if not writable:
                 raise BackdropError(f"{settings.store} is read-only: give the API key by BACKDROP_API_KEY or --api-key-file")

@@ -114,6 +114,8 @@ def create_app(settings: ServiceSettings, log: EventLog | None = None, learn_int
         if key in service.index.files and if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]:
             return Response(status_code=304, headers=headers)
         c = service.creative_file(key)
+        if c.path is None:  # on object storage: the bytes through this replica
+            return Response(service.creative_bytes(c), media_type=c.media_type, headers=headers)
         return FileResponse(c.path, media_type=c.media_type, headers=headers)
 
     @app.post(

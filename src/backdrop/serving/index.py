@@ -21,18 +21,21 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class _Creative:
     key: str
-    path: Path
+    #: the file on this machine; None when the store is on object storage (read through ``rel``)
+    path: Path | None
     width: int
     height: int
     media_type: str
     size: int | None = None  # bytes the index says the file has (None: the catalog image, not indexed)
+    #: the file's path in the store ("" for the catalog image)
+    rel: str = ""
 
 
 @dataclass(frozen=True)
 class CreativeIndex:
     """item -> product, and (item, placement) -> {style: creative}: one immutable snapshot of a store."""
 
-    store_root: Path
+    store_root: Path | str
     serve_flagged: bool = False
     products: dict[str, dict] = field(default_factory=dict)
     by_item: dict[tuple[str, str], dict[str, _Creative]] = field(default_factory=dict)
@@ -49,13 +52,16 @@ class CreativeIndex:
         return sum(len(v) for v in self.by_item.values())
 
     @classmethod
-    def load(cls, store_root: Path, serve_flagged: bool = False, previous: CreativeIndex | None = None) -> CreativeIndex:
-        """A fresh snapshot of the store at ``store_root`` (read-only); ``previous`` only decides
-        whether newly broken files are logged again."""
+    def load(
+        cls, store_root: Path | str, serve_flagged: bool = False, previous: CreativeIndex | None = None, index: str | None = None
+    ) -> CreativeIndex:
+        """A fresh snapshot of the store at ``store_root`` (read-only; a folder, or object storage with
+        its ``index``); ``previous`` only decides whether newly broken files are logged again."""
         from PIL import Image
 
-        store_root = Path(store_root)
-        store = CreativeStore(store_root, readonly=True)
+        store = CreativeStore(store_root, readonly=True, index=index)
+        # one listing instead of a request per file on object storage
+        sizes = dict(store.files.walk("creatives")) if store.remote else None
         try:
             products: dict[str, dict] = {}
             by_item: dict[tuple[str, str], dict[str, _Creative]] = {}
@@ -69,16 +75,17 @@ class CreativeIndex:
                 if r.flagged and not serve_flagged:
                     withheld += 1
                     continue
-                path = store_root / r.path
-                try:
-                    size = path.stat().st_size
-                except OSError:
-                    size = -1
+                path = store.files.local_path(r.path)
+                if sizes is not None:
+                    size = sizes.get(r.path, -1)
+                else:
+                    got = store.files.size(r.path)
+                    size = -1 if got is None else got
                 if size != r.bytes:  # truncated, replaced or missing: never served, always reported
                     broken.append(r.key)
                     continue
                 media = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}.get(r.format, "application/octet-stream")
-                c = _Creative(r.key, path, r.width, r.height, media, r.bytes)
+                c = _Creative(r.key, path, r.width, r.height, media, r.bytes, r.path)
                 by_item.setdefault((r.product_id, r.placement), {})[r.style] = c
                 files[r.key] = c
             for p in products.values():  # the catalog image, content-addressed like the creatives

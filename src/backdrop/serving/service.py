@@ -8,12 +8,14 @@ import logging
 import threading
 import time
 import uuid
+from urllib.parse import quote
 
 import numpy as np
 
 from ..bandit.arms import ORIGINAL
 from ..bandit.features import FeatureEncoder
 from ..bandit.policies import ModelFileError, Policy
+from ..creative.storage import open_files
 from .errors import Conflict, Invalid, NotFound, Unavailable
 from .eventlog import (
     EarlyReward,
@@ -51,6 +53,8 @@ class Service:
         self.encoder = FeatureEncoder(settings.features)
         self.metrics = Metrics()
         self.index = CreativeIndex(settings.store, serve_flagged=settings.serve_flagged)
+        #: the store's files, for the bytes of creatives on object storage (local ones are sent as files)
+        self.files = open_files(settings.store)
         self.refresh_index()
         self.log = log or open_event_log(settings.db_url)
         self._policy_lock = threading.Lock()
@@ -194,7 +198,9 @@ class Service:
 
     def refresh_index(self) -> None:
         """Load a new snapshot of the store and swap it in (one assignment: readers see one or the other)."""
-        self.index = CreativeIndex.load(self.settings.store, self.settings.serve_flagged, previous=self.index)
+        self.index = CreativeIndex.load(
+            self.settings.store, self.settings.serve_flagged, previous=self.index, index=self.settings.store_index
+        )
         self.metrics.creatives.labels("served").set(self.index.served)
         self.metrics.creatives.labels("withheld").set(self.index.withheld)
         self.metrics.creatives.labels("broken").set(len(self.index.broken))
@@ -216,6 +222,9 @@ class Service:
     # -- decide -----------------------------------------------------------------------------
 
     def url(self, key: str) -> str:
+        c = self.index.files.get(key)
+        if self.settings.public_base_url and c is not None and c.rel:  # a CDN in front of the store's files
+            return f"{self.settings.public_base_url.rstrip('/')}/{quote(c.rel)}"
         return f"{self.settings.public_url}/v1/creatives/{key}"
 
     def creative(self, c: _Creative) -> Creative:
@@ -392,11 +401,14 @@ class Service:
         except VersionConflict as e:
             raise Conflict(str(e)) from None
 
-    def creative_file(self, key: str):
-        """The indexed file of a creative (or catalog image), checked against its indexed size."""
+    def creative_file(self, key: str) -> _Creative:
+        """The indexed file of a creative (or catalog image), checked against its indexed size (on
+        object storage: as of the last refresh of the index; :meth:`creative_bytes` reads it)."""
         c = self.index.files.get(key)
         if c is None:
             raise NotFound(f"unknown creative '{key}'")
+        if c.path is None:
+            return c
         try:
             size = c.path.stat().st_size
         except OSError:
@@ -405,6 +417,18 @@ class Service:
             logger.error("creative %s: file %s has %d bytes, the index says %s", key, c.path, size, c.size)
             raise Unavailable(f"creative '{key}' is damaged in the store (its file does not match the index); run backdrop store verify")
         return c
+
+    def creative_bytes(self, c: _Creative) -> bytes:
+        """A creative's bytes from object storage, checked against the index."""
+        try:
+            data = self.files.read(c.rel)
+        except (OSError, FileNotFoundError) as e:
+            logger.error("creative %s: cannot read %s from the store: %s", c.key, c.rel, e)
+            raise Unavailable(f"creative '{c.key}' cannot be read from the store right now") from None
+        if c.size is not None and len(data) != c.size:
+            logger.error("creative %s: object %s has %d bytes, the index says %s", c.key, c.rel, len(data), c.size)
+            raise Unavailable(f"creative '{c.key}' is damaged in the store (its file does not match the index); run backdrop store verify")
+        return data
 
 
 def _fixed_style(arm, item_id: str, arms: list[str]) -> str:

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
 
 from ..bandit.features import FeatureConfig
 from ..bandit.policies import SERVABLE, make_policy
+from ..creative.storage import is_remote
 from ..errors import ConfigError
 
 
@@ -112,8 +113,11 @@ class Limits(BaseModel):
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", env_prefix="BACKDROP_", env_nested_delimiter="__")
 
-    #: the creative store (created by `backdrop generate` / `backdrop demo`)
-    store: Path
+    #: the creative store (created by `backdrop generate` / `backdrop demo`): a folder, or object
+    #: storage (``s3://bucket/prefix``) with ``store_index``
+    store: Path | str
+    #: the store's index when it is not STORE/index.sqlite: postgresql://... or an SQLite path
+    store_index: str | None = None
     #: event log: sqlite path/URL or postgresql://...; default: events.sqlite next to the store's index
     db: str | None = None
     policy: PolicySettings = Field(default_factory=PolicySettings)
@@ -148,6 +152,9 @@ class ServiceSettings(BaseSettings):
     max_broken_creatives: int = Field(default=0, ge=0)
     #: the base of creative URLs in responses ("" = relative to this service)
     public_url: str = ""
+    #: a CDN (or the bucket's public URL) in front of the store's files: creative URLs become
+    #: PUBLIC_BASE_URL/PATH (the file's path in the store); "" = this service serves the bytes
+    public_base_url: str = ""
     limits: Limits = Field(default_factory=Limits)
     #: an A/B/n experiment: each user is assigned an arm that decides how their impressions are served
     experiment: ExperimentSettings | None = None
@@ -157,9 +164,30 @@ class ServiceSettings(BaseSettings):
         # flags (init) beat the environment, which beats the YAML file (set by load_settings for this call)
         return (init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=_YAML.get() or {}))
 
+    @field_validator("store", mode="before")
+    @classmethod
+    def _store_location(cls, value):
+        return str(value) if is_remote(str(value)) else Path(value)
+
+    @model_validator(mode="after")
+    def _remote_store_needs(self):
+        if self.store_dir is None and self.store_index is None:
+            raise ValueError(f"a store on object storage ({self.store}) needs store_index (--store-index postgresql://...)")
+        if self.store_dir is None and self.db is None:
+            raise ValueError(f"a store on object storage ({self.store}) has no folder for the event log: give db (--db)")
+        return self
+
+    @property
+    def store_dir(self) -> Path | None:
+        """The store's local folder; None for a store on object storage."""
+        return self.store if isinstance(self.store, Path) else None
+
     @property
     def db_url(self) -> str:
-        return self.db or f"sqlite:///{(self.store / 'events.sqlite').resolve()}"
+        if self.db:
+            return self.db
+        assert self.store_dir is not None  # checked by _remote_store_needs
+        return f"sqlite:///{(self.store_dir / 'events.sqlite').resolve()}"
 
 
 _YAML: contextvars.ContextVar[dict | None] = contextvars.ContextVar("backdrop_settings_yaml", default=None)
