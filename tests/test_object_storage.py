@@ -66,6 +66,13 @@ def test_generate_a_feed_into_s3_with_the_index_on_postgres(tmp_path, server, s3
     store.close()
     report = verify_store(url, index=pg_url)
     assert report.ok and report.creatives == len(records)
+    # the contact sheet of a bucket: thumbnails and full-size previews fetched from it
+    assert main(["report", url, "--index", pg_url, "--out", str(tmp_path / "report.html")]) == 0
+    page = (tmp_path / "report.html").read_text()
+    for r in records:
+        assert f"report_files/thumbs/{r.key}.jpg" in page and f"report_files/full/{r.key}.jpg" in page
+        assert (tmp_path / "report_files" / "full" / f"{r.key}.jpg").is_file()
+    capsys.readouterr()
 
     # a rerun downloads nothing unchanged and generates nothing
     bodies = sum(server.bodies.values())
@@ -198,3 +205,22 @@ def test_a_remote_store_needs_its_index_and_event_log(tmp_path):
         ServiceSettings(store="s3://b/p", db=str(tmp_path / "e.sqlite"))
     with pytest.raises(ValidationError, match="give db"):
         ServiceSettings(store="s3://b/p", store_index="postgresql://x/y")
+
+
+def test_the_ray_runner_writes_into_s3_from_its_workers(tmp_path, server, s3_endpoint, s3_bucket, pg_url, capsys, monkeypatch):
+    """Ray tasks and actors reopen the store by address (bucket + PostgreSQL index) wherever they run."""
+    pytest.importorskip("ray")
+    monkeypatch.setenv("BACKDROP_IMAGE_CACHE", str(tmp_path / "cache"))
+    feed = tmp_path / "feed.tsv"
+    feed.write_text(_gmc_tsv(server.url))
+    url = f"s3://{s3_bucket}/ray"
+    args = ["generate", str(feed), "--out", url, "--index", pg_url, "--placements", "square", "--styles", "studio-sweep,color-pop"]
+    assert main([*args, "--ray", "local", "--no-progress", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["generated"] == 4 and out["failed"] == 0
+    store = CreativeStore(url, index=pg_url, readonly=True)
+    objects = _objects(s3_endpoint, s3_bucket, "ray/")
+    assert sorted(f"ray/{r.path}" for r in store.creatives()) == sorted(objects)
+    store.close()
+    assert main([*args, "--workers", "1", "--no-progress", "--json"]) == 0  # the local runner agrees: nothing to do
+    assert json.loads(capsys.readouterr().out)["skipped"] == 4

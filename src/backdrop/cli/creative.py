@@ -85,7 +85,8 @@ def register(sub) -> dict:
         formatter_class=_Formatter,
         description="Write a static HTML contact sheet (product x style x placement thumbnails) of STORE.",
     )
-    r.add_argument("store", type=Path, metavar="STORE")
+    r.add_argument("store", metavar="STORE", help="a store directory, or object storage (s3://...) with --index")
+    r.add_argument("--index", metavar="URL", help="the store's index when it is not STORE/index.sqlite (postgresql://... or a path)")
     r.add_argument("--out", "-o", type=Path, default=Path("report.html"), help="HTML file; thumbnails go to <name>_files/")
     r.add_argument("--json", action="store_true")
 
@@ -455,7 +456,7 @@ def cmd_report(args) -> int:
     from ..creative.report import write_contact_sheet
     from ..creative.store import CreativeStore
 
-    store = CreativeStore(args.store, readonly=True)
+    store = CreativeStore(args.store, readonly=True, index=args.index)
     path = write_contact_sheet(store, args.out)
     n = len(store)
     if args.json:

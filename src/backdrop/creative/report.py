@@ -9,6 +9,7 @@ Jinja2 template with autoescaping (``templates/contact_sheet.html.j2``).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections import Counter, defaultdict
@@ -22,12 +23,13 @@ from .store import CreativeStore
 THUMB_MAX = 360
 
 
-def thumbnail(src: Path, dst: Path, max_side: int = THUMB_MAX) -> None:
-    """A JPEG thumbnail (white behind transparency); skipped when ``dst`` is already newer than ``src``."""
-    if dst.exists() and dst.stat().st_mtime >= src.stat().st_mtime:
+def thumbnail(src: Path | bytes, dst: Path, max_side: int = THUMB_MAX) -> None:
+    """A JPEG thumbnail (white behind transparency) of a file or of image bytes; skipped when ``dst``
+    is already newer than the file, or already there for bytes (content-addressed: they never change)."""
+    if dst.exists() and (isinstance(src, bytes) or dst.stat().st_mtime >= src.stat().st_mtime):
         return
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with Image.open(src) as opened:
+    with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as opened:
         im: Image.Image = opened
         im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         if im.mode in ("RGBA", "LA", "P"):
@@ -106,11 +108,20 @@ def write_contact_sheet(store: CreativeStore, out: str | Path, title: str = "Bac
                     continue
                 r = found
                 dst = files / "thumbs" / f"{r.key}.jpg"
-                thumbnail(store.root / r.path, dst)
+                local = store.files.local_path(r.path)
+                if local is None:  # object storage: the thumbnail, and a full-size preview to link to
+                    full = files / "full" / f"{r.key}.jpg"
+                    if not (dst.exists() and full.exists()):
+                        data = store.read_bytes(r)
+                        thumbnail(data, dst)
+                        thumbnail(data, full, max(r.width, r.height))
+                    local = full
+                else:
+                    thumbnail(local, dst)
                 tip = f"{r.prompt}\nkey {r.key} · seed {r.seed} · {r.generator}@{r.generator_version} · {json.dumps(r.metrics)}"
                 c = {
                     "placement": placement,
-                    "href": _rel(store.root / r.path, out),
+                    "href": _rel(local, out),
                     "thumb": _rel(dst, out),
                     "tip": tip,
                     "caption": _caption(r.metrics),
@@ -142,7 +153,7 @@ def write_contact_sheet(store: CreativeStore, out: str | Path, title: str = "Bac
     page = render(
         "contact_sheet.html.j2",
         title=title,
-        store_root=str(store.root),
+        store_root=store.location,
         n_creatives=len(records),
         n_flagged=len(flagged),
         flagged=flagged,
