@@ -209,7 +209,10 @@ def test_a_remote_store_needs_its_index_and_event_log(tmp_path):
 
 def test_the_ray_runner_writes_into_s3_from_its_workers(tmp_path, server, s3_endpoint, s3_bucket, pg_url, capsys, monkeypatch):
     """Ray tasks and actors reopen the store by address (bucket + PostgreSQL index) wherever they run."""
-    pytest.importorskip("ray")
+    ray = pytest.importorskip("ray")
+    # Ray's workers take the credentials from their node's environment: a Ray started by an earlier
+    # test, before this session's AWS_* pointed at the moto server, would not have them
+    ray.shutdown()
     monkeypatch.setenv("BACKDROP_IMAGE_CACHE", str(tmp_path / "cache"))
     feed = tmp_path / "feed.tsv"
     feed.write_text(_gmc_tsv(server.url))
@@ -222,5 +225,6 @@ def test_the_ray_runner_writes_into_s3_from_its_workers(tmp_path, server, s3_end
     objects = _objects(s3_endpoint, s3_bucket, "ray/")
     assert sorted(f"ray/{r.path}" for r in store.creatives()) == sorted(objects)
     store.close()
+    ray.shutdown()
     assert main([*args, "--workers", "1", "--no-progress", "--json"]) == 0  # the local runner agrees: nothing to do
     assert json.loads(capsys.readouterr().out)["skipped"] == 4

@@ -41,7 +41,7 @@ def _generate(store, *extra):
 
 
 def test_a_full_disk_fails_the_run_with_one_line_and_exit_3_injected(tmp_path, capsys, monkeypatch):
-    import backdrop.creative.store as store_mod
+    import backdrop.creative.storage as store_mod  # where a local store's files are written
 
     real = store_mod.write_atomic
     calls = {"n": 0}
