@@ -6,7 +6,8 @@ import json
 import pytest
 
 from backdrop.cli import main
-from backdrop.creative.store import CreativeStore, StoreError, verify_store
+from backdrop.creative.store import CreativeStore, StoreError
+from backdrop.creative.store_check import verify_store
 from feedserver import ImageServer
 from test_feeds import IMAGES, _gmc_tsv
 

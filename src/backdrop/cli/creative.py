@@ -353,7 +353,7 @@ def _print_summary(args, summary: dict, store: Path | None = None) -> None:
 
 
 def cmd_store(args) -> int:
-    from ..creative.store import repair_store, verify_store
+    from ..creative.store_check import repair_store, verify_store
 
     check = repair_store if args.action == "repair" else verify_store
     report = check(args.store, index=args.index)

@@ -178,8 +178,7 @@ def load_catalog(
 
 
 def _read_csv(path: Path, delimiter: str) -> Iterator[tuple[int, dict | RowError]]:
-    # opened apart from the with: an open error names the file, a parse error the row
-    with feeds.open_text(path) as f:
+    with feeds.open_text(path) as f:  # an open error names the file (CatalogError), a parse error the row
         reader = csv.reader(f, delimiter=delimiter)
         try:
             header = next(reader)
