@@ -502,6 +502,14 @@ def test_export_feed_refuses_what_the_platform_would_reject(tmp_path, fed_store,
     err = capsys.readouterr().err
     assert "image_link: URL of 2" in err and "Google Merchant Center takes at most 2000" in err and "nothing written" in err
     assert not out.exists()
+    # --results naming no event log is an error, not an empty log that silently means "no results"
+    assert (
+        main(
+            ["export", "feed", "--store", str(store), "--catalog", str(feed), "--base-url", "https://c.example", "--results", str(tmp_path)]
+        )
+        == 2
+    )
+    assert "no events.sqlite in this directory" in capsys.readouterr().err
     db = CreativeStore(store, readonly=True)
     rec = db.creatives(product_id="TEE-1")[0]
     url = f"https://c.example/v1/creatives/{rec.key}"

@@ -18,6 +18,11 @@ def server():
         yield s
 
 
+def _generate(feed, url, index, *options):
+    """`backdrop generate FEED` into the object store ``url`` with its ``index``, quiet, with a JSON summary."""
+    return ["generate", str(feed), "--out", url, "--index", index, *options, "--no-progress", "--json"]
+
+
 def _objects(endpoint, bucket, prefix):
     import boto3
 
@@ -38,20 +43,7 @@ def test_generate_a_feed_into_s3_with_the_index_on_postgres(tmp_path, server, s3
     feed = tmp_path / "feed.tsv"
     feed.write_text(_gmc_tsv(server.url))
     url = f"s3://{s3_bucket}/shop"
-    args = [
-        "generate",
-        str(feed),
-        "--out",
-        url,
-        "--index",
-        pg_url,
-        "--placements",
-        "square,story",
-        "--workers",
-        "2",
-        "--no-progress",
-        "--json",
-    ]
+    args = _generate(feed, url, pg_url, "--placements", "square,story", "--workers", "2")
     assert main(args) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["generated"] > 0 and first["failed"] == 0 and first["images"]["downloaded"] == 3
@@ -144,20 +136,7 @@ def test_feeds_to_s3_then_export_resolves_through_the_service(tmp_path, server, 
     feeds["meta"].write_bytes(gzip.compress(_meta_xml(server.url).encode()))
     made = 0
     for feed in feeds.values():
-        args = [
-            "generate",
-            str(feed),
-            "--out",
-            url,
-            "--index",
-            pg_url,
-            "--placements",
-            "square",
-            "--workers",
-            "2",
-            "--no-progress",
-            "--json",
-        ]
+        args = _generate(feed, url, pg_url, "--placements", "square", "--workers", "2")
         assert main(args) == 0
         made += json.loads(capsys.readouterr().out)["generated"]
         assert main(args) == 0  # the rerun: nothing downloaded, nothing generated
@@ -218,8 +197,8 @@ def test_the_ray_runner_writes_into_s3_from_its_workers(tmp_path, server, s3_end
     feed = tmp_path / "feed.tsv"
     feed.write_text(_gmc_tsv(server.url))
     url = f"s3://{s3_bucket}/ray"
-    args = ["generate", str(feed), "--out", url, "--index", pg_url, "--placements", "square", "--styles", "studio-sweep,color-pop"]
-    assert main([*args, "--ray", "local", "--no-progress", "--json"]) == 0
+    args = _generate(feed, url, pg_url, "--placements", "square", "--styles", "studio-sweep,color-pop")
+    assert main([*args, "--ray", "local"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["generated"] == 4 and out["failed"] == 0
     store = CreativeStore(url, index=pg_url, readonly=True)
@@ -227,5 +206,5 @@ def test_the_ray_runner_writes_into_s3_from_its_workers(tmp_path, server, s3_end
     assert sorted(f"ray/{r.path}" for r in store.creatives()) == sorted(objects)
     store.close()
     ray.shutdown()
-    assert main([*args, "--workers", "1", "--no-progress", "--json"]) == 0  # the local runner agrees: nothing to do
+    assert main([*args, "--workers", "1"]) == 0  # the local runner agrees: nothing to do
     assert json.loads(capsys.readouterr().out)["skipped"] == 4

@@ -38,3 +38,12 @@ def split_path(value: str, separators: str = PATH_SEPARATORS) -> tuple[str, ...]
     """
     pattern = "[" + re.escape(separators) + "]"
     return tuple(p.strip() for p in re.split(pattern, value or "") if p.strip())
+
+
+def redact_url(url: str) -> str:
+    """A URL as it may be printed: its password hidden.
+
+    >>> redact_url("postgresql://app:s3cret@db/backdrop")
+    'postgresql://app:***@db/backdrop'
+    """
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from ..errors import BackdropError
 
 
 def csv_list(value: str) -> tuple[str, ...]:
@@ -30,3 +33,19 @@ class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsH
         if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
             return text
         return super()._get_help_string(action)
+
+
+def existing_event_log(source: str) -> str:
+    """The decision service's event log named by ``source``: a postgresql:// URL, an SQLite file, or a
+    store directory (its events.sqlite). A missing file is an error: opening it would create an empty
+    log, and an empty log reads as "no results" instead of a wrong path."""
+    if source.startswith(("postgresql://", "postgres://")):
+        return source
+    path = Path(source.removeprefix("sqlite:///"))
+    if path.is_dir():
+        path = path / "events.sqlite"
+        if not path.is_file():
+            raise BackdropError(f"{source}: no events.sqlite in this directory (is it a store the service ran on?)")
+    elif not path.is_file():
+        raise BackdropError(f"{source}: no such event log")
+    return str(path)

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..errors import BackdropError
 from ._common import Formatter as _Formatter
 from ._common import csv_list as _csv_list
+from ._common import existing_event_log
 from ._common import positive_int as _positive_int
 
 
@@ -160,7 +161,7 @@ def _evaluate_log(args) -> int:
     from ..serving import offline
     from ..serving.eventlog import open_event_log
 
-    url = args.db or f"sqlite:///{(args.store / 'events.sqlite').resolve()}"
+    url = existing_event_log(args.db or str(args.store))
     specs = args.policy or ["linucb:alpha=0.5", "uniform"]
     log = open_event_log(url)
     try:

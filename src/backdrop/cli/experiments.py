@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import BackdropError
 from ._common import Formatter as _Formatter
+from ._common import existing_event_log
 from ._common import positive_int as _positive_int
 
 
@@ -141,13 +142,7 @@ def _impressions(source: str):
     if source.startswith(("postgresql://", "postgres://")) or path.is_dir() or path.suffix in (".sqlite", ".db"):
         from ..experiments.study import impressions_from_log
 
-        if path.is_dir():
-            path = path / "events.sqlite"
-            if not path.is_file():
-                raise BackdropError(f"{source}: no events.sqlite in this directory (is it a store the service ran on?)")
-            source = str(path)
-        elif not source.startswith("postgres") and not path.is_file():
-            raise BackdropError(f"{source}: no such event log")
+        source = existing_event_log(source)
         imp, _ = impressions_from_log(source)
         if not len(imp):
             raise BackdropError(f"{source}: no decisions with an experiment arm (configure `experiment` in the service settings)")

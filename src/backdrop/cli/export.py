@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import BackdropError
 from ._common import Formatter as _Formatter
+from ._common import existing_event_log
 
 
 def register(sub) -> dict:
@@ -79,10 +80,7 @@ def cmd_export(args) -> int:
         from ..serving.eventlog import open_event_log
         from ..serving.offline import style_results
 
-        db = args.results
-        if Path(db).is_dir():
-            db = str(Path(db) / "events.sqlite")
-        log = open_event_log(db)
+        log = open_event_log(existing_event_log(args.results))
         try:
             results = style_results(log, placement=args.placement)
         finally:

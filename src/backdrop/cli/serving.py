@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import BackdropError
+from ..text import redact_url
 from ._common import Formatter as _Formatter
 from ._common import positive_int as _positive_int
 
@@ -220,7 +221,9 @@ def cmd_serve(args) -> int:
             learner = _learner(settings, log)
             threading.Thread(target=learner.run_forever, args=(args.learn_interval, stop), name="backdrop-learner", daemon=True).start()
     workers = f", {args.workers} worker processes" if args.workers > 1 else ""
-    print(f"serving {settings.store} on http://{args.host}:{args.port}{workers} (event log: {_redact(settings.db_url)})", file=sys.stderr)
+    print(
+        f"serving {settings.store} on http://{args.host}:{args.port}{workers} (event log: {redact_url(settings.db_url)})", file=sys.stderr
+    )
     try:
         uvicorn.run(
             app,
@@ -237,12 +240,6 @@ def cmd_serve(args) -> int:
         if settings_file is not None:
             Path(settings_file).unlink(missing_ok=True)
     return 0
-
-
-def _redact(url: str) -> str:
-    import re
-
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
 def _learner(settings, log):
@@ -277,7 +274,7 @@ def cmd_learn(args) -> int:
             }
             print(json.dumps(out) if args.json else (f"published model version {out['version']}" if record else "nothing new to learn"))
             return 0
-        print(f"learning from {_redact(settings.db_url)} every {args.interval} s (Ctrl-C to stop)", file=sys.stderr)
+        print(f"learning from {redact_url(settings.db_url)} every {args.interval} s (Ctrl-C to stop)", file=sys.stderr)
         learner.run_forever(args.interval, threading.Event())
     finally:
         log.close()

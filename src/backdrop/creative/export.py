@@ -56,8 +56,6 @@ PLATFORMS = {
     ),
 }
 
-_EXT = {"jpeg": "jpg", "png": "png", "webp": "webp"}
-
 
 def creative_url(base_url: str, record: CreativeRecord, layout: str = "service") -> str:
     """Where ``record`` is served: ``BASE/v1/creatives/KEY`` by the decision service, or ``BASE/PATH``
@@ -137,10 +135,10 @@ def build_supplemental(
     skipped: list[tuple[str, str]] = []
     for product in feed_products:
         pid = product.product_id
-        records = [r for r in store.creatives(product_id=pid, placement=placement) if not r.flagged]
+        here = store.creatives(product_id=pid, placement=placement)
+        records = [r for r in here if not r.flagged]
         if not records:
-            any_here = store.creatives(product_id=pid, placement=placement)
-            skipped.append((pid, "every creative is flagged by QA" if any_here else f"no creative at placement '{placement}' in the store"))
+            skipped.append((pid, "every creative is flagged by QA" if here else f"no creative at placement '{placement}' in the store"))
             continue
         newest: dict[str, CreativeRecord] = {}
         for r in records:  # oldest first: the newest of a style wins

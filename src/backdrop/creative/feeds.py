@@ -23,7 +23,6 @@ from typing import IO
 
 from ..errors import CatalogError, RowError
 from ..styles.categories import taxonomy_path
-from ..text import split_path
 
 GOOGLE_NS = "http://base.google.com/ns/1.0"
 #: feed columns with a place of their own on a Product (the rest become attributes)
@@ -151,12 +150,3 @@ def read_xml(path: Path) -> Iterator[tuple[int, dict | RowError]]:
             raise CatalogError(f"{path}: cannot read: {e}") from e
     if index == 0:
         raise CatalogError(f"{path}: an XML file without <item> or <entry> elements: not a product feed")
-
-
-def split_links(value: str) -> list[str]:
-    """``additional_image_link`` values: comma-separated (commas inside a URL are percent-encoded)."""
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def category_levels(record: dict) -> tuple[str, ...]:
-    return split_path(record.get("category_path", ""), ">")

@@ -27,8 +27,9 @@ import numpy as np
 from PIL import Image
 
 from ..errors import BackdropError, EnvironmentFailure
+from ..text import redact_url
 from .storage import StoreFiles, is_remote, open_files
-from .store_index import PostgresIndex, is_postgres, open_sqlite, redact
+from .store_index import PostgresIndex, is_postgres, open_sqlite
 
 SCHEMA_VERSION = 2
 KEY_VERSION = 2
@@ -249,7 +250,7 @@ class CreativeStore:
     @property
     def index_path(self) -> str:
         """The index, for messages (a PostgreSQL URL without its password)."""
-        return redact(self.index_url) if self.postgres else self.index_url
+        return redact_url(self.index_url) if self.postgres else self.index_url
 
     def _db(self) -> Any:
         """The index connection (sqlite3's, or :class:`~.store_index.PostgresIndex` answering the same calls)."""

@@ -8,16 +8,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..text import redact_url
 from .storage import is_remote, open_files
 from .store import CreativeStore, StoreError
-from .store_index import redact
 
 
 @dataclass
 class StoreReport:
     """What :func:`verify_store` found (and :func:`repair_store` did about it)."""
 
-    root: Path
+    #: the store as given: its folder, or its object-storage URL
+    root: str
     creatives: int = 0
     #: index rows whose file is missing
     missing: list[str] = field(default_factory=list)
@@ -52,7 +53,7 @@ class StoreReport:
 def verify_store(root: str | Path, *, index: str | None = None, storage_options: dict | None = None) -> StoreReport:
     """Check every indexed file exists with its indexed size, and every file is indexed."""
     files = open_files(root, storage_options)
-    report = StoreReport(Path(files.url) if not is_remote(root) else Path(str(root)))
+    report = StoreReport(files.url)
     if index is None and (is_remote(root) or not (Path(files.url) / "index.sqlite").is_file()):
         raise StoreError(f"{root}: not a creative store (no index.sqlite)")
     try:
@@ -87,7 +88,9 @@ def repair_store(root: str | Path, *, index: str | None = None, storage_options:
     report = verify_store(root, index=index, storage_options=storage_options)
     if report.corrupt_index:
         if index is not None:  # a server's database is not ours to move aside
-            raise StoreError(f"{redact(str(index))}: the store's index cannot be read ({report.corrupt_index}); restore it from a backup")
+            raise StoreError(
+                f"{redact_url(str(index))}: the store's index cannot be read ({report.corrupt_index}); restore it from a backup"
+            )
         local = Path(str(root))
         aside = local / f"index.sqlite.corrupt-{int(time.time())}"
         os.replace(local / "index.sqlite", aside)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EnvironmentFailure
+from ..text import redact_url
 
 #: the primary key of every table the store upserts into
 PRIMARY_KEYS = {"meta": ("key",), "products": ("product_id",), "creatives": ("key",), "subjects": ("image_sha256", "method")}
@@ -23,10 +24,6 @@ _UPSERT = re.compile(r"INSERT OR REPLACE INTO (\w+)\s*(?:\(([^)]*)\))?\s*VALUES"
 
 def is_postgres(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
-
-
-def redact(url: str) -> str:
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
 def to_postgres(sql: str, columns: dict[str, list[str]]) -> str:
@@ -71,7 +68,7 @@ class PostgresIndex:
         try:
             self._conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
         except psycopg.OperationalError as e:
-            raise EnvironmentFailure(f"{redact(url)}: cannot connect to the store's index: {str(e).strip().splitlines()[0]}") from None
+            raise EnvironmentFailure(f"{redact_url(url)}: cannot connect to the store's index: {str(e).strip().splitlines()[0]}") from None
         self._tx: Any = None
 
     def execute(self, sql: str, args: tuple | list = ()) -> Any:

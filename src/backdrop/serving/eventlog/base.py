@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from ...errors import BackdropError
+from ...text import redact_url
 from ..records import DecisionRecord, ModelRecord, RewardRecord
 
 #: the learner waits this long past the join window before folding a decision in (default)
@@ -232,9 +233,7 @@ class EventLog:
 
     @property
     def redacted_url(self) -> str:
-        import re
-
-        return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", self.url)
+        return redact_url(self.url)
 
     def ping(self) -> bool:
         return self.ping_problem() is None
