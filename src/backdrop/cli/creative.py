@@ -153,6 +153,7 @@ def register(sub) -> dict:
 def _add_generation_options(p: argparse.ArgumentParser) -> None:
     from ..creative.store import FORMATS
     from ..generators import GENERATORS
+    from ..generators.diffusion.schedulers import SCHEDULERS
 
     p.add_argument("--placements", type=_csv_list, metavar="A,B", help="placement names (default: all in the placement file)")
     p.add_argument("--placements-file", type=Path, metavar="YAML", help="placement definitions (default: the packaged ones)")
@@ -174,15 +175,43 @@ def _add_generation_options(p: argparse.ArgumentParser) -> None:
     dg = p.add_argument_group("diffusion generator (--generator diffusion; needs the [diffusion] extra)")
     dg.add_argument(
         "--model",
+        metavar="DIR|FILE",
+        help="diffusers folder (save_pretrained of an SD 1.5/2 or SDXL pipeline), a hub id in the local HF cache, "
+        "or one .safetensors checkpoint in the original layout (community fine-tunes)",
+    )
+    dg.add_argument(
+        "--model-config",
         metavar="DIR",
-        help="diffusers folder (save_pretrained of an SD 1.5/2 or SDXL pipeline) or a hub id in the local HF cache",
+        help="for a single-file --model: a diffusers folder of the same kind to take the configs from "
+        "(default: the packaged SD 1.5 / SDXL configs, picked from the checkpoint's tensors)",
     )
     dg.add_argument("--controlnet", metavar="DIR", help="a separately saved ControlNetModel folder")
-    dg.add_argument("--steps", type=_positive_int, default=20, help="denoising steps")
-    dg.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")
+    dg.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="PATH[:SCALE]",
+        help="a LoRA folder or .safetensors file, with its weight (default 1.0); repeat for several; fused into the model",
+    )
+    dg.add_argument(
+        "--scheduler",
+        default="default",
+        choices=SCHEDULERS,
+        help="sampler: lcm and tcd are few-step (for LCM/TCD-distilled models or LoRAs); default: the model's own",
+    )
+    dg.add_argument("--steps", type=_positive_int, help="denoising steps (default: the sampler's: 20, 25 for euler, 4 for lcm/tcd)")
+    dg.add_argument(
+        "--guidance", type=float, help="classifier-free guidance scale (default: the sampler's: 7.5, 7 for dpm++, 1 for lcm/tcd)"
+    )
     dg.add_argument("--control", default="canny", choices=["canny", "mask", "none"], help="ControlNet image from the product")
     dg.add_argument("--controlnet-scale", type=float, default=0.8)
-    dg.add_argument("--scheduler", default="default", choices=["default", "ddim", "dpm", "euler", "euler-a", "unipc", "lcm"])
+    dg.add_argument(
+        "--upscale",
+        default="lanczos",
+        choices=["lanczos", "img2img"],
+        help="from the model's size to the placement's: a Lanczos resize, or that plus a short img2img pass at the placement's size",
+    )
+    dg.add_argument("--refine-strength", type=float, default=0.3, help="share of the schedule the img2img pass re-runs (0-1]")
     dg.add_argument("--batch-size", type=_positive_int, default=4, help="images per pipeline call")
     dg.add_argument("--device", default="auto", help="cuda, cuda:1, cpu (auto: cuda when available)")
     dg.add_argument(
@@ -221,24 +250,30 @@ def _pipeline_config(args, placement_names=None, max_styles=None):
     if args.generator == "diffusion":
         if not getattr(args, "model", None):
             raise ConfigError("--generator diffusion needs --model DIR (a diffusers folder or a hub id in the local HF cache)")
-        from ..generators.diffusion import resolve_model_dir
+        from ..generators.diffusion import DiffusionGenerator
 
-        resolve_model_dir(args.model)  # fail now, not in every worker
-        if args.controlnet:
-            resolve_model_dir(args.controlnet)
         options = dict(
             model=args.model,
+            model_config=args.model_config,
             controlnet=args.controlnet,
+            loras=list(args.lora),
             steps=args.steps,
             guidance_scale=args.guidance,
             control=args.control,
             controlnet_scale=args.controlnet_scale,
             scheduler=args.scheduler,
+            upscale=args.upscale,
+            refine_strength=args.refine_strength,
             batch_size=args.batch_size,
             device=args.device,
             dtype=args.dtype,
             compile=args.compile,
         )
+        try:  # fail now, not in every worker: the model's files, its ControlNet, its LoRAs, every placement's size
+            DiffusionGenerator.describe(**options)
+            DiffusionGenerator.generation_sizes(args.model, chosen, model_config=args.model_config)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         gate = dict(
             max_attempts=args.gate_attempts,
             max_expansion=args.gate_max_expansion,

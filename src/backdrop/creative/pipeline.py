@@ -203,7 +203,7 @@ class CreativeMaker:
     def gated_generator(self) -> GatedGenerator:
         generator = self.generator
         if not isinstance(generator, GatedGenerator):
-            raise TypeError(f"generator {generator.name} has no quality gate (needs_gate, generate_raw, to_canvas)")
+            raise TypeError(f"generator {generator.name} has no quality gate (needs_gate, generate_raw, to_canvas_batch)")
         return generator
 
     def generator_spec(self) -> dict:
@@ -371,7 +371,7 @@ class CreativeMaker:
         requests = [self._request(it, attempt) for it in items]
         generator = self.gated_generator
         raws = generator.generate_raw(requests)
-        return [(generator.to_canvas(raw, it.scene), raw) for raw, it in zip(raws, items, strict=True)]
+        return list(zip(generator.to_canvas_batch(raws, requests), raws, strict=True))
 
     def judge(self, item: PreparedScene, background: np.ndarray, raw: np.ndarray, attempt: int) -> dict:
         """The gate's scores of one attempt, with ``gate`` = "pass" or the reasons it failed."""

@@ -51,10 +51,11 @@ class Generator(Protocol):
 @runtime_checkable
 class GatedGenerator(Generator, Protocol):
     """A generator whose outputs pass a quality gate before use (``needs_gate``): the gate scores
-    the raw output at generation size, so it is exposed apart from the resize to the canvas."""
+    the raw output at generation size, so it is exposed apart from the step to the canvas size
+    (a resize, or a second pass of the model)."""
 
     needs_gate: bool
 
     def generate_raw(self, requests: Sequence[GenerationRequest]) -> list[np.ndarray]: ...
 
-    def to_canvas(self, raw: np.ndarray, scene: Scene) -> np.ndarray: ...
+    def to_canvas_batch(self, raws: Sequence[np.ndarray], requests: Sequence[GenerationRequest]) -> list[np.ndarray]: ...
