@@ -251,3 +251,31 @@ def test_table_options():
         table((0,))
     with pytest.raises(CostError):
         table(())
+
+
+def test_cost_reads_the_measured_gpu_figure_when_bench_diffusion_wrote_one(tmp_path, monkeypatch, capsys):
+    import json
+
+    from backdrop.cli import main
+    from backdrop.experiments import cost
+
+    measured = tmp_path / "measured.json"
+    monkeypatch.setattr(cost, "MEASURED_FILE", measured)
+    measured.write_text(json.dumps({"serving": {"decisions_per_s_per_core": 900, "source": "s", "measured_at": "d"}}))
+    assert main(["cost", "--products", "1000", "--json"]) == 0
+    before = json.loads(capsys.readouterr().out)
+    assert before["provenance"]["gpu_images_per_s"] == "estimated"
+    data = json.loads(measured.read_text()) | {
+        "diffusion": {
+            "images_per_s_per_gpu": 25.0,
+            "source": "measured by benchmarks/bench_diffusion.py on NVIDIA H200",
+            "measured_at": "x",
+        }
+    }
+    measured.write_text(json.dumps(data))
+    assert main(["cost", "--products", "1000", "--json"]) == 0
+    after = json.loads(capsys.readouterr().out)
+    assert after["gpu_images_per_s"] == 25.0 and after["provenance"]["gpu_images_per_s"] == "measured"
+    assert after["gpu_hours"] == pytest.approx(before["gpu_hours"] * before["gpu_images_per_s"] / 25.0)
+    assert main(["cost", "--products", "1000", "--gpu-images-per-s", "5", "--json"]) == 0  # the caller's figure wins
+    assert json.loads(capsys.readouterr().out)["provenance"]["gpu_images_per_s"] == "given"

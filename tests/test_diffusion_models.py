@@ -285,11 +285,17 @@ def test_a_lora_changes_the_output_and_unloading_restores_it(tmp_path, tiny_fold
     plain = DiffusionGenerator(tiny_folder, steps=2).generate_raw(reqs)[0]
     gen = DiffusionGenerator(tiny_folder, steps=2, loras=[f"{lora}:0.8"])
     assert gen.spec()["loras"][0][1] == 0.8
+    gen_spec_loras = gen.spec()["loras"]
     styled = gen.generate_raw(reqs)[0]
     assert np.abs(styled.astype(int) - plain.astype(int)).mean() > 1.0
     gen.unload_loras()
     assert "loras" not in gen.spec()
     assert np.abs(gen.generate_raw(reqs)[0].astype(int) - plain.astype(int)).max() <= 1  # float re-subtraction
+    # the folder form (save_lora_weights' pytorch_lora_weights.safetensors) is the same LoRA
+    folder = tmp_path / "lora-folder"
+    folder.mkdir()
+    shutil.copy(lora, folder / "pytorch_lora_weights.safetensors")
+    assert DiffusionGenerator.describe(tiny_folder, steps=2, loras=[f"{folder}:0.8"])["loras"] == gen_spec_loras
     zero = DiffusionGenerator(tiny_folder, steps=2, loras=[f"{lora}:0"]).generate_raw(reqs)[0]
     assert np.abs(zero.astype(int) - plain.astype(int)).max() <= 1
     # through the production command: its own creatives (the LoRA is part of the key)

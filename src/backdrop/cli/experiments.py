@@ -209,6 +209,10 @@ def cmd_cost(args) -> int:
         measured = cost.measured_serving()
         if measured is not None:
             inputs["decisions_per_s_per_core"], inputs["decisions_per_s_per_core_source"] = measured
+    if args.gpu_images_per_s is None:
+        measured = cost.measured_diffusion()
+        if measured is not None:
+            inputs["gpu_images_per_s"], inputs["gpu_images_per_s_source"] = measured
     if args.decisions_per_day is not None:
         inputs["decisions_per_day"] = args.decisions_per_day
     store = args.store

@@ -68,7 +68,8 @@ DEFAULT_SERVING_SOURCE = (
     "not yet measured, pass benchmarks/bench_serve.py's figure"
 )
 
-#: figures the benchmarks measured, shipped inside the package (``bench_serve.py`` rewrites it)
+#: figures the benchmarks measured, shipped inside the package (``bench_serve.py`` and, on a GPU,
+#: ``bench_diffusion.py`` rewrite their sections)
 MEASURED_FILE = Path(__file__).resolve().parents[1] / "data" / "measured.json"
 
 
@@ -77,6 +78,16 @@ def measured_serving() -> tuple[float, str] | None:
     try:
         data = json.loads(MEASURED_FILE.read_text())["serving"]
         return float(data["decisions_per_s_per_core"]), f"{data['source']}, {data['measured_at']}"
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+def measured_diffusion() -> tuple[float, str] | None:
+    """(images/s per GPU, source) as ``benchmarks/bench_diffusion.py`` last measured them on a GPU
+    (SD 1.5 inpainting + ControlNet, 512x512, 20 steps, fp16, its best batch), if recorded."""
+    try:
+        data = json.loads(MEASURED_FILE.read_text())["diffusion"]
+        return float(data["images_per_s_per_gpu"]), f"{data['source']}, {data['measured_at']}"
     except (OSError, KeyError, ValueError, TypeError):
         return None
 
