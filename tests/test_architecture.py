@@ -23,6 +23,7 @@ RANK = {
     "render": 0,
     "styles": 1,
     "imaging": 1,
+    "overlays": 1,
     "generators": 1,
     "bandit": 2,
     "creative": 2,

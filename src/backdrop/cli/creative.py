@@ -14,6 +14,8 @@ from ._common import positive_int as _positive_int
 DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
 DEMO_PLACEMENTS = ("square", "landscape", "story")
 DEMO_STYLES_PER_PRODUCT = 5
+#: the plain creative, the price, and on sale the percentage off (products on sale in the demo catalog)
+DEMO_OVERLAYS = ("none", "price", "sale")
 
 
 def register(sub) -> dict:
@@ -160,6 +162,15 @@ def _add_generation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--styles", type=_csv_list, metavar="A,B", help="only these style names (default: every style of the category)")
     p.add_argument("--style-library", type=Path, metavar="YAML", help="style library (default: the packaged one)")
     p.add_argument("--generator", default="procedural", choices=GENERATORS, help="background generator")
+    p.add_argument(
+        "--overlays",
+        type=_csv_list,
+        metavar="A,B",
+        help="overlay templates, each one more creative per scene: none (plain), price, price-badge, sale, logo, "
+        "logo-price-cta (default: none); a product without the fields a template needs does not get it",
+    )
+    p.add_argument("--overlay-library", type=Path, metavar="YAML", help="overlay templates (default: the packaged ones)")
+    p.add_argument("--locale", default="en_US", help="how prices are written where the catalog has no locale column (de_DE: 1.299,00 €)")
     p.add_argument("--segmenter", default="auto", choices=["auto", "classical", "u2netp", "combined"], help="mask for images without alpha")
     p.add_argument("--seed", type=int, default=0, help="base seed; each creative derives its own from it")
     p.add_argument("--format", default="png", choices=sorted(FORMATS), help="creative file format (png/webp lossless)")
@@ -280,7 +291,22 @@ def _pipeline_config(args, placement_names=None, max_styles=None):
             min_iou=args.gate_min_iou,
             max_halo=args.gate_max_halo,
         )
+    from ..overlays import OverlayLibrary
+    from ..overlays.money import MoneyError, check_locale
+
+    overlay_library = OverlayLibrary.load(getattr(args, "overlay_library", None))
+    overlays = tuple(getattr(args, "overlays", None) or ())
+    for name in overlays:
+        if name != "none":
+            overlay_library.get(name)  # an unknown name is a ConfigError listing the known ones
+    try:
+        locale = check_locale(getattr(args, "locale", None) or "en_US")
+    except MoneyError as e:
+        raise ConfigError(f"--locale: {e}") from None
     return PipelineConfig(
+        overlays=overlays,
+        overlay_library=overlay_library,
+        locale=locale,
         placements=chosen,
         library=library,
         styles=args.styles,
@@ -294,6 +320,26 @@ def _pipeline_config(args, placement_names=None, max_styles=None):
         framing=placement_set.framing,
         qa=placement_set.qa,
     )
+
+
+def overlay_shortfall(products, config) -> dict[str, tuple[int, list[str]]]:
+    """{template: (products that lack what it needs, the fields)} for the requested overlays."""
+    from ..creative.overlaying import overlay_data
+
+    out: dict[str, tuple[int, list[str]]] = {}
+    for template in config.overlay_templates():
+        if template is None:
+            continue
+        missing = set()
+        n = 0
+        for p in products:
+            lacks = [need for need in sorted(template.needs()) if not overlay_data(p).has(need)]
+            if lacks:
+                n += 1
+                missing.update(lacks)
+        if n:
+            out[template.name] = (n, sorted(missing))
+    return out
 
 
 def cmd_generate(args) -> int:
@@ -338,6 +384,12 @@ def cmd_generate(args) -> int:
         print(
             f"backdrop generate: --styles: style category '{category}' ({n} product{'s' if n != 1 else ''}) has no "
             f"{', '.join(repr(m) for m in missing)}; its styles: {', '.join(have)}",
+            file=sys.stderr,
+        )
+    for name, (n, need) in sorted(overlay_shortfall(products, config).items()):
+        print(
+            f"backdrop generate: overlay '{name}': {n} product(s) lack {', '.join(need)} and get no '{name}' creative "
+            "(add the column to the catalog)",
             file=sys.stderr,
         )
     from ..creative.storage import is_remote
@@ -520,6 +572,7 @@ def cmd_demo(args) -> int:
         seed=args.seed,
         format="png",
     )
+    ns.overlays = DEMO_OVERLAYS
     config = _pipeline_config(ns, placement_names=DEMO_PLACEMENTS, max_styles=DEMO_STYLES_PER_PRODUCT)
     catalog = load_catalog(DEMO_DIR / "products.csv")
     for err in catalog.errors:

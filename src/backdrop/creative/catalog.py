@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
@@ -21,6 +22,7 @@ from urllib.parse import unquote, urlparse
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import CatalogError, RowError
+from ..overlays.money import MoneyError, check_currency, check_locale, parse_amount
 from ..text import clean_text, split_path
 from . import feeds
 from .fetch import Fetched, FetchStats, ImageFetcher, cache_path, is_url
@@ -52,6 +54,13 @@ class Product:
     image_url: str = ""
     source_file: str = ""
     source_row: int = 0
+    #: what overlays show (validated; not prompt fields, so a price change never changes a scene)
+    price: Decimal | None = None
+    sale_price: Decimal | None = None
+    currency: str = ""
+    badge: str = ""
+    brand_logo: Path | None = None
+    locale: str = ""
 
     @property
     def category(self) -> str:
@@ -333,6 +342,22 @@ def _to_product(
     if reason is not None:
         return err("image", reason)
 
+    try:
+        money = _money(record)
+    except MoneyError as e:
+        fieldname, _, reason = str(e).partition(": ")
+        return err(fieldname, reason)
+    badge = clean_text(_text(record, "badge"))
+    if len(badge) > 24:
+        return err("badge", f"'{badge[:30]}...' is {len(badge)} characters; a badge holds at most 24 (New, Bestseller, -20%)")
+    logo_value = _text(record, "brand_logo")
+    brand_logo = None
+    if logo_value:
+        brand_logo, reason = _resolve_image(path, logo_value)
+        reason = reason or check_image(brand_logo)
+        if reason is not None:
+            return err("brand_logo", reason)
+
     return (
         Product(
             product_id=product_id,
@@ -348,9 +373,37 @@ def _to_product(
             image_url=image_url,
             source_file=str(path),
             source_row=row,
+            badge=badge,
+            brand_logo=brand_logo,
+            **money,
         ),
         None,
     )
+
+
+def _money(record: dict) -> dict:
+    """price, sale_price, currency and locale of a row, checked (a :class:`MoneyError` names the field)."""
+    out: dict = {}
+    price_text, sale_text = _text(record, "price"), _text(record, "sale_price")
+    currency = _text(record, "currency")
+    if price_text:
+        out["price"], in_price = parse_amount(price_text, "price")
+        currency = currency or in_price
+    if sale_text:
+        if not price_text:
+            raise MoneyError("sale_price: given without a price; give the regular price too")
+        out["sale_price"], in_sale = parse_amount(sale_text, "sale_price")
+        currency = currency or in_sale
+        if out["sale_price"] >= out["price"]:
+            raise MoneyError(f"sale_price: {sale_text} is not below the price {price_text}")
+    if price_text and not currency:
+        raise MoneyError("currency: missing; give a currency column (EUR, USD...) or write the price as '12.50 EUR'")
+    if currency:
+        out["currency"] = check_currency(currency)
+    locale = _text(record, "locale")
+    if locale:
+        out["locale"] = check_locale(locale.replace("-", "_"))
+    return out
 
 
 def _resolve_image(catalog: Path, value: str) -> tuple[Path, str | None]:

@@ -136,7 +136,8 @@ def build_supplemental(
     for product in feed_products:
         pid = product.product_id
         here = store.creatives(product_id=pid, placement=placement)
-        records = [r for r in here if not r.flagged]
+        # feeds' product images carry no overlays (Merchant Center refuses promotional text on them)
+        records = [r for r in here if not r.flagged and not r.overlay]
         if not records:
             skipped.append((pid, "every creative is flagged by QA" if here else f"no creative at placement '{placement}' in the store"))
             continue

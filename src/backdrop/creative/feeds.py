@@ -66,6 +66,8 @@ def feed_record(raw: dict[str, str]) -> dict:
         "product_type": product_type,
         "google_product_category": google,
         "category_path": category,
+        "price": values.get("price", ""),
+        "sale_price": values.get("sale_price", ""),
         "attributes": {k: v for k, v in values.items() if k not in MAPPED and v},
         # why the category is missing, for the row error: neither column, or an unknown taxonomy value
         "_category_hint": (

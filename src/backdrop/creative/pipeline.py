@@ -33,8 +33,11 @@ from ..imaging.layout import Placement, QARules, Scene, layout
 from ..imaging.mask import Segmenter, alpha_is_meaningful, get_segmenter, product_mask
 from ..imaging.quality import Gate, procedural_quality, qa_checks
 from ..imaging.subject import Subject, SubjectAnalyser
+from ..overlays import OverlayData, OverlayLibrary, OverlayTemplate, apply_overlay
 from ..styles import CategoryMatch, Style, StyleLibrary
+from ..styles.params import podium_lift
 from .catalog import Product, load_image
+from .overlaying import overlay_data, overlay_key, overlay_reasons, safe_area
 from .store import LOSSLESS_FORMATS, CreativeStore, creative_key
 
 
@@ -54,6 +57,14 @@ class PipelineConfig:
     gate: dict = field(default_factory=dict)  # Gate settings, for generators that are gated
     framing: FramingRules = field(default_factory=FramingRules)  # when the photo's frame cuts the product
     qa: QARules = field(default_factory=QARules)  # the QA checks' thresholds
+    #: overlay template names ("none": the plain creative); each is one more creative per scene
+    overlays: tuple[str, ...] = ()
+    overlay_library: OverlayLibrary | None = None  # None: the packaged templates
+    locale: str = "en_US"  # prices' format where the catalog names no locale
+
+    def overlay_templates(self) -> list[OverlayTemplate | None]:
+        library = self.overlay_library or OverlayLibrary.load()
+        return [None if name == "none" else library.get(name) for name in (self.overlays or ("none",))]
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,8 @@ class CreativeSpec:
     negative_prompt: str
     subject: Subject = field(default_factory=Subject)
     category: CategoryMatch | None = None
+    overlay: OverlayTemplate | None = None
+    overlay_data: OverlayData | None = None
 
 
 @dataclass
@@ -259,42 +272,50 @@ class CreativeMaker:
         fields = product.fields()
         mask_method = self.mask_method()
         gen_spec = self.generator_spec()
+        data = overlay_data(product, self.config.locale)
+        overlays = [t for t in self.config.overlay_templates() if t is None or all(data.has(n) for n in t.needs())]
         specs = []
-        for placement in self.config.placements:
-            for style in styles:
-                seed = derive_seed(self.config.seed, product.product_id, style.name, placement.name)
-                prompt = style.prompt_for(fields, on_model=subject.on_model)
-                negative = style.negative_for(fields, on_model=subject.on_model, cropped=bool(subject.cut))
-                key = creative_key(
-                    image_sha256=sha,
-                    style_spec=style.spec(),
-                    placement_spec=placement.spec(),
-                    generator=self.gen_name,
-                    generator_version=self.gen_version,
-                    generator_spec=gen_spec,
-                    mask_method=mask_method,
+        for placement, style, overlay in ((p, s, o) for p in self.config.placements for s in styles for o in overlays):
+            # the overlay keeps the scene's seed: with and without a price, the same scene
+            seed = derive_seed(self.config.seed, product.product_id, style.name, placement.name)
+            prompt = style.prompt_for(fields, on_model=subject.on_model)
+            negative = style.negative_for(fields, on_model=subject.on_model, cropped=bool(subject.cut))
+            key = creative_key(
+                image_sha256=sha,
+                style_spec=style.spec(),
+                placement_spec=placement.spec(),
+                generator=self.gen_name,
+                generator_version=self.gen_version,
+                generator_spec=gen_spec,
+                mask_method=mask_method,
+                seed=seed,
+                fmt=self.config.fmt,
+                subject=subject.spec(),
+                prompt=prompt,
+                negative_prompt=negative,
+                overlay=overlay_key(overlay, data, placement),
+            )
+            specs.append(
+                CreativeSpec(
+                    key=key,
+                    product=product,
+                    placement=placement,
+                    style=style,
                     seed=seed,
-                    fmt=self.config.fmt,
-                    subject=subject.spec(),
                     prompt=prompt,
                     negative_prompt=negative,
+                    subject=subject,
+                    category=match,
+                    overlay=overlay,
+                    overlay_data=data if overlay is not None else None,
                 )
-                specs.append(
-                    CreativeSpec(
-                        key=key,
-                        product=product,
-                        placement=placement,
-                        style=style,
-                        seed=seed,
-                        prompt=prompt,
-                        negative_prompt=negative,
-                        subject=subject,
-                        category=match,
-                    )
-                )
+            )
         return specs
 
     # -- stage 2 ----------------------------------------------------------------------------
+    #
+    # A staged style (a podium) lays the product out higher by the podium's height, so the podium
+    # stands on the floor where the product would have; the style is in the key, so is the lift.
 
     def prepare(self, product: Product, specs: Sequence[CreativeSpec], image_sha256: str | None = None) -> list[PreparedScene]:
         if not specs:
@@ -303,12 +324,14 @@ class CreativeMaker:
         rgb, alpha, _ = self._decode(product, sha)
         palette = dominant_colors(rgb, alpha)
         cut = specs[0].subject.cut
-        scenes: dict[str, Scene] = {}
+        scenes: dict[tuple[str, float], Scene] = {}
         prepared = []
         for spec in specs:
-            if spec.placement.name not in scenes:
-                scenes[spec.placement.name] = layout(rgb, alpha, spec.placement, palette=palette, cut=cut)
-            prepared.append(PreparedScene(spec=spec, scene=scenes[spec.placement.name]))
+            lift = podium_lift(spec.style.procedural) if spec.placement.anchor == "floor" and "bottom" not in cut else 0.0
+            if (spec.placement.name, lift) not in scenes:
+                placement = spec.placement.model_copy(update={"ground": spec.placement.ground - lift}) if lift else spec.placement
+                scenes[spec.placement.name, lift] = layout(rgb, alpha, placement, palette=palette, cut=cut)
+            prepared.append(PreparedScene(spec=spec, scene=scenes[spec.placement.name, lift]))
         return prepared
 
     def start(self, product: Product) -> tuple[list[CreativeResult], list[PreparedScene]]:
@@ -434,6 +457,12 @@ class CreativeMaker:
             metrics=metrics,
             rules=self.config.qa,
         )
+        if spec.overlay is not None and spec.overlay_data is not None:  # a layer of its own, after the scene's checks
+            creative, report = apply_overlay(creative, scene.canvas_mask(), spec.overlay, spec.overlay_data, safe_area(spec.placement))
+            if not exact_region_matches(creative, scene):  # overlays keep clear of the product by construction
+                raise AssertionError(f"the overlay touched the product in creative {spec.key}")
+            metrics["overlay"] = report.to_dict()
+            reasons = list(reasons) + overlay_reasons(report)
         qa_status = "flagged" if reasons else "ok"
         self.store.put(
             spec.key,
@@ -456,7 +485,8 @@ class CreativeMaker:
                 "cut": list(scene.cut),
                 "subject": subject.to_dict(),
                 "category": {k: v for k, v in spec.category.to_dict().items() if k != "styles"} if spec.category else None,
-            },
+            }
+            | ({"overlay": overlay_key(spec.overlay, spec.overlay_data, spec.placement)} if spec.overlay is not None else {}),
             metrics=metrics,
             qa_status=qa_status,
             qa_reasons=reasons,
@@ -491,11 +521,14 @@ class CreativeMaker:
                 except Exception as e:  # noqa: BLE001
                     results.append(failed_result(product, item.spec, "generate", describe_error(e), e))
             return results
+        backgrounds: dict[tuple, np.ndarray] = {}  # one render per scene: its overlay variants share it
         for item in prepared:
             try:
                 t0 = time.perf_counter()
-                [background] = self.render([item])
-                results.append(self.finish(item, background, time.perf_counter() - t0))
+                scene_id = (id(item.scene), item.spec.style.name, item.spec.seed)
+                if scene_id not in backgrounds:
+                    [backgrounds[scene_id]] = self.render([item])
+                results.append(self.finish(item, backgrounds[scene_id], time.perf_counter() - t0))
             except Exception as e:  # noqa: BLE001
                 results.append(failed_result(product, item.spec, "generate", describe_error(e), e))
         return results

@@ -69,6 +69,17 @@ def _tags(params: dict) -> list[str]:
     return out
 
 
+def scene_family(procedural: dict) -> str:
+    """How the contact sheet groups a style: staged (a podium, colour blocking, props) or its set.
+
+    >>> scene_family({"scene": "room", "podium": "cube"}), scene_family({"scene": "tabletop"}), scene_family({})
+    ('staged', 'tabletop', 'sweep')
+    """
+    if procedural.get("podium", "none") != "none" or procedural.get("backdrop_shape", "none") != "none" or procedural.get("props", 0):
+        return "staged"
+    return str(procedural.get("scene", "sweep"))
+
+
 def write_contact_sheet(store: CreativeStore, out: str | Path, title: str = "Backdrop creatives") -> Path:
     """Write the contact sheet of every creative in ``store`` to ``out`` (HTML); returns its path."""
     out = Path(out)
@@ -90,8 +101,10 @@ def write_contact_sheet(store: CreativeStore, out: str | Path, title: str = "Bac
         anchor = _safe(pid)
         shape = {r.placement: r.width / r.height for r in recs}
         placements = sorted(shape, key=lambda n: (-shape[n], n))  # widest first: landscape ... story
-        styles = sorted({r.style for r in recs}, key=lambda s: (not any(r.flagged for r in recs if r.style == s), s))
-        cell = {(r.style, r.placement): r for r in recs}
+        # one row per arm (a style, or a style with an overlay), grouped by scene family
+        family = {r.arm: scene_family(r.params.get("style", {}).get("procedural", {})) for r in recs}
+        styles = sorted({r.arm for r in recs}, key=lambda s: (not any(r.flagged for r in recs if r.arm == s), family[s], s))
+        cell = {(r.arm, r.placement): r for r in recs}
         original = None
         src = Path(info.get("image_path") or "")
         if src.is_file():
@@ -135,8 +148,8 @@ def write_contact_sheet(store: CreativeStore, out: str | Path, title: str = "Bac
                         {"product_id": pid, "style": style, "placement": placement, "reasons": list(r.qa_reasons), "anchor": c["anchor"]}
                     )
                     checks.update(reason["check"] for reason in r.qa_reasons)
-            prompt = recs[[r.style for r in recs].index(style)].prompt
-            rows.append({"style": style, "prompt": prompt, "cells": cells})
+            prompt = recs[[r.arm for r in recs].index(style)].prompt
+            rows.append({"style": style, "family": family[style], "prompt": prompt, "cells": cells})
         sections.append(
             {
                 "product_id": pid,

@@ -93,6 +93,13 @@ class StoreError(BackdropError):
     pass
 
 
+def arm_name(style: str, overlay: str = "") -> str:
+    """>>> arm_name("studio-sweep", "price"), arm_name("studio-sweep")
+    ('studio-sweep+price', 'studio-sweep')
+    """
+    return f"{style}+{overlay}" if overlay else style
+
+
 def creative_key(
     *,
     image_sha256: str,
@@ -107,10 +114,14 @@ def creative_key(
     subject: dict | None = None,
     prompt: str = "",
     negative_prompt: str = "",
+    overlay: dict | None = None,
 ) -> str:
-    """The content address of a creative (32 hex digits)."""
+    """The content address of a creative (32 hex digits); ``overlay`` (template, what it shows,
+    where it may go) only when the creative carries one, so the plain ones keep their keys."""
+    extra = {"overlay": overlay} if overlay is not None else {}
     blob = json.dumps(
-        {
+        extra
+        | {
             "v": KEY_VERSION,
             "image": image_sha256,
             "style": style_spec,
@@ -155,6 +166,16 @@ class CreativeRecord:
     @property
     def flagged(self) -> bool:
         return self.qa_status == "flagged"
+
+    @property
+    def overlay(self) -> str:
+        """The overlay template it carries ('' for none)."""
+        return str((self.params.get("overlay") or {}).get("name", ""))
+
+    @property
+    def arm(self) -> str:
+        """What the bandit chooses: the style, with its overlay when it has one ("studio-sweep+price")."""
+        return arm_name(self.style, self.overlay)
 
 
 def encode_image(image: np.ndarray, fmt: str) -> bytes:

@@ -119,7 +119,7 @@ def population_for_store(store_root: Path, config: StudyConfig) -> tuple[Populat
         stored: dict[tuple[str, str], set[str]] = {}
         for r in store.creatives():
             if r.style != "original":
-                stored.setdefault((r.product_id, r.placement), set()).add(r.style)
+                stored.setdefault((r.product_id, r.placement), set()).add(r.arm)
     finally:
         store.close()
     if not stored:

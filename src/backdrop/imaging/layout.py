@@ -54,14 +54,19 @@ class Placement(BaseModel):
     #: canvas from that side (of the height for a top/bottom cut, of the width for left/right),
     #: within the margins of its uncut sides; standing on the floor, at most up to the ground line
     cropped_fill: float = Field(default=0.9, gt=0.2, le=1.0)
+    #: bands the platform's own UI covers (the story's top and bottom), as shares of the height:
+    #: overlays stay out of them
+    safe_top: float = Field(default=0.0, ge=0.0, le=0.4)
+    safe_bottom: float = Field(default=0.0, ge=0.0, le=0.4)
 
     @property
     def aspect(self) -> float:
         return self.width / self.height
 
     def spec(self) -> dict:
-        """Everything that changes the rendered canvas (part of the creative's key)."""
-        return self.model_dump()
+        """Everything that changes the rendered canvas (part of the creative's key; the safe bands
+        only move overlays, whose part of the key holds them)."""
+        return self.model_dump(exclude={"safe_top", "safe_bottom"})
 
 
 class QARules(BaseModel):

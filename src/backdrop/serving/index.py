@@ -86,7 +86,7 @@ class CreativeIndex:
                     continue
                 media = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}.get(r.format, "application/octet-stream")
                 c = _Creative(r.key, path, r.width, r.height, media, r.bytes, r.path)
-                by_item.setdefault((r.product_id, r.placement), {})[r.style] = c
+                by_item.setdefault((r.product_id, r.placement), {})[r.arm] = c  # a style, or a style with an overlay
                 files[r.key] = c
             for p in products.values():  # the catalog image, content-addressed like the creatives
                 path = Path(p["image_path"])

@@ -20,7 +20,11 @@ Surface = Literal["plain", "paper", "wood", "marble", "concrete", "linen", "terr
 WallKind = Literal["plain", "plaster", "concrete", "paper", "linen", "wood"]
 PaletteMode = Literal["complementary", "analogous", "monochrome", "neutral", "explicit"]
 BokehColor = Literal["light", "palette", "warm", "festive"]
-SunPattern = Literal["window", "blinds", "leaves"]
+SunPattern = Literal["window", "blinds", "leaves", "palm"]
+Podium = Literal["none", "cylinder", "cube", "discs", "steps"]
+PodiumSurface = Literal["plain", "marble", "concrete"]
+ToneSource = Literal["wall", "accent", "floor"]
+BackdropShape = Literal["none", "arch", "circle", "split"]
 HexColor = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$")]
 
 SCENES: tuple[str, ...] = SceneKind.__args__  # type: ignore[attr-defined]
@@ -79,6 +83,22 @@ class ProceduralParams(BaseModel):
     #: sunlight falling through a window / blinds / leaves (amount)
     sun: float = Field(default=0.0, ge=0.0, le=1.0)
     sun_pattern: SunPattern = "window"
+    #: a podium / plinth the product stands on (staged scenes), drawn in perspective under the key light
+    podium: Podium = "none"
+    #: its width, in product widths, and its height, as a share of the canvas height (the product
+    #: is laid out that much higher so the podium stands on the floor below it)
+    podium_width: float = Field(default=1.5, ge=0.8, le=3.0)
+    podium_height: float = Field(default=0.14, ge=0.03, le=0.3)
+    podium_color: ToneSource = "wall"
+    #: its lightness relative to that colour (-0.4 darker .. 0.4 lighter)
+    podium_lightness: float = Field(default=0.06, ge=-0.4, le=0.4)
+    podium_surface: PodiumSurface = "plain"
+    #: colour blocking on the wall behind the product: an arch, a disc, or a two-tone split
+    backdrop_shape: BackdropShape = "none"
+    shape_color: ToneSource = "accent"
+    shape_lightness: float = Field(default=0.0, ge=-0.4, le=0.4)
+    #: shaded spheres standing on the floor beside the product or its podium (0-3)
+    props: int = Field(default=0, ge=0, le=3)
     #: glossy floor reflection of the product (opacity)
     reflection: float = Field(default=0.0, ge=0.0, le=1.0)
     #: contact + ambient shadow opacity
@@ -124,3 +144,14 @@ def validate_params(d: Any) -> ProceduralParams:
             else:
                 problems.append(msg)
         raise ValueError("; ".join(problems)) from None
+
+
+def podium_lift(procedural: dict | None) -> float:
+    """How much higher a style lays the product out (share of the canvas height): its podium's
+    height, so the podium stands on the floor where the product would have stood.
+
+    >>> podium_lift({"podium": "cube", "podium_height": 0.12}), podium_lift({"scene": "sweep"})
+    (0.12, 0.0)
+    """
+    p = validate_params(procedural)
+    return p.podium_height if p.podium != "none" else 0.0

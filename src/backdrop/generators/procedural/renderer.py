@@ -24,6 +24,7 @@ from .colour import (
     oklch,
 )
 from .geometry import _floor_maps, _Geo, _project, _rows
+from .staging import Stage, draw_backdrop_shape, draw_podium, draw_spheres, stage_shadows
 from .texture import _chips, _surface, _white, fbm
 
 
@@ -97,14 +98,28 @@ class ProceduralGenerator:
         if hy is not None:
             hy = float(min(max(hy, 0.0), gy - 2))
         geo = _Geo(w, h, gy, hy, px, py, pw, ph, px + pw / 2.0)
+        staged = p.podium != "none" and grounded
+        # the floor runs under the podium's base; the product stands on its top (at gy)
+        floor_geo = geo
+        if staged:
+            podium_base = gy + p.podium_height * h
+            floor_geo = _Geo(w, h, min(podium_base, h - 1.0), hy, px, py, pw, ph, geo.cx)
 
         rng_pal, rng_tex, rng_wall, rng_light, rng_bokeh = (_stream(seed, k) for k in range(1, 6))
         pal = make_palette(p, scene.palette, rng_pal)
         light_x = float(np.clip(p.light_x + rng_light.normal(0, 0.5) * p.variation, -1, 1))
 
         img = self._backdrop(p, geo, pal, rng_wall)
+        if p.backdrop_shape != "none":
+            draw_backdrop_shape(img, p, geo, pal, light_x)
         if hy is not None:
-            self._floor(img, p, geo, pal, rng_tex)
+            self._floor(img, p, floor_geo, pal, rng_tex)
+        stage: Stage | None = draw_podium(img, p, geo, pal, light_x, _stream(seed, 6)) if staged else None
+        props_shadow = None
+        if p.props > 0 and grounded:
+            base = stage.base_y if stage is not None else gy
+            avoid = (stage.x0, stage.x1) if stage is not None else (float(px), float(px + pw))
+            props_shadow = draw_spheres(img, p, geo, pal, light_x, _stream(seed, 7), base, avoid)
         shade = self._light(p, geo, light_x)
         if p.vignette > 0:
             shade *= sh.vignette_map(h, w, p.vignette * 0.55)
@@ -117,21 +132,29 @@ class ProceduralGenerator:
             self._bokeh(img, p, geo, pal, rng_bokeh)
 
         # grounding: reflection, contact + ambient shadow, cast shadow
-        # shadows end at a table's back edge; in a room they run on up the wall
+        # shadows end at a table's back edge; in a room they run on up the wall; on a podium at its top's back edge
         floor_top = hy if p.scene in ("tabletop", "bokeh") else None
-        if p.reflection > 0 and grounded:
+        product_floor_top = stage.back_y if stage is not None else floor_top
+        if p.reflection > 0 and grounded and stage is None:
             rgb_w = cv2.resize(scene.product_rgb, (pw, ph), interpolation=cv2.INTER_AREA).astype(np.float32) * np.float32(1 / 255)
             sh.reflection(
                 img, rgb_w, a_w, px, py, gy, p.reflection, falloff=0.2, softness=0.3 + 0.5 * p.shadow_softness, floor_color=tuple(pal.floor)
             )
         shadow = None
         if p.shadow > 0 and grounded:
-            shadow = sh.contact_shadow(h, w, a_w, px, py, gy, p.shadow_softness, floor_top)
+            shadow = sh.contact_shadow(h, w, a_w, px, py, gy, p.shadow_softness, product_floor_top)
             shadow *= np.float32(p.shadow)
         if p.cast_shadow > 0 and grounded:
-            cast = sh.cast_shadow(h, w, a_w, px, py, gy, light_x, 0.3 + 0.3 * abs(light_x), p.shadow_softness, floor_top)
+            cast = sh.cast_shadow(h, w, a_w, px, py, gy, light_x, 0.3 + 0.3 * abs(light_x), p.shadow_softness, product_floor_top)
             cast *= np.float32(p.cast_shadow * 0.7)
             shadow = cast if shadow is None else 1.0 - (1.0 - shadow) * (1.0 - cast)
+        if stage is not None:
+            if shadow is not None:  # the product's shadows fall on the podium's top, not off its edge
+                shadow *= cv2.GaussianBlur(stage.top, (0, 0), max(0.6, 0.003 * w))
+            on_floor = stage_shadows(p, floor_geo, stage, light_x, floor_top)
+            shadow = on_floor if shadow is None else 1.0 - (1.0 - shadow) * (1.0 - on_floor)
+        if props_shadow is not None:
+            shadow = props_shadow if shadow is None else 1.0 - (1.0 - shadow) * (1.0 - props_shadow)
         if shadow is not None:
             sh.apply_shadow(img, shadow, pal.shadow)
         if float(img.max()) > 0.97:  # roll hot highlights off instead of clipping them flat
@@ -332,7 +355,10 @@ class ProceduralGenerator:
         ca, sa = np.float32(np.cos(a)), np.float32(np.sin(a))
         u = (xx * ca + yy * sa) / np.float32(sw)
         v = (-xx * sa + yy * ca) / np.float32(shh)
-        if p.sun_pattern == "leaves":
+        if p.sun_pattern == "palm":
+            pat: np.ndarray = 1.0 - _palm_fronds(rng, shh, sw, light_x)
+            pen = 0.008
+        elif p.sun_pattern == "leaves":
             n = fbm(rng, shh, sw, max(sw, shh) / 9.0, max(sw, shh) / 9.0, 4, 0.55)
             pat = sh.smoothstep(-0.1, 0.5, n)
             region = 1.0 - sh.smoothstep(0.4, 1.1, sh.radial(shh, sw, sw * (0.5 - 0.3 * light_x), shh * 0.35, sw * 0.8, shh * 0.7))
@@ -361,6 +387,10 @@ class ProceduralGenerator:
         pat = cv2.resize(pat, (w, h), interpolation=cv2.INTER_LINEAR)
         warm = oklch(0.95, 0.06, 75.0)
         amt = float(p.sun)
+        if p.sun_pattern == "palm":  # sunlight everywhere but where the fronds shade it
+            shade = np.float32(1.0 + 0.06 * amt) - (1.0 - pat) * np.float32(0.4 * amt)
+            img *= cv2.merge([shade * np.float32(1.0 + (float(c) / float(max(warm)) - 1.0) * 0.3 * amt) for c in warm])
+            return
         base = 1.0 - amt * 0.14
         img *= cv2.merge([pat * np.float32(amt * 0.55 * float(c)) + np.float32(base) for c in warm])
 
@@ -407,3 +437,35 @@ class ProceduralGenerator:
             fade = 1.0 - sh.smoothstep(g.hy - 0.02 * h, g.hy + 0.005 * h, yy)
             layer = layer[:rows] * sh.rgb3(_rows(fade, w))
         img[:rows] = sh.screen(img[:rows], layer)
+
+
+def _palm_fronds(rng: np.random.Generator, h: int, w: int, light_x: float) -> np.ndarray:
+    """The shadow of palm fronds (1 = shadow), as a gobo in front of the key light would cast it:
+    fronds arching from a crown beyond the frame on the light's side, leaflets along each."""
+    out = np.zeros((h, w), np.uint8)
+    side = -1.0 if light_x <= 0 else 1.0
+    crown = np.array([w * (0.5 + side * 0.62), -0.12 * h])
+    for _ in range(int(rng.integers(4, 7))):
+        angle = np.deg2rad(rng.uniform(200, 340) if side < 0 else rng.uniform(20, 160)) + np.pi / 2 * 0.0
+        direction = np.array([np.cos(angle), abs(np.sin(angle)) * 0.9 + 0.25])
+        direction[0] = -side * abs(direction[0])
+        length = rng.uniform(0.55, 0.9) * max(w, h)
+        bend = rng.uniform(0.15, 0.35)
+        n = 26
+        for i in range(1, n):
+            t = i / n
+            spine = crown + direction * length * t + np.array([0.0, bend * length * t * t])
+            tangent = direction + np.array([0.0, 2 * bend * t])
+            tangent /= np.linalg.norm(tangent)
+            normal = np.array([-tangent[1], tangent[0]])
+            leaf = (1.0 - t) * 0.16 * length + 0.02 * length
+            for s in (-1.0, 1.0):
+                tip = spine + (normal * s * 0.9 + tangent * 0.45) * leaf
+                mid = (spine + tip) / 2
+                axis = tip - spine
+                ang = float(np.degrees(np.arctan2(axis[1], axis[0])))
+                cv2.ellipse(out, (int(mid[0] * 4), int(mid[1] * 4)), (max(1, int(np.linalg.norm(axis) * 2)), max(1, int(leaf * 0.35))),
+                            ang, 0, 360, 255, -1, cv2.LINE_AA, 2)  # fmt: skip
+        pts = np.array([crown + direction * length * t + np.array([0.0, bend * length * t * t]) for t in np.linspace(0, 1, 12)])
+        cv2.polylines(out, [np.round(pts * 4).astype(np.int32)], False, 255, max(1, int(0.006 * max(w, h))), cv2.LINE_AA, 2)
+    return out.astype(np.float32) * np.float32(1 / 255)
