@@ -90,40 +90,55 @@ def _perspective(g: _Geo, y: float) -> float:
 
 
 def draw_podium(img: np.ndarray, p: ProceduralParams, g: _Geo, pal: Palette, light_x: float, rng: np.random.Generator) -> Stage:
-    """Draw the podium under the product (in place): its top at the product's base row ``g.gy``."""
+    """Draw the podium under the product (in place): its top at the product's base row ``g.gy``.
+
+    Drawn within the podium's bounding box only (its coordinates are the canvas's, shifted by the
+    box's corner ``X0, Y0``): a podium is a small part of the canvas."""
     h, w = g.h, g.w
-    L = light_vector(light_x)
+    L = light_vector(light_x).astype(np.float32)  # float32 throughout: float64 would double every array op
     colour = _tone(p, pal, p.podium_color, p.podium_lightness)
-    tex = sh.rgb3(_texture(p, h, w, rng))
     height = p.podium_height * h
     # wider than the product always (a product overhanging its podium looks afloat), the frame permitting
     rx = float(min(max(p.podium_width * g.pw / 2.0, 0.6 * g.pw + 2), 0.5 * w))
-    cx = g.cx
-    mask = np.zeros((h, w), np.float32)
-    top = np.zeros((h, w), np.float32)
-    layer = np.zeros((h, w, 3), np.float32)
+    cx, gy = g.cx, float(g.gy)
+    spread = {"steps": 1.3, "discs": 1.25}.get(p.podium, 1.0)  # the widest part's width, in top widths
+    rx = max(0.6 * g.pw + 2, min(rx, 0.5 * w / spread))  # the base within the frame where the product allows
+    reach = rx * spread
+    X0, X1 = max(0, int(cx - reach * 1.25) - 3), min(w, int(cx + reach * 1.25) + 4)
+    Y0, Y1 = max(0, int(gy - 0.7 * rx) - 3), min(h, int(gy + height + 0.8 * rx) + 4)
+    hh, ww = max(1, Y1 - Y0), max(1, X1 - X0)
+    shift = np.array([X0, Y0], np.float32)
+    mask = np.zeros((hh, ww), np.float32)
+    top = np.zeros((hh, ww), np.float32)
+    # one colour, shaded: the podium is drawn as its shading (one channel), coloured once at the end
+    layer = np.zeros((hh, ww), np.float32)
+    cols = np.arange(X0, X0 + ww, dtype=np.float32) + 0.5
+    rows = (np.arange(Y0, Y0 + hh, dtype=np.float32) + 0.5)[:, None]
+
+    def poly(pts) -> np.ndarray:
+        return _poly_mask(hh, ww, np.asarray(pts, np.float32) - shift)
+
+    def ellipse(x: float, y: float, ax: float, ay: float) -> np.ndarray:
+        return _ellipse_mask(hh, ww, x - X0, y - Y0, ax, ay)
 
     def cylinder(cx: float, top_c: float, rx: float, height: float) -> tuple[float, float]:
         """One cylinder; returns (top centre row, back edge row)."""
         ry = rx * _perspective(g, top_c)
         base_c = top_c + height
-        side = _poly_mask(h, w, np.array([[cx - rx, top_c], [cx + rx, top_c], [cx + rx, base_c], [cx - rx, base_c]], np.float32))
-        side = np.maximum(side, _ellipse_mask(h, w, cx, base_c, rx, ry))
-        _, xx = sh.grid(1, w)
-        nx = np.clip((xx[0] - cx) / np.float32(rx), -1.0, 1.0)
-        shade = AMBIENT + (1 - AMBIENT) * np.maximum(0.0, nx * L[0] + np.sqrt(1.0 - nx * nx) * L[2])
-        yy = np.arange(h, dtype=np.float32)[:, None]
-        ao = 1.0 - np.float32(0.12) * sh.smoothstep(top_c + 0.5 * height, base_c + ry, yy)
-        side_rgb = colour * sh.rgb3(np.broadcast_to(shade[None, :] * np.float32(0.93), (h, w)) * ao)
-        cap = _ellipse_mask(h, w, cx, top_c, rx, ry)
-        cap_rgb = colour * np.float32(lambert((0, 1, 0), L))
-        for m, rgb in ((side, side_rgb), (cap, cap_rgb)):
-            layer[:] += (rgb - layer) * sh.rgb3(m)
+        side = np.maximum(poly([[cx - rx, top_c], [cx + rx, top_c], [cx + rx, base_c], [cx - rx, base_c]]), ellipse(cx, base_c, rx, ry))
+        nx = np.clip((cols - cx) / np.float32(rx), -1.0, 1.0)
+        shade = np.float32(AMBIENT) + np.float32(1 - AMBIENT) * np.maximum(np.float32(0.0), nx * L[0] + np.sqrt(1.0 - nx * nx) * L[2])
+        ao = 1.0 - np.float32(0.12) * sh.smoothstep(top_c + 0.5 * height, base_c + ry, rows)
+        side_tone = shade[None, :] * np.float32(0.93) * ao
+        cap = ellipse(cx, top_c, rx, ry)
+        cap_tone = np.float32(lambert((0, 1, 0), L))
+        for m, tone in ((side, side_tone), (cap, cap_tone)):
+            layer[:] += (tone - layer) * m
             np.maximum(mask, m, out=mask)
         top[:] = np.maximum(top * (1.0 - side), cap)
         # the cap's front rim catches the light
-        rim = np.clip(_ellipse_mask(h, w, cx, top_c + 0.6, rx, ry) - cap, 0.0, 1.0)
-        layer[:] += (np.minimum(cap_rgb * np.float32(1.12), 1.0) - layer) * sh.rgb3(rim * np.float32(0.7))
+        rim = np.clip(ellipse(cx, top_c + 0.6, rx, ry) - cap, 0.0, 1.0)
+        layer[:] += (cap_tone * np.float32(1.12) - layer) * (rim * np.float32(0.7))
         return top_c, top_c - ry
 
     def box(cx: float, front_top: float, a: float, height: float) -> tuple[float, float]:
@@ -134,27 +149,19 @@ def draw_podium(img: np.ndarray, p: ProceduralParams, g: _Geo, pal: Palette, lig
         else:
             ox = -0.22 * a * (1.0 if light_x >= 0 else -1.0)  # centred: the side away from the light, for depth
         base = front_top + height
-        front = np.array([[cx - a, front_top], [cx + a, front_top], [cx + a, base], [cx - a, base]], np.float32)
-        lid = np.array(
-            [[cx - a, front_top], [cx + a, front_top], [cx + a + ox, front_top - depth], [cx - a + ox, front_top - depth]], np.float32
-        )
+        front = poly([[cx - a, front_top], [cx + a, front_top], [cx + a, base], [cx - a, base]])
+        lid = poly([[cx - a, front_top], [cx + a, front_top], [cx + a + ox, front_top - depth], [cx - a + ox, front_top - depth]])
         edge = cx + a if ox > 0 else cx - a
-        flank = np.array([[edge, front_top], [edge + ox, front_top - depth], [edge + ox, base - depth], [edge, base]], np.float32)
-        for pts, normal in ((flank, (np.sign(ox), 0, 0)), (front, (0, 0, 1)), (lid, (0, 1, 0))):
-            m = _poly_mask(h, w, pts)
-            layer[:] += (colour * np.float32(lambert(normal, L)) - layer) * sh.rgb3(m)
+        flank = poly([[edge, front_top], [edge + ox, front_top - depth], [edge + ox, base - depth], [edge, base]])
+        for m, normal in ((flank, (np.sign(ox), 0, 0)), (front, (0, 0, 1)), (lid, (0, 1, 0))):
+            layer[:] += (np.float32(lambert(normal, L)) - layer) * m
             np.maximum(mask, m, out=mask)
-            if pts is lid:
-                top[:] = np.maximum(top * (1.0 - m), m)
-            else:
-                top[:] *= 1.0 - m
+            top[:] = np.maximum(top * (1.0 - m), m) if m is lid else top * (1.0 - m)
         # the lid's front edge: a lit bevel over a thin occlusion line, so stacked boxes read apart
-        yy = np.arange(h, dtype=np.float32)[:, None]
-        band = np.exp(-np.square((yy - front_top - 1.0) / np.float32(max(1.0, 0.002 * h)))) * _poly_mask(h, w, front)
-        layer[:] *= sh.rgb3(1.0 - np.float32(0.22) * band)
+        band = np.exp(-np.square((rows - front_top - 1.0) / np.float32(max(1.0, 0.002 * h)))) * front
+        layer[:] *= 1.0 - np.float32(0.22) * band
         return front_top - depth / 2, front_top - depth
 
-    gy = float(g.gy)
     if p.podium == "cylinder":
         # the product's base a little in front of the cap's centre
         top_c, back = cylinder(cx, gy - 0.35 * rx * _perspective(g, gy), rx, height)
@@ -166,7 +173,7 @@ def draw_podium(img: np.ndarray, p: ProceduralParams, g: _Geo, pal: Palette, lig
         top_c, back = gy, gy
         for scale, share in parts:  # bottom to top
             y -= share * height
-            top_c, back = cylinder(cx, y, rx * scale / parts[-1][0], share * height)
+            top_c, back = cylinder(cx, y, rx * scale, share * height)
     elif p.podium == "cube":
         depth = 2 * rx * _perspective(g, gy)
         top_c, back = box(cx, gy + depth / 2, rx, height)
@@ -178,10 +185,13 @@ def draw_podium(img: np.ndarray, p: ProceduralParams, g: _Geo, pal: Palette, lig
         front_top = base_y - 0.45 * height + 0.12 * height
         box(cx, front_top, rx * 1.3, 0.45 * height)
         base_y += 0.12 * height
-    layer *= tex
-    img += (layer - img) * sh.rgb3(mask)
-    reach = rx * (1.3 if p.podium == "steps" else 1.0)
-    return Stage(top_y=gy, back_y=back, base_y=base_y, x0=cx - reach, x1=cx + reach, mask=mask, top=top)
+    layer *= _texture(p, hh, ww, rng)
+    region = img[Y0 : Y0 + hh, X0 : X0 + ww]
+    region += (np.minimum(colour * layer[..., None], 1.0) - region) * mask[..., None]
+    full_mask, full_top = np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
+    full_mask[Y0 : Y0 + hh, X0 : X0 + ww] = mask
+    full_top[Y0 : Y0 + hh, X0 : X0 + ww] = top
+    return Stage(top_y=gy, back_y=back, base_y=base_y, x0=cx - reach, x1=cx + reach, mask=full_mask, top=full_top)
 
 
 def stage_shadows(p: ProceduralParams, g: _Geo, stage: Stage, light_x: float, floor_top: float | None) -> np.ndarray:
