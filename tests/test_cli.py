@@ -23,9 +23,9 @@ def _catalog_with_bad_rows(tmp_path: Path) -> Path:
     lines = (DEMO_DIR / "products.csv").read_text(encoding="utf-8").splitlines()
     header, rows = lines[0], lines[1:3]
     bad = [
-        "bad-1,No image,Juices,Groceries > Juices,Juice,desc,{},images/missing.png",
-        "bad-2,Broken,Juices,Groceries > Juices,Juice,desc,{},images/broken.png",
-        'bad-3,Bad attrs,Juices,Groceries > Juices,Juice,desc,"{oops",images/apple-drink.png',
+        "bad-1,No image,Juices,Groceries > Juices,Juice,desc,{},images/missing.png,3.49,,USD,",
+        "bad-2,Broken,Juices,Groceries > Juices,Juice,desc,{},images/broken.png,3.49,,USD,",
+        'bad-3,Bad attrs,Juices,Groceries > Juices,Juice,desc,"{oops",images/apple-drink.png,3.49,,USD,',
     ]
     path = tmp_path / "catalog.csv"
     path.write_text("\n".join([header, *rows, *bad]) + "\n", encoding="utf-8")
