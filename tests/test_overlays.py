@@ -229,3 +229,31 @@ def test_overlay_variants_are_their_own_creatives_and_arms(tmp_path, capsys):
 
     index = CreativeIndex.load(tmp_path / "over")
     assert {"cosy-wood", "cosy-wood+price", "plinth-marble+sale"} <= set(index.by_item["mighty-mug", "square"])
+
+
+def test_a_logo_for_the_catalog_or_one_per_brand(tmp_path, logo, capsys):
+    from backdrop.creative.catalog import Product
+    from backdrop.creative.overlaying import brand_logo
+
+    folder = tmp_path / "logos"
+    folder.mkdir()
+    (folder / "nordly-outdoor.png").write_bytes(logo.read_bytes())
+    p = Product("p", "T", ("C",), logo, brand="Nordly Outdoor")
+    assert brand_logo(p, folder) == folder / "nordly-outdoor.png"
+    assert brand_logo(p, logo) == logo
+    assert brand_logo(Product("q", "T", ("C",), logo, brand="Other"), folder) is None
+    catalog = str(DEMO_DIR / "products.csv")
+    common = ["generate", catalog, "--placements", "square", "--styles", "cosy-wood", "--overlays", "logo", "--no-progress", "--json"]
+    assert main([*common, "--out", str(tmp_path / "s"), "--brand-logo", str(logo)]) == 0
+    summary = json_out(capsys)
+    recs = list(CreativeStore(tmp_path / "s", readonly=True))
+    assert summary["generated"] == len(recs) > 0 and summary["flagged"] == 0
+    assert all(r.overlay == "logo" and r.metrics["overlay"]["elements"][0]["kind"] == "logo" for r in recs)
+    assert main([*common, "--out", str(tmp_path / "t"), "--brand-logo", str(tmp_path / "nope.png")]) == 2
+    assert "--brand-logo" in capsys.readouterr().err
+
+
+def json_out(capsys) -> dict:
+    import json
+
+    return json.loads(capsys.readouterr().out)

@@ -170,6 +170,12 @@ def _add_generation_options(p: argparse.ArgumentParser) -> None:
         "logo-price-cta (default: none); a product without the fields a template needs does not get it",
     )
     p.add_argument("--overlay-library", type=Path, metavar="YAML", help="overlay templates (default: the packaged ones)")
+    p.add_argument(
+        "--brand-logo",
+        metavar="FILE|DIR",
+        help="the logo for products whose catalog row names none: one image for the catalog, or a folder of "
+        "one per brand named after it (Nordly Outdoor -> nordly-outdoor.png)",
+    )
     p.add_argument("--locale", default="en_US", help="how prices are written where the catalog has no locale column (de_DE: 1.299,00 €)")
     p.add_argument("--segmenter", default="auto", choices=["auto", "classical", "u2netp", "combined"], help="mask for images without alpha")
     p.add_argument("--seed", type=int, default=0, help="base seed; each creative derives its own from it")
@@ -303,10 +309,20 @@ def _pipeline_config(args, placement_names=None, max_styles=None):
         locale = check_locale(getattr(args, "locale", None) or "en_US")
     except MoneyError as e:
         raise ConfigError(f"--locale: {e}") from None
+    logo = getattr(args, "brand_logo", None)
+    if logo:
+        from ..creative.catalog import check_image
+
+        where = Path(logo).expanduser()
+        problem = None if where.is_dir() else (check_image(where) if where.exists() else "no such file or folder")
+        if problem:
+            raise ConfigError(f"--brand-logo {logo}: {problem}")
+        logo = str(where.resolve())
     return PipelineConfig(
         overlays=overlays,
         overlay_library=overlay_library,
         locale=locale,
+        brand_logo=logo,
         placements=chosen,
         library=library,
         styles=args.styles,
@@ -333,7 +349,7 @@ def overlay_shortfall(products, config) -> dict[str, tuple[int, list[str]]]:
         missing = set()
         n = 0
         for p in products:
-            lacks = [need for need in sorted(template.needs()) if not overlay_data(p).has(need)]
+            lacks = [need for need in sorted(template.needs()) if not overlay_data(p, logo=config.brand_logo).has(need)]
             if lacks:
                 n += 1
                 missing.update(lacks)

@@ -3,20 +3,40 @@ the placement's safe area, and the QA reasons an overlay can give."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from ..imaging.layout import Placement
 from ..overlays import MIN_CONTRAST, OverlayData, OverlayReport, OverlayTemplate, SafeArea
 from .catalog import Product
 
+LOGO_SUFFIXES = (".png", ".webp", ".jpg", ".jpeg")
 
-def overlay_data(product: Product, locale: str = "en_US") -> OverlayData:
-    """What a product's overlays show: its price fields, badge, brand and logo."""
+
+def brand_logo(product: Product, fallback: str | Path | None = None) -> Path | None:
+    """The product's logo: its ``brand_logo`` column, else ``fallback``: one file for the catalog, or
+    a folder of files per brand (``Nordly Outdoor`` -> ``nordly-outdoor.png``)."""
+    if product.brand_logo is not None or fallback is None:
+        return product.brand_logo
+    fallback = Path(fallback)
+    if fallback.is_file():
+        return fallback
+    slug = re.sub(r"[^a-z0-9]+", "-", product.brand.lower()).strip("-")
+    for suffix in LOGO_SUFFIXES if slug else ():
+        if (fallback / (slug + suffix)).is_file():
+            return fallback / (slug + suffix)
+    return None
+
+
+def overlay_data(product: Product, locale: str = "en_US", logo: str | Path | None = None) -> OverlayData:
+    """What a product's overlays show: its price fields, badge, brand and logo (``logo``: see :func:`brand_logo`)."""
     return OverlayData(
         price=product.price,
         sale_price=product.sale_price,
         currency=product.currency,
         badge=product.badge,
         brand=product.brand,
-        logo=product.brand_logo,
+        logo=brand_logo(product, logo),
         locale=product.locale or locale,
     )
 

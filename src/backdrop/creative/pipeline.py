@@ -61,6 +61,7 @@ class PipelineConfig:
     overlays: tuple[str, ...] = ()
     overlay_library: OverlayLibrary | None = None  # None: the packaged templates
     locale: str = "en_US"  # prices' format where the catalog names no locale
+    brand_logo: str | None = None  # the logo where the catalog names none: a file, or a folder of <brand>.png
 
     def overlay_templates(self) -> list[OverlayTemplate | None]:
         library = self.overlay_library or OverlayLibrary.load()
@@ -272,7 +273,7 @@ class CreativeMaker:
         fields = product.fields()
         mask_method = self.mask_method()
         gen_spec = self.generator_spec()
-        data = overlay_data(product, self.config.locale)
+        data = overlay_data(product, self.config.locale, self.config.brand_logo)
         overlays = [t for t in self.config.overlay_templates() if t is None or all(data.has(n) for n in t.needs())]
         specs = []
         for placement, style, overlay in ((p, s, o) for p in self.config.placements for s in styles for o in overlays):
