@@ -206,6 +206,7 @@ class CreativeMaker:
         self._fallback: Generator | None = None
         self.analyser = SubjectAnalyser(config.framing)
         self._decoded: tuple | None = None
+        self._scene_checked: tuple | None = None  # the last scene composited and checked (its overlay variants reuse it)
 
     @property
     def generator(self) -> Generator:
@@ -437,27 +438,34 @@ class CreativeMaker:
     ) -> CreativeResult:
         t0 = time.perf_counter()
         spec, scene = item.spec, item.scene
-        creative = composite(background, scene)
-        exact = exact_region_matches(creative, scene)
-        if not exact:  # composite() guarantees it; a failure here is a bug, never a stored creative
-            raise AssertionError(f"product pixels changed in creative {spec.key}")
-        metrics = procedural_quality(creative, scene)
-        metrics["exact"] = exact
-        metrics["lossless"] = self.config.fmt in LOSSLESS_FORMATS
-        metrics["render_s"] = round(render_seconds, 4)
-        if gate_metrics:
-            metrics.update(gate_metrics)
         subject = spec.subject
-        reasons = qa_checks(
-            creative,
-            scene,
-            photo_cut=subject.cut,
-            on_model=subject.on_model,
-            style_suits=spec.style.suits,
-            trapped_share=subject.trapped_share,
-            metrics=metrics,
-            rules=self.config.qa,
-        )
+        last = self._scene_checked  # holds the background and scene themselves: an identity match is the same render
+        if last is not None and last[0] is background and last[1] is scene and last[2] == (spec.style.name, spec.placement.name):
+            # an overlay variant of the scene just finished: the same composite, the same scene checks
+            creative, base_metrics, base_reasons = last[3:]
+            metrics, reasons = dict(base_metrics), list(base_reasons)
+        else:
+            creative = composite(background, scene)
+            exact = exact_region_matches(creative, scene)
+            if not exact:  # composite() guarantees it; a failure here is a bug, never a stored creative
+                raise AssertionError(f"product pixels changed in creative {spec.key}")
+            metrics = procedural_quality(creative, scene)
+            metrics["exact"] = exact
+            metrics["lossless"] = self.config.fmt in LOSSLESS_FORMATS
+            metrics["render_s"] = round(render_seconds, 4)
+            if gate_metrics:
+                metrics.update(gate_metrics)
+            reasons = qa_checks(
+                creative,
+                scene,
+                photo_cut=subject.cut,
+                on_model=subject.on_model,
+                style_suits=spec.style.suits,
+                trapped_share=subject.trapped_share,
+                metrics=metrics,
+                rules=self.config.qa,
+            )
+            self._scene_checked = (background, scene, (spec.style.name, spec.placement.name), creative, dict(metrics), list(reasons))
         if spec.overlay is not None and spec.overlay_data is not None:  # a layer of its own, after the scene's checks
             creative, report = apply_overlay(creative, scene.canvas_mask(), spec.overlay, spec.overlay_data, safe_area(spec.placement))
             if not exact_region_matches(creative, scene):  # overlays keep clear of the product by construction

@@ -199,7 +199,9 @@ def apply_overlay(
     report = OverlayReport(template.name)
     texts = data.texts()
     gap = max(4, int(0.025 * short))
-    blocked = cv2.dilate(product_mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * gap + 1, 2 * gap + 1))) > 0
+    # within ``gap`` of the product (a distance transform: linear time, where a dilation by a disc of
+    # that size costs tens of milliseconds on a story canvas)
+    blocked = cv2.distanceTransform((~product_mask).astype(np.uint8), cv2.DIST_L2, 5) <= gap
     integral = cv2.integral(blocked.astype(np.uint8))
     placed: list[tuple[int, int, int, int]] = []
     order = ["top-left", "top-right", "bottom-left", "bottom-right"]
