@@ -64,8 +64,11 @@ class PipelineConfig:
     brand_logo: str | None = None  # the logo where the catalog names none: a file, or a folder of <brand>.png
 
     def overlay_templates(self) -> list[OverlayTemplate | None]:
+        names = self.overlays or ("none",)
+        if all(name == "none" for name in names):  # the plain creative only: no library to read
+            return [None]
         library = self.overlay_library or OverlayLibrary.load()
-        return [None if name == "none" else library.get(name) for name in (self.overlays or ("none",))]
+        return [None if name == "none" else library.get(name) for name in names]
 
 
 @dataclass(frozen=True)
