@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import sys
 import tempfile
 import time
@@ -451,7 +450,7 @@ def upscale_flops(placements=("square", "story")) -> list[str]:
     for name in placements:
         p = load_placements()[name]
         gw, gh = geometry.size_for(p.width, p.height, name)
-        rw, rh = (math.ceil(p.width / geometry.multiple) * geometry.multiple, math.ceil(p.height / geometry.multiple) * geometry.multiple)
+        rw, rh = geometry.round_up(p.width, p.height)
         step, vae_cost = costs(gw, gh)
         generation = 20 * step + vae_cost
         rstep, rvae = costs(rw, rh)

@@ -338,26 +338,6 @@ def _pipeline_config(args, placement_names=None, max_styles=None):
     )
 
 
-def overlay_shortfall(products, config) -> dict[str, tuple[int, list[str]]]:
-    """{template: (products that lack what it needs, the fields)} for the requested overlays."""
-    from ..creative.overlaying import overlay_data
-
-    out: dict[str, tuple[int, list[str]]] = {}
-    for template in config.overlay_templates():
-        if template is None:
-            continue
-        missing = set()
-        n = 0
-        for p in products:
-            lacks = [need for need in sorted(template.needs()) if not overlay_data(p, logo=config.brand_logo).has(need)]
-            if lacks:
-                n += 1
-                missing.update(lacks)
-        if n:
-            out[template.name] = (n, sorted(missing))
-    return out
-
-
 def cmd_generate(args) -> int:
     from ..creative.catalog import load_catalog
     from ..creative.fetch import ImageFetcher
@@ -402,6 +382,8 @@ def cmd_generate(args) -> int:
             f"{', '.join(repr(m) for m in missing)}; its styles: {', '.join(have)}",
             file=sys.stderr,
         )
+    from ..creative.overlaying import overlay_shortfall
+
     for name, (n, need) in sorted(overlay_shortfall(products, config).items()):
         print(
             f"backdrop generate: overlay '{name}': {n} product(s) lack {', '.join(need)} and get no '{name}' creative "

@@ -4,6 +4,7 @@ the placement's safe area, and the QA reasons an overlay can give."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..imaging.layout import Placement
@@ -41,15 +42,37 @@ def overlay_data(product: Product, locale: str = "en_US", logo: str | Path | Non
     )
 
 
+def lacks(template: OverlayTemplate, data: OverlayData) -> list[str]:
+    """The product fields ``template`` needs that ``data`` does not have (none: the product gets it)."""
+    return [need for need in sorted(template.needs()) if not data.has(need)]
+
+
+def overlay_shortfall(products: Sequence[Product], config) -> dict[str, tuple[int, list[str]]]:
+    """{template: (products that lack what it needs, the fields)} for ``config``'s overlays (a
+    :class:`~backdrop.creative.pipeline.PipelineConfig`), for ``backdrop generate`` to say."""
+    templates = [t for t in config.overlay_templates() if t is not None]
+    out: dict[str, tuple[int, list[str]]] = {}
+    if not templates:
+        return out
+    data = [overlay_data(p, config.locale, config.brand_logo) for p in products]
+    for template in templates:
+        missing = [lacks(template, d) for d in data]
+        n = sum(1 for m in missing if m)
+        if n:
+            out[template.name] = (n, sorted({f for m in missing for f in m}))
+    return out
+
+
 def safe_area(placement: Placement) -> SafeArea:
     return SafeArea(top=placement.safe_top, bottom=placement.safe_bottom)
 
 
-def overlay_key(template: OverlayTemplate | None, data: OverlayData | None, placement: Placement) -> dict | None:
-    """The overlay's part of a creative's key: the template, what it shows, where it may go."""
-    if template is None or data is None:
+def overlay_key(template: OverlayTemplate | None, shown: dict, placement: Placement) -> dict | None:
+    """The overlay's part of a creative's key: the template, what it shows (``OverlayData.spec()``,
+    worked out once per product: it hashes the logo's file), where it may go."""
+    if template is None:
         return None
-    return {"name": template.name, "digest": template.digest(), "data": data.spec(), "safe": [placement.safe_top, placement.safe_bottom]}
+    return {"name": template.name, "digest": template.digest(), "data": shown, "safe": [placement.safe_top, placement.safe_bottom]}
 
 
 def overlay_reasons(report: OverlayReport) -> list[dict]:

@@ -37,7 +37,7 @@ from ..overlays import OverlayData, OverlayLibrary, OverlayTemplate, apply_overl
 from ..styles import CategoryMatch, Style, StyleLibrary
 from ..styles.params import podium_lift
 from .catalog import Product, load_image
-from .overlaying import overlay_data, overlay_key, overlay_reasons, safe_area
+from .overlaying import lacks, overlay_data, overlay_key, overlay_reasons, safe_area
 from .store import LOSSLESS_FORMATS, CreativeStore, creative_key
 
 
@@ -86,6 +86,7 @@ class CreativeSpec:
     category: CategoryMatch | None = None
     overlay: OverlayTemplate | None = None
     overlay_data: OverlayData | None = None
+    overlay_key: dict | None = None  #: the overlay's part of the key, stored with the creative
 
 
 @dataclass
@@ -278,10 +279,12 @@ class CreativeMaker:
         mask_method = self.mask_method()
         gen_spec = self.generator_spec()
         data = overlay_data(product, self.config.locale, self.config.brand_logo)
-        overlays = [t for t in self.config.overlay_templates() if t is None or all(data.has(n) for n in t.needs())]
+        overlays = [t for t in self.config.overlay_templates() if t is None or not lacks(t, data)]
+        shown = data.spec() if any(t is not None for t in overlays) else {}
         specs = []
         for placement, style, overlay in ((p, s, o) for p in self.config.placements for s in styles for o in overlays):
             # the overlay keeps the scene's seed: with and without a price, the same scene
+            overlay_part = overlay_key(overlay, shown, placement)
             seed = derive_seed(self.config.seed, product.product_id, style.name, placement.name)
             prompt = style.prompt_for(fields, on_model=subject.on_model)
             negative = style.negative_for(fields, on_model=subject.on_model, cropped=bool(subject.cut))
@@ -298,7 +301,7 @@ class CreativeMaker:
                 subject=subject.spec(),
                 prompt=prompt,
                 negative_prompt=negative,
-                overlay=overlay_key(overlay, data, placement),
+                overlay=overlay_part,
             )
             specs.append(
                 CreativeSpec(
@@ -313,6 +316,7 @@ class CreativeMaker:
                     category=match,
                     overlay=overlay,
                     overlay_data=data if overlay is not None else None,
+                    overlay_key=overlay_part,
                 )
             )
         return specs
@@ -498,7 +502,7 @@ class CreativeMaker:
                 "subject": subject.to_dict(),
                 "category": {k: v for k, v in spec.category.to_dict().items() if k != "styles"} if spec.category else None,
             }
-            | ({"overlay": overlay_key(spec.overlay, spec.overlay_data, spec.placement)} if spec.overlay is not None else {}),
+            | ({"overlay": spec.overlay_key} if spec.overlay_key is not None else {}),
             metrics=metrics,
             qa_status=qa_status,
             qa_reasons=reasons,

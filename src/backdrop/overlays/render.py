@@ -129,7 +129,8 @@ def _text_patch(parts: list[tuple[str, str, int, bool]], pad: int) -> _Patch:
     for text, f, x0, _y0, x1, _y1, px, struck in runs:
         draw.text((x - x0, pad - top), text, font=f, fill=255)
         if struck:  # a line through the middle of the lower-case height
-            mid = pad - top + int(f.getbbox("x")[1] + 0.5 * (f.getbbox("x")[3] - f.getbbox("x")[1]))
+            _, x_top, _, x_bottom = f.getbbox("x")
+            mid = pad - top + int(x_top + 0.5 * (x_bottom - x_top))
             draw.line((x - 1, mid, x + (x1 - x0) + 1, mid), fill=255, width=max(2, px // 12))
         x += (x1 - x0) + gap
     return _Patch(width, height, np.asarray(canvas, np.float32) / 255.0, text=" ".join(r[0] for r in runs))

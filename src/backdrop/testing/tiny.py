@@ -10,27 +10,15 @@ any machine. ``python -m backdrop.testing.tiny DIR [--sdxl] [--no-controlnet]`` 
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 
 def write_tokenizer(folder: Path) -> None:
     """A byte-level CLIP BPE tokenizer with no merges (every character a token)."""
-    from transformers import CLIPTokenizer
+    from ..generators.diffusion.configs import write_clip_tokenizer
 
-    from ..generators.diffusion.configs import byte_symbols
-
-    folder.mkdir(parents=True, exist_ok=True)
-    chars = byte_symbols()
-    vocab = {c: i for i, c in enumerate(chars)}
-    for c in chars:
-        vocab[c + "</w>"] = len(vocab)
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    CLIPTokenizer.from_pretrained(folder, model_max_length=77).save_pretrained(folder)
+    write_clip_tokenizer(folder, merges=())
 
 
 def _tokenizer():

@@ -223,15 +223,16 @@ def byte_symbols() -> list[str]:
     return symbols
 
 
-def write_clip_tokenizer(folder: Path, pad_token: str = "<|endoftext|>") -> None:
-    """The CLIP ViT-L/14 tokenizer (vocab.json, merges.txt, configs) built from the packaged merges:
-    the 256 byte symbols, the same with the end-of-word mark, every merge, then the two specials."""
+def write_clip_tokenizer(folder: Path, pad_token: str = "<|endoftext|>", merges: tuple[str, ...] | None = None) -> None:
+    """The CLIP ViT-L/14 tokenizer (vocab.json, merges.txt, configs) built from the packaged merges
+    (or ``merges``; none: every character its own token, the test pipelines' tokenizer): the 256
+    byte symbols, the same with the end-of-word mark, every merge, then the two specials."""
     from transformers import CLIPTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
     symbols = byte_symbols()
-    merges = _clip_merges()
+    merges = _clip_merges() if merges is None else merges
     tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    (folder / "merges.txt").write_text("\n".join(["#version: 0.2", *merges]) + "\n")
     CLIPTokenizer.from_pretrained(folder, model_max_length=77, pad_token=pad_token).save_pretrained(folder)

@@ -158,13 +158,21 @@ class DiffusionGenerator:
             pipe.unet = torch.compile(pipe.unet, mode="max-autotune", fullgraph=True)
         self.xl = "XL" in type(pipe).__name__
         self.geometry = ModelGeometry.from_configs(dict(pipe.vae.config), dict(pipe.unet.config), model=str(self.model_dir))
-        if getattr(pipe, "controlnet", None) is not None:
+        # a model opened from disk had its ControlNet checked on its configs, before any weight was read
+        if self.source is None and getattr(pipe, "controlnet", None) is not None:
             try:
                 self.geometry.check_controlnet(dict(pipe.unet.config), dict(pipe.controlnet.config), "the ControlNet")
             except GeometryError as e:
                 raise ModelError(str(e)) from None
-        self.native, self.multiple = self.geometry.native, self.geometry.multiple
         self.compiled = compile
+
+    @property
+    def native(self) -> int:
+        return self.geometry.native
+
+    @property
+    def multiple(self) -> int:
+        return self.geometry.multiple
 
     def unload_loras(self) -> None:
         """Back to the base model's weights (the LoRAs unfused and dropped)."""
@@ -248,8 +256,7 @@ class DiffusionGenerator:
 
     def refine_size(self, scene) -> tuple[int, int]:
         """The img2img pass's size: the placement's, each side rounded up to the model's multiple."""
-        m = self.multiple
-        return math.ceil(scene.width / m) * m, math.ceil(scene.height / m) * m
+        return self.geometry.round_up(scene.width, scene.height)
 
     def inputs(self, request: GenerationRequest, size: tuple[int, int] | None = None) -> dict:
         """The init image, inpaint mask and control image at generation size (numpy, uint8)."""

@@ -65,6 +65,11 @@ class ModelGeometry:
             model=model,
         )
 
+    def round_up(self, width: int, height: int) -> tuple[int, int]:
+        """``width`` x ``height`` with each side rounded up to :attr:`multiple` (the img2img pass's size)."""
+        m = self.multiple
+        return math.ceil(width / m) * m, math.ceil(height / m) * m
+
     def size_for(self, width: int, height: int, name: str = "") -> tuple[int, int]:
         """(w, h) for a ``width`` x ``height`` placement: sides multiples of :attr:`multiple`, the
         aspect within :data:`MAX_ASPECT_ERROR` of the placement's, the area the closest to

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .models import ModelError, file_fingerprint, folder_fingerprint
+from .models import ModelError, file_fingerprint
 
 WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 
@@ -46,7 +46,7 @@ class LoraSpec:
 
     def fingerprint(self) -> str:
         folder, name = self.resolve()
-        return file_fingerprint(folder / name) if (folder / name).is_file() else folder_fingerprint(folder)
+        return file_fingerprint(folder / name)
 
 
 def parse_lora(value: str | os.PathLike | LoraSpec) -> LoraSpec:

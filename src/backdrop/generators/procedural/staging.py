@@ -27,7 +27,6 @@ AMBIENT = 0.55  #: share of a face's tone it keeps facing away from the key ligh
 class Stage:
     """What a podium changed: where the product stands and where the podium stands."""
 
-    top_y: float  #: the product's base row (on the podium's top)
     back_y: float  #: the top surface's back edge: the product's shadows stop there
     base_y: float  #: where the podium meets the floor
     x0: float  #: the podium's horizontal extent
@@ -191,7 +190,7 @@ def draw_podium(img: np.ndarray, p: ProceduralParams, g: _Geo, pal: Palette, lig
     full_mask, full_top = np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
     full_mask[Y0 : Y0 + hh, X0 : X0 + ww] = mask
     full_top[Y0 : Y0 + hh, X0 : X0 + ww] = top
-    return Stage(top_y=gy, back_y=back, base_y=base_y, x0=cx - reach, x1=cx + reach, mask=full_mask, top=full_top)
+    return Stage(back_y=back, base_y=base_y, x0=cx - reach, x1=cx + reach, mask=full_mask, top=full_top)
 
 
 def stage_shadows(p: ProceduralParams, g: _Geo, stage: Stage, light_x: float, floor_top: float | None) -> np.ndarray:
