@@ -67,3 +67,14 @@ def save(fig, path: str | Path, dpi: int = 110, rect: tuple | None = None) -> Pa
         fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=dpi)
     return path
+
+
+def png_data_uri(fig, dpi: int = 100) -> str:
+    """``fig`` laid out as an inline PNG (``data:image/png;base64,...``), for pages served live."""
+    import base64
+    import io
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..errors import BackdropError
 from ..text import redact_url
 from ._common import Formatter as _Formatter
+from .console import add_console_options
 from ._common import positive_int as _positive_int
 
 
@@ -26,7 +27,8 @@ def register(sub) -> dict:
             "(--db postgresql://...) shared by several replicas. --learn also runs the learner in-process.\n"
             "The feedback and model endpoints need an API key: BACKDROP_API_KEY, --api-key-file FILE, or a\n"
             "generated one written to STORE/api-key (mode 600); --api-key KEY works but shows in `ps`.\n"
-            "A store on read-only media is served as is (pass --db for the event log and a key)."
+            "A store on read-only media is served as is (pass --db for the event log and a key).\n"
+            "The review console is mounted at /console (see `backdrop console --help`; --no-console to leave it out)."
         ),
     )
     sv.epilog = _environment_help()
@@ -42,6 +44,14 @@ def register(sub) -> dict:
     sv.add_argument("--learn", action="store_true", help="run the learner in this process too")
     sv.add_argument("--learn-interval", type=float, default=5.0, help="seconds between learner passes")
     sv.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    sv.add_argument(
+        "--review-required",
+        action="store_true",
+        default=None,
+        help="serve only creatives a reviewer approved in the console (a rejected one is never served either way)",
+    )
+    sv.add_argument("--no-console", action="store_true", help="do not mount the review console at /console")
+    add_console_options(sv)
 
     ln = sub.add_parser(
         "learn",
@@ -142,6 +152,7 @@ def _service_settings(args):
         join_window_s=args.join_window,
         default_reward=args.default_reward,
         serve_flagged=getattr(args, "serve_flagged", None),
+        review_required=getattr(args, "review_required", None),
         **{"policy.name": args.policy, "policy.alpha": args.alpha, "policy.epsilon": args.epsilon},
     )
     folder = settings.store_dir
@@ -197,9 +208,22 @@ def cmd_serve(args) -> int:
     os.environ[HEADER_TIMEOUT_ENV] = str(settings.limits.header_timeout_s)
     stop = threading.Event()
     settings_file = None
+    ring = None
+    if not args.no_console:
+        from . import console
+
+        try:
+            ring, how = console.keyring(args, settings.store)
+            print(f"review console: http://{args.host}:{args.port}/console ({how})", file=sys.stderr)
+        except BackdropError as e:
+            print(f"backdrop: warning: the review console is not mounted: {e}", file=sys.stderr)
     app: object  # the app, or (with worker processes) the import path of its factory
     if args.workers == 1:
         app = create_app(settings, learn_interval_s=args.learn_interval if args.learn else None)
+        if ring is not None:
+            from ..console.app import mount_console
+
+            mount_console(app, ring)
     else:  # worker processes build their own app from the settings (a file only this user can read)
         import tempfile
 
@@ -215,6 +239,14 @@ def cmd_serve(args) -> int:
             json.dump(data, f)
         os.environ[SETTINGS_FILE_ENV] = settings_file
         app = "backdrop.serving.app:app_from_settings_file"
+        if ring is not None:
+            from ..console.app import USERS_FILE_ENV
+
+            if args.users:
+                os.environ[USERS_FILE_ENV] = str(args.users.resolve())
+            else:
+                os.environ["BACKDROP_CONSOLE_KEY"] = ring.console_key
+            app = "backdrop.console.app:service_app_from_settings_file"
         if args.learn:  # the learner runs in this (parent) process; the workers' readiness watches its lag
             log = open_event_log(settings.db_url)
             log.migrate()

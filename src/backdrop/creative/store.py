@@ -31,7 +31,7 @@ from ..text import redact_url
 from .storage import StoreFiles, is_remote, open_files
 from .store_index import PostgresIndex, is_postgres, open_sqlite
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 KEY_VERSION = 2
 QA_STATUSES = ("ok", "flagged")
 FORMATS = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG"}
@@ -78,6 +78,30 @@ _SCHEMA = [
         created_at REAL NOT NULL,
         PRIMARY KEY (image_sha256, method)
     )""",
+    # what a person decided about a creative (no row: pending), and every change, append-only
+    """CREATE TABLE IF NOT EXISTS reviews (
+        key TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        reviewer TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at REAL NOT NULL,
+        seq INTEGER NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS review_audit (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL,
+        status TEXT NOT NULL,
+        previous TEXT NOT NULL,
+        reviewer TEXT NOT NULL,
+        role TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at REAL NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS review_audit_key ON review_audit (key)""",
+    # the review console filters 100k creatives in SQL
+    """CREATE INDEX IF NOT EXISTS creatives_style ON creatives (style, placement)""",
+    """CREATE INDEX IF NOT EXISTS creatives_qa ON creatives (qa_status)""",
+    """CREATE INDEX IF NOT EXISTS products_category ON products (category)""",
 ]
 #: schema 1 -> 2: every creative gets a QA status (rows from before the checks existed are "ok"
 #: with no reasons: they were never checked, and say so in their metrics' absence of "qa")
@@ -86,6 +110,7 @@ _UPGRADES = {
         "ALTER TABLE creatives ADD COLUMN qa_status TEXT NOT NULL DEFAULT 'ok'",
         "ALTER TABLE creatives ADD COLUMN qa_reasons TEXT NOT NULL DEFAULT '[]'",
     ],
+    # schema 2 -> 3: the review tables and the console's indexes (created by _SCHEMA's IF NOT EXISTS)
 }
 
 
@@ -509,6 +534,7 @@ _TABLE_COLUMNS = {
     "products": ["product_id", "title", "category", "image_path", "image_sha256", "fields", "updated_at"],
     "creatives": [c.strip() for c in _COLUMNS.split(",")],
     "subjects": ["image_sha256", "method", "data", "created_at"],
+    "reviews": ["key", "status", "reviewer", "reason", "at", "seq"],
 }
 
 

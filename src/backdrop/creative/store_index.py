@@ -17,7 +17,13 @@ from ..errors import EnvironmentFailure
 from ..text import redact_url
 
 #: the primary key of every table the store upserts into
-PRIMARY_KEYS = {"meta": ("key",), "products": ("product_id",), "creatives": ("key",), "subjects": ("image_sha256", "method")}
+PRIMARY_KEYS = {
+    "meta": ("key",),
+    "products": ("product_id",),
+    "creatives": ("key",),
+    "subjects": ("image_sha256", "method"),
+    "reviews": ("key",),
+}
 _MIGRATION_LOCK = 0x62616B64  # "bakd": one migrating writer at a time
 _UPSERT = re.compile(r"INSERT OR REPLACE INTO (\w+)\s*(?:\(([^)]*)\))?\s*VALUES", re.IGNORECASE)
 
@@ -44,6 +50,7 @@ def to_postgres(sql: str, columns: dict[str, list[str]]) -> str:
         )
     out = sql.replace("?", "%s")
     if stripped.upper().startswith(("CREATE TABLE", "ALTER TABLE")):
+        out = out.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
         out = re.sub(r"\bREAL\b", "DOUBLE PRECISION", out)
         out = re.sub(r"\bINTEGER\b", "BIGINT", out)
     m = _UPSERT.search(out)

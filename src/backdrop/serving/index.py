@@ -4,15 +4,22 @@
 reference to it in one assignment, so a request sees the old index or the new one, never a mix.
 Creatives QA flagged are withheld (unless ``serve_flagged``), and a creative whose file does not
 have the bytes its index row says (truncated, replaced, missing) is never served and is reported.
+
+Reviews (:mod:`backdrop.creative.review`) decide on top: a rejected creative is never served; with
+``review_required`` only approved ones are; an approval is a person overriding a QA flag.
+:meth:`CreativeIndex.with_reviews` applies new review states to a snapshot without reading the
+store again, which is what lets a rejection take effect within a second.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..creative.review import review_states
 from ..creative.store import CreativeStore
 
 logger = logging.getLogger(__name__)
@@ -32,11 +39,23 @@ class _Creative:
 
 
 @dataclass(frozen=True)
+class _Candidate:
+    """An indexed creative whose file is intact: served or not depending on QA and review."""
+
+    item: str
+    placement: str
+    arm: str
+    flagged: bool
+    creative: _Creative
+
+
+@dataclass(frozen=True)
 class CreativeIndex:
     """item -> product, and (item, placement) -> {style: creative}: one immutable snapshot of a store."""
 
     store_root: Path | str
     serve_flagged: bool = False
+    review_required: bool = False
     products: dict[str, dict] = field(default_factory=dict)
     by_item: dict[tuple[str, str], dict[str, _Creative]] = field(default_factory=dict)
     files: dict[str, _Creative] = field(default_factory=dict)
@@ -46,14 +65,52 @@ class CreativeIndex:
     #: creatives whose file is missing or does not have the bytes the index says (never served)
     broken: tuple[str, ...] = ()
     loaded_at: float = 0.0
+    #: creatives a reviewer rejected (never served)
+    rejected: int = 0
+    #: creatives not served because review is required and nobody approved them yet
+    pending: int = 0
+    #: the review change the snapshot is as of (:func:`~backdrop.creative.review.review_seq`)
+    review_seq: int = 0
+    candidates: tuple[_Candidate, ...] = ()
+    #: the catalog images (content-addressed like the creatives)
+    catalog: dict[str, _Creative] = field(default_factory=dict)
+    reviews: dict[str, str] = field(default_factory=dict)
 
     @property
     def served(self) -> int:
         return sum(len(v) for v in self.by_item.values())
 
+    def with_reviews(self, reviews: dict[str, str], seq: int) -> CreativeIndex:
+        """This snapshot with ``reviews`` (key -> approved/rejected) applied: which creatives are served."""
+        by_item: dict[tuple[str, str], dict[str, _Creative]] = {}
+        files = dict(self.catalog)
+        withheld = rejected = pending = 0
+        for c in self.candidates:
+            status = reviews.get(c.creative.key, "pending")
+            if status == "rejected":
+                rejected += 1
+                continue
+            if status != "approved":  # an approval is a person overriding a QA flag
+                if self.review_required:
+                    pending += 1
+                    continue
+                if c.flagged and not self.serve_flagged:
+                    withheld += 1
+                    continue
+            by_item.setdefault((c.item, c.placement), {})[c.arm] = c.creative  # a style, or a style with an overlay
+            files[c.creative.key] = c.creative
+        return dataclasses.replace(
+            self, by_item=by_item, files=files, withheld=withheld, rejected=rejected, pending=pending, review_seq=seq, reviews=reviews
+        )
+
     @classmethod
     def load(
-        cls, store_root: Path | str, serve_flagged: bool = False, previous: CreativeIndex | None = None, index: str | None = None
+        cls,
+        store_root: Path | str,
+        serve_flagged: bool = False,
+        previous: CreativeIndex | None = None,
+        index: str | None = None,
+        review_required: bool = False,
     ) -> CreativeIndex:
         """A fresh snapshot of the store at ``store_root`` (read-only; a folder, or object storage with
         its ``index``); ``previous`` only decides whether newly broken files are logged again."""
@@ -64,17 +121,15 @@ class CreativeIndex:
         sizes = dict(store.files.walk("creatives")) if store.remote else None
         try:
             products: dict[str, dict] = {}
-            by_item: dict[tuple[str, str], dict[str, _Creative]] = {}
-            files: dict[str, _Creative] = {}
+            candidates: list[_Candidate] = []
+            catalog: dict[str, _Creative] = {}
             placements: set[str] = set()
-            withheld, broken = 0, []
+            broken = []
+            reviews, seq = review_states(store)
             for p in store.products():
                 products[p["product_id"]] = p
             for r in store.creatives():
                 placements.add(r.placement)
-                if r.flagged and not serve_flagged:
-                    withheld += 1
-                    continue
                 path = store.files.local_path(r.path)
                 if sizes is not None:
                     size = sizes.get(r.path, -1)
@@ -86,12 +141,11 @@ class CreativeIndex:
                     continue
                 media = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}.get(r.format, "application/octet-stream")
                 c = _Creative(r.key, path, r.width, r.height, media, r.bytes, r.path)
-                by_item.setdefault((r.product_id, r.placement), {})[r.arm] = c  # a style, or a style with an overlay
-                files[r.key] = c
+                candidates.append(_Candidate(r.product_id, r.placement, r.arm, r.flagged, c))
             for p in products.values():  # the catalog image, content-addressed like the creatives
                 path = Path(p["image_path"])
                 key = "catalog-" + p["image_sha256"][:32]
-                if key not in files and path.is_file():
+                if key not in catalog and path.is_file():
                     with Image.open(path) as im:
                         w, h = im.size
                     media = (
@@ -101,7 +155,7 @@ class CreativeIndex:
                         if path.suffix.lower() in (".jpg", ".jpeg")
                         else "image/webp"
                     )
-                    files[key] = _Creative(key, path, w, h, media)
+                    catalog[key] = _Creative(key, path, w, h, media)
                 p["catalog_key"] = key
         finally:
             store.close()
@@ -112,4 +166,15 @@ class CreativeIndex:
                 broken[0],
                 store_root,
             )
-        return cls(store_root, serve_flagged, products, by_item, files, frozenset(placements), withheld, tuple(broken), time.time())
+        snapshot = cls(
+            store_root,
+            serve_flagged,
+            review_required,
+            products,
+            placements=frozenset(placements),
+            broken=tuple(broken),
+            loaded_at=time.time(),
+            candidates=tuple(candidates),
+            catalog=catalog,
+        )
+        return snapshot.with_reviews(reviews, seq)

@@ -39,9 +39,14 @@ class Metrics:
         )
         self.creatives = Gauge(
             "backdrop_creatives",
-            "Creatives in the index: served, withheld because QA flagged them, or broken (file does not match the index)",
+            "Creatives in the index: served, withheld because QA flagged them, rejected in review, pending review"
+            " (when review is required), or broken (file does not match the index)",
             ["status"],
             registry=r,
+        )
+
+        self.review_seq = Gauge(
+            "backdrop_review_seq", "The last review change this replica applies (the store's review_audit seq)", registry=r
         )
 
     def render(self) -> bytes:

@@ -15,7 +15,9 @@ import numpy as np
 from ..bandit.arms import ORIGINAL
 from ..bandit.features import FeatureEncoder
 from ..bandit.policies import ModelFileError, Policy
+from ..creative.review import review_seq, review_states
 from ..creative.storage import open_files
+from ..creative.store import CreativeStore
 from .errors import Conflict, Invalid, NotFound, Unavailable
 from .eventlog import (
     EarlyReward,
@@ -52,9 +54,14 @@ class Service:
         self.settings = settings
         self.encoder = FeatureEncoder(settings.features)
         self.metrics = Metrics()
-        self.index = CreativeIndex(settings.store, serve_flagged=settings.serve_flagged)
+        self.index = CreativeIndex(settings.store, serve_flagged=settings.serve_flagged, review_required=settings.review_required)
         #: the store's files, for the bytes of creatives on object storage (local ones are sent as files)
         self.files = open_files(settings.store)
+        self._index_lock = threading.Lock()
+        self._review_store: CreativeStore | None = None
+        #: when the review state was last read from the store, and why the last read failed
+        self.reviews_read_at = time.time()
+        self.review_error = ""
         self.refresh_index()
         self.log = log or open_event_log(settings.db_url)
         self._policy_lock = threading.Lock()
@@ -97,6 +104,7 @@ class Service:
         self._threads = [
             threading.Thread(target=self._poll_models, name="backdrop-model-poll", daemon=True),
             threading.Thread(target=self._poll_store, name="backdrop-store-refresh", daemon=True),
+            threading.Thread(target=self._poll_reviews, name="backdrop-review-poll", daemon=True),
         ]
         if self.learner is not None:
             self._threads.append(
@@ -182,12 +190,22 @@ class Service:
         if bound is not None and self.learner_lag_s is not None and self.learner_lag_s > bound:
             problems.append(f"the learner is {self.learner_lag_s:.0f} s behind (bound {bound:g} s)")
         if not self.index.by_item:
-            if self.index.withheld:
+            index = self.index
+            if index.pending:
                 problems.append(
-                    f"no servable creative: all {self.index.withheld} are flagged by QA (see `backdrop report`; serve_flagged is off)"
+                    f"no servable creative: review is required and none is approved ({index.pending} pending,"
+                    f" {index.rejected} rejected); approve them in `backdrop console`"
+                )
+            elif index.withheld or index.rejected:
+                problems.append(
+                    f"no servable creative: {index.withheld} flagged by QA (see `backdrop report`; serve_flagged is off),"
+                    f" {index.rejected} rejected in review"
                 )
             else:
                 problems.append("creative store is empty")
+        stale = time.time() - self.reviews_read_at
+        if stale > max(10 * self.settings.review_poll_s, 10.0):  # a rejection made meanwhile may still be served
+            problems.append(f"review state not read from the store for {stale:.0f} s: {self.review_error or 'no poll yet'}")
         if self.index.broken:
             note = (
                 f"{len(self.index.broken)} creative file(s) do not match the store's index (first: {self.index.broken[0]}); "
@@ -198,12 +216,54 @@ class Service:
 
     def refresh_index(self) -> None:
         """Load a new snapshot of the store and swap it in (one assignment: readers see one or the other)."""
-        self.index = CreativeIndex.load(
-            self.settings.store, self.settings.serve_flagged, previous=self.index, index=self.settings.store_index
-        )
-        self.metrics.creatives.labels("served").set(self.index.served)
-        self.metrics.creatives.labels("withheld").set(self.index.withheld)
-        self.metrics.creatives.labels("broken").set(len(self.index.broken))
+        s = self.settings
+        fresh = CreativeIndex.load(s.store, s.serve_flagged, previous=self.index, index=s.store_index, review_required=s.review_required)
+        self._swap(fresh)
+        self.reviews_read_at = time.time()
+
+    def _swap(self, index: CreativeIndex) -> None:
+        with self._index_lock:
+            current = self.index
+            if current.review_seq > index.review_seq:  # reviews applied while the snapshot loaded: never older ones
+                index = index.with_reviews(current.reviews, current.review_seq)
+            self.index = index
+        for status, n in (
+            ("served", index.served),
+            ("withheld", index.withheld),
+            ("rejected", index.rejected),
+            ("pending-review", index.pending),
+            ("broken", len(index.broken)),
+        ):
+            self.metrics.creatives.labels(status).set(n)
+        self.metrics.review_seq.set(index.review_seq)
+
+    def refresh_reviews(self) -> bool:
+        """Apply review changes made since the snapshot (one cheap query when there are none); True if any."""
+        if self._review_store is None:
+            self._review_store = CreativeStore(self.settings.store, readonly=True, index=self.settings.store_index)
+        try:
+            if review_seq(self._review_store) == self.index.review_seq:
+                self.reviews_read_at = time.time()
+                return False
+            states, seq = review_states(self._review_store)
+        except Exception as e:
+            self.review_error = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            self._review_store.close()
+            self._review_store = None  # reopened at the next poll
+            raise
+        self.reviews_read_at = time.time()
+        with self._index_lock:
+            if seq > self.index.review_seq:
+                self.index = self.index.with_reviews(states, seq)
+        self._swap(self.index)
+        return True
+
+    def _poll_reviews(self) -> None:
+        while not self._stop.wait(self.settings.review_poll_s):
+            try:
+                self.refresh_reviews()
+            except Exception as e:  # noqa: BLE001 - keep serving; readiness reports a stale review state
+                logger.warning("review poll failed, serving the last review state: %s", e)
 
     def _poll_store(self) -> None:
         while not self._stop.wait(self.settings.store_refresh_s):
@@ -218,6 +278,8 @@ class Service:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None
         self.log.close()
+        if self._review_store is not None:
+            self._review_store.close()
 
     # -- decide -----------------------------------------------------------------------------
 
@@ -348,7 +410,8 @@ class Service:
     def _response(self, r: DecisionRecord) -> DecideResponse:
         c = self.index.files.get(r.creative_key) if r.creative_key is not None else None
         if c is None:
-            raise NotFound(f"creative {r.creative_key} of decision {r.decision_id} is no longer in the store")
+            why = "was rejected in review" if self.index.reviews.get(r.creative_key or "") == "rejected" else "is no longer served"
+            raise NotFound(f"creative {r.creative_key} of decision {r.decision_id} {why}")
         return DecideResponse(
             decision_id=r.decision_id,
             item_id=r.item_id,
@@ -406,6 +469,8 @@ class Service:
         object storage: as of the last refresh of the index; :meth:`creative_bytes` reads it)."""
         c = self.index.files.get(key)
         if c is None:
+            if self.index.reviews.get(key) == "rejected":
+                raise NotFound(f"creative '{key}' was rejected in review and is not served")
             raise NotFound(f"unknown creative '{key}'")
         if c.path is None:
             return c

@@ -140,6 +140,10 @@ class ServiceSettings(BaseSettings):
     store_refresh_s: float = Field(default=30.0, gt=0)
     #: serve creatives the QA checks flagged (by default they are withheld: see `backdrop report`)
     serve_flagged: bool = False
+    #: serve only creatives a reviewer approved in the console (a rejected one is never served either way)
+    review_required: bool = False
+    #: how often replicas look for review changes (a rejection stops being served within this)
+    review_poll_s: float = Field(default=1.0, gt=0)
     #: a decision not committed to the event log within this is answered as not logged
     #: (``fallback: log-unavailable``, ``decision_id: null``) and never written later
     log_timeout_ms: float = Field(default=50.0, gt=0, le=60_000)

@@ -1,0 +1,48 @@
+"""Thumbnails for the review grid, made once per image content and kept on disk.
+
+Creatives are content-addressed, so a thumbnail never goes stale: it is named by the creative's
+key (a catalog image's by its SHA-256) and the width. The cache is a folder of its own
+(``--thumb-cache``, by default under ``$XDG_CACHE_HOME/backdrop``), never the store.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+from PIL import Image
+
+from ..files import write_atomic
+
+THUMB_WIDTH = 360
+
+
+def default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "backdrop" / "console-thumbs"
+
+
+class Thumbnails:
+    def __init__(self, cache: Path):
+        self.cache = cache
+
+    def get(self, name: str, read) -> bytes:
+        """The WebP thumbnail of ``name`` (a key), made from ``read()``'s image bytes on a miss."""
+        path = self.cache / name[:2] / f"{name}-{THUMB_WIDTH}.webp"
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            pass
+        with Image.open(io.BytesIO(read())) as im:
+            im.draft("RGB", (THUMB_WIDTH * 2, THUMB_WIDTH * 2))  # JPEG: decode at a reduced size
+            im = im.convert("RGB")
+            im.thumbnail((THUMB_WIDTH, THUMB_WIDTH * 2), Image.Resampling.LANCZOS)
+            buf = io.BytesIO()
+            im.save(buf, "WEBP", quality=82, method=4)
+        data = buf.getvalue()
+        try:
+            write_atomic(path, data)
+        except OSError:
+            pass  # a read-only cache: served without keeping it
+        return data
