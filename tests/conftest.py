@@ -151,3 +151,22 @@ def s3_bucket(s3_endpoint, request):
     name = ("t-" + re.sub(r"[^a-z0-9]", "-", request.node.name.lower())[:40] + "-" + uuid.uuid4().hex[:6]).strip("-")
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
     return name
+
+
+#: strong effects so that a few thousand impressions per seed can see them (the defaults mirror the
+#: paper's, which need ~10^5 impressions per arm; see `backdrop abtest plan`)
+STRONG = {"base_ctr": 0.10, "generated_lift": 0.30, "style_spread": 0.20, "personal_spread": 0.50}
+SEEDS = (1, 2, 3)
+
+
+@pytest.fixture(scope="session")
+def studies(small_store, tmp_path_factory):
+    """Three studies through the real service on the small store: seed -> (result, config, out folder)."""
+    from backdrop.experiments.study import StudyConfig, run_study
+
+    out = {}
+    for seed in SEEDS:
+        config = StudyConfig(impressions=4000, seed=seed, join_window_s=2.0, learn_interval_s=0.5, **STRONG)
+        d = tmp_path_factory.mktemp(f"study{seed}")
+        out[seed] = (run_study(small_store, d, config), config, d)
+    return out

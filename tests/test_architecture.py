@@ -29,6 +29,7 @@ RANK = {
     "creative": 2,
     "serving": 3,
     "experiments": 3,
+    "console": 4,
     "cli": 4,
     "testing": 4,
 }

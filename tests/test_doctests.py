@@ -29,6 +29,9 @@ MODULES = [
     "backdrop.bandit.policies.registry",
     "backdrop.bandit.evaluation",
     "backdrop.experiments.stats",
+    "backdrop.experiments.breakdown",
+    "backdrop.console.auth",
+    "backdrop.console.results",
 ]
 
 

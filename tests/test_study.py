@@ -7,22 +7,8 @@ import numpy as np
 import pytest
 
 from backdrop.cli import main
-from backdrop.experiments.study import ARMS, StudyConfig, run_study
-
-#: strong effects so that a few thousand impressions per seed can see them (the defaults mirror the
-#: paper's, which need ~10^5 impressions per arm; see `backdrop abtest plan`)
-STRONG = {"base_ctr": 0.10, "generated_lift": 0.30, "style_spread": 0.20, "personal_spread": 0.50}
-SEEDS = (1, 2, 3)
-
-
-@pytest.fixture(scope="module")
-def studies(small_store, tmp_path_factory):
-    out = {}
-    for seed in SEEDS:
-        config = StudyConfig(impressions=4000, seed=seed, join_window_s=2.0, learn_interval_s=0.5, **STRONG)
-        d = tmp_path_factory.mktemp(f"study{seed}")
-        out[seed] = (run_study(small_store, d, config), config, d)
-    return out
+from backdrop.experiments.study import ARMS
+from conftest import SEEDS
 
 
 def test_the_study_recovers_the_configured_effects_in_most_seeds(studies):

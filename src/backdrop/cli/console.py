@@ -7,9 +7,13 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import BackdropError
 from ._common import Formatter as _Formatter
+
+if TYPE_CHECKING:
+    from ..console import Keyring
 
 CONSOLE_KEY_ENV = "BACKDROP_CONSOLE_KEY"
 
@@ -69,7 +73,7 @@ def add_console_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--console-key-file", type=Path, metavar="FILE", help="read the shared console key from FILE")
 
 
-def keyring(args, store: str | Path) -> tuple[object, str]:
+def keyring(args, store: str | Path) -> tuple[Keyring, str]:
     """(the Keyring, how to sign in: a line for the start-up message)."""
     from ..console import Keyring
 

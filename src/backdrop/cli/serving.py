@@ -10,8 +10,8 @@ from pathlib import Path
 from ..errors import BackdropError
 from ..text import redact_url
 from ._common import Formatter as _Formatter
-from .console import add_console_options
 from ._common import positive_int as _positive_int
+from .console import add_console_options
 
 
 def register(sub) -> dict:
@@ -245,7 +245,7 @@ def cmd_serve(args) -> int:
             if args.users:
                 os.environ[USERS_FILE_ENV] = str(args.users.resolve())
             else:
-                os.environ["BACKDROP_CONSOLE_KEY"] = ring.console_key
+                os.environ["BACKDROP_CONSOLE_KEY"] = ring.console_key or ""
             app = "backdrop.console.app:service_app_from_settings_file"
         if args.learn:  # the learner runs in this (parent) process; the workers' readiness watches its lag
             log = open_event_log(settings.db_url)

@@ -100,13 +100,17 @@ def create_console(config: ConsoleConfig) -> FastAPI:
         return user
 
     def page(request: Request, template: str, user: User | None, status: int = 200, **context) -> HTMLResponse:
-        html = environment().get_template(f"console/{template}").render(
-            base=base(request),
-            user=user,
-            csrf=keyring.csrf_token(user) if user else "",
-            readonly_reason=console.readonly_reason,
-            version=__version__,
-            **context,
+        html = (
+            environment()
+            .get_template(f"console/{template}")
+            .render(
+                base=base(request),
+                user=user,
+                csrf=keyring.csrf_token(user) if user else "",
+                readonly_reason=console.readonly_reason,
+                version=__version__,
+                **context,
+            )
         )
         return HTMLResponse(html, status_code=status)
 
@@ -154,7 +158,9 @@ def create_console(config: ConsoleConfig) -> FastAPI:
         if not same_origin(request):
             raise Forbidden("cross-origin sign-in refused")
         if len(recent) >= MAX_FAILED_LOGINS:
-            return page(request, "login.html.j2", None, 429, next=nxt, error="Too many failed sign-ins: wait a minute.", shared=keyring.shared_key)
+            return page(
+                request, "login.html.j2", None, 429, next=nxt, error="Too many failed sign-ins: wait a minute.", shared=keyring.shared_key
+            )
         user = keyring.login(str(data.get("name", "")), str(data.get("key", "")))
         if user is None:
             recent.append(time.monotonic())
@@ -183,7 +189,13 @@ def create_console(config: ConsoleConfig) -> FastAPI:
 
     @app.get("/review", response_class=HTMLResponse)
     def review_grid(
-        request: Request, status: str = "pending", category: str = "", style: str = "", placement: str = "", product: str = "", page_no: int = 1
+        request: Request,
+        status: str = "pending",
+        category: str = "",
+        style: str = "",
+        placement: str = "",
+        product: str = "",
+        page_no: int = 1,
     ):
         user = require(request)
         if status not in STATUS_FILTERS:
@@ -195,7 +207,16 @@ def create_console(config: ConsoleConfig) -> FastAPI:
             "prev": _link(base(request), query, data["page"] - 1) if data["page"] > 1 else None,
             "next": _link(base(request), query, data["page"] + 1) if data["page"] < data["pages"] else None,
         }
-        return page(request, "review.html.j2", user, filter=f, statuses=STATUS_FILTERS, links=links, here=_link(base(request), query, data["page"]), **data)
+        return page(
+            request,
+            "review.html.j2",
+            user,
+            filter=f,
+            statuses=STATUS_FILTERS,
+            links=links,
+            here=_link(base(request), query, data["page"]),
+            **data,
+        )
 
     @app.post("/review")
     async def review(request: Request):
@@ -207,13 +228,16 @@ def create_console(config: ConsoleConfig) -> FastAPI:
         return {
             "changed": len(changes),
             "items": [{"key": c.key, "status": c.status, "reviewer": c.reviewer, "reason": c.reason, "at": c.at} for c in changes],
+            "counts": console.counts(),
         }
 
     @app.post("/review/style")
     async def review_style(request: Request):
         data = await form(request)
         user = checked(request, data)
-        out = console.review_style(user, str(data.get("style", "")), str(data.get("category", "")), str(data.get("status", "")), str(data.get("reason", "")))
+        out = console.review_style(
+            user, str(data.get("style", "")), str(data.get("category", "")), str(data.get("status", "")), str(data.get("reason", ""))
+        )
         if not wants_json(request):
             return RedirectResponse(_safe_next(str(data.get("next", "")), base(request)) or f"{base(request)}/review", status_code=303)
         return out
@@ -224,7 +248,9 @@ def create_console(config: ConsoleConfig) -> FastAPI:
         record = console.creative(key)
         product = console.product(record.product_id)
         history = console.audit(key)
-        return page(request, "creative.html.j2", user, record=record, product=product, history=history, latest=history[0] if history else None)
+        return page(
+            request, "creative.html.j2", user, record=record, product=product, history=history, latest=history[0] if history else None
+        )
 
     # -- images ------------------------------------------------------------------------------
 

@@ -96,6 +96,10 @@ class Console:
         pages = max(1, -(-total // size))
         return {"items": items, "total": total, "page": page, "pages": pages, "counts": counts, "options": options, "size": size}
 
+    def counts(self) -> dict[str, int]:
+        with self.lock:
+            return reviews.review_counts(self.store)
+
     def review(self, user: User, keys: list[str], status: str, reason: str) -> list[reviews.ReviewChange]:
         if not user.can("reviewer"):
             raise Forbidden(f"{user.name} is a {user.role}: reviewing needs the reviewer role")

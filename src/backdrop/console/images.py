@@ -7,6 +7,7 @@ key (a catalog image's by its SHA-256) and the width. The cache is a folder of i
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from pathlib import Path
@@ -36,13 +37,11 @@ class Thumbnails:
             pass
         with Image.open(io.BytesIO(read())) as im:
             im.draft("RGB", (THUMB_WIDTH * 2, THUMB_WIDTH * 2))  # JPEG: decode at a reduced size
-            im = im.convert("RGB")
-            im.thumbnail((THUMB_WIDTH, THUMB_WIDTH * 2), Image.Resampling.LANCZOS)
-            buf = io.BytesIO()
-            im.save(buf, "WEBP", quality=82, method=4)
+            small = im.convert("RGB")
+        small.thumbnail((THUMB_WIDTH, THUMB_WIDTH * 2), Image.Resampling.LANCZOS)
+        buf = io.BytesIO()
+        small.save(buf, "WEBP", quality=82, method=4)
         data = buf.getvalue()
-        try:
+        with contextlib.suppress(OSError):  # a read-only cache: served without keeping it
             write_atomic(path, data)
-        except OSError:
-            pass  # a read-only cache: served without keeping it
         return data

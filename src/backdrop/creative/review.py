@@ -162,10 +162,25 @@ def keys_of_style(store: CreativeStore, style: str, category: str = "", *, only_
     where, args = _where(ReviewFilter(status="all", style=style, category=category))
     if only_pending_unflagged:
         where += " AND (r.status IS NULL OR r.status = 'pending') AND c.qa_status <> 'flagged'"
-    return [k for (k,) in _query(store, f"SELECT c.key {_FROM} WHERE {where} ORDER BY c.key", args)]
+    return [k for (k,) in _query(store, f"SELECT c.key {_from(store)} WHERE {where} ORDER BY c.key", args)]
 
 
 _FROM = "FROM creatives c JOIN products p ON p.product_id = c.product_id LEFT JOIN reviews r ON r.key = c.key"
+#: the same for an index from before reviews (opened read-only, so not migrated): nothing reviewed
+_FROM_UNREVIEWED = (
+    "FROM creatives c JOIN products p ON p.product_id = c.product_id LEFT JOIN (SELECT '' AS key, NULL AS status,"
+    " NULL AS reviewer, NULL AS reason, NULL AS at WHERE 1=0) r ON r.key = c.key"
+)
+
+
+def _from(store: CreativeStore) -> str:
+    try:
+        store._db().execute("SELECT 1 FROM reviews LIMIT 1").fetchall()
+    except Exception as e:
+        if _missing_table(e):
+            return _FROM_UNREVIEWED
+        raise
+    return _FROM
 
 
 def _like(text: str) -> str:
@@ -198,11 +213,12 @@ def _where(f: ReviewFilter) -> tuple[str, list]:
 def review_page(store: CreativeStore, f: ReviewFilter, offset: int = 0, limit: int = 60) -> tuple[list[ReviewItem], int]:
     """(the creatives ``f`` selects, QA-flagged first, from ``offset``; how many it selects in all)."""
     where, args = _where(f)
-    total = int(_query(store, f"SELECT COUNT(*) {_FROM} WHERE {where}", args)[0][0])
+    source = _from(store)
+    total = int(_query(store, f"SELECT COUNT(*) {source} WHERE {where}", args)[0][0])
     rows = _query(
         store,
         "SELECT c.key, c.product_id, p.title, p.category, c.style, c.params, c.placement, c.width, c.height, c.qa_status,"
-        f" c.qa_reasons, r.status, r.reviewer, r.reason, r.at {_FROM} WHERE {where}"
+        f" c.qa_reasons, r.status, r.reviewer, r.reason, r.at {source} WHERE {where}"
         " ORDER BY CASE WHEN c.qa_status = 'flagged' THEN 0 ELSE 1 END, c.product_id, c.placement, c.style, c.key"
         " LIMIT ? OFFSET ?",
         [*args, int(limit), int(offset)],
@@ -212,9 +228,22 @@ def review_page(store: CreativeStore, f: ReviewFilter, offset: int = 0, limit: i
         overlay = str((json.loads(params).get("overlay") or {}).get("name", ""))
         items.append(
             ReviewItem(
-                key, pid, title, category, style, overlay, placement, int(w), int(h), qa, tuple(json.loads(reasons)),
-                status or "pending", who or "", why or "", None if at is None else float(at),
-            )  # fmt: skip
+                key,
+                pid,
+                title,
+                category,
+                style,
+                overlay,
+                placement,
+                int(w),
+                int(h),
+                qa,
+                tuple(json.loads(reasons)),
+                status or "pending",
+                who or "",
+                why or "",
+                None if at is None else float(at),
+            )
         )
     return items, total
 
@@ -223,8 +252,7 @@ def review_counts(store: CreativeStore) -> dict[str, int]:
     """How many creatives are pending (of them, QA-flagged), approved and rejected."""
     rows = _query(
         store,
-        "SELECT COALESCE(r.status, 'pending'), CASE WHEN c.qa_status = 'flagged' THEN 1 ELSE 0 END, COUNT(*)"
-        " FROM creatives c LEFT JOIN reviews r ON r.key = c.key GROUP BY 1, 2",
+        f"SELECT COALESCE(r.status, 'pending'), CASE WHEN c.qa_status = 'flagged' THEN 1 ELSE 0 END, COUNT(*) {_from(store)} GROUP BY 1, 2",
     )
     out = dict.fromkeys(("pending", "flagged", "approved", "rejected"), 0)
     for status, flagged, n in rows:

@@ -59,10 +59,14 @@
     }
     const body = await response.json().catch(() => ({ detail: response.statusText }));
     if (!response.ok) { say(`Not saved: ${body.detail}`, true); return false; }
-    for (const key of keys) {
+    for (const key of keys) {  // a key already in that state is not in the changes: shown as asked
       const card = cards.find((c) => c.dataset.key === key);
       const item = body.items.find((i) => i.key === key);
       if (card && item) show(card, item);
+    }
+    for (const [name, value] of Object.entries(body.counts || {})) {
+      const el = document.getElementById(`count-${name}`);
+      if (el) el.textContent = value.toLocaleString("en");
     }
     const n = keys.length;
     const one = cards.find((c) => c.dataset.key === keys[0]);

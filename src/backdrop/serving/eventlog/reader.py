@@ -33,9 +33,7 @@ class LogReader:
             import psycopg
 
             try:
-                self._conn = psycopg.connect(
-                    self.url, autocommit=True, connect_timeout=5, options="-c default_transaction_read_only=on"
-                )
+                self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5, options="-c default_transaction_read_only=on")
             except psycopg.OperationalError as e:
                 raise LogUnavailable(f"{self.redacted_url}: {str(e).strip().splitlines()[0]}") from None
         else:
@@ -61,7 +59,9 @@ class LogReader:
         except Exception as e:
             self.close()  # a broken connection is not reused
             if isinstance(e, sqlite3.OperationalError) or type(e).__module__.startswith("psycopg"):
-                raise LogUnavailable(f"{self.redacted_url}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+                raise LogUnavailable(
+                    f"{self.redacted_url}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
+                ) from None
             raise
 
     def close(self) -> None:

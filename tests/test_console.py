@@ -1,0 +1,326 @@
+"""The review console: review states in the store's index (both index backends), the decision
+service honouring them, sign-in, roles and CSRF, the read-only event log, and the results figures.
+The whole thing in a real browser is in test_console_browser.py."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from backdrop.cli import main
+from backdrop.console import ConsoleConfig, Keyring, add_user, console_app
+from backdrop.console.app import mount_console
+from backdrop.console.results import results
+from backdrop.creative.review import (
+    ReviewFilter,
+    audit,
+    keys_of_style,
+    review_counts,
+    review_page,
+    review_seq,
+    review_states,
+    set_review,
+)
+from backdrop.creative.store import CreativeStore, StoreError
+from backdrop.serving.app import create_app
+from backdrop.serving.eventlog import LogUnavailable, open_event_log
+from backdrop.serving.eventlog.reader import LogReader
+from backdrop.serving.settings import load_settings
+from conftest import SEEDS
+
+API_KEY = "test-api-key"
+CONSOLE_KEY = "test-console-key"
+
+
+@pytest.fixture
+def store(small_store, tmp_path):
+    """A copy of the small store (reviews write its index)."""
+    return shutil.copytree(small_store, tmp_path / "store")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def review_store(request, tmp_path):
+    """A store of 2 products x 2 placements x 2 styles, its index in SQLite or in PostgreSQL."""
+    from pathlib import Path
+
+    demo = Path(__file__).resolve().parents[1] / "src" / "backdrop" / "data" / "demo" / "products.csv"
+    args = ["generate", str(demo), "--out", str(tmp_path / "s"), "--placements", "square,story", "--limit", "2"]
+    args += ["--styles", "color-pop,marble-counter", "--workers", "1", "--no-progress", "--json"]
+    index = None
+    if request.param == "postgresql":
+        index = request.getfixturevalue("pg_url")
+        args += ["--index", index]
+    assert main(args) == 0
+    s = CreativeStore(tmp_path / "s", index=index)
+    yield s
+    s.close()
+
+
+def test_review_states_are_audited_and_filtered_in_sql(review_store):
+    s = review_store
+    records = s.creatives()
+    assert len(records) == 8 and review_seq(s) == 0
+    items, total = review_page(s, ReviewFilter())
+    assert total == 8 and {i.status for i in items} == {"pending"}
+    k1, k2 = records[0].key, records[1].key
+
+    changes = set_review(s, [k1], "rejected", reviewer="Ana", role="reviewer", reason="product cut off")
+    assert [(c.key, c.previous, c.status) for c in changes] == [(k1, "pending", "rejected")]
+    assert set_review(s, [k1], "rejected", reviewer="Ana", role="reviewer") == []  # no change, no audit row
+    set_review(s, [k1, k2], "approved", reviewer="Bo", role="admin")
+    history = audit(s, k1)
+    assert [(c.previous, c.status, c.reviewer, c.reason) for c in history] == [
+        ("rejected", "approved", "Bo", ""),
+        ("pending", "rejected", "Ana", "product cut off"),
+    ]
+    assert review_states(s) == ({k1: "approved", k2: "approved"}, review_seq(s)) and review_seq(s) == 3
+    with pytest.raises(StoreError, match="not in the store"):
+        set_review(s, [records[2].key, "f" * 32], "rejected", reviewer="Ana", role="reviewer")
+    assert review_states(s)[0].get(records[2].key) is None  # nothing of that call was changed
+
+    # the grid's filters, in SQL
+    assert review_page(s, ReviewFilter("approved"))[1] == 2
+    assert review_page(s, ReviewFilter("pending"))[1] == 6
+    product = s.product(records[0].product_id)
+    top = product["category"].split(" > ")[0]
+    assert review_page(s, ReviewFilter("all", category=top))[1] == sum(
+        1 for r in records if s.product(r.product_id)["category"].startswith(top)
+    )
+    assert review_page(s, ReviewFilter("all", style="color-pop", placement="story"))[1] == 2
+    word = product["title"].split()[0].lower()
+    found = review_page(s, ReviewFilter("all", product=word))[0]
+    assert found and all(word in i.title.lower() for i in found)
+    assert review_page(s, ReviewFilter("all", product="100%_no_such"))[1] == 0  # wildcards in the query are literal
+    assert review_counts(s) == {"pending": 6, "flagged": 0, "approved": 2, "rejected": 0}
+    # a whole style: approving takes only the pending ones QA did not flag
+    pending_pop = [r.key for r in records if r.style == "color-pop" and r.key not in (k1, k2)]
+    assert sorted(keys_of_style(s, "color-pop", only_pending_unflagged=True)) == sorted(pending_pop)
+
+
+def test_a_store_from_before_reviews_reads_as_all_pending(store):
+    """Opened read-only (no migration), an index without the review tables is not an error."""
+    db = sqlite3.connect(store / "index.sqlite")
+    db.executescript("DROP TABLE reviews; DROP TABLE review_audit; UPDATE meta SET value='2' WHERE key='schema_version';")
+    db.close()
+    ro = CreativeStore(store, readonly=True)
+    assert review_states(ro) == ({}, 0) and review_page(ro, ReviewFilter())[1] == len(ro)
+    with pytest.raises(StoreError, match="read-only"):
+        set_review(ro, [ro.creatives()[0].key], "approved", reviewer="Ana", role="admin")
+    ro.close()
+    CreativeStore(store).close()  # a writer migrates it to schema 3
+    assert review_seq(CreativeStore(store, readonly=True)) == 0
+
+
+def _service(store, **kw):
+    settings = load_settings(None, store=store, db=str(store / "events.sqlite"), api_key=API_KEY, review_poll_s=0.05, **kw)
+    return create_app(settings)
+
+
+def _decide(c, item, placement, styles=None, user="u1"):
+    body = {"item_id": item, "placement": placement, "user": {"id": user, "features": {"segment": "runners"}}}
+    if styles is not None:
+        body["styles"] = styles
+    r = c.post("/v1/decide", json=body)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _wait(condition, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "not within the time"
+        time.sleep(0.02)
+    return timeout - (deadline - time.monotonic())
+
+
+def test_the_service_stops_serving_a_rejected_creative_within_a_poll(store):
+    writer = CreativeStore(store)
+    target = next(r for r in writer.creatives() if r.placement == "square")
+    # a creative QA flagged is withheld, until a person approves it
+    flagged = next(r for r in writer.creatives() if r.placement == "story" and r.product_id == target.product_id)
+    with writer._db() as db:
+        db.execute("UPDATE creatives SET qa_status='flagged', qa_reasons='[]' WHERE key=?", (flagged.key,))
+    with TestClient(_service(store)) as c:
+        assert _decide(c, target.product_id, "square", [target.style])["creative"]["key"] == target.key
+        assert _decide(c, flagged.product_id, "story", [flagged.style])["style"] == "original"
+        set_review(writer, [target.key], "rejected", reviewer="Ana", role="reviewer", reason="artifact")
+        set_review(writer, [flagged.key], "approved", reviewer="Ana", role="reviewer", reason="QA false alarm")
+        took = _wait(lambda: _decide(c, target.product_id, "square", [target.style])["creative"]["key"] != target.key)
+        assert took < 2.0
+        assert _decide(c, flagged.product_id, "story", [flagged.style])["creative"]["key"] == flagged.key
+        served = {_decide(c, target.product_id, "square", user=f"u{i}")["creative"]["key"] for i in range(60)}
+        assert target.key not in served and served
+        r = c.get(f"/v1/creatives/{target.key}")
+        assert r.status_code == 404 and "rejected in review" in r.json()["detail"]
+        metrics = c.get("/metrics").text
+        assert 'backdrop_creatives{status="rejected"} 1.0' in metrics and "backdrop_review_seq 2.0" in metrics
+        # a full reload of the store (the 30 s refresh) keeps the rejection
+        c.app.state.service.refresh_index()
+        assert target.key not in c.app.state.service.index.files
+    writer.close()
+
+
+def test_review_required_serves_only_approved_creatives_and_readiness_says_why(store):
+    writer = CreativeStore(store)
+    records = writer.creatives()
+    with TestClient(_service(store, review_required=True)) as c:
+        ready = c.get("/readyz")
+        assert ready.status_code == 503 and "review is required and none is approved" in str(ready.json()["problems"])
+        item = records[0].product_id
+        approved = [r for r in records if r.product_id == item and r.placement == "square"][:2]
+        set_review(writer, [r.key for r in approved], "approved", reviewer="Ana", role="reviewer")
+        _wait(lambda: c.get("/readyz").status_code == 200)
+        served = {_decide(c, item, "square", user=f"u{i}")["creative"]["key"] for i in range(40)}
+        assert served == {r.key for r in approved} or served < {r.key for r in approved}
+        other = next(r for r in records if r.product_id != item)
+        assert _decide(c, other.product_id, other.placement)["fallback"] == "no-creative"  # the catalog image
+        assert 'backdrop_creatives{status="pending-review"}' in c.get("/metrics").text
+    writer.close()
+
+
+def _console(store, tmp_path, keyring=None, **kw):
+    config = ConsoleConfig(store=store, keyring=keyring or Keyring.from_console_key(CONSOLE_KEY), thumb_cache=tmp_path / "thumbs", **kw)
+    return console_app(config)
+
+
+def _login(c, name, key=CONSOLE_KEY):
+    return c.post("/console/login", data={"name": name, "key": key}, follow_redirects=False)
+
+
+def _csrf(c) -> str:
+    page = c.get("/console/review")
+    assert page.status_code == 200, page.text
+    return re.search(r'<meta name="csrf-token" content="([0-9a-f]+)">', page.text).group(1)
+
+
+def test_sign_in_sets_a_strict_session_cookie_and_state_changes_need_csrf(store, tmp_path):
+    key = CreativeStore(store, readonly=True).creatives()[0].key
+    with TestClient(_console(store, tmp_path), base_url="https://testserver") as c:
+        assert c.get("/console/review", follow_redirects=False).headers["location"].startswith("/console/login?next=")
+        assert _login(c, "Ana", "wrong").status_code == 401
+        r = _login(c, "Ana")
+        assert r.status_code == 303 and r.headers["location"] == "/console/review"
+        cookie = r.headers["set-cookie"].lower()
+        assert all(a in cookie for a in ("httponly", "samesite=strict", "secure", "path=/console"))
+        assert "default-src 'self'" in c.get("/console/review").headers["content-security-policy"]
+        token = _csrf(c)
+        assert c.post("/console/review", json={"keys": [key], "status": "rejected"}).status_code == 403  # no token
+        cross = c.post(
+            "/console/review", json={"keys": [key], "status": "rejected", "csrf": token}, headers={"Origin": "https://evil.example"}
+        )
+        assert cross.status_code == 403
+        ok = c.post("/console/review", json={"keys": [key], "status": "rejected", "csrf": token, "reason": "blurry"})
+        assert ok.status_code == 200 and ok.json()["items"][0]["reviewer"] == "Ana"
+        form = c.post("/console/review", data={"keys": key, "status": "pending", "csrf": token}, follow_redirects=False)
+        assert form.status_code == 303  # a plain form post works too (no JavaScript)
+        assert "Ana" in c.get("/console/audit").text
+        forged = c.cookies.get("backdrop_console")[:-2] + "00"
+        c.cookies.clear()
+        c.cookies.set("backdrop_console", forged, path="/console")
+        assert c.get("/console/review", follow_redirects=False).status_code == 303  # a forged cookie is nobody
+    with TestClient(_console(store, tmp_path), base_url="http://testserver") as c:
+        assert "secure" not in _login(c, "Ana").headers["set-cookie"].lower()  # Secure only over TLS
+        # a place to go after signing in is a path of this console, never another site
+        r = c.post("/console/login", data={"name": "Ana", "key": CONSOLE_KEY, "next": "https://evil.example/x"}, follow_redirects=False)
+        assert r.headers["location"] == "/console/review"
+
+
+def test_roles_decide_what_a_user_may_change(store, tmp_path):
+    users = tmp_path / "users.yaml"
+    keys = {name: add_user(users, name, role) for name, role in (("vi", "viewer"), ("re", "reviewer"), ("ad", "admin"))}
+    assert users.stat().st_mode & 0o777 == 0o600 and keys["vi"] not in users.read_text()
+    records = CreativeStore(store, readonly=True).creatives()
+    style = records[0].style
+    for name, status in (("vi", 403), ("re", 200)):
+        with TestClient(_console(store, tmp_path, Keyring.from_users_file(users))) as c:
+            assert _login(c, name, keys[name]).status_code == 303
+            token = _csrf(c)
+            assert c.post("/console/review", json={"keys": [records[0].key], "status": "approved", "csrf": token}).status_code == status
+            whole = c.post("/console/review/style", json={"style": style, "status": "rejected", "csrf": token})
+            assert whole.status_code == 403 and "admin" in whole.json()["detail"]
+    with TestClient(_console(store, tmp_path, Keyring.from_users_file(users))) as c:
+        assert _login(c, "ad", keys["re"]).status_code == 401  # another user's key
+        assert _login(c, "ad", keys["ad"]).status_code == 303
+        whole = c.post("/console/review/style", json={"style": style, "status": "approved", "csrf": _csrf(c)})
+        n_style = sum(1 for r in records if r.style == style)
+        assert whole.status_code == 200 and whole.json()["matched"] == n_style - 1  # the one approved already is not pending
+        cookie = c.cookies.get("backdrop_console")
+    add_user(users, "ad", "viewer")  # a changed users file signs everybody out
+    with TestClient(_console(store, tmp_path, Keyring.from_users_file(users))) as c:
+        c.cookies.set("backdrop_console", cookie, path="/console")
+        assert c.get("/console/review", follow_redirects=False).status_code == 303
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_console_reads_the_event_log_and_cannot_change_it(backend, tmp_path, request):
+    url = str(tmp_path / "events.sqlite") if backend == "sqlite" else request.getfixturevalue("pg_url")
+    log = open_event_log(url)
+    log.migrate()
+    log.close()
+    reader = LogReader(url)
+    assert reader.query("SELECT COUNT(*) FROM decisions") == [(0,)]
+    with pytest.raises(LogUnavailable, match=r"read-only|readonly"):
+        reader.query("INSERT INTO heartbeat (writer, at) VALUES ('console', 1)")
+    with pytest.raises(LogUnavailable, match=r"read-only|readonly"):
+        reader.query("DELETE FROM decisions")
+    reader.close()
+    with pytest.raises(LogUnavailable, match="no event log yet"):
+        LogReader(str(tmp_path / "none.sqlite")).query("SELECT 1")
+
+
+def test_the_results_are_the_studys_numbers(studies, small_store):
+    result, _, out = studies[SEEDS[0]]
+    s = CreativeStore(small_store, readonly=True)
+    categories = {p["product_id"]: p["category"] for p in s.products()}
+    r = results(LogReader(str(out / "events.sqlite")), categories)
+    study = {a["arm"]: a for a in result["table"]["arms"]}
+    shown = {a["arm"]: a for a in r["experiment"]["arms"]}
+    assert shown.keys() == study.keys()
+    for arm, row in study.items():
+        assert (shown[arm]["n"], shown[arm]["clicks"]) == (row["n"], row["clicks"])
+        for field in ("ctr", "lift", "lift_low", "always_valid_p"):
+            if not row["control"]:
+                assert shown[arm][field] == pytest.approx(row[field], rel=1e-9), field
+        assert shown[arm]["ctr"] == pytest.approx(row["ctr"], rel=1e-12)
+    assert r["summary"]["decisions"] == result["table"]["impressions"]
+    by_arm = {row["arm"]: row for row in r["by_arm"]}
+    assert by_arm["original"]["control"] and sum(row["n"] for row in r["by_arm"]) == result["table"]["impressions"]
+    assert {row["group"] for row in r["by_placement"]} == {"square", "story"}
+    assert r["models"] and r["models"][-1]["version"] == len(r["models"])
+    assert r["plots"]["ctr"].startswith("data:image/png;base64,")
+
+
+def test_the_service_mounts_the_console_with_its_own_metrics(store, tmp_path):
+    app = _service(store)
+    mount_console(app, Keyring.from_console_key(CONSOLE_KEY), thumb_cache=tmp_path / "thumbs")
+    with TestClient(app) as c:
+        record = CreativeStore(store, readonly=True).creatives()[0]
+        for i in range(5):
+            _decide(c, record.product_id, record.placement, user=f"u{i}")
+        assert _login(c, "Ana").status_code == 303
+        page = c.get("/console/results").text
+        assert "5</strong> decisions" in page
+        latency = re.search(r"p50 ([0-9.]+) ms, p99 ([0-9.]+) ms over 5 requests", page)
+        assert latency and 0 < float(latency.group(1)) <= float(latency.group(2))
+        thumb = c.get(f"/console/thumb/{record.key}")
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/webp"
+        assert (tmp_path / "thumbs" / record.key[:2] / f"{record.key}-360.webp").is_file()  # cached
+
+
+def test_console_user_and_console_errors_on_the_command_line(store, tmp_path, capsys):
+    users = tmp_path / "u.yaml"
+    assert main(["console-user", "ana", "--role", "reviewer", "--users", str(users), "--json"]) == 0
+    import json
+
+    out = json.loads(capsys.readouterr().out)
+    assert out["role"] == "reviewer" and Keyring.from_users_file(users).login("ana", out["key"]).role == "reviewer"
+    assert main(["console", "--store", str(tmp_path / "nothing")]) == 2
+    assert "not a creative store" in capsys.readouterr().err
+    users.write_text("users:\n  - name: bo\n    role: boss\n    key_sha256: " + "0" * 64 + "\n")
+    assert main(["console", "--store", str(store), "--users", str(users)]) == 2
+    assert "users entry 1 (bo): role must be one of viewer, reviewer, admin" in capsys.readouterr().err
