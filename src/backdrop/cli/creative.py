@@ -596,4 +596,5 @@ def cmd_demo(args) -> int:
             f"flagged by QA {summary.flagged} in {elapsed:.1f} s"
         )
         print(f"open the report: file://{report.resolve()}")
+        print(f"review the creatives in the browser: backdrop console --store {store_dir}")
     return 0 if summary.failed == 0 else 1

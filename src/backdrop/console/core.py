@@ -22,6 +22,8 @@ from .results import results
 
 #: how long the results page's figures are reused (the log may hold millions of decisions)
 RESULTS_TTL_S = 5.0
+#: how long the filters' choices (categories, styles, placements: they change when a catalog is generated) are reused
+OPTIONS_TTL_S = 30.0
 
 
 class ConsoleError(BackdropError):
@@ -80,6 +82,7 @@ class Console:
         self.log = LogReader(db)
         self.thumbs = Thumbnails(config.thumb_cache)
         self._results: tuple[float, dict] | None = None
+        self._options: tuple[float, dict] | None = None
 
     def close(self) -> None:
         self.store.close()
@@ -92,7 +95,9 @@ class Console:
         with self.lock:
             items, total = reviews.review_page(self.store, f, offset=(page - 1) * size, limit=size)
             counts = reviews.review_counts(self.store)
-            options = reviews.filter_options(self.store)
+            if self._options is None or time.monotonic() - self._options[0] > OPTIONS_TTL_S:
+                self._options = (time.monotonic(), reviews.filter_options(self.store))
+            options = self._options[1]
         pages = max(1, -(-total // size))
         return {"items": items, "total": total, "page": page, "pages": pages, "counts": counts, "options": options, "size": size}
 

@@ -156,38 +156,29 @@ def set_review(store: CreativeStore, keys: list[str], status: str, *, reviewer: 
     return changes
 
 
-def keys_of_style(store: CreativeStore, style: str, category: str = "", *, only_pending_unflagged: bool = False) -> list[str]:
-    """The creatives of ``style`` (all its overlay variants) in ``category`` and below (all when empty);
-    with ``only_pending_unflagged``, just those nobody reviewed that QA did not flag."""
-    where, args = _where(ReviewFilter(status="all", style=style, category=category))
-    if only_pending_unflagged:
-        where += " AND (r.status IS NULL OR r.status = 'pending') AND c.qa_status <> 'flagged'"
-    return [k for (k,) in _query(store, f"SELECT c.key {_from(store)} WHERE {where} ORDER BY c.key", args)]
-
-
-_FROM = "FROM creatives c JOIN products p ON p.product_id = c.product_id LEFT JOIN reviews r ON r.key = c.key"
-#: the same for an index from before reviews (opened read-only, so not migrated): nothing reviewed
-_FROM_UNREVIEWED = (
-    "FROM creatives c JOIN products p ON p.product_id = c.product_id LEFT JOIN (SELECT '' AS key, NULL AS status,"
-    " NULL AS reviewer, NULL AS reason, NULL AS at WHERE 1=0) r ON r.key = c.key"
-)
-
-
-def _from(store: CreativeStore) -> str:
-    try:
-        store._db().execute("SELECT 1 FROM reviews LIMIT 1").fetchall()
-    except Exception as e:
-        if _missing_table(e):
-            return _FROM_UNREVIEWED
-        raise
-    return _FROM
+def _from(store: CreativeStore, products: bool = True, reviews: bool = True) -> str:
+    """The grid's tables, only those a query needs (a join the planner need not make is time saved
+    on 100k rows); reviews as an empty table for an index from before them (opened read-only)."""
+    sql = "FROM creatives c"
+    if products:
+        sql += " JOIN products p ON p.product_id = c.product_id"
+    if reviews:
+        try:
+            store._db().execute("SELECT 1 FROM reviews LIMIT 1").fetchall()
+            sql += " LEFT JOIN reviews r ON r.key = c.key"
+        except Exception as e:
+            if not _missing_table(e):
+                raise
+            sql += " LEFT JOIN (SELECT '' AS key, NULL AS status, NULL AS reviewer, NULL AS reason, NULL AS at WHERE 1=0) r ON r.key = c.key"
+    return sql
 
 
 def _like(text: str) -> str:
     return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
-def _where(f: ReviewFilter) -> tuple[str, list]:
+def _where(f: ReviewFilter) -> tuple[str, list, bool]:
+    """(the WHERE clause, its arguments, whether it reads reviews)."""
     where, args = ["1=1"], []
     pending = "(r.status IS NULL OR r.status = 'pending')"
     if f.status == "pending":
@@ -197,32 +188,57 @@ def _where(f: ReviewFilter) -> tuple[str, list]:
     elif f.status in ("approved", "rejected"):
         where.append("r.status = ?")
         args.append(f.status)
+    # products are matched first (thousands of rows), then their creatives through the index
     if f.category:
-        where.append("(p.category = ? OR p.category LIKE ? ESCAPE '!')")
+        where.append("c.product_id IN (SELECT product_id FROM products WHERE category = ? OR category LIKE ? ESCAPE '!')")
         args += [f.category, _like(f.category) + " > %"]
     for column, value in (("c.style", f.style), ("c.placement", f.placement)):
         if value:
             where.append(f"{column} = ?")
             args.append(value)
     if f.product.strip():
-        where.append("(c.product_id = ? OR LOWER(p.title) LIKE ? ESCAPE '!')")
+        where.append("c.product_id IN (SELECT product_id FROM products WHERE product_id = ? OR LOWER(title) LIKE ? ESCAPE '!')")
         args += [f.product.strip(), "%" + _like(f.product.strip().lower()) + "%"]
-    return " AND ".join(where), args
+    return " AND ".join(where), args, f.status != "all"
+
+
+def keys_of_style(store: CreativeStore, style: str, category: str = "", *, only_pending_unflagged: bool = False) -> list[str]:
+    """The creatives of ``style`` (all its overlay variants) in ``category`` and below (all when empty);
+    with ``only_pending_unflagged``, just those nobody reviewed that QA did not flag."""
+    where, args, _ = _where(ReviewFilter(status="all", style=style, category=category))
+    if only_pending_unflagged:
+        where += " AND (r.status IS NULL OR r.status = 'pending') AND c.qa_status <> 'flagged'"
+    return [k for (k,) in _query(store, f"SELECT c.key {_from(store)} WHERE {where} ORDER BY c.key", args)]
+
+
+_COLUMNS = (
+    "SELECT c.key, c.product_id, p.title, p.category, c.style, c.params, c.placement, c.width, c.height, c.qa_status,"
+    " c.qa_reasons, r.status, r.reviewer, r.reason, r.at"
+)
+#: the grid's order within the flagged and the other creatives: the creatives_review_order index
+_ORDER = " ORDER BY c.product_id, c.placement, c.style, c.key LIMIT ? OFFSET ?"
 
 
 def review_page(store: CreativeStore, f: ReviewFilter, offset: int = 0, limit: int = 60) -> tuple[list[ReviewItem], int]:
-    """(the creatives ``f`` selects, QA-flagged first, from ``offset``; how many it selects in all)."""
-    where, args = _where(f)
+    """(the creatives ``f`` selects, QA-flagged first, from ``offset``; how many it selects in all).
+
+    The flagged ones (a few per cent) and the others are read as two index-ordered runs, so a page
+    costs its own rows, not a sort of everything the filter selects."""
+    where, args, reviewed = _where(f)
+    if where == "1=1" or (f == ReviewFilter(f.status) and f.status in ("pending", "approved", "rejected")):
+        counts = review_counts(store)
+        total = sum(counts[s] for s in ("pending", "approved", "rejected")) if f.status == "all" else counts[f.status]
+    else:
+        total = int(_query(store, f"SELECT COUNT(*) {_from(store, False, reviewed)} WHERE {where}", args)[0][0])
+    flagged_where = f"{where} AND c.qa_status = 'flagged'"
+    n_flagged = int(_query(store, f"SELECT COUNT(*) {_from(store, False, reviewed)} WHERE {flagged_where}", args)[0][0])
+    rows: list = []
     source = _from(store)
-    total = int(_query(store, f"SELECT COUNT(*) {source} WHERE {where}", args)[0][0])
-    rows = _query(
-        store,
-        "SELECT c.key, c.product_id, p.title, p.category, c.style, c.params, c.placement, c.width, c.height, c.qa_status,"
-        f" c.qa_reasons, r.status, r.reviewer, r.reason, r.at {source} WHERE {where}"
-        " ORDER BY CASE WHEN c.qa_status = 'flagged' THEN 0 ELSE 1 END, c.product_id, c.placement, c.style, c.key"
-        " LIMIT ? OFFSET ?",
-        [*args, int(limit), int(offset)],
-    )
+    if offset < n_flagged:
+        rows = _query(store, f"{_COLUMNS} {source} WHERE {flagged_where}{_ORDER}", [*args, int(limit), int(offset)])
+    if len(rows) < limit and f.status != "flagged":
+        rest = max(0, offset - n_flagged)
+        rows += _query(store, f"{_COLUMNS} {source} WHERE {where} AND c.qa_status <> 'flagged'{_ORDER}", [*args, limit - len(rows), rest])
     items = []
     for key, pid, title, category, style, params, placement, w, h, qa, reasons, status, who, why, at in rows:
         overlay = str((json.loads(params).get("overlay") or {}).get("name", ""))
@@ -249,16 +265,21 @@ def review_page(store: CreativeStore, f: ReviewFilter, offset: int = 0, limit: i
 
 
 def review_counts(store: CreativeStore) -> dict[str, int]:
-    """How many creatives are pending (of them, QA-flagged), approved and rejected."""
+    """How many creatives are pending (of them, QA-flagged), approved and rejected: from the QA index
+    and the (small) reviews table, without joining every creative."""
+    by_qa = dict(_query(store, "SELECT qa_status, COUNT(*) FROM creatives GROUP BY qa_status"))
+    total, flagged = sum(int(n) for n in by_qa.values()), int(by_qa.get("flagged", 0))
+    out = {"pending": total, "flagged": flagged, "approved": 0, "rejected": 0}
     rows = _query(
         store,
-        f"SELECT COALESCE(r.status, 'pending'), CASE WHEN c.qa_status = 'flagged' THEN 1 ELSE 0 END, COUNT(*) {_from(store)} GROUP BY 1, 2",
+        "SELECT r.status, CASE WHEN c.qa_status = 'flagged' THEN 1 ELSE 0 END, COUNT(*)"
+        " FROM reviews r JOIN creatives c ON c.key = r.key WHERE r.status <> 'pending' GROUP BY 1, 2",
     )
-    out = dict.fromkeys(("pending", "flagged", "approved", "rejected"), 0)
-    for status, flagged, n in rows:
+    for status, is_flagged, n in rows:
         out[status] = out.get(status, 0) + int(n)
-        if status == "pending" and flagged:
-            out["flagged"] += int(n)
+        out["pending"] -= int(n)
+        if is_flagged:
+            out["flagged"] -= int(n)
     return out
 
 

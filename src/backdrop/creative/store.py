@@ -98,7 +98,8 @@ _SCHEMA = [
         at REAL NOT NULL
     )""",
     """CREATE INDEX IF NOT EXISTS review_audit_key ON review_audit (key)""",
-    # the review console filters 100k creatives in SQL
+    # the review console filters and pages 100k creatives in SQL (the grid's order is an index's)
+    """CREATE INDEX IF NOT EXISTS creatives_review_order ON creatives (product_id, placement, style, key)""",
     """CREATE INDEX IF NOT EXISTS creatives_style ON creatives (style, placement)""",
     """CREATE INDEX IF NOT EXISTS creatives_qa ON creatives (qa_status)""",
     """CREATE INDEX IF NOT EXISTS products_category ON products (category)""",
