@@ -45,6 +45,7 @@ test: lint
 bench: install-test
 	$(BIN)/python benchmarks/bench_generate.py
 	$(BIN)/python benchmarks/bench_serve.py
+	$(BIN)/python benchmarks/bench_console.py
 	$(BIN)/python -m pip install -q -e '.[peers]'
 	$(BIN)/python benchmarks/bench_bandit.py
 

@@ -49,8 +49,27 @@ def build(root: Path, n_creatives: int, seed: int = 0) -> dict:
                 flagged = rng.random() < 0.01
                 reasons = json.dumps([{"check": "low-contrast", "detail": "synthetic"}]) if flagged else "[]"
                 creatives.append(
-                    (key, f"p{i:05d}", style, placement, "procedural", "1", 0, f"creatives/{key[:2]}/{key}.png", "png", w, h, 1000,
-                     "", "", "{}", "{}", float(len(creatives)), "flagged" if flagged else "ok", reasons)  # fmt: skip
+                    (
+                        key,
+                        f"p{i:05d}",
+                        style,
+                        placement,
+                        "procedural",
+                        "1",
+                        0,
+                        f"creatives/{key[:2]}/{key}.png",
+                        "png",
+                        w,
+                        h,
+                        1000,
+                        "",
+                        "",
+                        "{}",
+                        "{}",
+                        float(len(creatives)),
+                        "flagged" if flagged else "ok",
+                        reasons,
+                    )  # fmt: skip
                 )
     with db:
         db.executemany("INSERT INTO products VALUES (?,?,?,?,?,?,?)", products)
@@ -107,9 +126,7 @@ def console_pages(root: Path, repeat: int, tmp: Path) -> dict:
 
         out["approve or reset a selection of 60 (POST)"] = timed(select, repeat)
         t0 = time.perf_counter()
-        r = c.post(
-            "/console/review/style", json={"style": "style-04", "category": "Department 1", "status": "rejected", "csrf": csrf}
-        )
+        r = c.post("/console/review/style", json={"style": "style-04", "category": "Department 1", "status": "rejected", "csrf": csrf})
         whole = {"ms": (time.perf_counter() - t0) * 1000, "changed": r.json()["changed"]}
     return {"pages": out, "whole_style": whole}
 

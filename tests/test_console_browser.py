@@ -147,7 +147,7 @@ def test_a_reviewer_rejects_with_the_keyboard_and_the_service_stops_serving_it(s
     users = tmp_path / "users.yaml"
     key = add_user(users, "Rita", "reviewer")
     study_log = studies[SEEDS[0]][2] / "events.sqlite"
-    serve = _Process(["serve", "--store", str(store), "--no-console"], "/readyz", tmp_path / "serve.log", {"BACKDROP_API_KEY": API_KEY})
+    serve = _Process(["serve", "--store", str(store)], "/readyz", tmp_path / "serve.log", {"BACKDROP_API_KEY": API_KEY})
     console = None
     try:
         console = _Process(
@@ -269,6 +269,10 @@ def test_a_reviewer_rejects_with_the_keyboard_and_the_service_stops_serving_it(s
         assert re.search(r"Decide latency\s+p50 [0-9.]+ ms, p99 [0-9.]+ ms over 10[0-9] requests", page.inner_text("main"))
         _looked_at(page, shots, "results")
         _accessible(page, "results")
+
+        # `backdrop serve` mounts the same console, signed into with the store's console key
+        mounted = httpx.post(serve.url + "/console/login", data={"name": "Rita", "key": (store / "console-key").read_text().strip()})
+        assert mounted.status_code == 303 and mounted.cookies.get("backdrop_console")
     finally:
         if console is not None:
             console.stop()

@@ -169,7 +169,9 @@ def _from(store: CreativeStore, products: bool = True, reviews: bool = True) -> 
         except Exception as e:
             if not _missing_table(e):
                 raise
-            sql += " LEFT JOIN (SELECT '' AS key, NULL AS status, NULL AS reviewer, NULL AS reason, NULL AS at WHERE 1=0) r ON r.key = c.key"
+            sql += (
+                " LEFT JOIN (SELECT '' AS key, NULL AS status, NULL AS reviewer, NULL AS reason, NULL AS at WHERE 1=0) r ON r.key = c.key"
+            )
     return sql
 
 
