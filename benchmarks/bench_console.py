@@ -69,7 +69,7 @@ def build(root: Path, n_creatives: int, seed: int = 0) -> dict:
                         float(len(creatives)),
                         "flagged" if flagged else "ok",
                         reasons,
-                    )  # fmt: skip
+                    )
                 )
     with db:
         db.executemany("INSERT INTO products VALUES (?,?,?,?,?,?,?)", products)

@@ -44,6 +44,9 @@ def test_the_wheel_runs_demo_and_cost_from_an_empty_directory(tmp_path):
         "backdrop/overlays/fonts/Inter-Bold.otf",
         "backdrop/overlays/fonts/OFL.txt",
         "backdrop/data/models/clip-bpe-16e6.txt.gz",
+        "backdrop/templates/console/review.html.j2",
+        "backdrop/console/static/console.js",
+        "backdrop/console/static/console.css",
     ):
         assert needed in names, needed
     site = tmp_path / "site"
@@ -74,3 +77,20 @@ def test_the_wheel_runs_demo_and_cost_from_an_empty_directory(tmp_path):
         keys = sorted(k for (k,) in db.execute("SELECT key FROM creatives"))
     assert len(keys) == DEMO_CREATIVES
     assert hashlib.sha256("\n".join(keys).encode()).hexdigest() == DEMO_KEYS_SHA256
+    # the review console on the demo store, its templates, script and style from the wheel
+    console = subprocess.run([sys.executable, "-c", CONSOLE_CHECK, str(empty / "out" / "store"), keys[0]], cwd=empty, env=env,
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert console.returncode == 0 and console.stdout.split() == ["200", "200", "200", "200"], console.stderr[-2000:]
+
+
+CONSOLE_CHECK = """
+import sys, tempfile
+from fastapi.testclient import TestClient
+from backdrop.console import ConsoleConfig, Keyring, console_app
+from pathlib import Path
+config = ConsoleConfig(store=sys.argv[1], keyring=Keyring.from_console_key("k"), thumb_cache=Path(tempfile.mkdtemp()))
+with TestClient(console_app(config)) as c:
+    c.post("/console/login", data={"name": "wheel", "key": "k"})
+    for url in ("/console/review", f"/console/thumb/{sys.argv[2]}", "/console/static/console.js", "/console/results"):
+        print(c.get(url).status_code)
+"""
