@@ -34,6 +34,18 @@ from .settings import ServiceSettings
 logger = logging.getLogger(__name__)
 
 
+class _ServiceApp(FastAPI):
+    """FastAPI with :class:`LimitsAndMetrics` outside Starlette's own middleware (not inside it, where
+    ``add_middleware`` puts it): the decide fast path then costs no error, telemetry and body-limit
+    wrappers, and every request is still counted and limited before anything else sees it."""
+
+    outermost = None
+
+    def build_middleware_stack(self):
+        stack = super().build_middleware_stack()
+        return self.outermost(stack) if self.outermost is not None else stack
+
+
 def create_app(settings: ServiceSettings, log: EventLog | None = None, learn_interval_s: float | None = None) -> FastAPI:
     """The FastAPI app of one replica (several replicas share one PostgreSQL event log); with
     ``learn_interval_s`` the replica also runs the learner (``serve --learn``)."""
@@ -47,7 +59,7 @@ def create_app(settings: ServiceSettings, log: EventLog | None = None, learn_int
         finally:
             service.close()
 
-    app = FastAPI(
+    app = _ServiceApp(
         lifespan=lifespan,
         title="Backdrop decision service",
         version=__version__,
@@ -79,7 +91,7 @@ def create_app(settings: ServiceSettings, log: EventLog | None = None, learn_int
         if given is None or not hmac.compare_digest(given.encode(), api_key.encode()):
             raise Unauthorized(WRONG_KEY)
 
-    app.add_middleware(LimitsAndMetrics, service=service, api_key=api_key)
+    app.outermost = lambda inner: LimitsAndMetrics(inner, service=service, api_key=api_key)
 
     @app.post("/v1/decide", response_model=DecideResponse, responses={404: {"model": Problem}, 409: {"model": Problem}})
     def decide(req: DecideRequest) -> DecideResponse:

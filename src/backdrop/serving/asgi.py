@@ -56,7 +56,6 @@ class LimitsAndMetrics:
             raise _BodyTimeout from None
 
     async def _decide(self, receive, send) -> None:
-        import asyncio
 
         chunks, more = [], True
         while more:
@@ -73,8 +72,8 @@ class LimitsAndMetrics:
             status, payload = 422, {"detail": validation_detail(errors)}
         if payload is None:
             try:
-                # decisions wait for the event log's commit: off the event loop, on the service's pool
-                response = await asyncio.get_running_loop().run_in_executor(self.service.pool, self.service.decide, req)
+                # chosen on the loop; the wait for the event log's group commit needs no thread
+                response = await self.service.decide_async(req)
                 body = response.model_dump_json().encode()
             except ServiceError as e:
                 status, payload = http_status(e), {"detail": str(e)}

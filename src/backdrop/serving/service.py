@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from urllib.parse import quote
 
 import numpy as np
@@ -293,6 +294,53 @@ class Service:
         return Creative(key=c.key, url=self.url(c.key), width=c.width, height=c.height)
 
     def decide(self, req: DecideRequest) -> DecideResponse:
+        """Choose, log (waiting for the commit), answer: the whole decision, on the calling thread."""
+        plan = self.plan(req)
+        if isinstance(plan, DecideResponse):  # a request_id logged before: its decision again
+            return plan
+        try:
+            record = self.log.log_decision(plan.record, timeout_s=self.settings.log_timeout_ms / 1000)
+        except Exception as e:  # noqa: BLE001 - finish() maps the log's errors
+            return self.finish(plan, None, e)
+        return self.finish(plan, record, None)
+
+    async def decide_async(self, req: DecideRequest) -> DecideResponse:
+        """:meth:`decide` on the event loop: the choice is made here and the decision queued for the
+        log's next group commit; the loop waits for that commit without a thread per request. A
+        request with a ``request_id`` (looked up in the log first) or a log without group commit
+        takes a pool thread, as :meth:`decide`."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        if req.request_id is not None or not getattr(self.log, "group_commit", False) or self.pool is None:
+            return await loop.run_in_executor(self.pool, self.decide, req)
+        plan = self.plan(req)
+        if isinstance(plan, DecideResponse):
+            return plan
+        outcome = loop.create_future()
+
+        def done(logged, error) -> None:
+            if not outcome.done():
+                outcome.set_result((logged, error))
+
+        timeout = self.settings.log_timeout_ms / 1000
+        pending = self.log.submit_decision(plan.record, loop, done)  # type: ignore[attr-defined]
+
+        def too_late() -> None:
+            if self.log.abandon(pending, timeout):  # type: ignore[attr-defined]
+                done(None, pending.error)
+
+        timer = loop.call_later(timeout, too_late)
+        try:
+            logged, error = await outcome
+        finally:
+            timer.cancel()
+        return self.finish(plan, logged, error)
+
+    def plan(self, req: DecideRequest) -> _Plan | DecideResponse:
+        """Everything of a decision up to the log write (CPU only, unless the request has a
+        ``request_id``, which is looked up in the log): the record to log, or the answer already
+        logged for this request_id."""
         limits = self.settings.limits
         _check_features(req.user.features, limits)
         if req.styles is not None and len(req.styles) > limits.max_styles:
@@ -371,16 +419,23 @@ class Service:
             experiment_arm=group,
             learn=serve == "policy" and fallback is None and style != ORIGINAL,
         )
-        t1 = time.perf_counter()
-        try:
-            record = self.log.log_decision(record, timeout_s=self.settings.log_timeout_ms / 1000)
-            self.metrics.log_seconds.observe(time.perf_counter() - t1)
-        except RequestConflict as e:  # the same request_id sent concurrently for another request
+        return _Plan(req, record, stored, product, policy, version, group, time.perf_counter())
+
+    def finish(self, plan: _Plan, logged: DecisionRecord | None, error: Exception | None) -> DecideResponse:
+        """The answer once the log write is done (``logged``) or failed (``error``)."""
+        if error is None:
+            assert logged is not None
+            self.metrics.log_seconds.observe(time.perf_counter() - plan.t_log)
+        elif isinstance(error, RequestConflict):  # the same request_id sent concurrently for another request
             self.metrics.fallbacks.labels(reason="request-conflict").inc()
-            raise Conflict(str(e)) from None
-        except LogUnavailable as e:
-            logger.warning("decision not logged, answered with the fallback: %s", e)
-            return self._unlogged(req, stored, product, policy, version, group)
+            raise Conflict(str(error)) from None
+        elif isinstance(error, LogUnavailable):
+            logger.warning("decision not logged, answered with the fallback: %s", error)
+            return self._unlogged(plan.req, plan.stored, plan.product, plan.policy, plan.version, plan.group)
+        else:
+            raise error
+        record = logged
+        style, fallback = record.arm, record.fallback
         self.metrics.decisions.labels(style=style, fallback=fallback or "none").inc()
         if fallback:
             self.metrics.fallbacks.labels(reason=fallback).inc()
@@ -494,6 +549,21 @@ class Service:
             logger.error("creative %s: object %s has %d bytes, the index says %s", c.key, c.rel, len(data), c.size)
             raise Unavailable(f"creative '{c.key}' is damaged in the store (its file does not match the index); run backdrop store verify")
         return data
+
+
+@dataclass
+class _Plan:
+    """A decision chosen and not yet logged (:meth:`Service.plan`), and what its answer needs."""
+
+    req: DecideRequest
+    record: DecisionRecord
+    stored: dict
+    product: dict
+    policy: Policy
+    version: int
+    group: str | None
+    #: when the log write began (perf_counter)
+    t_log: float
 
 
 def _fixed_style(arm, item_id: str, arms: list[str]) -> str:

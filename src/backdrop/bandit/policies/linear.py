@@ -162,8 +162,20 @@ class _RidgeArms(Policy):
 
     def _means_widths(self, x, arms: tuple) -> tuple[np.ndarray, np.ndarray]:
         idx = self._indices(arms)
-        means = self.theta[idx].dot(x)
-        widths = (self.A_inv[idx] @ x).dot(x)  # x' A_a^-1 x for every arm: one stacked matvec, one gemv
+        if isinstance(idx, slice):
+            means = self.theta[idx].dot(x)
+            widths = (self.A_inv[idx] @ x).dot(x)  # x' A_a^-1 x for every arm: one stacked matvec, one gemv
+        else:
+            # arms scattered in the state: A_inv[idx] would copy K d x d matrices (655 KB at K=20, d=64)
+            # per call; the matvec over the contiguous span that holds them is cheaper while it is short
+            lo, hi = int(idx.min()), int(idx.max()) + 1
+            if hi - lo <= 4 * len(idx):
+                rel = idx - lo
+                means = self.theta[lo:hi].dot(x)[rel]
+                widths = (self.A_inv[lo:hi] @ x)[rel].dot(x)
+            else:
+                means = self.theta[idx].dot(x)
+                widths = (self.A_inv[idx] @ x).dot(x)
         np.maximum(widths, 0.0, out=widths)
         np.sqrt(widths, out=widths)
         return means, widths

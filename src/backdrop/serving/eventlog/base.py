@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import json
 import threading
 import time
@@ -134,6 +136,11 @@ def _check_propensity(r: DecisionRecord) -> None:
         raise ValueError(f"propensity must be > 0, got {r.propensity}")
 
 
+@functools.lru_cache(maxsize=8192)
+def _arms_json(arms: tuple) -> str:
+    return json.dumps(list(arms))
+
+
 def _decision_row(r: DecisionRecord) -> tuple:
     return (
         r.decision_id,
@@ -141,7 +148,7 @@ def _decision_row(r: DecisionRecord) -> tuple:
         r.created_at,
         r.item_id,
         r.placement,
-        json.dumps(r.arms),
+        _arms_json(tuple(r.arms)),  # an item's candidates are the same list decision after decision
         r.arm,
         r.propensity,
         r.policy,
@@ -476,14 +483,35 @@ class _Pending:
     for the outcome) or ``abandoned`` (the caller gave up and answered it as not logged: the writer
     skips it, or deletes its row before the commit)."""
 
-    __slots__ = ("done", "error", "record", "result", "state")
+    __slots__ = ("callback", "done", "error", "loop", "record", "result", "state")
 
-    def __init__(self, record: DecisionRecord):
+    def __init__(self, record: DecisionRecord, loop=None, callback=None):
         self.record = record
         self.result: DecisionRecord | None = None
         self.error: Exception | None = None
-        self.done = threading.Event()
+        #: a caller on a thread waits on ``done``; one on an event loop gets ``callback(result, error)`` there
+        self.done = threading.Event() if loop is None else None
+        self.loop, self.callback = loop, callback
         self.state = "queued"
+
+
+def _deliver(batch: list[_Pending]) -> None:
+    """Tell every waiter of a written batch: threads by their event, event loops by one call each."""
+    by_loop: dict = {}
+    for p in batch:
+        if p.loop is None:
+            assert p.done is not None
+            p.done.set()
+        else:
+            by_loop.setdefault(p.loop, []).append(p)
+    for loop, pending in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            loop.call_soon_threadsafe(_callbacks, pending)
+
+
+def _callbacks(pending: list[_Pending]) -> None:
+    for p in pending:
+        p.callback(p.result, p.error)
 
 
 class _Conflict(Exception):

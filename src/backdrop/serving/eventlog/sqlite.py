@@ -10,13 +10,18 @@ from urllib.parse import quote
 
 from ..records import DecisionRecord
 from .base import (
+    _DECISION_COLUMNS,
     EventLog,
     LogUnavailable,
     RequestConflict,
     _check_propensity,
     _Conflict,
+    _decision_row,
+    _deliver,
     _Pending,
 )
+
+_INSERT = f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES ({', '.join('?' * len(_DECISION_COLUMNS.split(',')))})"
 
 
 class SQLiteEventLog(EventLog):
@@ -125,25 +130,47 @@ class SQLiteEventLog(EventLog):
         """
         _check_propensity(record)
         pending = _Pending(record)
+        self._enqueue(pending)
+        limit = self.busy_timeout_ms / 1000 + 5 if timeout_s is None else timeout_s
+        assert pending.done is not None
+        if not pending.done.wait(limit):
+            if self.abandon(pending, limit):
+                raise pending.error  # type: ignore[misc]
+            pending.done.wait()  # in a transaction that is committing now: its outcome is the answer
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None  # the writer sets a result or an error before done
+        return pending.result
+
+    #: decisions can be submitted from an event loop (:meth:`submit_decision`) without a thread each
+    group_commit = True
+
+    def submit_decision(self, record: DecisionRecord, loop, callback) -> _Pending:
+        """Queue ``record`` for the next group commit; ``callback(logged, error)`` runs on ``loop`` once
+        it is durable (or failed). The caller bounds the wait itself with :meth:`abandon`."""
+        _check_propensity(record)
+        pending = _Pending(record, loop, callback)
+        self._enqueue(pending)
+        return pending
+
+    def abandon(self, pending: _Pending, waited_s: float) -> bool:
+        """Give up on a decision not yet in a committing transaction (True: it will never be written,
+        and ``pending.error`` says why); False: it is committing, its outcome is coming."""
+        with self._queue_lock:
+            if pending.state == "committing" or pending.result is not None or pending.error is not None:
+                return False
+            pending.state = "abandoned"
+            pending.error = LogUnavailable(f"{self.path}: the event log did not take the decision within {waited_s * 1000:.0f} ms")
+        self._wrote(pending.error)
+        return True
+
+    def _enqueue(self, pending: _Pending) -> None:
         with self._queue_lock:
             self._queue.append(pending)
             if self._writer is None or not self._writer.is_alive():
                 self._writer = threading.Thread(target=self._write_batches, name="backdrop-eventlog-writer", daemon=True)
                 self._writer.start()
             self._queue_cv.notify()
-        limit = self.busy_timeout_ms / 1000 + 5 if timeout_s is None else timeout_s
-        if not pending.done.wait(limit):
-            with self._queue_lock:
-                if pending.state != "committing":
-                    pending.state = "abandoned"
-                    err = LogUnavailable(f"{self.path}: the event log did not take the decision within {limit * 1000:.0f} ms")
-                    self._wrote(err)
-                    raise err
-            pending.done.wait()  # in a transaction that is committing now: its outcome is the answer
-        if pending.error is not None:
-            raise pending.error
-        assert pending.result is not None  # the writer sets a result or an error before done
-        return pending.result
 
     def _write_batches(self) -> None:
         try:
@@ -164,8 +191,17 @@ class SQLiteEventLog(EventLog):
         written: list[_Pending] = []
         try:
             with self._tx() as cur:
+                plain = [p for p in batch if p.state == "queued" and p.record.request_id is None]
+                if plain:  # one statement for the batch: their seqs are consecutive (one writer, one transaction)
+                    cur.executemany(_INSERT, [_decision_row(p.record) for p in plain])
+                    cur.execute("SELECT last_insert_rowid()")
+                    first = int(cur.fetchone()[0]) - len(plain) + 1
+                    for i, p in enumerate(plain):
+                        p.record.seq = first + i
+                        p.result = p.record
+                    written += plain
                 for p in batch:
-                    if p.state != "queued":
+                    if p.state != "queued" or p.record.request_id is None:
                         continue
                     try:
                         p.result = self._insert_decision(cur, p.record)
@@ -186,8 +222,7 @@ class SQLiteEventLog(EventLog):
             for p in batch:
                 if p.error is None:
                     p.result, p.error = None, err
-        for p in batch:
-            p.done.set()
+        _deliver(batch)
 
     def _close_thread_connection(self) -> None:
         conn = getattr(self._local, "conn", None)
