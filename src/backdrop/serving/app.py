@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +23,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.types import ASGIApp
 
 from .. import __version__
 from .asgi import NO_KEY, WRONG_KEY, LimitsAndMetrics
@@ -39,9 +41,9 @@ class _ServiceApp(FastAPI):
     ``add_middleware`` puts it): the decide fast path then costs no error, telemetry and body-limit
     wrappers, and every request is still counted and limited before anything else sees it."""
 
-    outermost = None
+    outermost: Callable[[ASGIApp], ASGIApp] | None = None
 
-    def build_middleware_stack(self):
+    def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
         return self.outermost(stack) if self.outermost is not None else stack
 
