@@ -265,7 +265,7 @@ def cmd_serve(args) -> int:
             access_log=False,
             workers=args.workers if args.workers > 1 else None,
             factory=args.workers > 1,
-            http="backdrop.serving.http:HeaderTimeoutProtocol",
+            http="backdrop.serving.http:DecideProtocol",
         )
     finally:
         stop.set()

@@ -27,8 +27,10 @@ from starlette.types import ASGIApp
 
 from .. import __version__
 from .asgi import NO_KEY, WRONG_KEY, LimitsAndMetrics
+from .decide import DecideEndpoint
 from .errors import ServiceError, Unauthorized, Unavailable, http_status
 from .eventlog import EventLog
+from .http import DECIDE_STATE
 from .schemas import DecideRequest, DecideResponse, FeedbackRequest, FeedbackResponse, ModelResponse, Problem, validation_detail
 from .service import Service
 from .settings import ServiceSettings
@@ -53,11 +55,14 @@ def create_app(settings: ServiceSettings, log: EventLog | None = None, learn_int
     ``learn_interval_s`` the replica also runs the learner (``serve --learn``)."""
     service = Service(settings, log, learn_interval_s=learn_interval_s)
 
+    endpoint = DecideEndpoint(service)
+
     @asynccontextmanager
     async def lifespan(app):
         service.start()  # the lifespan owns the threads and the pool
         try:
-            yield
+            # offered to the HTTP protocol (serving.http.DecideProtocol), which answers decides itself
+            yield {DECIDE_STATE: (endpoint, service.metrics, settings.limits)}
         finally:
             service.close()
 
@@ -93,7 +98,7 @@ def create_app(settings: ServiceSettings, log: EventLog | None = None, learn_int
         if given is None or not hmac.compare_digest(given.encode(), api_key.encode()):
             raise Unauthorized(WRONG_KEY)
 
-    app.outermost = lambda inner: LimitsAndMetrics(inner, service=service, api_key=api_key)
+    app.outermost = lambda inner: LimitsAndMetrics(inner, service=service, api_key=api_key, decide=endpoint)
 
     @app.post("/v1/decide", response_model=DecideResponse, responses={404: {"model": Problem}, 409: {"model": Problem}})
     def decide(req: DecideRequest) -> DecideResponse:

@@ -5,15 +5,12 @@ metrics, and the fast path for ``POST /v1/decide``."""
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import time
 
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 
-from .errors import ServiceError, http_status
-from .schemas import DecideRequest, validation_detail
+from .decide import DecideEndpoint
 
 logger = logging.getLogger(__name__)
 NO_KEY = "this endpoint needs an API key and none is configured (BACKDROP_API_KEY, --api-key-file or the store's api-key file)"
@@ -33,10 +30,11 @@ class LimitsAndMetrics:
     #: endpoints that need the API key: checked before a byte of the body is read
     KEYED = ("/v1/models", "/v1/feedback")
 
-    def __init__(self, app, service, api_key: str | None = None):
+    def __init__(self, app, service, api_key: str | None = None, decide: DecideEndpoint | None = None):
         import asyncio
 
         self.app, self.service, self.api_key = app, service, api_key
+        self.decide = decide or DecideEndpoint(service)
         self.uploads = asyncio.Semaphore(service.settings.limits.max_concurrent_uploads)
 
     def _key_ok(self, scope) -> bool:
@@ -56,6 +54,7 @@ class LimitsAndMetrics:
             raise _BodyTimeout from None
 
     async def _decide(self, receive, send) -> None:
+        import asyncio
 
         chunks, more = [], True
         while more:
@@ -63,25 +62,9 @@ class LimitsAndMetrics:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         # (the body was read, within the size limit and the body timeout, by __call__)
-        status, body = 200, b""
-        payload: dict[str, object] | None = None
-        try:
-            req = DecideRequest.model_validate_json(b"".join(chunks))
-        except ValidationError as e:
-            errors = [dict(x, loc=("body", *x["loc"])) for x in e.errors()]
-            status, payload = 422, {"detail": validation_detail(errors)}
-        if payload is None:
-            try:
-                # chosen on the loop; the wait for the event log's group commit needs no thread
-                response = await self.service.decide_async(req)
-                body = response.model_dump_json().encode()
-            except ServiceError as e:
-                status, payload = http_status(e), {"detail": str(e)}
-            except Exception:
-                logger.exception("decide failed")
-                status, payload = 500, {"detail": "Internal Server Error"}
-        if payload is not None:
-            body = json.dumps(payload).encode()
+        answer: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.decide.handle(b"".join(chunks), lambda status, body: answer.set_result((status, body)))
+        status, body = await answer
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -120,8 +103,7 @@ class LimitsAndMetrics:
             if scope["path"] == "/v1/decide" and scope["method"] == "POST":
                 endpoint = "/v1/decide"
         endpoint = endpoint or getattr(scope.get("route"), "path", "unmatched")
-        self.service.metrics.requests.labels(endpoint=endpoint, status=str(status[0])).inc()
-        self.service.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - t0)
+        self.service.metrics.count(endpoint, status[0], time.perf_counter() - t0)
 
     async def _serve(self, scope, receive, send, limit: int, upload: bool) -> None:
         """Read the body (within ``limit`` bytes and the body timeout, counted while streaming), then answer."""

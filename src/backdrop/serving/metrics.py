@@ -49,5 +49,19 @@ class Metrics:
             "backdrop_review_seq", "The last review change this replica applies (the store's review_audit seq)", registry=r
         )
 
+        self._children: dict = {}
+
+    def count(self, endpoint: str, status: int, seconds: float) -> None:
+        """One request answered: its count and latency (the labelled children cached: the hot path)."""
+        key = (endpoint, status)
+        pair = self._children.get(key)
+        if pair is None:
+            pair = self._children[key] = (
+                self.requests.labels(endpoint=endpoint, status=str(status)),
+                self.latency.labels(endpoint=endpoint),
+            )
+        pair[0].inc()
+        pair[1].observe(seconds)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -278,6 +278,10 @@ class Service:
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None
+        # the pollers may be inside a query: closing their connections under them can crash SQLite
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(timeout=10)
         self.log.close()
         if self._review_store is not None:
             self._review_store.close()
@@ -303,39 +307,6 @@ class Service:
         except Exception as e:  # noqa: BLE001 - finish() maps the log's errors
             return self.finish(plan, None, e)
         return self.finish(plan, record, None)
-
-    async def decide_async(self, req: DecideRequest) -> DecideResponse:
-        """:meth:`decide` on the event loop: the choice is made here and the decision queued for the
-        log's next group commit; the loop waits for that commit without a thread per request. A
-        request with a ``request_id`` (looked up in the log first) or a log without group commit
-        takes a pool thread, as :meth:`decide`."""
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        if req.request_id is not None or not getattr(self.log, "group_commit", False) or self.pool is None:
-            return await loop.run_in_executor(self.pool, self.decide, req)
-        plan = self.plan(req)
-        if isinstance(plan, DecideResponse):
-            return plan
-        outcome = loop.create_future()
-
-        def done(logged, error) -> None:
-            if not outcome.done():
-                outcome.set_result((logged, error))
-
-        timeout = self.settings.log_timeout_ms / 1000
-        pending = self.log.submit_decision(plan.record, loop, done)  # type: ignore[attr-defined]
-
-        def too_late() -> None:
-            if self.log.abandon(pending, timeout):  # type: ignore[attr-defined]
-                done(None, pending.error)
-
-        timer = loop.call_later(timeout, too_late)
-        try:
-            logged, error = await outcome
-        finally:
-            timer.cancel()
-        return self.finish(plan, logged, error)
 
     def plan(self, req: DecideRequest) -> _Plan | DecideResponse:
         """Everything of a decision up to the log write (CPU only, unless the request has a
