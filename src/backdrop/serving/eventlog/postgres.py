@@ -8,17 +8,23 @@ from contextlib import contextmanager
 
 from ...errors import BackdropError
 from .base import (
+    _DECISION_COLUMNS,
     STATEMENT_TIMEOUT_MS,
-    EventLog,
+    GroupCommit,
     LogUnavailable,
     _Conflict,
+    _decision_row,
+    _Pending,
 )
 
+_INSERT = f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES ({', '.join(['%s'] * len(_DECISION_COLUMNS.split(',')))}) RETURNING seq"
 
-class PostgresEventLog(EventLog):
+
+class PostgresEventLog(GroupCommit):
     """PostgreSQL through psycopg 3 and a ``psycopg_pool`` connection pool; fails fast while the
     server is down (a failed connection marks it down for ``retry_after_s``, so requests in that
-    time do not each wait for a connection that will not come)."""
+    time do not each wait for a connection that will not come). Decisions are group-committed
+    (:class:`GroupCommit`): a replica's concurrent decisions share one transaction."""
 
     dialect = "postgresql"
 
@@ -35,6 +41,7 @@ class PostgresEventLog(EventLog):
         self._pool_class = ConnectionPool
         self._pool = self._new_pool()
         self._pool_lock = threading.Lock()
+        self._init_group_commit()
 
     def _new_pool(self):
         pool = self._pool_class(
@@ -92,6 +99,17 @@ class PostgresEventLog(EventLog):
     def _before_decision_insert(self, cur, timeout_s: float | None = None) -> None:
         ms = STATEMENT_TIMEOUT_MS if timeout_s is None else max(1, min(STATEMENT_TIMEOUT_MS, int(timeout_s * 1000)))
         cur.execute(f"SET LOCAL statement_timeout = {ms}")
+
+    @property
+    def default_wait_s(self) -> float:
+        return self.connect_timeout_s + STATEMENT_TIMEOUT_MS / 1000 + 5
+
+    def _insert_batch(self, cur, plain: list[_Pending]) -> None:
+        cur.executemany(_INSERT, [_decision_row(p.record) for p in plain], returning=True)
+        for p in plain:  # one result per row, in order
+            p.record.seq = int(cur.fetchone()[0])
+            p.result = p.record
+            cur.nextset()
 
     def close(self) -> None:
         self._pool.close()

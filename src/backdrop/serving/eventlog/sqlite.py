@@ -8,28 +8,22 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import quote
 
-from ..records import DecisionRecord
 from .base import (
     _DECISION_COLUMNS,
-    EventLog,
+    GroupCommit,
     LogUnavailable,
-    RequestConflict,
-    _check_propensity,
     _Conflict,
     _decision_row,
-    _deliver,
     _Pending,
 )
 
 _INSERT = f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES ({', '.join('?' * len(_DECISION_COLUMNS.split(',')))})"
 
 
-class SQLiteEventLog(EventLog):
+class SQLiteEventLog(GroupCommit):
     """SQLite in WAL mode, one connection per thread; ``synchronous=FULL`` so a logged decision survives a power cut."""
 
     dialect = "sqlite"
-    #: the group-commit writer thread exits after this long without work (and closes its connection)
-    writer_idle_s = 5.0
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL", busy_timeout_ms: int = 5000):
         self.path = Path(path)
@@ -41,11 +35,7 @@ class SQLiteEventLog(EventLog):
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._queue: list[_Pending] = []
-        self._queue_lock = threading.Lock()
-        self._queue_cv = threading.Condition(self._queue_lock)
-        self._writer: threading.Thread | None = None
-        self.max_batch = 256
+        self._init_group_commit()
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -119,110 +109,21 @@ class SQLiteEventLog(EventLog):
         finally:
             cur.close()
 
-    # group commit: concurrent decisions share one transaction (and one fsync) -----------------
-    def log_decision(self, record: DecisionRecord, timeout_s: float | None = None) -> DecisionRecord:
-        """As :meth:`EventLog.log_decision`, but requests arriving while a commit is in flight are
-        written together in the next transaction: the caller still returns only after its own row
-        is durable, and the disk's fsync rate stops capping the decision rate.
+    # group commit (GroupCommit): one executemany per batch -----------------------------------
+    def _insert_batch(self, cur, plain: list[_Pending]) -> None:
+        cur.executemany(_INSERT, [_decision_row(p.record) for p in plain])
+        cur.execute("SELECT last_insert_rowid()")  # one writer, one transaction: the seqs are consecutive
+        first = int(cur.fetchone()[0]) - len(plain) + 1
+        for i, p in enumerate(plain):
+            p.record.seq = first + i
+            p.result = p.record
 
-        Past ``timeout_s`` a decision not yet in a committing transaction is abandoned: the writer
-        skips it (or deletes its row before committing), so "not logged" is the truth.
-        """
-        _check_propensity(record)
-        pending = _Pending(record)
-        self._enqueue(pending)
-        limit = self.busy_timeout_ms / 1000 + 5 if timeout_s is None else timeout_s
-        assert pending.done is not None
-        if not pending.done.wait(limit):
-            if self.abandon(pending, limit):
-                raise pending.error  # type: ignore[misc]
-            pending.done.wait()  # in a transaction that is committing now: its outcome is the answer
-        if pending.error is not None:
-            raise pending.error
-        assert pending.result is not None  # the writer sets a result or an error before done
-        return pending.result
+    def _writer_done(self) -> None:
+        self._close_thread_connection()
 
-    #: decisions can be submitted from an event loop (:meth:`submit_decision`) without a thread each
-    group_commit = True
-
-    def submit_decision(self, record: DecisionRecord, loop, callback) -> _Pending:
-        """Queue ``record`` for the next group commit; ``callback(logged, error)`` runs on ``loop`` once
-        it is durable (or failed). The caller bounds the wait itself with :meth:`abandon`."""
-        _check_propensity(record)
-        pending = _Pending(record, loop, callback)
-        self._enqueue(pending)
-        return pending
-
-    def abandon(self, pending: _Pending, waited_s: float) -> bool:
-        """Give up on a decision not yet in a committing transaction (True: it will never be written,
-        and ``pending.error`` says why); False: it is committing, its outcome is coming."""
-        with self._queue_lock:
-            if pending.state == "committing" or pending.result is not None or pending.error is not None:
-                return False
-            pending.state = "abandoned"
-            pending.error = LogUnavailable(f"{self.path}: the event log did not take the decision within {waited_s * 1000:.0f} ms")
-        self._wrote(pending.error)
-        return True
-
-    def _enqueue(self, pending: _Pending) -> None:
-        with self._queue_lock:
-            self._queue.append(pending)
-            if self._writer is None or not self._writer.is_alive():
-                self._writer = threading.Thread(target=self._write_batches, name="backdrop-eventlog-writer", daemon=True)
-                self._writer.start()
-            self._queue_cv.notify()
-
-    def _write_batches(self) -> None:
-        try:
-            while True:
-                with self._queue_lock:
-                    while not self._queue:
-                        if not self._queue_cv.wait(timeout=self.writer_idle_s) and not self._queue:
-                            self._writer = None  # idle: exit; the next decision starts a new writer
-                            return
-                    batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-                    batch = [p for p in batch if p.state == "queued"]
-                if batch:
-                    self._write_batch(batch)
-        finally:
-            self._close_thread_connection()
-
-    def _write_batch(self, batch: list[_Pending]) -> None:
-        written: list[_Pending] = []
-        try:
-            with self._tx() as cur:
-                plain = [p for p in batch if p.state == "queued" and p.record.request_id is None]
-                if plain:  # one statement for the batch: their seqs are consecutive (one writer, one transaction)
-                    cur.executemany(_INSERT, [_decision_row(p.record) for p in plain])
-                    cur.execute("SELECT last_insert_rowid()")
-                    first = int(cur.fetchone()[0]) - len(plain) + 1
-                    for i, p in enumerate(plain):
-                        p.record.seq = first + i
-                        p.result = p.record
-                    written += plain
-                for p in batch:
-                    if p.state != "queued" or p.record.request_id is None:
-                        continue
-                    try:
-                        p.result = self._insert_decision(cur, p.record)
-                        written.append(p)
-                    except RequestConflict as e:  # this request only; the batch goes on
-                        p.error = e
-                with self._queue_lock:
-                    for p in written:
-                        if p.state == "queued":
-                            p.state = "committing"
-                abandoned = [p for p in written if p.state == "abandoned"]
-                for p in abandoned:  # answered as not logged while we were inserting: not written
-                    cur.execute(self._sql("DELETE FROM decisions WHERE decision_id = ?"), (p.record.decision_id,))
-            self._wrote()
-        except Exception as e:  # noqa: BLE001 - every waiter gets the reason; none is claimed as logged
-            err = e if isinstance(e, (LogUnavailable, ValueError)) else LogUnavailable(f"{self.path}: {e}")
-            self._wrote(err)
-            for p in batch:
-                if p.error is None:
-                    p.result, p.error = None, err
-        _deliver(batch)
+    @property
+    def default_wait_s(self) -> float:
+        return self.busy_timeout_ms / 1000 + 5
 
     def _close_thread_connection(self) -> None:
         conn = getattr(self._local, "conn", None)
