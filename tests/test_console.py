@@ -117,7 +117,9 @@ def test_a_store_from_before_reviews_reads_as_all_pending(store):
 
 
 def _service(store, **kw):
-    settings = load_settings(None, store=store, db=str(store / "events.sqlite"), api_key=API_KEY, review_poll_s=0.05, **kw)
+    settings = load_settings(
+        None, store=store, db=str(store / "events.sqlite"), api_key=API_KEY, review_poll_s=0.05, log_timeout_ms=2000.0, **kw
+    )
     return create_app(settings)
 
 

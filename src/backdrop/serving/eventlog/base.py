@@ -523,12 +523,15 @@ class GroupCommit(EventLog):
     #: the writer thread exits after this long without work (and lets go of its connection)
     writer_idle_s = 5.0
     max_batch = 256
+    #: writer threads (each commits its own batches): 1 where the database has one writer anyway
+    max_writers = 1
 
     def _init_group_commit(self) -> None:
         self._queue: list[_Pending] = []
         self._queue_lock = threading.Lock()
         self._queue_cv = threading.Condition(self._queue_lock)
-        self._writer: threading.Thread | None = None
+        self._writers: set[threading.Thread] = set()
+        self._idle_writers = 0
 
     def _writer_done(self) -> None:
         pass
@@ -589,9 +592,10 @@ class GroupCommit(EventLog):
     def _enqueue(self, pending: _Pending) -> None:
         with self._queue_lock:
             self._queue.append(pending)
-            if self._writer is None or not self._writer.is_alive():
-                self._writer = threading.Thread(target=self._write_batches, name="backdrop-eventlog-writer", daemon=True)
-                self._writer.start()
+            if not self._idle_writers and len(self._writers) < self.max_writers:
+                writer = threading.Thread(target=self._write_batches, name="backdrop-eventlog-writer", daemon=True)
+                self._writers.add(writer)
+                writer.start()
             self._queue_cv.notify()
 
     def _write_batches(self) -> None:
@@ -599,8 +603,11 @@ class GroupCommit(EventLog):
             while True:
                 with self._queue_lock:
                     while not self._queue:
-                        if not self._queue_cv.wait(timeout=self.writer_idle_s) and not self._queue:
-                            self._writer = None  # idle: exit; the next decision starts a new writer
+                        self._idle_writers += 1
+                        woken = self._queue_cv.wait(timeout=self.writer_idle_s)
+                        self._idle_writers -= 1
+                        if not woken and not self._queue:
+                            self._writers.discard(threading.current_thread())  # idle: exit; a decision starts a new one
                             return
                     batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
                     batch = [p for p in batch if p.state == "queued"]

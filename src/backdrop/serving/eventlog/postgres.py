@@ -17,7 +17,7 @@ from .base import (
     _Pending,
 )
 
-_INSERT = f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES ({', '.join(['%s'] * len(_DECISION_COLUMNS.split(',')))}) RETURNING seq"
+_N_COLUMNS = len(_DECISION_COLUMNS.split(","))
 
 
 class PostgresEventLog(GroupCommit):
@@ -27,6 +27,8 @@ class PostgresEventLog(GroupCommit):
     (:class:`GroupCommit`): a replica's concurrent decisions share one transaction."""
 
     dialect = "postgresql"
+    #: commits of several batches in flight at once (PostgreSQL groups concurrent commits itself)
+    max_writers = 4
 
     def __init__(self, url: str, *, pool_size: int = 16, connect_timeout_s: int = 2, retry_after_s: float = 1.0):
         try:
@@ -105,11 +107,14 @@ class PostgresEventLog(GroupCommit):
         return self.connect_timeout_s + STATEMENT_TIMEOUT_MS / 1000 + 5
 
     def _insert_batch(self, cur, plain: list[_Pending]) -> None:
-        cur.executemany(_INSERT, [_decision_row(p.record) for p in plain], returning=True)
-        for p in plain:  # one result per row, in order
-            p.record.seq = int(cur.fetchone()[0])
+        # one multi-row INSERT: one round trip for the batch; the seqs are matched by decision id
+        row = "(" + ", ".join(["%s"] * _N_COLUMNS) + ")"
+        sql = f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES {', '.join([row] * len(plain))} RETURNING decision_id, seq"
+        cur.execute(sql, [v for p in plain for v in _decision_row(p.record)])
+        seqs = dict(cur.fetchall())
+        for p in plain:
+            p.record.seq = int(seqs[p.record.decision_id])
             p.result = p.record
-            cur.nextset()
 
     def close(self) -> None:
         self._pool.close()
