@@ -46,7 +46,7 @@ class DecideEndpoint:
         log = service.log
         if req.request_id is not None or not getattr(log, "group_commit", False) or service.pool is None:
             future = loop.run_in_executor(service.pool, service.decide, req)
-            future.add_done_callback(lambda f: respond(*self._answer(f.exception(), f.result() if not f.exception() else None)))
+            future.add_done_callback(lambda f: respond(*self._finished(f)))
             return
         try:
             plan = service.plan(req)
@@ -81,6 +81,13 @@ class DecideEndpoint:
                 done(None, pending.error)
 
         timer = loop.call_later(timeout, too_late)
+
+    @classmethod
+    def _finished(cls, future) -> tuple[int, bytes]:
+        if future.cancelled():  # the pool was shut down under it: the service is stopping
+            return _problem(503, "the service is shutting down; retry")
+        error = future.exception()
+        return cls._answer(error, None if error is not None else future.result())
 
     @staticmethod
     def _answer(error: BaseException | None, response: DecideResponse | None) -> tuple[int, bytes]:
