@@ -10,12 +10,11 @@ from ...errors import BackdropError
 from .base import (
     _DECISION_COLUMNS,
     STATEMENT_TIMEOUT_MS,
-    GroupCommit,
     LogUnavailable,
     _Conflict,
     _decision_row,
-    _Pending,
 )
+from .groupcommit import GroupCommit, _Pending
 
 _N_COLUMNS = len(_DECISION_COLUMNS.split(","))
 

@@ -10,12 +10,11 @@ from urllib.parse import quote
 
 from .base import (
     _DECISION_COLUMNS,
-    GroupCommit,
     LogUnavailable,
     _Conflict,
     _decision_row,
-    _Pending,
 )
+from .groupcommit import GroupCommit, _Pending
 
 _INSERT = f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES ({', '.join('?' * len(_DECISION_COLUMNS.split(',')))})"
 
