@@ -49,3 +49,44 @@ def existing_event_log(source: str) -> str:
     elif not path.is_file():
         raise BackdropError(f"{source}: no such event log")
     return str(path)
+
+
+def planned_shares(text: str | None) -> dict[str, float] | None:
+    """``--planned ARM=SHARE,...`` as arm -> share (None when not given)."""
+    if not text:
+        return None
+    planned = {}
+    for part in text.split(","):
+        arm, _, share = part.partition("=")
+        try:
+            planned[arm.strip()] = float(share)
+        except ValueError:
+            raise BackdropError(f"--planned {text}: '{part}' is not ARM=SHARE") from None
+    return planned
+
+
+def read_key_file(path: Path, what: str) -> str:
+    """The key in a ``--...-key-file`` (``what``: "API key", "console key"); an error names the file."""
+    try:
+        key = path.read_text().strip()
+    except OSError as e:
+        raise BackdropError(f"{path}: cannot read the {what}: {e.strerror}") from None
+    if not key:
+        raise BackdropError(f"{path}: the {what} file is empty")
+    return key
+
+
+def generated_key(path: Path) -> str:
+    """The key in ``path`` beside a store, written there first (random, mode 600) when there is none;
+    OSError when it cannot be written."""
+    import os
+    import secrets
+
+    if not path.exists():
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it meanwhile: that one is the key
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import BackdropError
 from ._common import Formatter as _Formatter
+from ._common import generated_key, planned_shares, read_key_file
 
 if TYPE_CHECKING:
     from ..console import Keyring
@@ -82,25 +82,18 @@ def keyring(args, store: str | Path) -> tuple[Keyring, str]:
     key = os.environ.get(CONSOLE_KEY_ENV)
     where = CONSOLE_KEY_ENV
     if not key and args.console_key_file:
-        try:
-            key = args.console_key_file.read_text().strip()
-        except OSError as e:
-            raise BackdropError(f"{args.console_key_file}: cannot read the console key: {e.strerror}") from None
+        key = read_key_file(args.console_key_file, "console key")
         where = str(args.console_key_file)
     if not key:
         if "://" in str(store):
             raise BackdropError(f"{store} is on object storage: give the console key by {CONSOLE_KEY_ENV}, --console-key-file or --users")
         path = Path(store) / "console-key"
-        if not path.exists():
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except OSError as e:
-                raise BackdropError(
-                    f"{path}: cannot write a console key ({e.strerror}); give one by {CONSOLE_KEY_ENV}, --console-key-file or --users"
-                ) from None
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(32) + "\n")
-        key = path.read_text().strip()
+        try:
+            key = generated_key(path)
+        except OSError as e:
+            raise BackdropError(
+                f"{path}: cannot write a console key ({e.strerror}); give one by {CONSOLE_KEY_ENV}, --console-key-file or --users"
+            ) from None
         where = str(path)
     if not key:
         raise BackdropError(f"{where}: the console key is empty")
@@ -126,15 +119,7 @@ def cmd_console(args) -> int:
             with urllib.request.urlopen(url, timeout=2) as r:
                 return r.read().decode()
 
-    planned = None
-    if args.planned:
-        planned = {}
-        for part in args.planned.split(","):
-            arm, _, share = part.partition("=")
-            try:
-                planned[arm.strip()] = float(share)
-            except ValueError:
-                raise BackdropError(f"--planned {args.planned}: '{part}' is not ARM=SHARE") from None
+    planned = planned_shares(args.planned)
     config = ConsoleConfig(store=store, keyring=ring, store_index=args.store_index, db=args.db, metrics=metrics, planned_shares=planned)
     if args.thumb_cache:
         config.thumb_cache = args.thumb_cache

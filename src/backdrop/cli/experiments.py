@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import BackdropError
 from ._common import Formatter as _Formatter
-from ._common import existing_event_log
+from ._common import existing_event_log, planned_shares
 from ._common import positive_int as _positive_int
 
 
@@ -110,15 +110,7 @@ def cmd_abtest(args) -> int:
             raise BackdropError(str(e)) from None
         print(json.dumps(plans) if args.json else abtest.plan_markdown(plans))
         return 0
-    imp, planned = _impressions(args.log), None
-    if args.planned:
-        planned = {}
-        for part in args.planned.split(","):
-            arm, _, share = part.partition("=")
-            try:
-                planned[arm.strip()] = float(share)
-            except ValueError:
-                raise BackdropError(f"--planned {args.planned}: '{part}' is not ARM=SHARE") from None
+    imp, planned = _impressions(args.log), planned_shares(args.planned)
     try:
         result = abtest.analyze(imp, control=args.control, planned_shares=planned, alpha=args.alpha)
     except ValueError as e:

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..errors import BackdropError
 from ..text import redact_url
 from ._common import Formatter as _Formatter
+from ._common import generated_key, read_key_file
 from ._common import positive_int as _positive_int
 from .console import add_console_options
 
@@ -125,7 +126,6 @@ def _add_service_options(p: argparse.ArgumentParser) -> None:
 
 def _service_settings(args):
     import os
-    import secrets
 
     from ..serving.settings import load_settings
 
@@ -136,12 +136,7 @@ def _service_settings(args):
         )
     key = args.api_key  # BACKDROP_API_KEY is read with the other BACKDROP_* settings
     if key is None and getattr(args, "api_key_file", None):
-        try:
-            key = args.api_key_file.read_text().strip()
-        except OSError as e:
-            raise BackdropError(f"{args.api_key_file}: cannot read the API key: {e.strerror}") from e
-        if not key:
-            raise BackdropError(f"{args.api_key_file}: the API key file is empty")
+        key = read_key_file(args.api_key_file, "API key")
     settings = load_settings(
         args.config,
         store=args.store,
@@ -169,15 +164,11 @@ def _service_settings(args):
         )
     if settings.api_key is None:
         path = folder / "api-key"
-        if not path.exists():
-            if not writable:
-                raise BackdropError(f"{settings.store} is read-only: give the API key by BACKDROP_API_KEY or --api-key-file")
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(32) + "\n")
+        if not path.exists() and not writable:
+            raise BackdropError(f"{settings.store} is read-only: give the API key by BACKDROP_API_KEY or --api-key-file")
         from pydantic import SecretStr
 
-        settings = settings.model_copy(update={"api_key": SecretStr(path.read_text().strip())})
+        settings = settings.model_copy(update={"api_key": SecretStr(generated_key(path))})
         print(f"API key for /v1/feedback and /v1/models: in {path}", file=sys.stderr)
     return settings
 

@@ -25,8 +25,13 @@ logger = logging.getLogger(__name__)
 Respond = Callable[[int, bytes], None]
 
 
+def problem_body(detail) -> bytes:
+    """The body of every refused request: ``{"detail": ...}``, as the ASGI routes answer too."""
+    return json.dumps({"detail": detail}).encode()
+
+
 def _problem(status: int, detail: str) -> tuple[int, bytes]:
-    return status, json.dumps({"detail": detail}).encode()
+    return status, problem_body(detail)
 
 
 class DecideEndpoint:
@@ -39,7 +44,7 @@ class DecideEndpoint:
             req = DecideRequest.model_validate_json(body)
         except ValidationError as e:
             errors = [dict(x, loc=("body", *x["loc"])) for x in e.errors()]
-            respond(422, json.dumps({"detail": validation_detail(errors)}).encode())
+            respond(422, problem_body(validation_detail(errors)))
             return
         service = self.service
         loop = asyncio.get_running_loop()

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .decide import problem_body
 
 HEADER_TIMEOUT_ENV = "BACKDROP_HEADER_TIMEOUT_S"
 _408 = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\ncontent-length: 29\r\nconnection: close\r\n\r\nrequest headers took too long"
@@ -118,8 +121,6 @@ class DecideProtocol(HeaderTimeoutProtocol):
             self._fast = None
             return super().on_headers_complete()
         self._disarm()
-        import time
-
         limits = offer[2]
         keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
         cycle = self._fast = _FastCycle(keep_alive)
@@ -127,7 +128,7 @@ class DecideProtocol(HeaderTimeoutProtocol):
         self.cycle = cycle  # type: ignore[assignment]
         length = next((v for k, v in self.headers if k == b"content-length"), None)
         if length is not None and (not length.isdigit() or int(length) > limits.max_body_bytes):
-            self._answer(413, json_detail(f"request body larger than {limits.max_body_bytes} bytes"), close=True)
+            self._answer(413, problem_body(f"request body larger than {limits.max_body_bytes} bytes"), close=True)
             return
         if self.expect_100_continue:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -142,7 +143,7 @@ class DecideProtocol(HeaderTimeoutProtocol):
         cycle.body += body
         limit = self.app_state[DECIDE_STATE][2].max_body_bytes
         if len(cycle.body) > limit:
-            self._answer(413, json_detail(f"request body larger than {limit} bytes"), close=True)
+            self._answer(413, problem_body(f"request body larger than {limit} bytes"), close=True)
 
     def on_message_complete(self) -> None:
         cycle = self._fast
@@ -159,11 +160,9 @@ class DecideProtocol(HeaderTimeoutProtocol):
 
     def _body_too_slow(self, cycle: _FastCycle) -> None:
         if not cycle.response_complete:
-            self._answer(408, json_detail("the request body did not arrive in time"), close=True, cycle=cycle)
+            self._answer(408, problem_body("the request body did not arrive in time"), close=True, cycle=cycle)
 
     def _answer(self, status: int, body: bytes, close: bool = False, cycle: _FastCycle | None = None) -> None:
-        import time
-
         cycle = cycle or self._fast
         assert cycle is not None
         if cycle.response_complete:
@@ -188,9 +187,3 @@ class DecideProtocol(HeaderTimeoutProtocol):
             self.transport.close()
             return
         self.on_response_complete()  # resumes reading, starts a pipelined request, arms the keep-alive timeout
-
-
-def json_detail(detail: str) -> bytes:
-    import json
-
-    return json.dumps({"detail": detail}).encode()

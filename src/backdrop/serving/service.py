@@ -228,6 +228,9 @@ class Service:
             if current.review_seq > index.review_seq:  # reviews applied while the snapshot loaded: never older ones
                 index = index.with_reviews(current.reviews, current.review_seq)
             self.index = index
+        self._count_creatives(index)
+
+    def _count_creatives(self, index: CreativeIndex) -> None:
         for status, n in (
             ("served", index.served),
             ("withheld", index.withheld),
@@ -253,10 +256,11 @@ class Service:
             self._review_store = None  # reopened at the next poll
             raise
         self.reviews_read_at = time.time()
-        with self._index_lock:
+        with self._index_lock:  # applied to the snapshot being served, not to one read before the lock
             if seq > self.index.review_seq:
                 self.index = self.index.with_reviews(states, seq)
-        self._swap(self.index)
+            index = self.index
+        self._count_creatives(index)
         return True
 
     def _poll_reviews(self) -> None:
