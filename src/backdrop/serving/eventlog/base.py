@@ -290,17 +290,9 @@ class EventLog:
 
         ``timeout_s`` bounds the wait: past it the insert is abandoned and :class:`LogUnavailable`
         raised, and the decision is never written later (the caller may answer it as not logged).
+        Both backends group-commit (:class:`~.groupcommit.GroupCommit`).
         """
-        _check_propensity(record)
-        try:
-            with self._tx(wait_s=timeout_s) as cur:
-                self._before_decision_insert(cur, timeout_s)
-                out = self._insert_decision(cur, record)
-        except LogUnavailable as e:
-            self._wrote(e)
-            raise
-        self._wrote()
-        return out
+        raise NotImplementedError  # pragma: no cover - abstract
 
     def _insert_decision(self, cur, record: DecisionRecord) -> DecisionRecord:
         row = _decision_row(record)
