@@ -70,6 +70,14 @@ def pg_url(pg_server, request):
     return pg_server.get_uri(name)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """An empty event log on each backend: an SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "events.sqlite")
+    return request.getfixturevalue("pg_url")
+
+
 @pytest.fixture(scope="session")
 def small_store(tmp_path_factory):
     """A creative store of 4 demo products x 2 placements x up to 3 styles (procedural, a few seconds)."""

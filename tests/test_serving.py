@@ -27,13 +27,6 @@ AUTH = {"X-API-Key": KEY}
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return str(tmp_path / "events.sqlite")
-    return request.getfixturevalue("pg_url")
-
-
 def _settings(store, db_url, **kw):
     kw.setdefault("join_window_s", 60.0)
     # these tests are about what is logged, not the latency bound (the fault tests hold that): on a
@@ -246,7 +239,7 @@ def test_uploaded_model_is_published_and_validated(client, small_store, db_url):
 
 def test_event_log_rules(db_url):
     log = open_event_log(db_url)
-    assert log.migrate() == log.migrate() == 4  # idempotent
+    assert log.migrate() == log.migrate() == 5  # idempotent
     rec = DecisionRecord("d1", time.time(), "i", "square", ["a", "b"], "a", 0.5, "linucb", 0, [0.0, 1.0])
     assert log.log_decision(rec).seq == 1
     with pytest.raises(UnknownDecision):

@@ -268,14 +268,7 @@ def cmd_serve(args) -> int:
 def _learner(settings, log):
     from ..serving.learner import Learner
 
-    n = settings.features.n_features
-    return Learner(
-        log,
-        lambda: settings.policy.make(n),
-        join_window_s=settings.join_window_s,
-        default_reward=settings.default_reward,
-        grace_s=settings.commit_grace_s,
-    )
+    return Learner.for_settings(log, settings)
 
 
 def cmd_learn(args) -> int:

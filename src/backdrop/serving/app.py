@@ -26,12 +26,26 @@ from fastapi.responses import FileResponse, JSONResponse
 from starlette.types import ASGIApp
 
 from .. import __version__
+from . import personalizer
 from .asgi import NO_KEY, WRONG_KEY, LimitsAndMetrics
 from .decide import DecideEndpoint
 from .errors import ServiceError, Unauthorized, Unavailable, http_status
 from .eventlog import EventLog
 from .http import DECIDE_STATE
-from .schemas import DecideRequest, DecideResponse, FeedbackRequest, FeedbackResponse, ModelResponse, Problem, validation_detail
+from .schemas import (
+    ActivateRequest,
+    ActivateResponse,
+    DecideRequest,
+    DecideResponse,
+    EventRequest,
+    EventResponse,
+    FeedbackRequest,
+    FeedbackResponse,
+    ModelResponse,
+    Problem,
+    RolloutResponse,
+    validation_detail,
+)
 from .service import Service
 from .settings import ServiceSettings
 
@@ -80,10 +94,16 @@ def create_app(settings: ServiceSettings, log: EventLog | None = None, learn_int
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": validation_detail(exc.errors())}, status_code=422)
+        detail = validation_detail(exc.errors())
+        if request.url.path.startswith(personalizer.PREFIX):
+            first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
+            return personalizer.error(400, f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}")
+        return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(ServiceError)
     async def refused(request: Request, exc: ServiceError) -> JSONResponse:  # the one domain -> HTTP mapping
+        if request.url.path.startswith(personalizer.PREFIX):
+            return personalizer.error_for(exc)
         return JSONResponse({"detail": str(exc)}, status_code=http_status(exc))
 
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
@@ -114,8 +134,38 @@ def create_app(settings: ServiceSettings, log: EventLog | None = None, learn_int
         responses={401: {"model": Problem}, 404: {"model": Problem}, 409: {"model": Problem}, 503: {"model": Problem}},
     )
     def feedback(req: FeedbackRequest) -> FeedbackResponse:
-        """Join a reward (a click) to its decision; a second reward for the same decision is not counted."""
-        return FeedbackResponse(decision_id=req.decision_id, status=service.feedback(req.decision_id, req.reward, req.at))
+        """Join a reward (a click) to its decision; a second reward for the same decision is not counted.
+        It is the event ``feedback`` with that value (see /v1/events and the deployment's reward function)."""
+        status = service.feedback(req.decision_id, req.reward, req.at)
+        return FeedbackResponse(decision_id=req.decision_id, status=status, activated=service.is_activated(req.decision_id))
+
+    @app.post(
+        "/v1/activate",
+        response_model=ActivateResponse,
+        dependencies=[Depends(require_key)],
+        responses={401: {"model": Problem}, 404: {"model": Problem}, 409: {"model": Problem}, 503: {"model": Problem}},
+    )
+    def activate(req: ActivateRequest) -> ActivateResponse:
+        """The impression of a decision made with ``activate: false`` happened: it now counts (idempotent).
+        409 past the activation window: the decision expired unshown and is not learned from."""
+        return ActivateResponse(decision_id=req.decision_id, status=service.activate(req.decision_id))
+
+    @app.post(
+        "/v1/events",
+        response_model=EventResponse,
+        dependencies=[Depends(require_key)],
+        responses={401: {"model": Problem}, 404: {"model": Problem}, 409: {"model": Problem}, 503: {"model": Problem}},
+    )
+    def event(req: EventRequest) -> EventResponse:
+        """Join an outcome (click, add_to_cart, purchase with value and currency, or your own type) to its
+        decision within the join window; the deployment's reward function turns a decision's events into its reward."""
+        status, activated = service.event(req)
+        return EventResponse(decision_id=req.decision_id, type=req.type, status=status, activated=activated)
+
+    @app.get("/v1/rollout", response_model=RolloutResponse, responses={404: {"model": Problem}})
+    def rollout() -> RolloutResponse:
+        """The safe rollout: the phase served, the off-policy estimates with intervals, and the switch."""
+        return RolloutResponse(**service.rollout_status())
 
     @app.get(
         "/v1/creatives/{key}",
@@ -149,7 +199,9 @@ def create_app(settings: ServiceSettings, log: EventLog | None = None, learn_int
     async def publish_model(request: Request) -> ModelResponse:
         """Publish a model file (``Policy.save``) as the next version: every replica serves it within seconds."""
         record = service.publish(await request.body())
-        return ModelResponse(version=record.version, policy=record.policy, learner_offset=record.learner_offset)
+        return ModelResponse(version=record.version, policy=record.policy, learner_offset=record.learner_offset, reward=record.reward)
+
+    app.include_router(personalizer.router(service, api_key))
 
     @app.get("/healthz")
     def healthz() -> dict:

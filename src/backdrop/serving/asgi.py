@@ -28,7 +28,7 @@ class LimitsAndMetrics:
     """
 
     #: endpoints that need the API key: checked before a byte of the body is read
-    KEYED = ("/v1/models", "/v1/feedback")
+    KEYED = ("/v1/models", "/v1/feedback", "/v1/activate", "/v1/events")
 
     def __init__(self, app, service, api_key: str | None = None, decide: DecideEndpoint | None = None):
         import asyncio

@@ -21,24 +21,31 @@ import numpy as np
 from ..bandit.policies import Policy
 from .eventlog import COMMIT_GRACE_S, EventLog, LogUnavailable, VersionConflict
 from .records import DecisionRecord, ModelRecord
+from .rewards import RewardFunction
+from .rollout import RolloutSettings, RolloutState, advance, score
 
 log = logging.getLogger(__name__)
 
 
-def fold(policy: Policy, rows: list[tuple[DecisionRecord, float | None]], default_reward: float) -> tuple[int, int]:
-    """Update ``policy`` with the bandit's own decisions (``learn`` set by the service); (decisions,
-    rewards) folded.
+def learnable(rows: list[tuple[DecisionRecord, float | None]]) -> list[tuple[DecisionRecord, float | None]]:
+    """The decisions the learner learns from: the bandit's own (``learn`` set by the service), shown.
 
     Fallbacks (nothing was offered) and experiment arms that bypass the bandit (control, fixed or
-    random style) are not marked: an experiment's arms stay isolated from each other.
+    random style) are not marked: an experiment's arms stay isolated from each other. A decision
+    made inactive and never activated was never shown: its "no click" says nothing.
     """
-    learnable = [(d, r) for d, r in rows if d.learn]
-    if learnable:
-        X = np.array([d.context for d, _ in learnable], dtype=np.float64)
-        arms = [d.arm for d, _ in learnable]
-        rewards = [default_reward if r is None else r for _, r in learnable]
+    return [(d, r) for d, r in rows if d.learn and d.activate]
+
+
+def fold(policy: Policy, rows: list[tuple[DecisionRecord, float | None]], default_reward: float) -> tuple[int, int]:
+    """Update ``policy`` with the :func:`learnable` decisions of ``rows``; (decisions, rewards) folded."""
+    learnable_rows = learnable(rows)
+    if learnable_rows:
+        X = np.array([d.context for d, _ in learnable_rows], dtype=np.float64)
+        arms = [d.arm for d, _ in learnable_rows]
+        rewards = [default_reward if r is None else r for _, r in learnable_rows]
         policy.update_many(X, arms, rewards)
-    return len(learnable), sum(r is not None for _, r in learnable)
+    return len(learnable_rows), sum(r is not None for _, r in learnable_rows)
 
 
 @dataclass
@@ -67,6 +74,8 @@ class Learner:
         batch: int = 20_000,
         grace_s: float = COMMIT_GRACE_S,
         clock: Callable[[], float] = time.time,
+        reward: RewardFunction | None = None,
+        rollout: RolloutSettings | None = None,
     ):
         self.log = log
         self.factory = factory
@@ -75,7 +84,23 @@ class Learner:
         self.batch = batch
         self.grace_s = grace_s
         self.clock = clock
+        self.reward = reward or RewardFunction()
+        self.rollout = rollout
         self.status = LearnerStatus()
+
+    @classmethod
+    def for_settings(cls, log: EventLog, settings) -> Learner:
+        """The learner a deployment's settings describe (its policy, windows, reward function, rollout)."""
+        n = settings.features.n_features
+        return cls(
+            log,
+            lambda: settings.policy.make(n),
+            join_window_s=settings.join_window_s,
+            default_reward=settings.default_reward,
+            grace_s=settings.commit_grace_s,
+            reward=settings.reward,
+            rollout=settings.rollout,
+        )
 
     def cutoff(self) -> float:
         return self.clock() - self.join_window_s - self.grace_s
@@ -91,11 +116,26 @@ class Learner:
 
     def _pass(self) -> ModelRecord | None:
         current = self.log.latest_model()
-        rows = self.log.joined(current.learner_offset if current else 0, self.cutoff(), limit=self.batch)
+        rows = self.log.joined(current.learner_offset if current else 0, self.cutoff(), limit=self.batch, reward=self.reward)
         if not rows:
             return None
+        version = (current.version if current else 0) + 1
         policy = Policy.from_bytes(current.blob, source=f"model version {current.version}") if current else self.factory()
+        rollout = None
+        if self.rollout is not None:  # scored before it learns from them: progressive validation
+            state = RolloutState.from_json(current.rollout if current else None)
+            was = state.phase
+            state = advance(state, score(policy, learnable(rows), self.rollout, self.default_reward), self.rollout, version)
+            if state.phase != was:
+                s = state.switched or {}
+                log.warning(
+                    "rollout: the policy takes over from the baseline at model version %d (policy %.4g [%.4g, %.4g], baseline %.4g, "
+                    "difference lower bound %.4g over %d decisions)",
+                    version, s["policy_value"], s["policy_low"], s["policy_high"], s["baseline_value"], s["difference_low"], s["n"],
+                )  # fmt: skip
+            rollout = state.to_json()
         n_decisions, n_rewards = fold(policy, rows, self.default_reward)
+        n_expired = sum(not d.activate for d, _ in rows)
         blob = policy.to_bytes()
         if policy.n_features is not None:  # never publish what a replica would refuse to serve
             from .models import load_servable
@@ -108,6 +148,9 @@ class Learner:
             n_decisions=(current.n_decisions if current else 0) + n_decisions,
             n_rewards=(current.n_rewards if current else 0) + n_rewards,
             expected_version=current.version if current else 0,
+            reward=self.reward.describe(),
+            n_expired=(current.n_expired if current else 0) + n_expired,
+            rollout=rollout,
         )
 
     def run_forever(self, interval_s: float, stop: threading.Event) -> None:
@@ -149,12 +192,13 @@ def train_offline(
     default_reward: float = 0.0,
     grace_s: float = COMMIT_GRACE_S,
     now: float | None = None,
+    reward: RewardFunction | None = None,
 ) -> tuple[Policy, int]:
     """The model a learner would reach on the same log, trained in one go; (policy, offset)."""
     policy = factory()
     cutoff = (time.time() if now is None else now) - join_window_s - grace_s
     offset = 0
-    for rows in log.joined_batches(cutoff):
+    for rows in log.joined_batches(cutoff, reward=reward):
         fold(policy, rows, default_reward)
         offset = rows[-1][0].seq
     return policy, offset

@@ -48,6 +48,20 @@ class Metrics:
         self.review_seq = Gauge(
             "backdrop_review_seq", "The last review change this replica applies (the store's review_audit seq)", registry=r
         )
+        self.activations = Counter("backdrop_activations", "POST /v1/activate calls, by outcome", ["status"], registry=r)
+        self.events = Counter("backdrop_events", "Outcome events received, by type and status", ["type", "status"], registry=r)
+        self.expired = Gauge(
+            "backdrop_decisions_expired",
+            "Decisions made inactive and never activated in their window, in all (as of the served model; not learned from)",
+            registry=r,
+        )
+        self.rollout_phase = Gauge("backdrop_rollout_phase", "Safe rollout: 0 serving the baseline, 1 the policy took over", registry=r)
+        self.rollout_value = Gauge(
+            "backdrop_rollout_value",
+            "Safe rollout: off-policy estimates of reward per decision (policy, baseline, and the difference's lower bound)",
+            ["estimate"],
+            registry=r,
+        )
 
         self._children: dict = {}
 

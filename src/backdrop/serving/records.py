@@ -36,6 +36,11 @@ class DecisionRecord:
     #: whether the learner learns from this decision: the bandit chose it (not a fallback, not an
     #: experiment arm that bypasses the bandit). None: a row logged before the field existed.
     learn: bool | None = None
+    #: whether the impression happened when the decision was made; False: the ad server decided before
+    #: it knew the slot would render, and activates it (``POST /v1/activate``) when it does
+    activate: bool = True
+    #: when it was activated (read back from the log; None: never, so far)
+    activated_at: float | None = None
 
     @property
     def logged_seq(self) -> int:
@@ -62,3 +67,9 @@ class ModelRecord:
     learner_offset: int  # the highest decision seq folded into this model
     n_decisions: int  # decisions folded in, in all
     n_rewards: int  # of which with a joined reward (the rest got the default reward)
+    #: the reward function the learner used (``RewardFunction.describe()``; None: before schema 5)
+    reward: str | None = None
+    #: decisions made inactive and never activated within the window, in all (not learned from)
+    n_expired: int = 0
+    #: the safe-rollout state after this version (JSON; None outside a rollout)
+    rollout: str | None = None

@@ -15,6 +15,8 @@ from pydantic import (
     StringConstraints,
 )
 
+from .rewards import EVENT_TYPE_PATTERN
+
 #: the schema's hard maxima; a deployment's ``limits`` may only be stricter
 MAX_FEATURE_KEYS, MAX_KEY_LENGTH, MAX_VALUE_LENGTH = 64, 64, 256
 FeatureKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_LENGTH)]
@@ -53,6 +55,11 @@ class DecideRequest(BaseModel):
     styles: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
         default=None, description="Only consider these styles (default: every style stored for the item and placement)"
     )
+    activate: StrictBool = Field(
+        default=True,
+        description="false: the impression may not happen (prefetch, below the fold); the decision is logged inactive "
+        "and counts only once POST /v1/activate says it was shown (within the activation window)",
+    )
 
 
 class Creative(BaseModel):
@@ -72,6 +79,7 @@ class DecideResponse(BaseModel):
     policy: str = Field(description="The bandit policy, or control / fixed-style / random-style for an experiment arm")
     model_version: int
     experiment_arm: str | None = Field(default=None, description="The experiment arm of this user (null outside experiments)")
+    activated: bool = Field(default=True, description="false: made with activate=false; POST /v1/activate when it is shown")
     fallback: Literal["no-creative", "log-unavailable"] | None = Field(
         description="no-creative: no generated creative for this item and placement, the catalog image is shown; "
         "log-unavailable: the event log could not be written, a default creative is shown and nothing was logged"
@@ -93,12 +101,65 @@ class FeedbackRequest(BaseModel):
 class FeedbackResponse(BaseModel):
     decision_id: str
     status: Literal["joined", "duplicate"] = Field(description="duplicate: a reward was already joined; this one is not counted")
+    activated: bool = Field(default=True, description="false: the decision is not activated (yet); unless it is, this never counts")
+
+
+class ActivateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision_id: str = Field(min_length=1, max_length=64)
+
+
+class ActivateResponse(BaseModel):
+    decision_id: str
+    status: Literal["activated", "already-activated"]
+
+
+EventType = Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN)]
+
+
+class EventRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision_id: str = Field(min_length=1, max_length=64)
+    type: EventType = Field(description="click, add_to_cart, purchase, or a name of your own (lowercase letters, digits, _)")
+    value: (
+        Annotated[StrictFloat, Field(allow_inf_nan=False, ge=-1e9, le=1e9)] | Annotated[StrictInt, Field(ge=-(10**9), le=10**9)] | None
+    ) = Field(default=None, description="The event's amount (a purchase's value), a JSON number")
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code of value")
+    id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="Idempotency key within the decision and type (an order id); default: the type, so a retried click counts once",
+    )
+    at: Annotated[float, Field(allow_inf_nan=False, ge=0)] | None = Field(
+        default=None, description="When it happened (unix seconds); default: now"
+    )
+
+
+class EventResponse(BaseModel):
+    decision_id: str
+    type: str
+    status: Literal["joined", "duplicate"] = Field(description="duplicate: this event (decision, type, id) was joined already")
+    activated: bool = Field(description="false: the decision is not activated (yet); unless it is, this never counts")
+
+
+class RolloutResponse(BaseModel):
+    phase: Literal["baseline", "policy"]
+    baseline: str
+    exploration: float
+    switch: Literal["auto", "never"]
+    model_version: int
+    estimate: dict = Field(description="IPS values with intervals: policy_value/low/high, baseline_*, difference_*, n")
+    switched: dict | None = Field(description="the model version, time and evidence of the switch (null: not switched)")
 
 
 class ModelResponse(BaseModel):
     version: int
     policy: str
     learner_offset: int
+    reward: str | None = Field(default=None, description="The reward function the model was trained with (JSON)")
 
 
 class Problem(BaseModel):

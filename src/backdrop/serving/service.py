@@ -21,12 +21,9 @@ from ..creative.storage import open_files
 from ..creative.store import CreativeStore
 from .errors import Conflict, Invalid, NotFound, Unavailable
 from .eventlog import (
-    EarlyReward,
     EventLog,
     LogUnavailable,
     RequestConflict,
-    TooLate,
-    UnknownDecision,
     VersionConflict,
     open_event_log,
     request_conflict,
@@ -34,7 +31,9 @@ from .eventlog import (
 from .index import CreativeIndex, _Creative
 from .metrics import Metrics
 from .models import load_servable
+from .outcomes import Outcomes
 from .records import DecisionRecord
+from .rollout import APPRENTICE, BASELINE, POLICY, RolloutSettings, RolloutState
 from .schemas import Creative, DecideRequest, DecideResponse
 from .settings import ServiceSettings
 
@@ -43,7 +42,7 @@ logger = logging.getLogger(__name__)
 CONTROL, FIXED_STYLE, RANDOM_STYLE = "control", "fixed-style", "random-style"
 
 
-class Service:
+class Service(Outcomes):
     """Holds the log, the served policy (swapped when a newer version is published) and the index.
 
     Building it loads the store's index and the newest servable model; :meth:`start` starts its
@@ -70,6 +69,8 @@ class Service:
         self.policy: Policy = settings.policy.make(self.encoder.n_features)
         self.model_version = 0
         self.model_loaded = False
+        #: the safe rollout's state as of the served model (the baseline until a model says otherwise)
+        self.rollout = RolloutState()
         #: published versions that cannot be served (and why); the service keeps the last good one
         self.rejected_models: dict[int, str] = {}
         self.learner_lag_s: float | None = None
@@ -86,14 +87,7 @@ class Service:
         if learn_interval_s is not None:
             from .learner import Learner
 
-            n = self.encoder.n_features
-            self.learner = Learner(
-                self.log,
-                lambda: settings.policy.make(n),
-                join_window_s=settings.join_window_s,
-                default_reward=settings.default_reward,
-                grace_s=settings.commit_grace_s,
-            )
+            self.learner = Learner.for_settings(self.log, settings)
 
     def start(self) -> None:
         """Start the background threads (model poll, store refresh, the learner) and the decide pool."""
@@ -139,12 +133,42 @@ class Service:
                     self.metrics.model_rejected.inc()
                     logger.error("%s; serving model version %d", e, self.model_version)
                     continue
+                rollout = RolloutState.from_json(record.rollout)
+                if rollout.phase != self.rollout.phase and self.settings.rollout is not None:
+                    logger.warning("rollout: serving the %s from model version %d on (%s)", rollout.phase, record.version, rollout.switched)
                 with self._policy_lock:
-                    self.policy, self.model_version = policy, record.version
+                    self.policy, self.model_version, self.rollout = policy, record.version, rollout
                 self.metrics.model_version.set(record.version)
+                self.metrics.expired.set(record.n_expired)
+                self._rollout_metrics()
                 break
         self.model_loaded = True
         return True
+
+    def _rollout_metrics(self) -> None:
+        if self.settings.rollout is None:
+            return
+        self.metrics.rollout_phase.set(1 if self.rollout.phase == POLICY else 0)
+        summary = self.rollout.stats.summary(self.settings.rollout.confidence)
+        for name in ("policy_value", "policy_low", "baseline_value", "difference_low"):
+            if summary[name] is not None:
+                self.metrics.rollout_value.labels(estimate=name).set(summary[name])
+
+    def rollout_status(self) -> dict:
+        """The rollout's phase, the current estimates and the switch (:class:`NotFound` outside a rollout)."""
+        settings = self.settings.rollout
+        if settings is None:
+            raise NotFound("no rollout is configured (set `rollout` in the service settings)")
+        state = self.rollout
+        return {
+            "phase": state.phase,
+            "baseline": settings.baseline,
+            "exploration": settings.exploration,
+            "switch": settings.switch,
+            "model_version": self.model_version,
+            "estimate": state.stats.summary(settings.confidence),
+            "switched": state.switched,
+        }
 
     def _poll_models(self) -> None:
         while not self._stop.wait(self.settings.model_poll_s):
@@ -351,15 +375,20 @@ class Service:
         if req.styles is not None:
             wanted = set(req.styles)
             arms = [s for s in arms if s in wanted]
-        experiment = self.settings.experiment
+        experiment, rollout = self.settings.experiment, self.settings.rollout
         group = experiment.assign(req.user.id) if experiment is not None else None
         arm = experiment.arms[group] if experiment is not None and group is not None else None
         serve = arm.serve if arm is not None else "policy"
+        if rollout is not None and arms:
+            arms = rollout.candidates(arms)
         t0 = time.perf_counter()
         x = self.encoder.encode(req.user.features, product["category"], req.placement)
         with self._policy_lock:
             policy, version = self.policy, self.model_version
-            if serve == "policy" and arms:
+            if serve == "policy" and arms and rollout is not None and self.rollout.phase == BASELINE:
+                style, propensity = _baseline_or_explore(rollout, arms, self._rng)
+                policy_name = APPRENTICE
+            elif serve == "policy" and arms:
                 decision = policy.choose(x, arms)
                 style, propensity, policy_name = str(decision.arm), float(decision.propensity), policy.name
             elif serve == "random" and arms:
@@ -371,16 +400,18 @@ class Service:
             style, propensity = ORIGINAL, 1.0
             policy_name = CONTROL if serve == "original" else policy.name
             fallback = None if serve == "original" else "no-creative"
-            key = stored[ORIGINAL].key if ORIGINAL in stored else product["catalog_key"]
+            offered = [ORIGINAL]
         else:
-            key = stored[style].key
+            offered = arms
+        # the catalog image's own rendition when stored, else the catalog image itself
+        key = stored[style].key if style in stored else product["catalog_key"]
         self.metrics.policy_seconds.observe(time.perf_counter() - t0)
         record = DecisionRecord(
             decision_id=uuid.uuid4().hex,
             created_at=time.time(),
             item_id=req.item_id,
             placement=req.placement,
-            arms=arms if style != ORIGINAL else [ORIGINAL],
+            arms=offered,
             arm=style,
             propensity=propensity,
             policy=policy_name,
@@ -392,7 +423,8 @@ class Service:
             creative_key=key,
             fallback=fallback,
             experiment_arm=group,
-            learn=serve == "policy" and fallback is None and style != ORIGINAL,
+            learn=serve == "policy" and fallback is None,
+            activate=req.activate,
         )
         return _Plan(req, record, stored, product, policy, version, group, time.perf_counter())
 
@@ -452,26 +484,11 @@ class Service:
             policy=r.policy,
             model_version=r.model_version,
             experiment_arm=r.experiment_arm,
+            activated=r.activate,
             fallback=r.fallback,
         )
 
     # -- feedback, models, files -------------------------------------------------------------
-
-    def feedback(self, decision_id: str, reward: float, at: float | None) -> str:
-        """Join a reward to its decision: "joined", or "duplicate" when one was joined already."""
-        now = time.time()
-        try:
-            status = self.log.log_reward(decision_id, reward, at if at is not None else now, now, self.settings.join_window_s)
-        except UnknownDecision:
-            raise NotFound(f"unknown decision_id '{decision_id}'") from None
-        except TooLate as e:
-            raise Conflict(str(e)) from None
-        except EarlyReward as e:
-            raise Invalid(f"at: {e}") from None
-        except LogUnavailable:
-            raise Unavailable("the event log is unavailable; retry later") from None
-        self.metrics.rewards.labels(status=status).inc()
-        return status
 
     def publish(self, data: bytes):
         """Publish a model file as the next version, once it is validated (:func:`load_servable`)."""
@@ -488,6 +505,9 @@ class Service:
                 n_decisions=current.n_decisions if current else 0,
                 n_rewards=current.n_rewards if current else 0,
                 expected_version=current.version if current else 0,
+                reward=current.reward if current else None,
+                n_expired=current.n_expired if current else 0,
+                rollout=current.rollout if current else None,  # an uploaded model does not end a rollout
             )
         except LogUnavailable:
             raise Unavailable("the event log is unavailable; retry later") from None
@@ -539,6 +559,13 @@ class _Plan:
     group: str | None
     #: when the log write began (perf_counter)
     t_log: float
+
+
+def _baseline_or_explore(rollout: RolloutSettings, arms: list[str], rng) -> tuple[str, float]:
+    """The rollout's choice while the baseline is served, and its true propensity."""
+    base, e, k = rollout.baseline_arm(arms), rollout.exploration, len(arms)
+    style = arms[int(rng.integers(k))] if rng.random() < e else base
+    return style, (1 - e) * (style == base) + e / k
 
 
 def _fixed_style(arm, item_id: str, arms: list[str]) -> str:

@@ -20,6 +20,8 @@ from ..bandit.features import FeatureConfig
 from ..bandit.policies import SERVABLE, make_policy
 from ..creative.storage import is_remote
 from ..errors import ConfigError
+from .rewards import RewardFunction
+from .rollout import RolloutSettings
 
 
 class PolicySettings(BaseModel):
@@ -129,6 +131,14 @@ class ServiceSettings(BaseSettings):
     commit_grace_s: float = Field(default=5.0, ge=2.5)
     #: the reward of a decision with no feedback within the join window
     default_reward: float = 0.0
+    #: how a decision's outcome events (click, add_to_cart, purchase with a value...) add up to its
+    #: reward; recorded with every model version the learner publishes
+    reward: RewardFunction = Field(default_factory=RewardFunction)
+    #: a decision made with ``activate: false`` must be activated within this (at most the join
+    #: window; default: the join window), else it expires unshown and is not learned from
+    activation_window_s: float | None = Field(default=None, gt=0)
+    #: safe rollout: serve a baseline until the policy's lower bound beats it (see serving.rollout)
+    rollout: RolloutSettings | None = None
     #: needed by the write and admin endpoints (feedback, model publish); compared in constant time
     api_key: SecretStr | None = None
     #: the creative shown when a decision cannot be logged (the database is down): this style if the
@@ -180,6 +190,21 @@ class ServiceSettings(BaseSettings):
         if self.store_dir is None and self.db is None:
             raise ValueError(f"a store on object storage ({self.store}) has no folder for the event log: give db (--db)")
         return self
+
+    @model_validator(mode="after")
+    def _windows_and_modes(self):
+        if self.activation_window_s is not None and self.activation_window_s > self.join_window_s:
+            raise ValueError(
+                f"activation_window_s ({self.activation_window_s:g}) must be at most join_window_s ({self.join_window_s:g}): "
+                "the learner folds a decision once its join window has passed"
+            )
+        if self.rollout is not None and self.experiment is not None:
+            raise ValueError("a rollout and an experiment at once: configure one of them")
+        return self
+
+    @property
+    def activation_window(self) -> float:
+        return self.activation_window_s if self.activation_window_s is not None else self.join_window_s
 
     @property
     def store_dir(self) -> Path | None:

@@ -14,6 +14,10 @@ import numpy as np
 from ...errors import BackdropError
 from ...text import redact_url
 from ..records import DecisionRecord, ModelRecord, RewardRecord
+from ..rewards import RewardFunction
+from .outcomes import EarlyReward, Outcomes, TooLate, UnknownDecision
+
+__all__ = ["EarlyReward", "TooLate", "UnknownDecision"]  # raised here, defined with the outcomes
 
 #: the learner waits this long past the join window before folding a decision in (default)
 COMMIT_GRACE_S = 5.0
@@ -27,14 +31,6 @@ class LogUnavailable(BackdropError):
     """The database cannot be reached or written right now (the service degrades, never lies)."""
 
 
-class UnknownDecision(BackdropError):
-    pass
-
-
-class TooLate(BackdropError):
-    pass
-
-
 class VersionConflict(BackdropError):
     """Another writer published a model version first; reload and retry."""
 
@@ -43,14 +39,11 @@ class RequestConflict(BackdropError):
     """A ``request_id`` already logged for another request (another item, placement or user)."""
 
 
-class EarlyReward(BackdropError):
-    """A reward whose event time is before its decision was made."""
-
-
 _DECISION_COLUMNS = (
     "decision_id, request_id, created_at, item_id, placement, arms, arm, propensity, policy, "
-    "model_version, context, user_id, user_features, creative_key, fallback, experiment_arm, learn"
+    "model_version, context, user_id, user_features, creative_key, fallback, experiment_arm, learn, activated_at"
 )
+_MODEL_COLUMNS = "version, created_at, policy, blob, learner_offset, n_decisions, n_rewards, reward, n_expired, rollout"
 
 
 #: before schema 4 the learner told its own decisions by the logged policy name
@@ -104,6 +97,27 @@ def _migrations(dialect: str) -> list[tuple[int, list[str]]]:
         (3, [f"CREATE TABLE heartbeat (writer TEXT PRIMARY KEY, at {real} NOT NULL)"]),
         # the learner learns from the rows the service marks, not from policy-name strings
         (4, ["ALTER TABLE decisions ADD COLUMN learn INTEGER"]),
+        # activation (a decision may be made before its impression), typed outcome events, the
+        # reward function and the rollout state recorded with each model version
+        (
+            5,
+            [
+                f"ALTER TABLE decisions ADD COLUMN activated_at {real}",
+                "UPDATE decisions SET activated_at = created_at",
+                f"""CREATE TABLE events (
+                    decision_id TEXT NOT NULL REFERENCES decisions (decision_id),
+                    type TEXT NOT NULL,
+                    event_key TEXT NOT NULL,
+                    value {real},
+                    currency TEXT,
+                    at {real} NOT NULL,
+                    received_at {real} NOT NULL,
+                    PRIMARY KEY (decision_id, type, event_key))""",
+                "ALTER TABLE models ADD COLUMN reward TEXT",
+                f"ALTER TABLE models ADD COLUMN n_expired {big} NOT NULL DEFAULT 0",
+                "ALTER TABLE models ADD COLUMN rollout TEXT",
+            ],
+        ),
     ]
 
 
@@ -158,12 +172,13 @@ def _decision_row(r: DecisionRecord) -> tuple:
         r.fallback,
         r.experiment_arm,
         None if r.learn is None else int(bool(r.learn)),
+        r.activated_at if r.activated_at is not None else (r.created_at if r.activate else None),
     )
 
 
 def _decision(row) -> DecisionRecord:
     (seq, decision_id, request_id, created_at, item_id, placement, arms, arm, propensity, policy,
-     model_version, context, user_id, user_features, creative_key, fallback, experiment_arm, learn) = row  # fmt: skip
+     model_version, context, user_id, user_features, creative_key, fallback, experiment_arm, learn, activated_at) = row  # fmt: skip
     if learn is None:  # logged before schema 4
         learn = fallback is None and policy in _LEGACY_LEARNERS
     return DecisionRecord(
@@ -185,15 +200,19 @@ def _decision(row) -> DecisionRecord:
         experiment_arm=experiment_arm,
         seq=int(seq),
         learn=bool(learn),
+        activate=activated_at is not None,
+        activated_at=None if activated_at is None else float(activated_at),
     )
 
 
 def _model(row) -> ModelRecord:
-    version, created_at, policy, blob, offset, n_decisions, n_rewards = row
-    return ModelRecord(int(version), float(created_at), policy, bytes(blob), int(offset), int(n_decisions), int(n_rewards))
+    version, created_at, policy, blob, offset, n_decisions, n_rewards, reward, n_expired, rollout = row
+    return ModelRecord(
+        int(version), float(created_at), policy, bytes(blob), int(offset), int(n_decisions), int(n_rewards), reward, int(n_expired), rollout
+    )
 
 
-class EventLog:
+class EventLog(Outcomes):
     """The dialect-independent operations; subclasses provide connections and the SQL placeholders."""
 
     dialect = "?"
@@ -314,7 +333,7 @@ class EventLog:
     def model(self, version: int) -> ModelRecord | None:
         with self._tx(write=False) as cur:
             cur.execute(
-                self._sql("SELECT version, created_at, policy, blob, learner_offset, n_decisions, n_rewards FROM models WHERE version = ?"),
+                self._sql(f"SELECT {_MODEL_COLUMNS} FROM models WHERE version = ?"),
                 (version,),
             )
             row = cur.fetchone()
@@ -360,82 +379,65 @@ class EventLog:
             after_seq = int(rows[-1][0])
 
     # rewards ------------------------------------------------------------------------------
-    def log_reward(self, decision_id: str, reward: float, at: float, received_at: float, join_window_s: float) -> str:
-        """Join a reward to its decision: ``"joined"``, or ``"duplicate"`` when one was joined already.
-
-        Raises :class:`UnknownDecision`, or :class:`TooLate` when the reward arrives (or happened)
-        after the join window closed: the learner may already have folded the decision in.
-        """
-        with self._tx() as cur:
-            cur.execute(self._sql("SELECT created_at FROM decisions WHERE decision_id = ?"), (decision_id,))
-            row = cur.fetchone()
-            if row is None:
-                raise UnknownDecision(decision_id)
-            created = float(row[0])
-            if at < created - 1.0:  # a second of clock skew between the caller and the service is tolerated
-                raise EarlyReward(f"the reward's time {at:.3f} is before its decision {decision_id} was made ({created:.3f})")
-            late = max(at, received_at) - created
-            if late > join_window_s:
-                raise TooLate(
-                    f"decision {decision_id} was made {late:.0f} s before this reward, more than the join window "
-                    f"of {join_window_s:g} s: the learner has counted it with the default reward"
-                )
-            cur.execute(
-                self._sql(
-                    "INSERT INTO rewards (decision_id, reward, at, received_at) VALUES (?, ?, ?, ?) ON CONFLICT (decision_id) DO NOTHING RETURNING decision_id"
-                ),
-                (decision_id, float(reward), float(at), float(received_at)),
-            )
-            return "joined" if cur.fetchone() is not None else "duplicate"
-
     def rewards(self) -> list[RewardRecord]:
         with self._tx(write=False) as cur:
             cur.execute("SELECT decision_id, reward, at, received_at FROM rewards")
             return [RewardRecord(r[0], float(r[1]), float(r[2]), float(r[3])) for r in cur.fetchall()]
 
-    def joined(self, after_seq: int, created_before: float, limit: int = 10_000) -> list[tuple[DecisionRecord, float | None]]:
-        """The decisions after ``after_seq`` with their reward (None: no reward joined), in ``seq`` order.
+    def joined(
+        self, after_seq: int, created_before: float, limit: int = 10_000, reward: RewardFunction | None = None
+    ) -> list[tuple[DecisionRecord, float | None]]:
+        """The decisions after ``after_seq`` with their reward (None: no outcome), in ``seq`` order;
+        the reward is ``reward`` (the deployment's function) of each one's feedback and events.
 
         Only a contiguous prefix of decisions made before ``created_before`` is returned, so the
         caller's offset never jumps over a decision whose join window is still open.
         """
-        cols = ", ".join(f"d.{c.strip()}" for c in _DECISION_COLUMNS.split(","))
         with self._tx(write=False) as cur:
             cur.execute(
-                self._sql(
-                    f"SELECT d.seq, {cols}, r.reward FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.decision_id "
-                    "WHERE d.seq > ? ORDER BY d.seq LIMIT ?"
-                ),
+                self._sql(f"SELECT seq, {_DECISION_COLUMNS} FROM decisions WHERE seq > ? ORDER BY seq LIMIT ?"),
                 (after_seq, limit),
             )
             rows = cur.fetchall()
-        out = []
+        decisions = []
         for row in rows:
             if float(row[3]) > created_before:
                 break
-            out.append((_decision(row[:-1]), None if row[-1] is None else float(row[-1])))
-        return out
+            decisions.append(_decision(row))
+        return self.rewarded(decisions, reward)
 
-    def joined_batches(self, created_before: float, after_seq: int = 0, batch: int = 50_000) -> Iterator[list]:
+    def joined_batches(
+        self, created_before: float, after_seq: int = 0, batch: int = 50_000, reward: RewardFunction | None = None
+    ) -> Iterator[list]:
         """:meth:`joined`, page after page, to the end of the prefix made before ``created_before``."""
-        while rows := self.joined(after_seq, created_before, limit=batch):
+        while rows := self.joined(after_seq, created_before, limit=batch, reward=reward):
             yield rows
             after_seq = rows[-1][0].logged_seq
 
     # models -------------------------------------------------------------------------------
     def publish_model(
-        self, blob: bytes, policy: str, *, learner_offset: int, n_decisions: int, n_rewards: int, expected_version: int
+        self,
+        blob: bytes,
+        policy: str,
+        *,
+        learner_offset: int,
+        n_decisions: int,
+        n_rewards: int,
+        expected_version: int,
+        reward: str | None = None,
+        n_expired: int = 0,
+        rollout: str | None = None,
     ) -> ModelRecord:
-        """Publish ``blob`` as version ``expected_version + 1``; :class:`VersionConflict` if that exists."""
-        record = ModelRecord(expected_version + 1, time.time(), policy, blob, learner_offset, n_decisions, n_rewards)
+        """Publish ``blob`` as version ``expected_version + 1``; :class:`VersionConflict` if that exists.
+        ``reward`` (the reward function's description), ``n_expired`` and ``rollout`` are recorded with it."""
+        record = ModelRecord(
+            expected_version + 1, time.time(), policy, blob, learner_offset, n_decisions, n_rewards, reward, n_expired, rollout
+        )
         try:
             with self._tx() as cur:
                 cur.execute(
-                    self._sql(
-                        "INSERT INTO models (version, created_at, policy, blob, learner_offset, n_decisions, n_rewards) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)"
-                    ),
-                    (record.version, record.created_at, policy, blob, learner_offset, n_decisions, n_rewards),
+                    self._sql(f"INSERT INTO models ({_MODEL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                    (record.version, record.created_at, policy, blob, learner_offset, n_decisions, n_rewards, reward, n_expired, rollout),
                 )
         except _Conflict as e:
             raise VersionConflict(f"model version {record.version} was published by another writer; reload and retry") from e
@@ -449,9 +451,7 @@ class EventLog:
 
     def latest_model(self) -> ModelRecord | None:
         with self._tx(write=False) as cur:
-            cur.execute(
-                "SELECT version, created_at, policy, blob, learner_offset, n_decisions, n_rewards FROM models ORDER BY version DESC LIMIT 1"
-            )
+            cur.execute(f"SELECT {_MODEL_COLUMNS} FROM models ORDER BY version DESC LIMIT 1")
             row = cur.fetchone()
         return _model(row) if row else None
 

@@ -1,0 +1,78 @@
+"""The service's side of what happens after a decision: rewards, activations and outcome events."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from .errors import Conflict, Invalid, NotFound, Unavailable
+from .eventlog import EarlyReward, EventLog, LogUnavailable, TooLate, UnknownDecision
+from .metrics import Metrics
+from .schemas import EventRequest
+from .settings import ServiceSettings
+
+
+class Outcomes:
+    """Feedback, activation and events (mixed into :class:`~.service.Service`)."""
+
+    log: EventLog
+    metrics: Metrics
+    settings: ServiceSettings
+
+    def feedback(self, decision_id: str, reward: float, at: float | None) -> str:
+        """Join a reward to its decision: "joined", or "duplicate" when one was joined already."""
+        now = time.time()
+        with _outcome_errors(decision_id):
+            status = self.log.log_reward(decision_id, reward, at if at is not None else now, now, self.settings.join_window_s)
+        self.metrics.rewards.labels(status=status).inc()
+        return status
+
+    def is_activated(self, decision_id: str) -> bool:
+        with _outcome_errors(decision_id):
+            d = self.log.get_decision(decision_id)
+        if d is None:
+            raise NotFound(f"unknown decision_id '{decision_id}'")
+        return d.activate
+
+    def activate(self, decision_id: str) -> str:
+        """Mark a decision made with ``activate: false`` shown: "activated" or "already-activated"."""
+        with _outcome_errors(decision_id):
+            status = self.log.activate(decision_id, time.time(), self.settings.activation_window)
+        self.metrics.activations.labels(status=status).inc()
+        return status
+
+    def event(self, req: EventRequest) -> tuple[str, bool]:
+        """Join an outcome event to its decision: ("joined" or "duplicate", whether the decision is activated)."""
+        why = self.settings.reward.check(req.type, None if req.value is None else float(req.value), req.currency)
+        if why:
+            self.metrics.events.labels(type=req.type, status="refused").inc()
+            raise Invalid(f"{req.type}: {why}")
+        now = time.time()
+        with _outcome_errors(req.decision_id):
+            status, activated = self.log.log_event(
+                req.decision_id,
+                req.type,
+                key=req.id,
+                value=None if req.value is None else float(req.value),
+                currency=req.currency,
+                at=req.at if req.at is not None else now,
+                received_at=now,
+                join_window_s=self.settings.join_window_s,
+            )
+        self.metrics.events.labels(type=req.type, status=status).inc()
+        return status, activated
+
+
+@contextlib.contextmanager
+def _outcome_errors(decision_id: str):
+    """The event log's answers to an activation, a reward or an event, as domain errors."""
+    try:
+        yield
+    except UnknownDecision:
+        raise NotFound(f"unknown decision_id '{decision_id}'") from None
+    except TooLate as e:
+        raise Conflict(str(e)) from None
+    except EarlyReward as e:
+        raise Invalid(f"at: {e}") from None
+    except LogUnavailable:
+        raise Unavailable("the event log is unavailable; retry later") from None
