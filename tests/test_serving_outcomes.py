@@ -79,7 +79,7 @@ def test_typed_events_join_once_and_add_up_by_the_reward_function(small_store, d
     reward = {"rule": "sum-values", "currency": "EUR"}
     with _client(small_store, db_url, reward=reward) as c:
         d = _decide(c)["decision_id"]
-        ev = lambda **kw: c.post("/v1/events", json={"decision_id": d} | kw, headers=AUTH)  # noqa: E731
+        ev = lambda **kw: c.post("/v1/events", json={"decision_id": d} | kw, headers=AUTH)
         assert ev(type="click").json() == {"decision_id": d, "type": "click", "status": "joined", "activated": True}
         assert ev(type="click").json()["status"] == "duplicate"  # a retried click counts once
         assert ev(type="add_to_cart").json()["status"] == "joined"
@@ -111,7 +111,7 @@ def test_typed_events_join_once_and_add_up_by_the_reward_function(small_store, d
 
 def test_feedback_stays_the_default_reward_and_events_fill_in(small_store, db_url):
     with _client(small_store, db_url) as c:
-        a, b, n = (_decide(c)["decision_id"] for _ in range(3))
+        a, b, _none = (_decide(c)["decision_id"] for _ in range(3))
         c.post("/v1/feedback", json={"decision_id": a, "reward": 0.5}, headers=AUTH)
         c.post("/v1/events", json={"decision_id": b, "type": "click"}, headers=AUTH)
         rewards = [r for _, r in c.app.state.service.log.joined(0, time.time() + 1)]
@@ -228,3 +228,42 @@ def test_personalizer_rank_reward_activate(small_store, db_url):
 
         policy = Policy.from_bytes(model.blob)
         assert np.asarray(policy.coef(body["rewardActionId"])).any()
+
+
+def test_abtest_reads_conversion_and_revenue_from_the_log(small_store, db_url, capsys):
+    import json
+
+    from backdrop.cli import main
+
+    experiment = {"name": "bg", "arms": {"control": {"share": 1, "serve": "original"}, "styled": {"share": 1, "serve": "random"}}}
+    expected: dict = {"control": [], "styled": []}
+    with _client(small_store, db_url, experiment=experiment, reward={"rule": "sum-values", "currency": "EUR"}) as c:
+        rng = np.random.default_rng(0)
+        for i in range(160):
+            body = _decide(c, user=f"u{i % 60}")
+            arm = body["experiment_arm"]
+            value = 0.0
+            if rng.random() < (0.15 if arm == "styled" else 0.05):
+                value = float(rng.integers(10, 60))
+                r = c.post("/v1/events", json={"decision_id": body["decision_id"], "type": "purchase", "value": value, "currency": "EUR"}, headers=AUTH)
+                assert r.status_code == 200
+            expected[arm].append(value)
+        _decide(c, user="u1", activate=False)  # never shown: left out, and said so
+    capsys.readouterr()
+    assert main(["abtest", db_url, "--metric", "revenue", "--json"]) == 0
+    out = capsys.readouterr()
+    result = json.loads(out.out)
+    assert "1 decision(s) made with activate=false" in out.err
+    assert result["metric"] == "revenue" and result["unit"] == "user" and result["control"] == "control"
+    for row in result["arms"]:
+        assert row["n"] == len(expected[row["arm"]]) and row["total"] == pytest.approx(sum(expected[row["arm"]]))
+        assert row["mean"] == pytest.approx(np.mean(expected[row["arm"]]))
+        assert row["mean_low"] < row["mean"] < row["mean_high"]
+    styled = result["arms"][1]
+    assert styled["lift_low"] < styled["lift"] < styled["lift_high"]
+
+    assert main(["abtest", db_url, "--metric", "conversion", "--json"]) == 0
+    conversion = {r["arm"]: r["mean"] for r in json.loads(capsys.readouterr().out)["arms"]}
+    assert conversion == {a: pytest.approx(np.mean(np.array(v) > 0)) for a, v in expected.items()}
+    assert main(["abtest", db_url, "--metric", "revenue"]) == 0
+    assert "per impression" in capsys.readouterr().out

@@ -33,6 +33,13 @@ def register(sub) -> dict:
     ab.add_argument("--control", help="control arm (default: control, original or A if present, else the first by name)")
     ab.add_argument("--planned", metavar="ARM=SHARE,...", help="planned traffic split for the SRM check (default: equal)")
     ab.add_argument("--alpha", type=float, default=0.05)
+    ab.add_argument(
+        "--metric",
+        choices=("ctr", "conversion", "revenue"),
+        default="ctr",
+        help="ctr (clicks), conversion (impressions with a purchase event) or revenue (purchase value) per impression;"
+        " from an impressions file, conversion and revenue read the click column as the value",
+    )
     ab.add_argument("--html", type=Path, metavar="FILE", help="also write an HTML report with plots")
     ab.add_argument("--baseline-ctr", type=float, help="plan: the control's CTR")
     ab.add_argument("--lift", type=float, action="append", help="plan: relative lift to detect, e.g. 0.05 (repeatable)")
@@ -110,7 +117,11 @@ def cmd_abtest(args) -> int:
             raise BackdropError(str(e)) from None
         print(json.dumps(plans) if args.json else abtest.plan_markdown(plans))
         return 0
-    imp, planned = _impressions(args.log), planned_shares(args.planned)
+    imp, planned = _impressions(args.log, args.metric), planned_shares(args.planned)
+    if args.metric != "ctr":
+        result = abtest.analyze_values(imp, args.metric, control=args.control, alpha=args.alpha)
+        print(json.dumps(result) if args.json else abtest.values_markdown(result))
+        return 0
     try:
         result = abtest.analyze(imp, control=args.control, planned_shares=planned, alpha=args.alpha)
     except ValueError as e:
@@ -126,7 +137,7 @@ def cmd_abtest(args) -> int:
     return 0
 
 
-def _impressions(source: str):
+def _impressions(source: str, metric: str = "ctr"):
     """Impressions from a CSV/Parquet file or the service's event log."""
     from ..experiments import abtest
 
@@ -135,7 +146,9 @@ def _impressions(source: str):
         from ..experiments.study import impressions_from_log
 
         source = existing_event_log(source)
-        imp, _ = impressions_from_log(source)
+        imp, _, inactive = impressions_from_log(source, metric)
+        if inactive:
+            print(f"{inactive} decision(s) made with activate=false and not activated: left out (never shown)", file=sys.stderr)
         if not len(imp):
             raise BackdropError(f"{source}: no decisions with an experiment arm (configure `experiment` in the service settings)")
         return imp

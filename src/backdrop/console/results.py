@@ -18,13 +18,17 @@ from ..serving.eventlog.reader import LogReader
 #: the per-category table groups by the first levels of the category path (a catalog has thousands of leaves)
 CATEGORY_DEPTH = 2
 
+#: a decision was clicked: a positive feedback reward or a click event (only activated decisions count)
+_CLICKED = "(r.reward > 0 OR EXISTS (SELECT 1 FROM events e WHERE e.decision_id = d.decision_id AND e.type = 'click'))"
 _COUNTS = (
-    "SELECT d.arm, d.placement, d.item_id, COUNT(*), SUM(CASE WHEN r.reward > 0 THEN 1 ELSE 0 END)"
-    " FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.decision_id GROUP BY d.arm, d.placement, d.item_id"
+    f"SELECT d.arm, d.placement, d.item_id, COUNT(*), SUM(CASE WHEN {_CLICKED} THEN 1 ELSE 0 END)"
+    " FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.decision_id WHERE d.activated_at IS NOT NULL"
+    " GROUP BY d.arm, d.placement, d.item_id"
 )
 _EXPERIMENT = (
-    "SELECT d.experiment_arm, d.user_id, d.created_at, COALESCE(r.reward, 0) FROM decisions d"
-    " LEFT JOIN rewards r ON r.decision_id = d.decision_id WHERE d.experiment_arm IS NOT NULL ORDER BY d.seq"
+    f"SELECT d.experiment_arm, d.user_id, d.created_at, CASE WHEN {_CLICKED} THEN 1 ELSE 0 END FROM decisions d"
+    " LEFT JOIN rewards r ON r.decision_id = d.decision_id WHERE d.experiment_arm IS NOT NULL AND d.activated_at IS NOT NULL"
+    " ORDER BY d.seq"
 )
 _MODELS = "SELECT version, created_at, policy, learner_offset, n_decisions, n_rewards FROM models ORDER BY version"
 

@@ -381,25 +381,46 @@ class _Client:
 # -- the analysis (from the service's event log) --------------------------------------------------
 
 
-def impressions_from_log(db: Path | str) -> tuple[Impressions, list]:
-    """Impressions (arm = experiment arm, click = joined reward) of every logged decision in an experiment."""
+def impressions_from_log(db: Path | str, metric: str = "ctr") -> tuple[Impressions, list, int]:
+    """Impressions of every activated decision in an experiment (arm = experiment arm, click = the
+    ``metric`` of its outcomes: ``ctr`` clicked 0/1, ``conversion`` purchased 0/1, ``revenue`` the
+    purchases' value), those decisions, and how many were left out as never activated."""
     from ..serving.eventlog import open_event_log
 
     log = open_event_log(str(db))
     try:
-        decisions = [d for d in log.decisions() if d.experiment_arm is not None]
-        rewards = {r.decision_id: r.reward for r in log.rewards()}
+        logged = [d for d in log.decisions() if d.experiment_arm is not None]
+        decisions = [d for d in logged if d.activate]
+        outcomes = log.outcomes(decisions[0].logged_seq, decisions[-1].logged_seq) if decisions else {}
     finally:
         log.close()
+    values = [metric_value(metric, outcomes.get(d.decision_id, []), str(db)) for d in decisions]
     imp = Impressions(
         arm=np.array([d.experiment_arm for d in decisions], dtype=object),
-        click=np.array([rewards.get(d.decision_id, 0.0) for d in decisions], dtype=np.float64),
+        click=np.array(values, dtype=np.float64),
         at=np.array([d.created_at for d in decisions], dtype=np.float64),
         source=str(db),
         # the service assigns arms per user: analyse per user when every decision names one
         unit=np.array([d.user_id for d in decisions], dtype=object) if decisions and all(d.user_id for d in decisions) else None,
     )
-    return imp, decisions
+    return imp, decisions, len(logged) - len(decisions)
+
+
+def metric_value(metric: str, outcomes: list, source: str = "the event log") -> float:
+    """One impression's value of ``metric`` from its outcomes (feedback and events)."""
+    from ..serving.rewards import CLICK, FEEDBACK, PURCHASE
+
+    if metric == "ctr":
+        return float(any(o.type == CLICK or (o.type == FEEDBACK and (o.value or 0) > 0) for o in outcomes))
+    if metric == "conversion":
+        return float(any(o.type == PURCHASE for o in outcomes))
+    if metric == "revenue":
+        purchases = [o for o in outcomes if o.type == PURCHASE]
+        currencies = {o.currency for o in purchases if o.currency}
+        if len(currencies) > 1:
+            raise BackdropError(f"{source}: purchases in {', '.join(sorted(currencies))}: revenue needs one currency (set reward.currency)")
+        return float(sum(o.value or 0.0 for o in purchases))
+    raise BackdropError(f"unknown metric '{metric}'; choose ctr, conversion or revenue")
 
 
 def _true_ctrs(eff: dict, served: Served) -> dict[str, dict]:
@@ -419,7 +440,7 @@ def _true_ctrs(eff: dict, served: Served) -> dict[str, dict]:
 
 
 def analyse(db: Path, population, clicks: ClickModel, batch, served: Served, config: StudyConfig) -> dict:
-    imp, decisions = impressions_from_log(db)
+    imp, decisions, _ = impressions_from_log(db)
     if len(imp) != config.impressions:
         raise BackdropError(f"{db}: {len(imp)} decisions logged for {config.impressions} impressions served")
     logged_clicks = int(imp.click.sum())

@@ -62,8 +62,8 @@ def evaluate_log(
 ) -> list[dict]:
     """Records ``{policy, estimator, value, ci_low, ci_high, n}``: ``logged`` (the served CTR), then IPS/SNIPS/DR.
 
-    Every decision with a choice of styles counts (``where`` narrows it, e.g. to one experiment arm);
-    the catalog-image control and fallbacks offered no choice and are left out.
+    Every activated decision with a choice of styles counts (``where`` narrows it, e.g. to one
+    experiment arm); the catalog-image control and fallbacks offered no choice and are left out.
     """
     import time
 
@@ -72,7 +72,7 @@ def evaluate_log(
         (d, default_reward if r is None else r)
         for batch in log.joined_batches(cutoff)
         for d, r in batch
-        if d.fallback is None and d.arm != ORIGINAL and (where is None or where(d))
+        if d.fallback is None and d.arm != ORIGINAL and d.activate and (where is None or where(d))
     ]
     if not rows:
         return []
@@ -107,7 +107,9 @@ def style_results(log: EventLog, placement: str | None = None, now: float | None
     out: dict[tuple[str, str], list[float]] = {}
     for rows in log.joined_batches(created_before=time.time() if now is None else now):
         for record, reward in rows:
-            if record.arm == ORIGINAL or record.fallback is not None or (placement is not None and record.placement != placement):
+            if record.arm == ORIGINAL or record.fallback is not None or not record.activate:
+                continue
+            if placement is not None and record.placement != placement:
                 continue
             acc = out.setdefault((record.item_id, record.arm), [0, 0.0])
             acc[0] += 1

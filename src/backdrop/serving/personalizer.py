@@ -190,6 +190,7 @@ def router(service, api_key: str | None) -> APIRouter:
 
     r = APIRouter(prefix=PREFIX, tags=["personalizer"], dependencies=[Depends(subscription_key)])
     errors: dict[int | str, dict[str, Any]] = {s: {"description": _CODES[s]} for s in (400, 401, 404, 409, 503)}
+    errors[413] = {"description": "the body is larger than the service's limit (limits.max_body_bytes)"}
 
     @r.post("/rank", status_code=201, response_model=RankResponse, responses=errors)
     def rank_route(req: RankRequest):

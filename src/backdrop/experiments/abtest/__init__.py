@@ -10,7 +10,8 @@ always-valid p-value's history). :func:`analyze` compares every arm with one con
 * a sample-ratio-mismatch (SRM) check of the arm counts against the planned split;
 * CUPED-adjusted lifts when a covariate is present.
 
-The formulas and their references are in :mod:`backdrop.experiments.stats`.
+:func:`analyze_values` does the same for per-impression values (conversion, revenue) with
+delta-method intervals. The formulas and their references are in :mod:`backdrop.experiments.stats`.
 """
 
 from __future__ import annotations
@@ -18,23 +19,27 @@ from __future__ import annotations
 from .analysis import (
     CONTROL_NAMES,
     MAX_LOOKS,
+    METRICS,
     SRM_ALPHA,
     analyze,
+    analyze_values,
     choose_control,
     compare,
     over_time,
 )
 from .impressions import ALIASES, Impressions, load_impressions
-from .markdown import to_markdown
+from .markdown import to_markdown, values_markdown
 from .planning import plan, plan_markdown, plan_table
 
 __all__ = [
     "ALIASES",
     "CONTROL_NAMES",
     "MAX_LOOKS",
+    "METRICS",
     "SRM_ALPHA",
     "Impressions",
     "analyze",
+    "analyze_values",
     "choose_control",
     "compare",
     "load_impressions",
@@ -43,4 +48,5 @@ __all__ = [
     "plan_markdown",
     "plan_table",
     "to_markdown",
+    "values_markdown",
 ]

@@ -319,3 +319,65 @@ def over_time(imp: Impressions, bins: int = 20) -> dict:
             "cumulative_ctr": stats._div(np.cumsum(c), np.cumsum(n)).tolist(),
         }
     return _clean({"edges": edges.tolist(), "arms": out})
+
+
+#: the outcome metrics of a log besides CTR: what each measures per impression
+METRICS = {
+    "ctr": "clicks per impression",
+    "conversion": "impressions followed by a purchase, per impression",
+    "revenue": "purchase value per impression",
+}
+
+
+def analyze_values(imp: Impressions, metric: str = "revenue", control: str | None = None, alpha: float = 0.05) -> dict:
+    """Every arm against the control on a per-impression value (conversion 0/1, revenue), with
+    delta-method intervals: the mean per impression as a ratio over users (``imp.unit``; each
+    impression is its own unit without one), the lift's log-ratio interval, the z-test, Holm.
+
+    ``click`` holds the value of each impression. Keys: ``source, metric, alpha, control,
+    impressions, total, unit, arms`` (per arm ``arm, control, n, units, total, mean, mean_low,
+    mean_high`` and for the others ``lift, lift_low, lift_high, z, p, p_holm, significant``).
+
+    >>> imp = Impressions(arm=["a"] * 4 + ["b"] * 4, click=[0, 10, 0, 0, 0, 10, 10, 0])
+    >>> r = analyze_values(imp, control="a")
+    >>> [(row["arm"], row["mean"]) for row in r["arms"]], r["arms"][1]["lift"]
+    ([('a', 2.5), ('b', 5.0)], 1.0)
+    """
+    if len(imp) == 0:
+        raise BackdropError(f"{imp.source}: no impressions to analyze")
+    names = sorted(set(imp.arm.tolist()))
+    if len(names) < 2:
+        raise BackdropError(f"{imp.source}: only one arm ({names[0]}); an experiment needs at least two")
+    control = choose_control(names, control)
+    arms = [control] + [a for a in names if a != control]
+    per_user = imp.unit is not None
+    if not per_user:
+        imp = Impressions(arm=imp.arm, click=imp.click, at=imp.at, source=imp.source, unit=np.arange(len(imp)).astype(str))
+    idx, n, total = _counts(imp, arms)
+    cl = _by_unit(imp, idx, len(arms), alpha)
+    others = np.arange(1, len(arms))
+    lift, lift_low, lift_high, z, p = _clustered_comparisons(cl, others, alpha)
+    p_holm = stats.holm(p)
+    rows = []
+    for i, a in enumerate(arms):
+        row = {"arm": a, "control": a == control, "n": int(n[i]), "units": int(cl["units"][i]), "total": float(total[i])}
+        row |= {"mean": cl["ctr"][i], "mean_low": cl["low"][i], "mean_high": cl["high"][i]}
+        if i:
+            j = i - 1
+            row |= {"lift": lift[j], "lift_low": lift_low[j], "lift_high": lift_high[j], "z": z[j], "p": p[j], "p_holm": p_holm[j]}
+            row["significant"] = bool(p_holm[j] < alpha)
+        rows.append(row)
+    return _clean(
+        {
+            "source": imp.source,
+            "metric": metric,
+            "measures": METRICS.get(metric, metric),
+            "alpha": alpha,
+            "control": control,
+            "impressions": int(n.sum()),
+            "total": float(total.sum()),
+            "unit": "user" if per_user else "impression",
+            "variance": "delta method over " + ("users (arms are assigned per user)" if per_user else "impressions"),
+            "arms": rows,
+        }
+    )

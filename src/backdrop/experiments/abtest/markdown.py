@@ -69,3 +69,27 @@ def to_markdown(result: dict) -> str:
             vr = "–" if c["variance_reduction"] is None else f"{c['variance_reduction']:.1%}"
             lines.append(f"| {arm} | {lift} | {diff} | {vr} |")
     return "\n".join(lines) + "\n"
+
+
+def values_markdown(result: dict) -> str:
+    """Render :func:`analyze_values`'s result: mean per impression and lift, each with its interval."""
+    level = f"{1 - result['alpha']:.0%}"
+    lines = [
+        (
+            f"**{result['source']}**: {result['metric']} ({result['measures']}), {result['impressions']:,} impressions, "
+            f"total {result['total']:,.2f}; control `{result['control']}`, {result['variance']}"
+        ),
+        "",
+        f"| arm | impressions | total | per impression [{level} CI] | lift [{level} CI] | p (Holm) |",
+        "|---|---:|---:|---|---|---|",
+    ]
+    for r in result["arms"]:
+        mean = "–" if r["mean"] is None else f"{r['mean']:.4g} [{_num(r['mean_low'])}, {_num(r['mean_high'])}]"
+        lift = "control" if r["control"] else f"{_pct(r['lift'], True)} [{_pct(r['lift_low'], True)}, {_pct(r['lift_high'], True)}]"
+        p = "" if r["control"] else f"{_p(r['p'])} ({_p(r['p_holm'])})"
+        lines.append(f"| {r['arm']} | {r['n']:,} | {r['total']:,.2f} | {mean} | {lift} | {p} |")
+    return "\n".join(lines)
+
+
+def _num(x) -> str:
+    return "–" if x is None else f"{x:.4g}"
