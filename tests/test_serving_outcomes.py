@@ -245,7 +245,11 @@ def test_abtest_reads_conversion_and_revenue_from_the_log(small_store, db_url, c
             value = 0.0
             if rng.random() < (0.15 if arm == "styled" else 0.05):
                 value = float(rng.integers(10, 60))
-                r = c.post("/v1/events", json={"decision_id": body["decision_id"], "type": "purchase", "value": value, "currency": "EUR"}, headers=AUTH)
+                r = c.post(
+                    "/v1/events",
+                    json={"decision_id": body["decision_id"], "type": "purchase", "value": value, "currency": "EUR"},
+                    headers=AUTH,
+                )
                 assert r.status_code == 200
             expected[arm].append(value)
         _decide(c, user="u1", activate=False)  # never shown: left out, and said so
