@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 from contextlib import contextmanager, suppress
@@ -16,7 +17,15 @@ from .base import (
 )
 from .groupcommit import GroupCommit, _Pending
 
-_INSERT = f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES ({', '.join('?' * len(_DECISION_COLUMNS.split(',')))})"
+_ROW = "(" + ", ".join("?" * len(_DECISION_COLUMNS.split(","))) + ")"
+
+
+@functools.lru_cache(maxsize=256)
+def _insert(n: int) -> str:
+    """One INSERT of ``n`` rows: SQLite runs it as one step, and Python's sqlite3 releases the GIL
+    once per step, so the writer thread waits for the GIL once per batch rather than once per row
+    (with the event loop busy, each wait can last the interpreter's switch interval)."""
+    return f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES {', '.join([_ROW] * n)}"
 
 
 class SQLiteEventLog(GroupCommit):
@@ -110,7 +119,7 @@ class SQLiteEventLog(GroupCommit):
 
     # group commit (GroupCommit): one executemany per batch -----------------------------------
     def _insert_batch(self, cur, plain: list[_Pending]) -> None:
-        cur.executemany(_INSERT, [_decision_row(p.record) for p in plain])
+        cur.execute(_insert(len(plain)), [v for p in plain for v in _decision_row(p.record)])
         cur.execute("SELECT last_insert_rowid()")  # one writer, one transaction: the seqs are consecutive
         first = int(cur.fetchone()[0]) - len(plain) + 1
         for i, p in enumerate(plain):
