@@ -271,3 +271,16 @@ def test_abtest_reads_conversion_and_revenue_from_the_log(small_store, db_url, c
     assert conversion == {a: pytest.approx(np.mean(np.array(v) > 0)) for a, v in expected.items()}
     assert main(["abtest", db_url, "--metric", "revenue"]) == 0
     assert "per impression" in capsys.readouterr().out
+
+
+def test_rollout_scores_only_decisions_that_offered_the_baseline():
+    from backdrop.bandit import make_policy
+    from backdrop.serving.records import DecisionRecord
+    from backdrop.serving.rollout import RolloutSettings, score
+
+    policy = make_policy("linucb", n_features=4, epsilon=0.1)
+    x = [1.0, 0.0, 0.0, 0.0]
+    offered = DecisionRecord("a", 0.0, "i", "square", ["s1", "original"], "original", 0.55, "apprentice", 0, x)
+    ranked = DecisionRecord("b", 0.0, "personalizer", "personalizer", ["news", "sports"], "news", 0.5, "linucb", 0, x)
+    terms_p, terms_b = score(policy, [(offered, 1.0), (ranked, 1.0)], RolloutSettings(), 0.0)
+    assert len(terms_p) == len(terms_b) == 1 and terms_b == [pytest.approx(1 / 0.55)]

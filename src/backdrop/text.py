@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 import unicodedata
@@ -36,8 +37,12 @@ def split_path(value: str, separators: str = PATH_SEPARATORS) -> tuple[str, ...]
     >>> split_path("Apparel & Accessories > Clothing", separators=">")
     ('Apparel & Accessories', 'Clothing')
     """
-    pattern = "[" + re.escape(separators) + "]"
-    return tuple(p.strip() for p in re.split(pattern, value or "") if p.strip())
+    return tuple(p.strip() for p in _separators(separators).split(value or "") if p.strip())
+
+
+@functools.lru_cache(maxsize=16)
+def _separators(separators: str) -> re.Pattern:
+    return re.compile("[" + re.escape(separators) + "]")
 
 
 def redact_url(url: str) -> str:

@@ -91,6 +91,7 @@ class FeatureEncoder:
             offset += len(values) + 1
         self._hash_offset = offset
         self._buckets = c.n_features - offset
+        self._item_cache: dict[tuple, tuple[list[str], str]] = {}
 
     @property
     def hashed_slots(self) -> int:
@@ -99,7 +100,6 @@ class FeatureEncoder:
     def tokens(self, user: Mapping, category: Sequence[str] | str, placement: str) -> list[str]:
         """The hashed tokens of a context (useful to see what the encoder does)."""
         c = self.config
-        path = _category_path(category)
         out = []
         for key in sorted(user):
             if key in c.numeric or key in c.one_hot:
@@ -107,15 +107,27 @@ class FeatureEncoder:
             value = user[key]
             if isinstance(value, (bool, str)):
                 out.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")
-        for depth in range(1, len(path) + 1):
-            out.append("cat=" + ">".join(path[:depth]))
-        out.append(f"placement={placement}")
-        leaf = path[-1] if path else ""
-        if c.cross_category_placement:
-            out.append(f"cat={leaf}|placement={placement}")
+        item_tokens, leaf = self._item_tokens(category, placement)
+        out += item_tokens
         if c.cross_segment_category and c.segment_field and c.segment_field in user:
             out.append(f"{c.segment_field}={user[c.segment_field]}|cat={leaf}")
         return out
+
+    def _item_tokens(self, category: Sequence[str] | str, placement: str) -> tuple[list[str], str]:
+        """The tokens of the category path and the placement (the same for every user: cached), and the leaf."""
+        key = (category if isinstance(category, str) else tuple(category), placement)
+        hit = self._item_cache.get(key)
+        if hit is None:
+            path = _category_path(category)
+            tokens = ["cat=" + ">".join(path[:depth]) for depth in range(1, len(path) + 1)]
+            tokens.append(f"placement={placement}")
+            leaf = path[-1] if path else ""
+            if self.config.cross_category_placement:
+                tokens.append(f"cat={leaf}|placement={placement}")
+            if len(self._item_cache) > 65_536:
+                self._item_cache.clear()
+            hit = self._item_cache[key] = (tokens, leaf)
+        return hit
 
     def encode(self, user: Mapping, category: Sequence[str] | str, placement: str) -> np.ndarray:
         x = np.zeros(self.n_features, dtype=np.float64)

@@ -287,6 +287,8 @@ def cmd_learn(args) -> int:
                 "published": record is not None,
                 "version": record.version if record else log.latest_version(),
                 "learner_offset": record.learner_offset if record else None,
+                "expired": record.n_expired if record else None,
+                "reward": json.loads(record.reward) if record and record.reward else None,
             }
             print(json.dumps(out) if args.json else (f"published model version {out['version']}" if record else "nothing new to learn"))
             return 0

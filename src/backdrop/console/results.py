@@ -30,7 +30,7 @@ _EXPERIMENT = (
     " LEFT JOIN rewards r ON r.decision_id = d.decision_id WHERE d.experiment_arm IS NOT NULL AND d.activated_at IS NOT NULL"
     " ORDER BY d.seq"
 )
-_MODELS = "SELECT version, created_at, policy, learner_offset, n_decisions, n_rewards FROM models ORDER BY version"
+_MODELS = "SELECT version, created_at, policy, learner_offset, n_decisions, n_rewards, n_expired FROM models ORDER BY version"
 
 
 def results(
@@ -60,8 +60,16 @@ def results(
     out["by_category"] = group(lambda r: " > ".join(categories.get(r[2], "(not in the store)").split(" > ")[:CATEGORY_DEPTH]))
     out["by_placement"] = group(lambda r: r[1])
     out["models"] = [
-        {"version": int(v), "created_at": float(t), "policy": p, "learner_offset": int(o), "decisions": int(d), "rewards": int(r)}
-        for v, t, p, o, d, r in models
+        {
+            "version": int(v),
+            "created_at": float(t),
+            "policy": p,
+            "learner_offset": int(o),
+            "decisions": int(d),
+            "rewards": int(r),
+            "expired": int(e),
+        }
+        for v, t, p, o, d, r, e in models
     ]
     if experiment:
         imp = abtest.Impressions(

@@ -77,5 +77,13 @@ class Metrics:
         pair[0].inc()
         pair[1].observe(seconds)
 
+    def decided(self, style: str, fallback: str) -> None:
+        """One decision answered (the labelled child cached: the hot path)."""
+        key = ("decided", style, fallback)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.decisions.labels(style=style, fallback=fallback)
+        child.inc()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -125,15 +125,21 @@ class RolloutState:
 
 
 def score(policy, rows: list, settings: RolloutSettings, default_reward: float) -> tuple[list[float], list[float]]:
-    """The IPS terms of ``policy`` and of the baseline on learnable, activated decisions ``[(d, r)]``."""
+    """The IPS terms of ``policy`` and of the baseline on learnable, activated decisions ``[(d, r)]``.
+
+    Decisions that did not offer the baseline (a Personalizer rank, a style-filtered request) say
+    nothing about the baseline's value and are left out of both."""
     terms_p: list[float] = []
     terms_b: list[float] = []
     for d, r in rows:
-        reward = default_reward if r is None else r
         arms = list(d.arms)
+        base = settings.baseline_arm(arms)
+        if base not in arms:
+            continue
+        reward = default_reward if r is None else r
         probs = policy.probabilities(np.asarray(d.context, dtype=np.float64), arms)
         terms_p.append(float(probs[arms.index(d.arm)]) / d.propensity * reward)
-        terms_b.append((d.arm == settings.baseline_arm(arms)) / d.propensity * reward)
+        terms_b.append((d.arm == base) / d.propensity * reward)
     return terms_p, terms_b
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import os
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -57,6 +57,7 @@ class Service(Outcomes):
         self.index = CreativeIndex(settings.store, serve_flagged=settings.serve_flagged, review_required=settings.review_required)
         #: the store's files, for the bytes of creatives on object storage (local ones are sent as files)
         self.files = open_files(settings.store)
+        self._creatives: dict[str, Creative] = {}
         self._index_lock = threading.Lock()
         self._review_store: CreativeStore | None = None
         #: when the review state was last read from the store, and why the last read failed
@@ -323,7 +324,13 @@ class Service(Outcomes):
         return f"{self.settings.public_url}/v1/creatives/{key}"
 
     def creative(self, c: _Creative) -> Creative:
-        return Creative(key=c.key, url=self.url(c.key), width=c.width, height=c.height)
+        # content-addressed: a key's file, size and URL never change, so its answer part is made once
+        made = self._creatives.get(c.key)
+        if made is None:
+            if len(self._creatives) > 200_000:
+                self._creatives.clear()
+            made = self._creatives[c.key] = Creative(key=c.key, url=self.url(c.key), width=c.width, height=c.height)
+        return made
 
     def decide(self, req: DecideRequest) -> DecideResponse:
         """Choose, log (waiting for the commit), answer: the whole decision, on the calling thread."""
@@ -407,7 +414,7 @@ class Service(Outcomes):
         key = stored[style].key if style in stored else product["catalog_key"]
         self.metrics.policy_seconds.observe(time.perf_counter() - t0)
         record = DecisionRecord(
-            decision_id=uuid.uuid4().hex,
+            decision_id=os.urandom(16).hex(),
             created_at=time.time(),
             item_id=req.item_id,
             placement=req.placement,
@@ -443,7 +450,7 @@ class Service(Outcomes):
             raise error
         record = logged
         style, fallback = record.arm, record.fallback
-        self.metrics.decisions.labels(style=style, fallback=fallback or "none").inc()
+        self.metrics.decided(style, fallback or "none")
         if fallback:
             self.metrics.fallbacks.labels(reason=fallback).inc()
         return self._response(record)

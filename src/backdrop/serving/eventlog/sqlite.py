@@ -120,8 +120,9 @@ class SQLiteEventLog(GroupCommit):
     # group commit (GroupCommit): one executemany per batch -----------------------------------
     def _insert_batch(self, cur, plain: list[_Pending]) -> None:
         cur.execute(_insert(len(plain)), [v for p in plain for v in _decision_row(p.record)])
-        cur.execute("SELECT last_insert_rowid()")  # one writer, one transaction: the seqs are consecutive
-        first = int(cur.fetchone()[0]) - len(plain) + 1
+        # one writer, one transaction: the seqs are consecutive, ending at the last row's (lastrowid:
+        # no second statement, so no second wait for the GIL)
+        first = int(cur.lastrowid) - len(plain) + 1
         for i, p in enumerate(plain):
             p.record.seq = first + i
             p.result = p.record
