@@ -9,7 +9,7 @@ from backdrop.serving.app import create_app
 from backdrop.serving.settings import load_settings
 
 KEY = "fuzz-key"
-EXAMPLES = 40  # per operation: bounded, the whole fuzz run takes seconds
+EXAMPLES = 30  # per operation: bounded, the whole fuzz run takes seconds
 
 
 def test_api_never_errs_and_keeps_its_schema(small_store, tmp_path):
