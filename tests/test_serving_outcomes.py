@@ -63,6 +63,12 @@ def test_only_activated_decisions_are_learned_and_the_rest_expire(small_store, d
 
         model = _learn(c).run_once()
         assert (model.n_decisions, model.n_rewards, model.n_expired) == (2, 1, 1)
+        from backdrop.console.results import results
+        from backdrop.serving.eventlog.reader import LogReader
+
+        figures = results(LogReader(db_url), {})  # the console counts what was shown, and says what it left out
+        assert figures["summary"]["decisions"] == 2 and figures["summary"]["inactive"] == 1
+        assert figures["models"][-1]["expired"] == 1
         service = c.app.state.service
         service.reload_model()
         assert "backdrop_decisions_expired 1.0" in c.get("/metrics").text

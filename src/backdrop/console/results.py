@@ -30,6 +30,7 @@ _EXPERIMENT = (
     " LEFT JOIN rewards r ON r.decision_id = d.decision_id WHERE d.experiment_arm IS NOT NULL AND d.activated_at IS NOT NULL"
     " ORDER BY d.seq"
 )
+_INACTIVE = "SELECT COUNT(*) FROM decisions WHERE activated_at IS NULL"
 _MODELS = "SELECT version, created_at, policy, learner_offset, n_decisions, n_rewards, n_expired FROM models ORDER BY version"
 
 
@@ -46,12 +47,13 @@ def results(
         counts = reader.query(_COUNTS)
         experiment = reader.query(_EXPERIMENT)
         models = reader.query(_MODELS)
+        inactive = int(reader.query(_INACTIVE)[0][0])
     except LogUnavailable as e:
         out["error"] = str(e)
         return out
     total = sum(int(n) for *_, n, _c in counts)
     clicks = sum(int(c or 0) for *_, c in counts)
-    out["summary"] = {"decisions": total, "clicks": clicks, "ctr": clicks / total if total else None}
+    out["summary"] = {"decisions": total, "clicks": clicks, "ctr": clicks / total if total else None, "inactive": inactive}
 
     def group(name: Callable[[tuple], str]) -> list[dict]:
         return breakdown(((name(r), r[0], r[3], r[4] or 0) for r in counts), control=ORIGINAL)

@@ -106,7 +106,7 @@ def _event_request_id(event_id: str) -> str:
 
 def rank(service, req: RankRequest) -> tuple[int, RankResponse]:
     """Choose among the actions, log the decision (inactive with ``deferActivation``), rank them."""
-    from .service import _check_features
+    from .service import check_features
 
     features = flatten(req.contextFeatures)
     if len(features) > MAX_FEATURE_KEYS:
@@ -114,7 +114,7 @@ def rank(service, req: RankRequest) -> tuple[int, RankResponse]:
     for key, value in features.items():
         if not isinstance(value, str | bool | int | float):
             raise Invalid(f"contextFeatures.{key}: must be a string, a boolean or a number")
-    _check_features(features, service.settings.limits)
+    check_features(features, service.settings.limits)
     ids = [a.id for a in req.actions]
     if len(set(ids)) != len(ids):
         raise Invalid("actions: every action id must be unique")
@@ -130,9 +130,7 @@ def rank(service, req: RankRequest) -> tuple[int, RankResponse]:
     except LogUnavailable:
         raise Unavailable("the event log is unavailable; retry later") from None
     x = service.encoder.encode(features, "", PLACEMENT)
-    with service._policy_lock:
-        policy, version = service.policy, service.model_version
-        decision = policy.choose(x, candidates)
+    decision, policy, version = service.choose(x, candidates)
     chosen, probs = str(decision.arm), dict(zip(candidates, (float(p) for p in decision.probabilities), strict=True))
     record = DecisionRecord(
         decision_id=uuid.uuid4().hex,
@@ -158,7 +156,7 @@ def rank(service, req: RankRequest) -> tuple[int, RankResponse]:
         raise Unavailable("the event log is unavailable; the rank was not logged; retry") from None
     if logged.decision_id != record.decision_id:  # the same eventId ranked concurrently
         raise Conflict(f"eventId '{event_id}' was ranked already")
-    service.metrics.decisions.labels(style=chosen, fallback="none").inc()
+    service.metrics.decided(ITEM, "none")  # action ids are the client's: not metric labels
     others = sorted((a for a in candidates if a != chosen), key=lambda a: -probs[a])
     ranking = [RankedAction(id=a, probability=probs[a]) for a in [chosen, *others]]
     ranking += [RankedAction(id=a, probability=0.0) for a in ids if a in excluded]

@@ -348,7 +348,7 @@ class Service(Outcomes):
         ``request_id``, which is looked up in the log): the record to log, or the answer already
         logged for this request_id."""
         limits = self.settings.limits
-        _check_features(req.user.features, limits)
+        check_features(req.user.features, limits)
         if req.styles is not None and len(req.styles) > limits.max_styles:
             raise Invalid(f"styles: at most {limits.max_styles} styles")
         product = self.index.products.get(req.item_id)
@@ -434,6 +434,11 @@ class Service(Outcomes):
             activate=req.activate,
         )
         return _Plan(req, record, stored, product, policy, version, group, time.perf_counter())
+
+    def choose(self, x: np.ndarray, arms: list[str]):
+        """The served policy's choice among ``arms`` for context ``x``: (decision, policy, model version)."""
+        with self._policy_lock:
+            return self.policy.choose(x, arms), self.policy, self.model_version
 
     def finish(self, plan: _Plan, logged: DecisionRecord | None, error: Exception | None) -> DecideResponse:
         """The answer once the log write is done (``logged``) or failed (``error``)."""
@@ -582,7 +587,8 @@ def _fixed_style(arm, item_id: str, arms: list[str]) -> str:
     return next((s for s in arm.order if s in arms), arms[0])
 
 
-def _check_features(features: dict, limits) -> None:
+def check_features(features: dict, limits) -> None:
+    """A deployment's limits on user features (the schema's maxima are the request model's)."""
     if len(features) > limits.max_feature_keys:
         raise Invalid(f"user.features: at most {limits.max_feature_keys} keys, got {len(features)}")
     # the schema's maxima are checked by the request model (non-finite numbers too); a deployment may be stricter
