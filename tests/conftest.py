@@ -1,3 +1,4 @@
+import contextlib
 import os
 from pathlib import Path
 
@@ -68,6 +69,33 @@ def pg_url(pg_server, request):
     with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return pg_server.get_uri(name)
+
+
+@contextlib.contextmanager
+def uvicorn_server(app):
+    """``app`` on a real uvicorn server with the HTTP protocol `backdrop serve` runs, in a thread: yields its port."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, http="backdrop.serving.http:DecideProtocol", log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started:
+        assert time.time() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -4,16 +4,11 @@ its endpoint here and its Rank, Activate and Reward calls, and its error handlin
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-
 import pytest
-import uvicorn
 
 from backdrop.serving.app import create_app
 from backdrop.serving.settings import load_settings
-from conftest import need
+from conftest import need, uvicorn_server
 
 KEY = "pz-key"
 
@@ -22,20 +17,8 @@ KEY = "pz-key"
 def endpoint(small_store, db_url):
     settings = load_settings(None, store=small_store, db=db_url, api_key=KEY, log_timeout_ms=2000.0, join_window_s=60.0, commit_grace_s=2.5)
     app = create_app(settings)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, http="backdrop.serving.http:DecideProtocol", log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started:
-        assert time.time() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", app
-    server.should_exit = True
-    thread.join(10)
+    with uvicorn_server(app) as port:
+        yield f"http://127.0.0.1:{port}", app
 
 
 def _sdk():

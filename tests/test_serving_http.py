@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from backdrop.serving.app import create_app
 from backdrop.serving.settings import load_settings
+from conftest import uvicorn_server
 
 ITEM = {"item_id": "apple-juice", "placement": "square", "user": {"id": "u1", "features": {"segment": "runners"}}}
 
@@ -30,20 +29,8 @@ def server(small_store, tmp_path):
         **{"limits": {"body_timeout_s": 0.5}},
     )
     app = create_app(settings)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, http="backdrop.serving.http:DecideProtocol", log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not srv.started:
-        assert time.time() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
-    yield port, app
-    srv.should_exit = True
-    thread.join(10)
+    with uvicorn_server(app) as port:
+        yield port, app
 
 
 def _request(body: bytes | str, *, path="/v1/decide", method="POST", headers: dict | None = None, version="1.1") -> bytes:
