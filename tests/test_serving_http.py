@@ -134,3 +134,15 @@ def test_expect_continue_request_ids_and_metrics(server):
         s.sendall(_request("", path="/metrics", method="GET"))
         [(_, _, metrics)] = _responses(s, 1)
     assert 'backdrop_requests_total{endpoint="/v1/decide",status="200"} 3.0' in metrics.decode()
+
+
+def test_many_pipelined_decides_are_answered_in_their_order(server):
+    port, app = server
+    before = app.state.service.log.counts()["decisions"]
+    items = ["apple-juice", "banana-juice", "carrot-juice"] * 8
+    with _connect(port) as s:  # reading is not paused while a decide is answered: the rest queue in order
+        s.sendall(b"".join(_request(json.dumps(ITEM | {"item_id": item})) for item in items))
+        answers = _responses(s, len(items))
+    assert [a[0] for a in answers] == [200] * len(items)
+    assert [json.loads(a[2])["item_id"] for a in answers] == items
+    assert app.state.service.log.counts()["decisions"] == before + len(items)

@@ -155,7 +155,8 @@ class DecideProtocol(HeaderTimeoutProtocol):
         if cycle.timer is not None:
             cycle.timer.cancel()
         cycle.more_body = False
-        self.flow.pause_reading()  # nothing more is read from this connection until this is answered
+        # reading is not paused while this is answered (two epoll_ctl calls a request): a request
+        # pipelined behind it takes uvicorn's path, which queues it behind this cycle and pauses reading
         self.app_state[DECIDE_STATE][0].handle(cycle.body, lambda status, body: self._answer(status, body, cycle=cycle))
 
     def _body_too_slow(self, cycle: _FastCycle) -> None:
