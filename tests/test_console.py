@@ -167,6 +167,26 @@ def test_the_service_stops_serving_a_rejected_creative_within_a_poll(store):
     writer.close()
 
 
+def test_a_rejection_while_a_decision_is_being_logged_does_not_fail_that_decision(store):
+    """The review poll may apply a rejection between a decision's choice and its commit: the decision,
+    logged, is answered with the creative it chose (the rejection takes effect from the next one)."""
+    from backdrop.serving.schemas import DecideRequest
+
+    writer = CreativeStore(store)
+    target = next(r for r in writer.creatives() if r.placement == "square")
+    with TestClient(_service(store)) as c:
+        service = c.app.state.service
+        req = DecideRequest(item_id=target.product_id, placement="square", styles=[target.style], user={"id": "u1"})
+        plan = service.plan(req)
+        set_review(writer, [target.key], "rejected", reviewer="Ana", role="reviewer", reason="artifact")
+        assert service.refresh_reviews() and target.key not in service.index.files
+        logged = service.log.log_decision(plan.record, timeout_s=5)
+        answer = service.finish(plan, logged, None)
+        assert answer.creative.key == target.key and answer.decision_id == logged.decision_id
+        assert _decide(c, target.product_id, "square", [target.style])["creative"]["key"] != target.key
+    writer.close()
+
+
 def test_review_required_serves_only_approved_creatives_and_readiness_says_why(store):
     writer = CreativeStore(store)
     records = writer.creatives()

@@ -351,11 +351,14 @@ class Service(Outcomes):
         check_features(req.user.features, limits)
         if req.styles is not None and len(req.styles) > limits.max_styles:
             raise Invalid(f"styles: at most {limits.max_styles} styles")
-        product = self.index.products.get(req.item_id)
+        # one snapshot for the whole decision: a review or a refresh swapping the index while it is
+        # logged takes effect from the next decision, and never fails this one
+        index = self.index
+        product = index.products.get(req.item_id)
         if product is None:
             raise NotFound(f"unknown item_id '{req.item_id}': not in the creative store (run backdrop generate for it)")
-        if req.placement not in self.index.placements:
-            known = ", ".join(sorted(self.index.placements)) or "none"
+        if req.placement not in index.placements:
+            known = ", ".join(sorted(index.placements)) or "none"
             raise NotFound(f"unknown placement '{req.placement}'; known: {known}")
 
         if req.request_id is not None:
@@ -377,7 +380,7 @@ class Service(Outcomes):
                     raise Conflict(str(request_conflict(previous, asked)))
                 return self._response(previous)
 
-        stored = self.index.by_item.get((req.item_id, req.placement), {})
+        stored = index.by_item.get((req.item_id, req.placement), {})
         arms = [s for s in sorted(stored) if s != ORIGINAL]
         if req.styles is not None:
             wanted = set(req.styles)
@@ -433,7 +436,7 @@ class Service(Outcomes):
             learn=serve == "policy" and fallback is None,
             activate=req.activate,
         )
-        return _Plan(req, record, stored, product, policy, version, group, time.perf_counter())
+        return _Plan(req, record, stored, product, policy, version, group, index, time.perf_counter())
 
     def choose(self, x: np.ndarray, arms: list[str]):
         """The served policy's choice among ``arms`` for context ``x``: (decision, policy, model version)."""
@@ -450,7 +453,7 @@ class Service(Outcomes):
             raise Conflict(str(error)) from None
         elif isinstance(error, LogUnavailable):
             logger.warning("decision not logged, answered with the fallback: %s", error)
-            return self._unlogged(plan.req, plan.stored, plan.product, plan.policy, plan.version, plan.group)
+            return self._unlogged(plan)
         else:
             raise error
         record = logged
@@ -458,10 +461,11 @@ class Service(Outcomes):
         self.metrics.decided(style, fallback or "none")
         if fallback:
             self.metrics.fallbacks.labels(reason=fallback).inc()
-        return self._response(record)
+        return self._response(record, plan.index)
 
-    def _unlogged(self, req, stored, product, policy, version, group) -> DecideResponse:
+    def _unlogged(self, plan: _Plan) -> DecideResponse:
         """The database is down: an ad must still render, but nothing is claimed as logged."""
+        req, stored, product = plan.req, plan.stored, plan.product
         default = self.settings.default_style
         styles = [s for s in sorted(stored) if s != ORIGINAL]
         style = default if default in stored else (styles[0] if styles else ORIGINAL)
@@ -473,18 +477,21 @@ class Service(Outcomes):
             item_id=req.item_id,
             placement=req.placement,
             style=style,
-            creative=self.creative(self.index.files[key]),
+            creative=self.creative(plan.index.files[key]),
             propensity=1.0,
-            policy=policy.name,
-            model_version=version,
-            experiment_arm=group,
+            policy=plan.policy.name,
+            model_version=plan.version,
+            experiment_arm=plan.group,
             fallback="log-unavailable",
         )
 
-    def _response(self, r: DecisionRecord) -> DecideResponse:
-        c = self.index.files.get(r.creative_key) if r.creative_key is not None else None
+    def _response(self, r: DecisionRecord, index: CreativeIndex | None = None) -> DecideResponse:
+        """The answer of a logged decision, from ``index`` (the snapshot it was made with; default: the
+        current one, for a decision read back from the log)."""
+        index = index or self.index
+        c = index.files.get(r.creative_key) if r.creative_key is not None else None
         if c is None:
-            why = "was rejected in review" if self.index.reviews.get(r.creative_key or "") == "rejected" else "is no longer served"
+            why = "was rejected in review" if index.reviews.get(r.creative_key or "") == "rejected" else "is no longer served"
             raise NotFound(f"creative {r.creative_key} of decision {r.decision_id} {why}")
         return DecideResponse(
             decision_id=r.decision_id,
@@ -569,6 +576,8 @@ class _Plan:
     policy: Policy
     version: int
     group: str | None
+    #: the index snapshot the decision was made with (its answer is built from it)
+    index: CreativeIndex
     #: when the log write began (perf_counter)
     t_log: float
 
