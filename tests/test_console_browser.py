@@ -133,6 +133,15 @@ _UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), 
   .map(e => e.outerHTML.slice(0, 80))"""
 
 
+def _until(page, expression: str, timeout: float = 10.0) -> None:
+    """Poll a JavaScript expression from here: ``page.wait_for_function`` polls with ``eval`` inside the
+    page once the expression is not true at once, which the console's CSP (no 'unsafe-eval') refuses."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"not true within {timeout:g} s: {expression}"
+        time.sleep(0.05)
+
+
 def _accessible(page, name: str) -> None:
     assert page.evaluate(_UNLABELLED) == [], f"{name}: controls without a label"
     assert page.evaluate("[...document.images].filter(i => !i.alt.trim()).length") == 0, f"{name}: images without alt text"
@@ -223,7 +232,7 @@ def test_a_reviewer_rejects_with_the_keyboard_and_the_service_stops_serving_it(s
         page.keyboard.press("k")
         page.keyboard.press("o")  # full size, beside the catalog image
         page.wait_for_selector("dialog#viewer[open]")
-        page.wait_for_function("[...document.querySelectorAll('dialog img')].every(i => i.complete && i.naturalWidth > 0)")
+        _until(page, "[...document.querySelectorAll('dialog img')].every(i => i.complete && i.naturalWidth > 0)")
         assert page.get_attribute("#viewer-creative", "src").endswith(rejected)
         _looked_at(page, shots, "review-viewer")
         page.keyboard.press("Escape")
