@@ -18,16 +18,16 @@ Errors have Personalizer's shape: ``{"error": {"code": ..., "message": ...}}``.
 
 from __future__ import annotations
 
-import hmac
 import time
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import Conflict, Invalid, NotFound, ServiceError, Unauthorized, Unavailable, http_status
+from .errors import Conflict, Invalid, NotFound, ServiceError, Unavailable, http_status
 from .eventlog import LogUnavailable, RequestConflict
 from .records import DecisionRecord
 from .schemas import MAX_FEATURE_KEYS
@@ -173,18 +173,15 @@ def _decision_of(service, event_id: str) -> str:
     return d.decision_id
 
 
-def router(service, api_key: str | None) -> APIRouter:
-    """The compatible endpoints, answering errors in Personalizer's shape."""
+def router(service, check_key: Callable[[str | None, str], None]) -> APIRouter:
+    """The compatible endpoints, answering errors in Personalizer's shape; ``check_key(given, why)``
+    is the app's API-key check."""
 
     def subscription_key(
         ocp_apim_subscription_key: Annotated[str | None, Header(description="The service's API key")] = None,
         x_api_key: Annotated[str | None, Header()] = None,
     ) -> None:
-        given = ocp_apim_subscription_key or x_api_key
-        if api_key is None:
-            raise Unavailable("no API key is configured for this service (BACKDROP_API_KEY)")
-        if given is None or not hmac.compare_digest(given.encode(), api_key.encode()):
-            raise Unauthorized("missing or wrong subscription key (Ocp-Apim-Subscription-Key)")
+        check_key(ocp_apim_subscription_key or x_api_key, "missing or wrong subscription key (Ocp-Apim-Subscription-Key)")
 
     r = APIRouter(prefix=PREFIX, tags=["personalizer"], dependencies=[Depends(subscription_key)])
     errors: dict[int | str, dict[str, Any]] = {s: {"description": _CODES[s]} for s in (400, 401, 404, 409, 503)}
