@@ -148,8 +148,8 @@ def create_app(settings: ServiceSettings, log: EventLog | None = None, learn_int
     def feedback(req: FeedbackRequest) -> FeedbackResponse:
         """Join a reward (a click) to its decision; a second reward for the same decision is not counted.
         It is the event ``feedback`` with that value (see /v1/events and the deployment's reward function)."""
-        status = service.feedback(req.decision_id, req.reward, req.at)
-        return FeedbackResponse(decision_id=req.decision_id, status=status, activated=service.is_activated(req.decision_id))
+        status, activated = service.feedback(req.decision_id, req.reward, req.at)
+        return FeedbackResponse(decision_id=req.decision_id, status=status, activated=activated)
 
     @app.post(
         "/v1/activate",

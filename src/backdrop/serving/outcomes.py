@@ -19,20 +19,14 @@ class Outcomes:
     metrics: Metrics
     settings: ServiceSettings
 
-    def feedback(self, decision_id: str, reward: float, at: float | None) -> str:
-        """Join a reward to its decision: "joined", or "duplicate" when one was joined already."""
+    def feedback(self, decision_id: str, reward: float, at: float | None) -> tuple[str, bool]:
+        """Join a reward to its decision: ("joined", or "duplicate" when one was joined already; whether
+        the decision is activated)."""
         now = time.time()
         with _outcome_errors(decision_id):
-            status = self.log.log_reward(decision_id, reward, at if at is not None else now, now, self.settings.join_window_s)
+            status, activated = self.log.log_reward(decision_id, reward, at if at is not None else now, now, self.settings.join_window_s)
         self.metrics.rewards.labels(status=status).inc()
-        return status
-
-    def is_activated(self, decision_id: str) -> bool:
-        with _outcome_errors(decision_id):
-            d = self.log.get_decision(decision_id)
-        if d is None:
-            raise NotFound(f"unknown decision_id '{decision_id}'")
-        return d.activate
+        return status, activated
 
     def activate(self, decision_id: str) -> str:
         """Mark a decision made with ``activate: false`` shown: "activated" or "already-activated"."""

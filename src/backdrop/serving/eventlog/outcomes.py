@@ -104,21 +104,22 @@ class Outcomes:
             )
             return ("joined" if cur.fetchone() is not None else "duplicate"), activated
 
-    def log_reward(self, decision_id: str, reward: float, at: float, received_at: float, join_window_s: float) -> str:
-        """Join a reward (``/v1/feedback``) to its decision: ``"joined"``, or ``"duplicate"`` when one was joined already.
+    def log_reward(self, decision_id: str, reward: float, at: float, received_at: float, join_window_s: float) -> tuple[str, bool]:
+        """Join a reward (``/v1/feedback``) to its decision: (``"joined"``, or ``"duplicate"`` when one
+        was joined already; whether the decision is activated).
 
         Raises :class:`UnknownDecision`, or :class:`TooLate` when the reward arrives (or happened)
         after the join window closed: the learner may already have folded the decision in.
         """
         with self._tx() as cur:
-            self._joinable(cur, decision_id, at, received_at, join_window_s, "reward")
+            activated = self._joinable(cur, decision_id, at, received_at, join_window_s, "reward")
             cur.execute(
                 self._sql(
                     "INSERT INTO rewards (decision_id, reward, at, received_at) VALUES (?, ?, ?, ?) ON CONFLICT (decision_id) DO NOTHING RETURNING decision_id"
                 ),
                 (decision_id, float(reward), float(at), float(received_at)),
             )
-            return "joined" if cur.fetchone() is not None else "duplicate"
+            return ("joined" if cur.fetchone() is not None else "duplicate"), activated
 
     def outcomes(self, first_seq: int, last_seq: int) -> dict[str, list[Outcome]]:
         """decision_id -> its outcomes (feedback and events) for the decisions with seq in [first, last]."""
