@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 
 from ..records import DecisionRecord
-from .base import EventLog, LogUnavailable, RequestConflict, _check_propensity
+from .base import _DECISION_COLUMNS, EventLog, LogUnavailable, RequestConflict, _check_propensity
+
+_N_COLUMNS = len(_DECISION_COLUMNS.split(","))
+
+
+@functools.lru_cache(maxsize=512)
+def insert_rows(n: int, placeholder: str = "?", returning: str = "") -> str:
+    """One INSERT of ``n`` decision rows (a batch is one statement on both backends: one round trip
+    on PostgreSQL; one step on SQLite, whose Python driver releases the GIL once per step, so the
+    writer waits for the GIL once per batch rather than once per row)."""
+    row = "(" + ", ".join([placeholder] * _N_COLUMNS) + ")"
+    return f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES {', '.join([row] * n)}{returning}"
 
 
 class _Pending:

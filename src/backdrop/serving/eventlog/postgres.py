@@ -8,15 +8,12 @@ from contextlib import contextmanager
 
 from ...errors import BackdropError
 from .base import (
-    _DECISION_COLUMNS,
     STATEMENT_TIMEOUT_MS,
     LogUnavailable,
     _Conflict,
     _decision_row,
 )
-from .groupcommit import GroupCommit, _Pending
-
-_N_COLUMNS = len(_DECISION_COLUMNS.split(","))
+from .groupcommit import GroupCommit, _Pending, insert_rows
 
 
 class PostgresEventLog(GroupCommit):
@@ -106,9 +103,8 @@ class PostgresEventLog(GroupCommit):
         return self.connect_timeout_s + STATEMENT_TIMEOUT_MS / 1000 + 5
 
     def _insert_batch(self, cur, plain: list[_Pending]) -> None:
-        # one multi-row INSERT: one round trip for the batch; the seqs are matched by decision id
-        row = "(" + ", ".join(["%s"] * _N_COLUMNS) + ")"
-        sql = f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES {', '.join([row] * len(plain))} RETURNING decision_id, seq"
+        # the seqs are matched by decision id
+        sql = insert_rows(len(plain), "%s", " RETURNING decision_id, seq")
         cur.execute(sql, [v for p in plain for v in _decision_row(p.record)])
         seqs = dict(cur.fetchall())
         for p in plain:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import sqlite3
 import threading
 from contextlib import contextmanager, suppress
@@ -10,22 +9,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .base import (
-    _DECISION_COLUMNS,
     LogUnavailable,
     _Conflict,
     _decision_row,
 )
-from .groupcommit import GroupCommit, _Pending
-
-_ROW = "(" + ", ".join("?" * len(_DECISION_COLUMNS.split(","))) + ")"
-
-
-@functools.lru_cache(maxsize=256)
-def _insert(n: int) -> str:
-    """One INSERT of ``n`` rows: SQLite runs it as one step, and Python's sqlite3 releases the GIL
-    once per step, so the writer thread waits for the GIL once per batch rather than once per row
-    (with the event loop busy, each wait can last the interpreter's switch interval)."""
-    return f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES {', '.join([_ROW] * n)}"
+from .groupcommit import GroupCommit, _Pending, insert_rows
 
 
 class SQLiteEventLog(GroupCommit):
@@ -117,9 +105,9 @@ class SQLiteEventLog(GroupCommit):
         finally:
             cur.close()
 
-    # group commit (GroupCommit): one executemany per batch -----------------------------------
+    # group commit (GroupCommit): one statement per batch ------------------------------------
     def _insert_batch(self, cur, plain: list[_Pending]) -> None:
-        cur.execute(_insert(len(plain)), [v for p in plain for v in _decision_row(p.record)])
+        cur.execute(insert_rows(len(plain)), [v for p in plain for v in _decision_row(p.record)])
         # one writer, one transaction: the seqs are consecutive, ending at the last row's (lastrowid:
         # no second statement, so no second wait for the GIL)
         first = int(cur.lastrowid) - len(plain) + 1
