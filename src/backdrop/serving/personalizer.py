@@ -124,11 +124,6 @@ def rank(service, req: RankRequest) -> tuple[int, RankResponse]:
     request_id = _event_request_id(event_id)
     if not candidates:
         raise Invalid("every action is excluded; nothing to rank")
-    try:
-        if service.log.get_by_request(request_id) is not None:
-            raise Conflict(f"eventId '{event_id}' was ranked already; a new rank needs a new eventId (or none: one is generated)")
-    except LogUnavailable:
-        raise Unavailable("the event log is unavailable; retry later") from None
     x = service.encoder.encode(features, "", PLACEMENT)
     decision, policy, version = service.choose(x, candidates)
     chosen, probs = str(decision.arm), dict(zip(candidates, (float(p) for p in decision.probabilities), strict=True))
@@ -148,14 +143,17 @@ def rank(service, req: RankRequest) -> tuple[int, RankResponse]:
         learn=True,
         activate=not req.deferActivation,
     )
+    # the eventId is the row's request_id: the insert itself finds one ranked before (with another
+    # context: RequestConflict; with the same: the earlier row comes back)
+    reused = Conflict(f"eventId '{event_id}' was ranked already; a new rank needs a new eventId (or none: one is generated)")
     try:
         logged = service.log.log_decision(record, timeout_s=max(service.settings.log_timeout_ms / 1000, 1.0))
     except RequestConflict:
-        raise Conflict(f"eventId '{event_id}' was ranked already") from None
+        raise reused from None
     except LogUnavailable:
         raise Unavailable("the event log is unavailable; the rank was not logged; retry") from None
-    if logged.decision_id != record.decision_id:  # the same eventId ranked concurrently
-        raise Conflict(f"eventId '{event_id}' was ranked already")
+    if logged.decision_id != record.decision_id:
+        raise reused
     service.metrics.decided(ITEM, "none")  # action ids are the client's: not metric labels
     others = sorted((a for a in candidates if a != chosen), key=lambda a: -probs[a])
     ranking = [RankedAction(id=a, probability=probs[a]) for a in [chosen, *others]]
