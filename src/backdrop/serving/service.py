@@ -470,7 +470,7 @@ class Service(Outcomes):
         styles = [s for s in sorted(stored) if s != ORIGINAL]
         style = default if default in stored else (styles[0] if styles else ORIGINAL)
         key = stored[style].key if style in stored else product["catalog_key"]
-        self.metrics.decisions.labels(style=style, fallback="log-unavailable").inc()
+        self.metrics.decided(style, "log-unavailable")
         self.metrics.fallbacks.labels(reason="log-unavailable").inc()
         return DecideResponse(
             decision_id=None,
