@@ -468,7 +468,7 @@ class Service(Outcomes):
         req, stored, product = plan.req, plan.stored, plan.product
         default = self.settings.default_style
         styles = [s for s in sorted(stored) if s != ORIGINAL]
-        style = default if default in stored else (styles[0] if styles else ORIGINAL)
+        style = default if default is not None and default in stored else (styles[0] if styles else ORIGINAL)
         key = stored[style].key if style in stored else product["catalog_key"]
         self.metrics.decided(style, "log-unavailable")
         self.metrics.fallbacks.labels(reason="log-unavailable").inc()
