@@ -104,7 +104,7 @@ def _event_request_id(event_id: str) -> str:
     return f"personalizer:{event_id}"
 
 
-def rank(service, req: RankRequest) -> tuple[int, RankResponse]:
+def rank(service, req: RankRequest) -> RankResponse:
     """Choose among the actions, log the decision (inactive with ``deferActivation``), rank them."""
     from .service import check_features
 
@@ -158,7 +158,7 @@ def rank(service, req: RankRequest) -> tuple[int, RankResponse]:
     others = sorted((a for a in candidates if a != chosen), key=lambda a: -probs[a])
     ranking = [RankedAction(id=a, probability=probs[a]) for a in [chosen, *others]]
     ranking += [RankedAction(id=a, probability=0.0) for a in ids if a in excluded]
-    return 201, RankResponse(ranking=ranking, eventId=event_id, rewardActionId=chosen)
+    return RankResponse(ranking=ranking, eventId=event_id, rewardActionId=chosen)
 
 
 def _decision_of(service, event_id: str) -> str:
@@ -186,10 +186,9 @@ def router(service, check_key: Callable[[str | None, str], None]) -> APIRouter:
     errors[413] = {"description": "the body is larger than the service's limit (limits.max_body_bytes)"}
 
     @r.post("/rank", status_code=201, response_model=RankResponse, responses=errors)
-    def rank_route(req: RankRequest):
+    def rank_route(req: RankRequest) -> RankResponse:
         """Personalizer Rank: the action to show (``rewardActionId``) and every action's probability."""
-        status, body = rank(service, req)
-        return JSONResponse(body.model_dump(), status_code=status)
+        return rank(service, req)
 
     @r.post("/events/{eventId}/reward", status_code=204, response_class=Response, responses=errors)
     def reward_route(req: RewardRequest, event_id: Annotated[str, Path(alias="eventId", max_length=256)]):
