@@ -265,6 +265,7 @@ def test_abtest_reads_conversion_and_revenue_from_the_log(small_store, db_url, c
     result = json.loads(out.out)
     assert "1 decision(s) made with activate=false" in out.err
     assert result["metric"] == "revenue" and result["unit"] == "user" and result["control"] == "control"
+    assert result["srm"]["p"] is not None and set(result["srm"]["planned_shares"]) == {"control", "styled"}
     for row in result["arms"]:
         assert row["n"] == len(expected[row["arm"]]) and row["total"] == pytest.approx(sum(expected[row["arm"]]))
         assert row["mean"] == pytest.approx(np.mean(expected[row["arm"]]))
@@ -275,8 +276,9 @@ def test_abtest_reads_conversion_and_revenue_from_the_log(small_store, db_url, c
     assert main(["abtest", db_url, "--metric", "conversion", "--json"]) == 0
     conversion = {r["arm"]: r["mean"] for r in json.loads(capsys.readouterr().out)["arms"]}
     assert conversion == {a: pytest.approx(np.mean(np.array(v) > 0)) for a, v in expected.items()}
-    assert main(["abtest", db_url, "--metric", "revenue"]) == 0
-    assert "per impression" in capsys.readouterr().out
+    assert main(["abtest", db_url, "--metric", "revenue", "--planned", "control=0.99,styled=0.01"]) == 0
+    out = capsys.readouterr()
+    assert "per impression" in out.out and "WARNING" in out.err  # the planned split is checked, not ignored
 
 
 def test_rollout_scores_only_decisions_that_offered_the_baseline():

@@ -119,8 +119,10 @@ def cmd_abtest(args) -> int:
         return 0
     imp, planned = _impressions(args.log, args.metric), planned_shares(args.planned)
     if args.metric != "ctr":
-        result = abtest.analyze_values(imp, args.metric, control=args.control, alpha=args.alpha)
+        result = abtest.analyze_values(imp, args.metric, control=args.control, alpha=args.alpha, planned_shares=planned)
         print(json.dumps(result) if args.json else abtest.values_markdown(result))
+        if result["srm"].get("warning"):
+            print(f"WARNING: {result['srm']['warning']}", file=sys.stderr)
         return 0
     try:
         result = abtest.analyze(imp, control=args.control, planned_shares=planned, alpha=args.alpha)

@@ -329,13 +329,20 @@ METRICS = {
 }
 
 
-def analyze_values(imp: Impressions, metric: str = "revenue", control: str | None = None, alpha: float = 0.05) -> dict:
+def analyze_values(
+    imp: Impressions,
+    metric: str = "revenue",
+    control: str | None = None,
+    alpha: float = 0.05,
+    planned_shares: Mapping[str, float] | None = None,
+) -> dict:
     """Every arm against the control on a per-impression value (conversion 0/1, revenue), with
     delta-method intervals: the mean per impression as a ratio over users (``imp.unit``; each
     impression is its own unit without one), the lift's log-ratio interval, the z-test, Holm.
 
     ``click`` holds the value of each impression. Keys: ``source, metric, alpha, control,
-    impressions, total, unit, arms`` (per arm ``arm, control, n, units, total, mean, mean_low,
+    impressions, total, unit, srm, arms`` (``srm`` as in :func:`analyze`, on users when assigned per
+    user; per arm ``arm, control, n, units, total, mean, mean_low,
     mean_high`` and for the others ``lift, lift_low, lift_high, z, p, p_holm, significant``).
 
     >>> imp = Impressions(arm=["a"] * 4 + ["b"] * 4, click=[0, 10, 0, 0, 0, 10, 10, 0])
@@ -378,6 +385,7 @@ def analyze_values(imp: Impressions, metric: str = "revenue", control: str | Non
             "total": float(total.sum()),
             "unit": "user" if per_user else "impression",
             "variance": "delta method over " + ("users (arms are assigned per user)" if per_user else "impressions"),
+            "srm": _srm_block(arms, cl["units"] if per_user else n, planned_shares),
             "arms": rows,
         }
     )
