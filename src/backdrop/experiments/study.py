@@ -269,6 +269,7 @@ def run_study(store: Path, out: Path, config: StudyConfig | None = None, progres
         served = _drive(service.url, api_key, population, batch, p0, P, u, config, progress)
     finally:
         service.stop()
+    learn_the_rest(store, out)
     serve_seconds = time.time() - t_start
 
     result = analyse(out / "events.sqlite", population, clicks, batch, served, config)
@@ -279,6 +280,26 @@ def run_study(store: Path, out: Path, config: StudyConfig | None = None, progres
 
     write_study_report(result, out)
     return result
+
+
+def learn_the_rest(store: Path, out: Path) -> int:
+    """The learner's last passes, over the traffic the service's learner had not folded when it
+    stopped; the number of model versions they published.
+
+    The study compresses time: its last join windows close only when the service stops, and how much
+    the running learner folded before then depends on how fast the machine served the traffic. With
+    the service stopped nothing can join any more, so the log ends with a model of all of it.
+    """
+    from ..serving.eventlog import open_event_log
+    from ..serving.learner import Learner
+    from ..serving.settings import load_settings
+
+    settings = load_settings(out / "service.yaml", store=store, db=str(out / "events.sqlite"))
+    log = open_event_log(settings.db_url)
+    try:
+        return len(Learner.for_settings(log, settings).drain())
+    finally:
+        log.close()
 
 
 def _drive(url, api_key, population, batch, p0, P, u, config: StudyConfig, progress) -> Served:

@@ -18,8 +18,7 @@ def dominant_colors(rgb: np.ndarray, alpha: np.ndarray, k: int = 4, seed: int = 
     data = pixels.astype(np.float32)
     cv2.setRNGSeed(seed)
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 1.0)
-    # the stub types bestLabels as a required Mat, but OpenCV accepts None (no initial labels)
-    _, labels, centers = cv2.kmeans(data, k, None, criteria, 2, cv2.KMEANS_PP_CENTERS)  # type: ignore[call-overload]
+    _, labels, centers = cv2.kmeans(data, k, None, criteria, 2, cv2.KMEANS_PP_CENTERS)  # no initial labels
     counts = np.bincount(labels.ravel(), minlength=k)
     order = np.argsort(-counts)
 

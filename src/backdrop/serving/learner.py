@@ -11,6 +11,7 @@ reloads and retries, so no event is skipped or counted twice.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -105,18 +106,29 @@ class Learner:
     def cutoff(self) -> float:
         return self.clock() - self.join_window_s - self.grace_s
 
-    def run_once(self) -> ModelRecord | None:
-        """One pass: the published model, or None when nothing new was ready. Retries a lost race."""
+    def run_once(self, cutoff: float | None = None) -> ModelRecord | None:
+        """One pass over the decisions made before ``cutoff`` (default: :meth:`cutoff`, the join
+        window and commit grace ago): the published model, or None when nothing new was ready.
+        Retries a lost race."""
         for _ in range(5):
             try:
-                return self._pass()
+                return self._pass(self.cutoff() if cutoff is None else cutoff)
             except VersionConflict:
                 continue
         raise VersionConflict("five passes in a row lost the race to publish; is another learner running?")
 
-    def _pass(self) -> ModelRecord | None:
+    def drain(self) -> list[ModelRecord]:
+        """Passes until every logged decision is folded, each join window taken as closed: for a log
+        no service writes to any more (nothing can join a decision after its writer stopped), such as
+        a study's at its end. The versions published, oldest first."""
+        published = []
+        while (record := self.run_once(cutoff=math.inf)) is not None:
+            published.append(record)
+        return published
+
+    def _pass(self, cutoff: float) -> ModelRecord | None:
         current = self.log.latest_model()
-        rows = self.log.joined(current.learner_offset if current else 0, self.cutoff(), limit=self.batch, reward=self.reward)
+        rows = self.log.joined(current.learner_offset if current else 0, cutoff, limit=self.batch, reward=self.reward)
         if not rows:
             return None
         version = (current.version if current else 0) + 1
