@@ -6,9 +6,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo /.whl/ >> .git/info/exclude
-PY=${PYTHON:-.venv/bin/python}
+# the versions uv.lock pins, the ones the suite ran with; pip from the venv that holds uv (`make install`)
+PY=${PYTHON:-.tools/bin/python}
+pins=$($PY -c '
+import tomllib
+wanted = {"diffusers", "pydantic", "pydantic-core", "annotated-types", "typing-inspection", "importlib-metadata", "zipp"}
+with open("uv.lock", "rb") as f:
+    print(" ".join(sorted(p["name"] + "==" + p["version"] for p in tomllib.load(f)["package"] if p["name"] in wanted)))
+')
+# shellcheck disable=SC2086
 $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
-    diffusers==0.42.1 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 \
-    importlib-metadata
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl $pins
 ls -la .whl
