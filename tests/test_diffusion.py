@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -269,6 +270,14 @@ def test_ray_local_run_writes_the_same_creatives_as_the_local_run(tiny_sd, tmp_p
     # idempotent on Ray too
     assert main(["generate", *common, "--out", str(tmp_path / "ray"), "--ray"]) == 0
     assert json.loads(capsys.readouterr().out)["skipped"] == 2
+    # the local Ray's workers run at the run's priority (Ray's default, nice 15, starved them behind
+    # any busy process: this test hung past its bound with both cores loaded)
+    import ray
+
+    def niceness() -> int:
+        return os.nice(0)
+
+    assert ray.get(ray.remote(niceness).remote()) == niceness()
 
 
 def test_report_shows_the_gate_scores(tiny_sd, tmp_path, capsys):

@@ -157,7 +157,16 @@ def run_ray(
     store.close()
     if not ray.is_initialized():
         if address is None:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+            # Ray starts its workers at nice 15: beside any other busy process on the machine they got a
+            # few percent of a core, and a run the user asked for crawled (minutes per stage). The
+            # run's workers do the run's work, at the run's priority, as the local runner's do.
+            ray.init(
+                num_cpus=os.cpu_count(),
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level="ERROR",
+                _system_config={"worker_niceness": 0},
+            )
         else:
             ray.init(address=address, log_to_driver=False, logging_level="ERROR")
     ctx = DataContext.get_current()
