@@ -190,8 +190,9 @@ def test_learner_model_equals_the_offline_model_and_replicas_pick_it_up(small_st
         for (k, a), b in zip(online._state().items(), offline._state().values(), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=k)
 
-        deadline = time.time() + 5
-        while service.model_version != 3 and time.time() < deadline:
+        deadline = time.time() + 60  # only stops a hang: the replica polls every model_poll_s
+        while service.model_version != 3:
+            assert time.time() < deadline, f"the replica still serves model version {service.model_version}, not 3, after 60 s"
             time.sleep(0.02)
         assert _decide(c).json()["model_version"] == 3
 
