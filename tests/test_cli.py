@@ -176,6 +176,39 @@ def test_report_renders_every_image_in_chromium(tmp_path, capsys, browser):
     broken = [i["src"] for i in images if not (i["complete"] and i["width"] > 0)]
     assert broken == []
     assert browser.evaluate("document.querySelectorAll('section.product').length") == 3
+    # each product's first row is its baseline: the catalog photo fitted to each placement, shown
+    firsts = browser.evaluate(
+        "[...document.querySelectorAll('section.product table.sheet tbody tr:first-child')].map(tr =>"
+        " ({label: tr.querySelector('th').innerText, title: tr.querySelector('th').hasAttribute('title'),"
+        " shown: [...tr.querySelectorAll('img')].filter(i => i.complete && i.naturalWidth > 0).length}))"
+    )
+    assert firsts == [{"label": "catalog photo (baseline)\noriginal", "title": False, "shown": 2}] * 3
+
+
+def test_report_pins_the_catalog_photos_rendition_first_without_a_prompt(small_store, tmp_path, capsys):
+    import re
+    from contextlib import closing
+
+    from backdrop.creative.store import ORIGINAL, CreativeStore
+
+    out = tmp_path / "r" / "report.html"
+    assert main(["report", str(small_store), "--out", str(out)]) == 0
+    html = out.read_text()
+    with closing(CreativeStore(small_store, readonly=True)) as store:
+        originals = [r for r in store.creatives() if r.style == ORIGINAL]
+        n_products = len(store.products())
+    assert originals and len(originals) == 2 * n_products  # one per product and placement
+    sections = re.findall(r'<section class="product[^"]*" id="[^"]+">.*?</section>', html, re.S)
+    assert len(sections) == n_products
+    for section in sections:
+        rows = re.findall(r"<tr[^>]*><th[^>]*>(.*?)<br>", section.split("<tbody>", 1)[1])
+        assert rows[0] == "catalog photo (baseline)" and "catalog photo (baseline)" not in rows[1:]
+        assert "original" not in rows  # not a style row among the others
+        assert re.search(r'<tr class="baseline"><th>catalog photo', section)  # no prompt to show as its title
+    for r in originals:
+        tip = re.search(rf'id="c-{r.key}"><a [^>]*><img [^>]*title="([^"]*)"', html)
+        assert tip and tip.group(1).startswith(f"key {r.key}")  # no empty prompt line
+    assert 'title=""' not in html
 
 
 def test_simulate_prints_records_and_writes_a_plot(tmp_path, capsys):

@@ -8,6 +8,7 @@ import re
 import shutil
 import sqlite3
 import time
+from contextlib import closing
 
 import pytest
 from fastapi.testclient import TestClient
@@ -26,7 +27,7 @@ from backdrop.creative.review import (
     review_states,
     set_review,
 )
-from backdrop.creative.store import CreativeStore, StoreError
+from backdrop.creative.store import ORIGINAL, CreativeStore, StoreError
 from backdrop.serving.app import create_app
 from backdrop.serving.eventlog import LogUnavailable, open_event_log
 from backdrop.serving.eventlog.reader import LogReader
@@ -64,10 +65,15 @@ def review_store(request, tmp_path):
 def test_review_states_are_audited_and_filtered_in_sql(review_store):
     s = review_store
     records = s.creatives()
-    assert len(records) == 8 and review_seq(s) == 0
+    generated = [r for r in records if r.style != ORIGINAL]
+    originals = [r for r in records if r.style == ORIGINAL]
+    # 2 products x 2 placements x 2 styles, and each product's catalog photo fitted to each placement
+    assert len(generated) == 8 and len(originals) == 4 and review_seq(s) == 0
     items, total = review_page(s, ReviewFilter())
-    assert total == 8 and {i.status for i in items} == {"pending"}
-    k1, k2 = records[0].key, records[1].key
+    # pending is what awaits review: not the originals, served without approval (review.servability)
+    assert total == 8 and {i.status for i in items} == {"pending"} and {i.key for i in items} == {r.key for r in generated}
+    assert review_page(s, ReviewFilter("all"))[1] == 12
+    k1, k2 = generated[0].key, generated[1].key
 
     changes = set_review(s, [k1], "rejected", reviewer="Ana", role="reviewer", reason="product cut off")
     assert [(c.key, c.previous, c.status) for c in changes] == [(k1, "pending", "rejected")]
@@ -80,8 +86,8 @@ def test_review_states_are_audited_and_filtered_in_sql(review_store):
     ]
     assert review_states(s) == ({k1: "approved", k2: "approved"}, review_seq(s)) and review_seq(s) == 3
     with pytest.raises(StoreError, match="not in the store"):
-        set_review(s, [records[2].key, "f" * 32], "rejected", reviewer="Ana", role="reviewer")
-    assert review_states(s)[0].get(records[2].key) is None  # nothing of that call was changed
+        set_review(s, [generated[2].key, "f" * 32], "rejected", reviewer="Ana", role="reviewer")
+    assert review_states(s)[0].get(generated[2].key) is None  # nothing of that call was changed
 
     # the grid's filters, in SQL
     assert review_page(s, ReviewFilter("approved"))[1] == 2
@@ -96,10 +102,30 @@ def test_review_states_are_audited_and_filtered_in_sql(review_store):
     found = review_page(s, ReviewFilter("all", product=word))[0]
     assert found and all(word in i.title.lower() for i in found)
     assert review_page(s, ReviewFilter("all", product="100%_no_such"))[1] == 0  # wildcards in the query are literal
-    assert review_counts(s) == {"pending": 6, "flagged": 0, "approved": 2, "rejected": 0}
+    # the four counts add up to every creative: the unreviewed originals are the baseline, not pending
+    assert review_counts(s) == {"pending": 6, "flagged": 0, "approved": 2, "rejected": 0, "baseline": 4}
     # a whole style: approving takes only the pending ones QA did not flag
     pending_pop = [r.key for r in records if r.style == "color-pop" and r.key not in (k1, k2)]
     assert sorted(keys_of_style(s, "color-pop", only_pending_unflagged=True)) == sorted(pending_pop)
+
+    # an original is reviewable: rejected, it leaves the baseline; reset, it is back there (never pending)
+    original = originals[0].key
+    set_review(s, [original], "rejected", reviewer="Ana", role="reviewer", reason="wrong product")
+    assert review_counts(s) == {"pending": 6, "flagged": 0, "approved": 2, "rejected": 1, "baseline": 3}
+    [item] = review_page(s, ReviewFilter("rejected"))[0]
+    assert item.key == original and item.baseline and item.servability() == "rejected"
+    set_review(s, [original], "pending", reviewer="Ana", role="reviewer")
+    assert review_counts(s)["baseline"] == 4 and review_page(s, ReviewFilter("pending"))[1] == 6
+    # a QA flag holds back a generated creative, not an original: only the former awaits a look
+    flagged = [generated[3].key, originals[1].key]
+    with s._db() as db:
+        for key in flagged:
+            db.execute("UPDATE creatives SET qa_status = 'flagged' WHERE key = ?", (key,))
+    assert [i.key for i in review_page(s, ReviewFilter("flagged"))[0]] == [generated[3].key]
+    assert review_counts(s) == {"pending": 6, "flagged": 1, "approved": 2, "rejected": 0, "baseline": 4}
+    assert {i.key for i in review_page(s, ReviewFilter("all"))[0][:2]} == set(flagged)  # "all" shows both, flagged first
+    baseline = review_page(s, ReviewFilter("all", style=ORIGINAL))[0]
+    assert len(baseline) == 4 and all(i.baseline and i.servability(review_required=True) == "servable" for i in baseline)
 
 
 def test_a_store_from_before_reviews_reads_as_all_pending(store):
@@ -108,7 +134,9 @@ def test_a_store_from_before_reviews_reads_as_all_pending(store):
     db.executescript("DROP TABLE reviews; DROP TABLE review_audit; UPDATE meta SET value='2' WHERE key='schema_version';")
     db.close()
     ro = CreativeStore(store, readonly=True)
-    assert review_states(ro) == ({}, 0) and review_page(ro, ReviewFilter())[1] == len(ro)
+    n_originals = len(ro.creatives(style=ORIGINAL))  # served without approval: not awaiting review
+    assert review_states(ro) == ({}, 0) and review_page(ro, ReviewFilter())[1] == len(ro) - n_originals > 0
+    assert review_page(ro, ReviewFilter("all"))[1] == len(ro) and review_counts(ro)["baseline"] == n_originals
     with pytest.raises(StoreError, match="read-only"):
         set_review(ro, [ro.creatives()[0].key], "approved", reviewer="Ana", role="admin")
     ro.close()
@@ -191,19 +219,31 @@ def test_a_rejection_while_a_decision_is_being_logged_does_not_fail_that_decisio
 
 def test_review_required_serves_only_approved_creatives_and_readiness_says_why(store):
     writer = CreativeStore(store)
-    records = writer.creatives()
+    records = [r for r in writer.creatives() if r.style != ORIGINAL]
+    originals = [r.key for r in writer.creatives(style=ORIGINAL)]
     with TestClient(_service(store, review_required=True)) as c:
+        # nothing approved yet: every decision shows the product's baseline, fitted to the placement (no approval needed)
         ready = c.get("/readyz")
-        assert ready.status_code == 503 and "review is required and none is approved" in str(ready.json()["problems"])
+        assert ready.status_code == 200 and "only the baselines" in str(ready.json()["warnings"]), ready.json()
         item = records[0].product_id
+        first = _decide(c, item, "square")
+        assert first["style"] == ORIGINAL and first["fallback"] == "no-creative" and first["creative"]["key"] in originals
+        assert (first["creative"]["width"], first["creative"]["height"]) == (1080, 1080)
         approved = [r for r in records if r.product_id == item and r.placement == "square"][:2]
         set_review(writer, [r.key for r in approved], "approved", reviewer="Ana", role="reviewer")
-        _wait(lambda: c.get("/readyz").status_code == 200, "ready once a creative is approved")
+        _wait(lambda: _decide(c, item, "square", user="probe")["style"] != ORIGINAL, "an approved creative served")
         served = {_decide(c, item, "square", user=f"u{i}")["creative"]["key"] for i in range(40)}
         assert served == {r.key for r in approved} or served < {r.key for r in approved}
         other = next(r for r in records if r.product_id != item)
-        assert _decide(c, other.product_id, other.placement)["fallback"] == "no-creative"  # the catalog image
+        fallback = _decide(c, other.product_id, other.placement)
+        assert fallback["fallback"] == "no-creative" and fallback["creative"]["key"] in originals  # its baseline
         assert 'backdrop_creatives{status="pending-review"}' in c.get("/metrics").text
+        # the baselines rejected too: the products nobody approved have nothing to show, and readiness says so
+        set_review(writer, originals, "rejected", reviewer="Ana", role="reviewer")
+        _wait(lambda: c.get("/readyz").status_code == 503, "not ready once the baselines are rejected")
+        assert "baseline(s) cannot be served" in str(c.get("/readyz").json()["problems"])
+        refused = c.post("/v1/decide", json={"item_id": other.product_id, "placement": other.placement})
+        assert refused.status_code == 503 and "baseline" in refused.json()["detail"]
     writer.close()
 
 
@@ -252,6 +292,32 @@ def test_sign_in_sets_a_strict_session_cookie_and_state_changes_need_csrf(store,
         # a place to go after signing in is a path of this console, never another site
         r = c.post("/console/login", data={"name": "Ana", "key": CONSOLE_KEY, "next": "https://evil.example/x"}, follow_redirects=False)
         assert r.headers["location"] == "/console/review"
+
+
+def test_the_grid_labels_the_baseline_and_does_not_count_it_as_awaiting_review(store, tmp_path):
+    with closing(CreativeStore(store, readonly=True)) as s:
+        originals = {r.key for r in s.creatives(style=ORIGINAL)}
+        n_generated = len(s) - len(originals)
+    assert originals and n_generated
+    label = "Baseline: catalog photo, served without approval"
+    with TestClient(_console(store, tmp_path)) as c:
+        assert _login(c, "Ana").status_code == 303
+        pending = c.get("/console/review?status=pending").text
+        cards = set(re.findall(r'<li class="card[^"]*"[^>]*data-key="([0-9a-f]+)"', pending))
+        assert cards and not cards & originals and label not in pending
+        assert re.search(rf'id="count-pending">{n_generated:,}<', pending)
+        assert re.search(rf'id="count-baseline">{len(originals):,}<', pending)
+        page = c.get(f"/console/review?status=all&style={ORIGINAL}").text
+        found = re.findall(r'<li class="card[^"]*\bbaseline\b[^"]*"[^>]*data-key="([0-9a-f]+)"', page)
+        assert set(found) == originals and page.count(label) == len(originals)
+        # reviewable all the same: the card has its Select box, and a rejection counts as one
+        token = _csrf(c)
+        key = sorted(originals)[0]
+        assert f'name="keys" value="{key}"' in page
+        body = c.post("/console/review", json={"keys": [key], "status": "rejected", "csrf": token}).json()
+        assert body["counts"]["rejected"] == 1 and body["counts"]["baseline"] == len(originals) - 1
+        assert body["counts"]["pending"] == n_generated
+        assert "served without approval" in c.get(f"/console/creatives/{key}").text
 
 
 def test_roles_decide_what_a_user_may_change(store, tmp_path):

@@ -18,7 +18,7 @@ from backdrop.creative.pipeline import (
     PipelineConfig,
     request_for,
 )
-from backdrop.creative.store import CreativeStore
+from backdrop.creative.store import ORIGINAL, CreativeStore
 from backdrop.generators import describe_generator
 from backdrop.generators.diffusion import DiffusionGenerator, ModelError, generation_size
 from backdrop.imaging.layout import layout, load_placements
@@ -134,7 +134,7 @@ def test_generate_cli_runs_the_production_path_and_keeps_product_pixels_exact(ti
     ]
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert (summary["generated"], summary["failed"]) == (4, 0)
+    assert (summary["generated"], summary["failed"]) == (4 + 2, 0)  # 2 styles and the baseline, on 2 placements
     s = CreativeStore(store, readonly=True)
     product = load_catalog(DEMO_DIR / "products.csv").products[0]
     config = PipelineConfig(
@@ -147,8 +147,9 @@ def test_generate_cli_runs_the_production_path_and_keeps_product_pixels_exact(ti
     )
     maker = CreativeMaker(config, s)
     scenes = {p.spec.key: p.scene for p in maker.prepare(product, maker.plan(product))}
-    assert set(scenes) == {r.key for r in s}  # the CLI and the library agree on every key
-    for rec in s:
+    generated = [r for r in s if r.style != ORIGINAL]  # the baseline is the catalog photo, no generator
+    assert set(scenes) == {r.key for r in generated}  # the CLI and the library agree on every key
+    for rec in generated:
         assert rec.generator == "diffusion" and rec.metrics["gate"] == "pass" and rec.metrics["attempts"] == 1
         assert {"expansion", "iou", "halo"} <= set(rec.metrics)
         img, scene = s.read_image(rec), scenes[rec.key]
@@ -156,7 +157,7 @@ def test_generate_cli_runs_the_production_path_and_keeps_product_pixels_exact(ti
         solid = scene.product_alpha == 255
         assert np.array_equal(img[y0:y1, x0:x1][solid], scene.product_rgb[solid])
     assert main(args) == 0  # nothing twice
-    assert json.loads(capsys.readouterr().out)["skipped"] == 4
+    assert json.loads(capsys.readouterr().out)["skipped"] == 4 + 2
 
 
 def test_gate_regenerates_then_falls_back_to_procedural(tiny_sd, tmp_path, mug):
@@ -170,8 +171,8 @@ def test_gate_regenerates_then_falls_back_to_procedural(tiny_sd, tmp_path, mug):
     )  # the default thresholds: random weights paint noise
     maker = CreativeMaker(config, CreativeStore(tmp_path / "s"))
     product = load_catalog(DEMO_DIR / "products.csv").products[0]
-    [res] = maker.make(product)
-    assert res.status == "generated"
+    [baseline, res] = maker.make(product)
+    assert baseline.style == ORIGINAL and res.status == "generated"
     rec = maker.store.get(res.key)
     assert rec.metrics["gate"] == "fallback" and rec.metrics["attempts"] == 2
     assert "iou" in rec.metrics["gate_failed"]
@@ -258,18 +259,19 @@ def test_ray_local_run_writes_the_same_creatives_as_the_local_run(tiny_sd, tmp_p
     ]
     assert main(["generate", *common, "--out", str(tmp_path / "ray"), "--ray"]) == 0
     ray_summary = json.loads(capsys.readouterr().out)
-    assert (ray_summary["generated"], ray_summary["failed"]) == (2, 0)
+    assert (ray_summary["generated"], ray_summary["failed"]) == (2 + 1, 0)  # and the baseline, made in the plan stage
     assert main(["generate", *common, "--out", str(tmp_path / "local")]) == 0
     capsys.readouterr()
     a, b = CreativeStore(tmp_path / "ray", readonly=True), CreativeStore(tmp_path / "local", readonly=True)
     ra, rb = {r.key: r for r in a}, {r.key: r for r in b}
     assert set(ra) == set(rb)
     for key in ra:  # same keys, same gate decisions, same pixels
-        assert ra[key].metrics["gate"] == rb[key].metrics["gate"] and ra[key].metrics["attempts"] == 2
+        if ra[key].style != ORIGINAL:
+            assert ra[key].metrics["gate"] == rb[key].metrics["gate"] and ra[key].metrics["attempts"] == 2
         assert np.array_equal(a.read_image(ra[key]), b.read_image(rb[key]))
     # idempotent on Ray too
     assert main(["generate", *common, "--out", str(tmp_path / "ray"), "--ray"]) == 0
-    assert json.loads(capsys.readouterr().out)["skipped"] == 2
+    assert json.loads(capsys.readouterr().out)["skipped"] == 2 + 1
     # the local Ray's workers run at the run's priority (Ray's default, nice 15, starved them behind
     # any busy process: this test hung past its bound with both cores loaded)
     import ray

@@ -17,7 +17,7 @@ pytest.importorskip("diffusers")
 from backdrop.cli import DEMO_DIR, main
 from backdrop.creative.catalog import load_catalog
 from backdrop.creative.pipeline import CreativeMaker, PipelineConfig
-from backdrop.creative.store import CreativeStore
+from backdrop.creative.store import ORIGINAL, CreativeStore
 from backdrop.generators.diffusion import DiffusionGenerator, GeometryError, ModelError
 from backdrop.generators.diffusion.configs import PACKAGED, detect_checkpoint, packaged_config
 from backdrop.generators.diffusion.schedulers import defaults
@@ -47,7 +47,8 @@ def generate(store, *model_args, placements=("square", "story", "landscape"), ex
 
 
 def check_store(store, options: dict, placements) -> list:
-    """Every creative of the store: made by diffusion, gate scores stored, product pixels exact."""
+    """Every creative of the store: made by diffusion, gate scores stored, product pixels exact; and
+    the baseline (the catalog photo on the canvas, no generator) on each placement. Returns the generated ones."""
     s = CreativeStore(store, readonly=True)
     product = load_catalog(DEMO_DIR / "products.csv").products[0]
     config = PipelineConfig(
@@ -60,8 +61,9 @@ def check_store(store, options: dict, placements) -> list:
     )
     maker = CreativeMaker(config, s)
     scenes = {p.spec.key: p.scene for p in maker.prepare(product, maker.plan(product))}
-    records = list(s)
+    records = [r for r in s if r.style != ORIGINAL]
     assert {r.key for r in records} == set(scenes)  # the CLI and the library agree on every key
+    assert sorted(r.placement for r in s.creatives(style=ORIGINAL)) == sorted(placements)
     for rec in records:
         assert rec.generator == "diffusion" and rec.metrics["gate"] == "pass"
         assert {"expansion", "iou", "halo", "attempts"} <= set(rec.metrics)
@@ -97,7 +99,7 @@ def test_model_matrix_through_the_production_command(name, tmp_path, capsys):
         assert w % multiple == 0 and h % multiple == 0 and abs(w / h - target) / target <= 0.06
     code, summary = generate(tmp_path / "store", "--model", str(folder), "--steps", "1", placements=places, capsys=capsys)
     assert code == 0, summary
-    assert (summary["generated"], summary["failed"]) == (3, 0)
+    assert (summary["generated"], summary["failed"]) == (2 * 3, 0)  # on each placement the creative and the baseline
     records = check_store(tmp_path / "store", {"model": str(folder), "steps": 1}, places)
     expected = ("StableDiffusionXL" if spec.sdxl else "StableDiffusion") + "ControlNetInpaintPipeline"
     assert {r.params["generator"]["pipeline"] for r in records} == {expected}
@@ -120,7 +122,7 @@ def test_controlnet_passed_separately_or_none(where, tmp_path, capsys):
         options["controlnet"] = str(tmp_path / "cn")
     code, summary = generate(tmp_path / "store", *args, capsys=capsys)
     assert code == 0, summary
-    assert summary["generated"] == 3
+    assert summary["generated"] == 2 * 3
     records = check_store(tmp_path / "store", options, ("square", "story", "landscape"))
     spec = records[0].params["generator"]
     assert spec["pipeline"] == ("StableDiffusionControlNetInpaintPipeline" if where == "separate" else "StableDiffusionInpaintPipeline")
@@ -197,10 +199,10 @@ def test_single_file_checkpoint_gives_the_same_creatives_as_its_folder(tmp_path,
     code, from_file = generate(tmp_path / "file", "--model", str(ckpt), "--model-config", str(tiny_folder), "--steps", "2", capsys=capsys)
     assert code == 0, from_file
     code, from_folder = generate(tmp_path / "folder", "--model", str(tiny_folder), "--steps", "2", capsys=capsys)
-    assert code == 0 and from_file["generated"] == from_folder["generated"] == 3
+    assert code == 0 and from_file["generated"] == from_folder["generated"] == 2 * 3
     a, b = CreativeStore(tmp_path / "file", readonly=True), CreativeStore(tmp_path / "folder", readonly=True)
-    by_place = {r.placement: r for r in b}
-    for rec in a:  # another model identity (so other keys), the same weights (so the same pixels)
+    by_place = {r.placement: r for r in b if r.style != ORIGINAL}
+    for rec in (r for r in a if r.style != ORIGINAL):  # another model identity (so other keys), the same weights (so the same pixels)
         other = by_place[rec.placement]
         assert rec.key != other.key
         assert np.array_equal(a.read_image(rec), b.read_image(other))
@@ -300,7 +302,7 @@ def test_a_lora_changes_the_output_and_unloading_restores_it(tmp_path, tiny_fold
     assert np.abs(zero.astype(int) - plain.astype(int)).max() <= 1
     # through the production command: its own creatives (the LoRA is part of the key)
     code, summary = generate(tmp_path / "s", "--model", str(tiny_folder), "--lora", f"{lora}:0.8", "--steps", "1", capsys=capsys)
-    assert code == 0 and summary["generated"] == 3
+    assert code == 0 and summary["generated"] == 2 * 3
     check_store(tmp_path / "s", {"model": str(tiny_folder), "loras": [f"{lora}:0.8"], "steps": 1}, ("square", "story", "landscape"))
     # a LoRA for another model is refused, naming the file
     xl = save_tiny(tmp_path / "xl", sdxl=True, controlnet=False)
@@ -314,7 +316,7 @@ def test_a_lora_changes_the_output_and_unloading_restores_it(tmp_path, tiny_fold
 @pytest.mark.parametrize("scheduler", ["lcm", "tcd", "dpm++", "euler-a"])
 def test_each_sampler_runs_through_the_production_command_with_its_defaults(scheduler, tmp_path, tiny_folder, capsys):
     code, summary = generate(tmp_path / "s", "--model", str(tiny_folder), "--scheduler", scheduler, placements=("square",), capsys=capsys)
-    assert code == 0 and summary["generated"] == 1, summary
+    assert code == 0 and summary["generated"] == 2, summary
     [rec] = check_store(tmp_path / "s", {"model": str(tiny_folder), "scheduler": scheduler}, ("square",))
     spec = rec.params["generator"]
     assert (spec["scheduler"], spec["steps"], spec["guidance_scale"]) == (scheduler, *defaults(scheduler))
@@ -347,6 +349,6 @@ def test_img2img_upscale_paints_at_the_placement_size(tmp_path, tiny_folder, cap
     code, summary = generate(
         tmp_path / "s", "--model", str(tiny_folder), "--steps", "2", "--upscale", "img2img", placements=("square",), capsys=capsys
     )
-    assert code == 0 and summary["generated"] == 1
+    assert code == 0 and summary["generated"] == 2
     [rec] = check_store(tmp_path / "s", {"model": str(tiny_folder), "steps": 2, "upscale": "img2img"}, ("square",))
     assert rec.params["generator"]["upscale"] == "img2img" and rec.params["generator"]["refine_strength"] == 0.3

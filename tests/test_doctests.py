@@ -31,6 +31,7 @@ MODULES = [
     "backdrop.experiments.stats",
     "backdrop.experiments.breakdown",
     "backdrop.console.auth",
+    "backdrop.console.sessions",
     "backdrop.console.results",
 ]
 

@@ -334,13 +334,13 @@ def test_generate_from_a_feed_then_rerun_downloads_and_generates_nothing(tmp_pat
     ]
     code = main(args)
     first = json.loads(capsys.readouterr().out)
-    assert code == 0 and first["generated"] == 2 and len(first["errors"]) == 4
+    assert code == 0 and first["generated"] == 2 + 2 and len(first["errors"]) == 4  # TEE-1 and BAG-1: a creative and the baseline each
     assert first["images"] == {"downloaded": 3, "revalidated": 0, "failed": 2, "retries": 0, "bytes": first["images"]["bytes"]}
     assert {e["field"] for e in first["errors"]} == {"image_link", "product_type"}
     bodies = sum(server.bodies.values())
     code = main(args)
     again = json.loads(capsys.readouterr().out)
-    assert code == 0 and again["generated"] == 0 and again["skipped"] == 2
+    assert code == 0 and again["generated"] == 0 and again["skipped"] == 2 + 2
     assert again["images"]["downloaded"] == 0 and again["images"]["revalidated"] == 3
     assert sum(server.bodies.values()) == bodies  # nothing unchanged was downloaded again
 
@@ -369,7 +369,7 @@ def _read_tsv(path, delimiter="\t"):
 def test_export_feed_best_then_all_resolving_through_the_service(tmp_path, server, fed_store, capsys):
     from fastapi.testclient import TestClient
 
-    from backdrop.creative.store import CreativeStore
+    from backdrop.creative.store import ORIGINAL, CreativeStore
     from backdrop.serving.app import create_app
     from backdrop.serving.settings import ServiceSettings
     from backdrop.styles import StyleLibrary
@@ -406,8 +406,12 @@ def test_export_feed_best_then_all_resolving_through_the_service(tmp_path, serve
     )
     rows = {r["id"]: r for r in _read_tsv(out)}
     extra = rows["TEE-1"]["additional_image_link"].split(",")
-    n_tee = len(db.creatives(product_id="TEE-1", placement="square"))
-    assert len(extra) == min(10, n_tee) and len(set(extra)) == len(extra)
+    tee = db.creatives(product_id="TEE-1", placement="square")
+    # the generated ones but the chosen, and the catalog photo (not its fitted rendition, style original)
+    generated = [r for r in tee if r.style != ORIGINAL]
+    assert len(generated) == len(tee) - 1 and len(extra) == min(10, len(generated)) and len(set(extra)) == len(extra)
+    [original] = [r for r in tee if r.style == ORIGINAL]
+    assert f"{base}/v1/creatives/{original.key}" not in extra
     # every URL resolves through the decision service (base URL = the service's)
     app = create_app(ServiceSettings(store=store))
     with TestClient(app) as client:
@@ -520,3 +524,44 @@ def test_export_feed_refuses_what_the_platform_would_reject(tmp_path, fed_store,
     assert any("400x400 is under Meta catalog's 500 px minimum" in p for p in problems)
     assert any("must be ASCII without spaces" in p for p in problems)
     db.close()
+
+
+def test_export_feed_never_picks_the_catalog_photos_own_rendition(small_store, tmp_path):
+    """The ``original`` creative (the catalog photo fitted to the placement: the control arm) is no
+    candidate for a feed's images, the best measured CTR notwithstanding: the feed carries the catalog
+    photo itself. A product left with nothing else is skipped, and told why."""
+    import shutil
+    from contextlib import closing
+    from pathlib import Path
+
+    from backdrop.creative.export import build_supplemental, creative_url
+    from backdrop.creative.review import set_review
+    from backdrop.creative.store import ORIGINAL, CreativeStore
+
+    demo = Path(__file__).resolve().parents[1] / "src" / "backdrop" / "data" / "demo" / "products.csv"
+    base = "https://creatives.example.com"
+    store = shutil.copytree(small_store, tmp_path / "store")
+    products = load_catalog(demo, check_images=False).products
+    with closing(CreativeStore(store)) as s:
+        square = [r for r in s.creatives(placement="square") if not r.overlay]
+        originals = {r.product_id: r for r in square if r.style == ORIGINAL}
+        pids = sorted({r.product_id for r in square})
+        assert sorted(originals) == pids and len(pids) >= 2  # generate stores one per product and placement
+        winner, only_original = pids[:2]
+        # the original has by far the best CTR of every product
+        results = {(r.product_id, r.style): (5000, 1000.0 if r.style == ORIGINAL else 50.0 + i) for i, r in enumerate(square)}
+        set_review(
+            s,
+            [r.key for r in s.creatives(product_id=only_original) if r.style != ORIGINAL],
+            "rejected",
+            reviewer="Ana",
+            role="reviewer",
+        )
+        result = build_supplemental(s, products, base_url=base, pick="all", results=results)
+    rows = {r.id: r for r in result.rows}
+    urls = {u for r in result.rows for u in [r.image_link, *r.additional_image_link]}
+    assert not urls & {creative_url(base, r) for r in originals.values()}
+    assert rows[winner].chosen_style != ORIGINAL and rows[winner].why.startswith("highest measured CTR")
+    assert only_original not in rows
+    [reason] = [why for pid, why in result.skipped if pid == only_original]
+    assert "rejected in review" in reason and "catalog photo" in reason, reason

@@ -200,11 +200,11 @@ def test_the_ray_runner_writes_into_s3_from_its_workers(tmp_path, server, s3_end
     args = _generate(feed, url, pg_url, "--placements", "square", "--styles", "studio-sweep,color-pop")
     assert main([*args, "--ray", "local"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["generated"] == 4 and out["failed"] == 0
+    assert out["generated"] == 4 + 2 and out["failed"] == 0  # 2 styles and the baseline of 2 products
     store = CreativeStore(url, index=pg_url, readonly=True)
     objects = _objects(s3_endpoint, s3_bucket, "ray/")
     assert sorted(f"ray/{r.path}" for r in store.creatives()) == sorted(objects)
     store.close()
     ray.shutdown()
     assert main([*args, "--workers", "1"]) == 0  # the local runner agrees: nothing to do
-    assert json.loads(capsys.readouterr().out)["skipped"] == 4
+    assert json.loads(capsys.readouterr().out)["skipped"] == 4 + 2

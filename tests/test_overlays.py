@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 from backdrop.cli import DEMO_DIR, main
 from backdrop.creative.catalog import load_catalog
 from backdrop.creative.pipeline import CreativeMaker, PipelineConfig
-from backdrop.creative.store import CreativeStore
+from backdrop.creative.store import ORIGINAL, CreativeStore
 from backdrop.imaging.composite import exact_region_matches
 from backdrop.imaging.layout import load_placements
 from backdrop.overlays import (
@@ -248,7 +248,10 @@ def test_a_logo_for_the_catalog_or_one_per_brand(tmp_path, logo, capsys):
     summary = json_out(capsys)
     recs = list(CreativeStore(tmp_path / "s", readonly=True))
     assert summary["generated"] == len(recs) > 0 and summary["flagged"] == 0
-    assert all(r.overlay == "logo" and r.metrics["overlay"]["elements"][0]["kind"] == "logo" for r in recs)
+    styled = [r for r in recs if r.style != ORIGINAL]  # the baseline (the catalog photo) carries no overlay
+    assert len(styled) == len(recs) - 20 and all(
+        r.overlay == "logo" and r.metrics["overlay"]["elements"][0]["kind"] == "logo" for r in styled
+    )
     assert main([*common, "--out", str(tmp_path / "t"), "--brand-logo", str(tmp_path / "nope.png")]) == 2
     assert "--brand-logo" in capsys.readouterr().err
 

@@ -7,7 +7,7 @@ from backdrop.cli import DEMO_DIR
 from backdrop.creative.catalog import load_catalog
 from backdrop.creative.local import planned_count, run_local
 from backdrop.creative.pipeline import CreativeMaker, PipelineConfig, derive_seed
-from backdrop.creative.store import CreativeStore
+from backdrop.creative.store import ORIGINAL, CreativeStore
 from backdrop.imaging.layout import load_placements
 from backdrop.styles import StyleLibrary
 
@@ -28,8 +28,9 @@ def test_every_creative_keeps_the_product_pixels_exact_on_disk(tmp_path, product
     config = _config(tuple(PLACEMENTS), max_styles=2)
     maker = CreativeMaker(config, CreativeStore(tmp_path / "s"))
     results = maker.make(product)
-    assert [r.status for r in results] == ["generated"] * (2 * len(PLACEMENTS))
-    specs = maker.plan(product)
+    # two styles and the baseline (the catalog photo on the canvas) on every placement
+    assert [r.status for r in results] == ["generated"] * (3 * len(PLACEMENTS))
+    specs = maker.plan_originals(product) + maker.plan(product)
     prepared = {p.spec.key: p.scene for p in maker.prepare(product, specs)}
     for r in results:
         rec = maker.store.get(r.key)
@@ -42,7 +43,7 @@ def test_every_creative_keeps_the_product_pixels_exact_on_disk(tmp_path, product
         assert np.array_equal(img[y0:y1, x0:x1][solid], scene.product_rgb[solid])
         assert rec.metrics["exact"] is True
         assert rec.params["box"] == list(scene.box)
-        assert "{" not in rec.prompt and rec.prompt
+        assert "{" not in rec.prompt and (rec.prompt or rec.style == ORIGINAL)
 
 
 def test_same_inputs_same_bytes_and_seed_changes_keys(tmp_path, products):
@@ -50,8 +51,9 @@ def test_same_inputs_same_bytes_and_seed_changes_keys(tmp_path, products):
     a = CreativeMaker(_config(max_styles=1), CreativeStore(tmp_path / "a"))
     b = CreativeMaker(_config(max_styles=1), CreativeStore(tmp_path / "b"))
     c = CreativeMaker(_config(max_styles=1, seed=1), CreativeStore(tmp_path / "c"))
-    [ra], [rb], [rc] = a.make(product), b.make(product), c.make(product)
+    [oa, ra], [ob, rb], [oc, rc] = a.make(product), b.make(product), c.make(product)
     assert ra.key == rb.key != rc.key
+    assert oa.style == ORIGINAL and oa.key == ob.key == oc.key  # the baseline has no seed
     assert a.store.read_bytes(a.store.get(ra.key)) == b.store.read_bytes(b.store.get(rb.key))
     assert derive_seed(0, "p", "s", "square") != derive_seed(0, "p", "s", "story")
 
@@ -86,7 +88,7 @@ def test_a_product_with_a_broken_image_fails_alone(tmp_path, products):
     broken = replace(good, product_id="broken", image_path=broken_img, source_row=9)
     config = _config(max_styles=1)
     summary = run_local([broken, good], config, tmp_path / "s", workers=1, progress=False)
-    assert (summary.generated, summary.failed) == (1, 1)
+    assert (summary.generated, summary.failed) == (2, 1)  # the good one's creative and its baseline
     [err] = summary.errors
     assert (err.row, err.field) == (9, "image")
     assert "broken.png" in err.reason

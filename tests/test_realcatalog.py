@@ -19,7 +19,7 @@ from PIL import Image
 
 from backdrop.cli import main
 from backdrop.creative.pipeline import request_for
-from backdrop.creative.store import CreativeStore
+from backdrop.creative.store import ORIGINAL, CreativeStore
 from backdrop.generators.procedural import ProceduralGenerator
 from backdrop.imaging.background import ColourModel, trapped_background
 from backdrop.imaging.composite import composite
@@ -426,14 +426,17 @@ def test_generate_lays_out_the_cut_product_flush_with_styles_for_a_person(tmp_pa
     assert "'Misc > Oddities' (1 product) matches no style category" in cap.err
     s = CreativeStore(store, readonly=True)
     pants = s.creatives(product_id="pants-1")
+    styled = [r for r in pants if r.style != ORIGINAL]
     lib = StyleLibrary.load()
-    assert pants and all(lib.all_styles()[r.style].suits_subject(True) for r in pants)
-    for r in pants:
+    assert styled and all(lib.all_styles()[r.style].suits_subject(True) for r in styled)
+    assert len(pants) == len(styled) + 2  # the baseline (the catalog photo on the canvas) on each placement
+    for r in pants:  # the baseline laid out as the styled creatives are: the cut edge flush
         assert r.params["subject"]["cut"] == ["top"] and r.params["subject"]["on_model"]
         assert r.params["box"][1] == 0 and r.params["cut"] == ["top"]
+        assert r.params["category"]["category"] == "Bottoms"
+    for r in styled:
         assert "people" not in r.negative_prompt and "cropped" not in r.negative_prompt
         assert "Pant™" not in r.prompt and "Trail Pant" in r.prompt
-        assert r.params["category"]["category"] == "Bottoms"
     box = s.creatives(product_id="box-1")
     assert box and all(r.params["subject"]["cut"] == [] for r in box)
     assert box[0].params["category"]["category"] == "Home & Furniture"
@@ -498,7 +501,7 @@ def test_flagged_creatives_come_first_in_the_report_and_are_not_served(tmp_path,
     capsys.readouterr()
     # flag one creative the way a QA check does, to follow it through the report and the service
     s = CreativeStore(store)
-    victim = s.creatives(product_id="box-1")[0]
+    victim = next(r for r in s.creatives(product_id="box-1") if r.style != ORIGINAL)  # the baseline is never withheld
     with s._db() as db:
         db.execute(
             "UPDATE creatives SET qa_status='flagged', qa_reasons=? WHERE key=?",

@@ -76,13 +76,16 @@ def test_propensity_is_the_served_policys_probability(client):
         assert body["propensity"] == pytest.approx(probs[logged.arms.index(body["style"])])
 
 
-def test_no_stored_creative_serves_the_catalog_image_as_control(client):
-    r = _decide(client, styles=["not-a-style"])
-    body = r.json()
-    assert r.status_code == 200 and body["style"] == "original" and body["fallback"] == "no-creative"
-    assert body["propensity"] == 1.0 and body["creative"]["key"].startswith("catalog-")
-    img = client.get(body["creative"]["url"])
-    assert img.status_code == 200 and img.headers["content-type"] == "image/png"
+def test_no_stored_creative_serves_the_baseline_fitted_to_the_placement(client):
+    for placement, size in (("square", (1080, 1080)), ("story", (1080, 1920))):
+        r = _decide(client, styles=["not-a-style"], placement=placement)
+        body = r.json()
+        assert r.status_code == 200 and body["style"] == "original" and body["fallback"] == "no-creative"
+        # the catalog photo on the placement's canvas, made by generate: not the photo's own shape
+        assert body["propensity"] == 1.0 and not body["creative"]["key"].startswith("catalog-")
+        assert (body["creative"]["width"], body["creative"]["height"]) == size
+        img = client.get(body["creative"]["url"])
+        assert img.status_code == 200 and img.headers["content-type"].startswith("image/")
 
 
 def test_feedback_joins_once_and_names_unknown_and_late_decisions(client):

@@ -170,6 +170,30 @@ def test_safe_rollout_keeps_the_baseline_without_evidence(small_store, db_url):
         assert _decide(c)["policy"] == APPRENTICE
 
 
+def test_safe_rollout_keeps_to_the_styles_asked_and_leaves_personalizer_ranks_out(small_store, db_url):
+    """Issue 27, item 7: with ``baseline: color-pop``, decides narrowed to ``styles`` without it were
+    answered with the catalog image, outside the styles asked for; and Personalizer ranks whose
+    actions include the baseline entered the rollout's IPS estimates."""
+    from backdrop.serving.rollout import RolloutState
+
+    with _client(small_store, db_url, rollout={"baseline": "color-pop", "exploration": 0.1, "min_decisions": 1000}) as c:
+        narrowed = [_decide(c, user=f"u{i}", styles=["marble-counter"]) for i in range(40)]
+        assert {b["style"] for b in narrowed} == {"marble-counter"}  # not the catalog image: it was not asked for
+        assert all(b["policy"] != APPRENTICE and b["propensity"] == 1.0 for b in narrowed)  # no baseline: the policy, its true propensity
+        asked = [_decide(c, user=f"v{i}", styles=["marble-counter", "color-pop"]) for i in range(20)]
+        assert all(b["policy"] == APPRENTICE and b["style"] in ("marble-counter", "color-pop") for b in asked)
+        assert all(b["propensity"] == pytest.approx(0.95 if b["style"] == "color-pop" else 0.05) for b in asked)
+        whole = _decide(c, user="w")
+        assert whole["policy"] == APPRENTICE
+        for i, actions in enumerate((["color-pop", "original"], ["original", "news"], ["color-pop"])):
+            r = c.post("/personalizer/v1.0/rank", json={"actions": [{"id": a} for a in actions], "eventId": f"e{i}"}, headers=PZ)
+            assert r.status_code == 201, r.text
+            assert c.post(f"/personalizer/v1.0/events/e{i}/reward", json={"value": 1.0}, headers=PZ).status_code == 204
+        model = _learn(c).run_once()
+        assert model.n_decisions == 40 + 20 + 1 + 3  # every decision is learned from
+        assert RolloutState.from_json(model.rollout).stats.n == 20 + 1  # only the rollout's own enter its estimates
+
+
 # -- Personalizer: requests as the published API reference writes them (Rank, Reward, Activate v1.0) --
 
 RANK = {

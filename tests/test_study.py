@@ -121,3 +121,113 @@ def test_cost_prints_the_table_and_one_estimate(small_store, capsys):
     assert e["images"] == 6000 and e["generated_images"] == pytest.approx(6600)
     assert e["gpu_hours"] == pytest.approx(6600 / e["gpu_images_per_s"] / 3600)
     assert "measured" in e["bytes_per_creative_source"]
+
+
+def _stub_service(answer):
+    """A stand-in decision service on a real socket: POST /v1/decide answers ``answer(body)``
+    (status, bytes); yields its URL."""
+    import contextlib
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            status, data = answer(body)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    @contextlib.contextmanager
+    def running():
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(10)
+
+    return running()
+
+
+@pytest.mark.parametrize(
+    ("style", "raw", "reason"),
+    [
+        # an arm the click model does not know (issue 27, 13: the demo store's overlay arms)
+        ("cosy-wood+price", None, "the service served arm 'cosy-wood+price' for p1, which the study's click model does not know"),
+        # anything else that breaks in a client thread: here an answer that is not JSON
+        (None, b"<html>oops</html>", "a client thread failed: JSONDecodeError"),
+    ],
+)
+def test_a_failure_in_a_client_thread_stops_the_study_with_its_reason(style, raw, reason):
+    """A crash in a worker thread is never swallowed: the study raises it (the command exits 2 with
+    the reason) instead of going on to report "25 decisions logged for 40000 impressions served"."""
+    from types import SimpleNamespace
+
+    from backdrop.bandit.simulator import Population, SimulationConfig
+    from backdrop.errors import BackdropError
+    from backdrop.experiments.study import StudyConfig, _drive
+
+    library = SimpleNamespace(for_category=lambda path: [SimpleNamespace(name="cosy-wood"), SimpleNamespace(name="color-pop")])
+    items = [SimpleNamespace(product_id=f"p{k}", category_path=("Home",)) for k in range(2)]
+    population = Population(SimulationConfig(n_users=50, placements={"square": 1.0}), items, library)
+    config = StudyConfig(impressions=400, client_threads=4)
+    batch = population.sample_impressions(config.impressions, np.random.default_rng(0))
+    P, p0, u = np.full((config.impressions, 2), 0.5), np.full(config.impressions, 0.1), np.ones(config.impressions)
+    served = []
+
+    def answer(body):
+        served.append(body["request_id"])
+        if raw is not None and len(served) > 20:
+            return 200, raw
+        d = {"decision_id": body["request_id"], "style": "color-pop", "experiment_arm": "random"}
+        if style is not None and body["item_id"] == "p1":
+            d["style"] = style
+        return 200, json.dumps(d).encode()
+
+    with _stub_service(answer) as url, pytest.raises(BackdropError, match="the study's traffic failed after") as e:
+        _drive(url, "key", population, batch, p0, P, u, config, None)
+    assert reason in str(e.value)
+    assert len(served) < config.impressions  # the other threads stopped too
+
+
+def test_the_click_model_gives_an_overlay_arm_its_styles_appeal_plus_an_effect_of_its_own():
+    from types import SimpleNamespace
+
+    from backdrop.bandit.simulator import ClickModel, Population, SimulationConfig, simulate
+
+    arms = {
+        "a": ("cosy-wood", "cosy-wood+price", "color-pop", "color-pop+price"),
+        "b": ("cosy-wood", "cosy-wood+price", "cosy-wood+sale", "color-pop", "color-pop+price", "color-pop+sale"),  # on sale
+    }
+    items = [SimpleNamespace(product_id=pid, category_path=("Home", "Decor")) for pid in arms]
+    config = SimulationConfig(n_users=500, placements={"square": 1.0}, calibration_samples=5000, base_ctr=0.05)
+    population = Population(config, items, arms=arms)
+    assert population.base_styles == ["cosy-wood", "color-pop"] and population.variants == ["price", "sale"]
+    clicks = ClickModel(population)
+    assert clicks.calibration["realised"]["generated_lift"] == pytest.approx(config.generated_lift, abs=1e-4)
+    batch = population.sample_impressions(4000, np.random.default_rng(0))
+    _, P, S = clicks.probabilities(batch)
+    names = population.style_names
+    col = {a: k for k, a in enumerate(population.style_sets[population.product_set[population.product_index["b"]]])}
+    rows = batch.product == population.product_index["b"]
+    assert [names[s] for s in S[rows][0] if s >= 0] == list(arms["b"])
+    plain, priced = P[rows, col["cosy-wood"]], P[rows, col["cosy-wood+price"]]
+    assert not np.allclose(plain, priced)  # the overlay has an effect of its own
+    assert np.corrcoef(plain, priced)[0, 1] > 0.5  # on the appeal of its style
+    assert clicks.best_fixed[tuple(arms["b"])] in arms["b"]
+    result = simulate(click_model=clicks, n_rounds=1000, seed=1)  # the learners choose among overlay arms
+    assert set(result.runs["uniform"].choice.tolist()) == set(range(len(arms["b"])))
+    assert result.runs["linucb"].updates > 0
+    with pytest.raises(ValueError, match="distinct arms"):
+        Population(config, items, arms={"a": ("cosy-wood", "cosy-wood"), "b": ("original",)})

@@ -2,7 +2,8 @@
 `backdrop cost` (with the measured serving figure, shipped as package data) run from an empty
 directory; the demo store's creative keys are pinned (they were those of commit a053722 until the
 staged scenes and overlays of issue 17 changed the demo on purpose: staged styles among each
-category's first five, and price / sale overlay variants)."""
+category's first five, and price / sale overlay variants; issue 27 added each product's baseline,
+the catalog photo on every placement's canvas, and left the other 675 keys as they were)."""
 
 import hashlib
 import json
@@ -15,11 +16,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: sha256 of the demo store's 675 creative keys, sorted, one per line (300 plain creatives, 300 with
-#: the price, 75 with the sale overlay). A change here changes every served creative's URL and
-#: cache entry: bump it only on purpose.
-DEMO_KEYS_SHA256 = "935d50ed35024e9f64aaa7f0df4f3123c3ef69fccf517f6f5816cf9f67e530b9"
-DEMO_CREATIVES = 675
+#: sha256 of the demo store's 735 creative keys, sorted, one per line (300 plain creatives, 300 with
+#: the price, 75 with the sale overlay, 60 baselines: 20 products x 3 placements). A change here
+#: changes every served creative's URL and cache entry: bump it only on purpose.
+DEMO_KEYS_SHA256 = "e43b0b502fc316ec0c0fe88be95cd8ba11f1bad0a0a3e6bcdd5f17b955786fed"
+DEMO_CREATIVES = 735
 
 
 def test_the_wheel_runs_demo_and_cost_from_an_empty_directory(tmp_path):

@@ -93,6 +93,27 @@ class FeatureEncoder:
         self._buckets = c.n_features - offset
         self._item_cache: dict[tuple, tuple[list[str], str]] = {}
 
+    def problem(self, user: Mapping) -> tuple[str, str] | None:
+        """The first user field this encoder cannot use, and why: a declared numeric field that is not
+        a finite number in range (None: all can be encoded).
+
+        >>> FeatureEncoder(n_features=16, numeric={"age": {"center": 35, "scale": 10}}).problem({"age": "old"})
+        ('age', 'declared numeric: must be a number, got a string')
+        """
+        for name, spec in self._numeric:
+            value = user.get(name)
+            if value is None or isinstance(value, bool):
+                continue
+            if not isinstance(value, int | float):
+                return name, f"declared numeric: must be a number, got a {'string' if isinstance(value, str) else type(value).__name__}"
+            try:
+                scaled = (float(value) - spec.center) / spec.scale
+            except OverflowError:
+                scaled = math.inf
+            if not math.isfinite(scaled):
+                return name, "declared numeric: must be a finite number of a sensible size"
+        return None
+
     @property
     def hashed_slots(self) -> int:
         return self._buckets

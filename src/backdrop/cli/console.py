@@ -35,7 +35,15 @@ def register(sub) -> dict:
             "Sign in with the console key (BACKDROP_CONSOLE_KEY, --console-key-file, or STORE/console-key,\n"
             "generated mode 600) under your name, as an admin; or give people their own keys and roles\n"
             "(viewer, reviewer, admin) with `backdrop console-user` and --users FILE.\n"
-            "`backdrop serve` mounts the same console at /console."
+            "`backdrop serve` mounts the same console at /console.\n\n"
+            "Sessions are kept server-side (STORE/console-sessions.sqlite, mode 600, only hashes of the\n"
+            "session ids): signing out ends the session, so a copied cookie stops working, also after a\n"
+            "restart; a session also ends 8 hours after sign-in or after 60 minutes unused.\n"
+            "Sign-in limits: 10 failed sign-ins within a minute from one client address refuse that address\n"
+            "(429) for the rest of the minute; after 5 failures at one account (a user, or the shared key)\n"
+            "within 15 minutes, from anywhere, its sign-ins wait 0.5-4 s first, but the right key is never\n"
+            "refused. The client address is the connection's: X-Forwarded-For is ignored unless the\n"
+            "connection comes from a --trusted-proxy."
         ),
     )
     add_console_options(co)
@@ -71,6 +79,18 @@ def add_console_options(p: argparse.ArgumentParser) -> None:
     """Who may sign in: shared by `console` and `serve` (which mounts the console)."""
     p.add_argument("--users", type=Path, metavar="FILE", help="per-user keys and roles (written by `backdrop console-user`)")
     p.add_argument("--console-key-file", type=Path, metavar="FILE", help="read the shared console key from FILE")
+    p.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help=(
+            "a reverse proxy in front of the console: an IP address or network (10.0.0.2, 10.0.0.0/24, ::1;"
+            " repeat it or separate with commas). Only a connection from one of these has its X-Forwarded-For"
+            " (the client's address, which the sign-in limit keys on) and X-Forwarded-Proto believed; without"
+            " it X-Forwarded-For is ignored and the connection's own address is the client's"
+        ),
+    )
 
 
 def keyring(args, store: str | Path) -> tuple[Keyring, str]:
@@ -100,6 +120,15 @@ def keyring(args, store: str | Path) -> tuple[Keyring, str]:
     return Keyring.from_console_key(key), f"sign in with your name and the console key in {where}"
 
 
+def trusted_proxies(args) -> tuple[str, ...]:
+    """``--trusted-proxy`` values, checked (a bad one is a one-line error, exit 2)."""
+    from ..console.sessions import trusted_networks
+
+    values = tuple(getattr(args, "trusted_proxy", None) or ())
+    trusted_networks(values)
+    return values
+
+
 def cmd_console(args) -> int:
     import urllib.request
 
@@ -110,6 +139,7 @@ def cmd_console(args) -> int:
     store = args.store if "://" in args.store else str(Path(args.store).resolve())
     if "://" not in store and args.store_index is None and not (Path(store) / "index.sqlite").is_file():
         raise BackdropError(f"{args.store}: not a creative store (no index.sqlite); run `backdrop demo` or `backdrop generate` first")
+    proxies = trusted_proxies(args)
     ring, how = keyring(args, store)
     metrics = None
     if args.service:
@@ -120,12 +150,22 @@ def cmd_console(args) -> int:
                 return r.read().decode()
 
     planned = planned_shares(args.planned)
-    config = ConsoleConfig(store=store, keyring=ring, store_index=args.store_index, db=args.db, metrics=metrics, planned_shares=planned)
+    config = ConsoleConfig(
+        store=store,
+        keyring=ring,
+        store_index=args.store_index,
+        db=args.db,
+        metrics=metrics,
+        planned_shares=planned,
+        trusted_proxies=proxies,
+    )
     if args.thumb_cache:
         config.thumb_cache = args.thumb_cache
     app = console_app(config)
     print(f"console: http://{args.host}:{args.port}/console ({how})", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    # proxy_headers=False: uvicorn would believe X-Forwarded-For from any local connection; the console
+    # decides whose address a sign-in is from, believing only a --trusted-proxy
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False, proxy_headers=False)
     return 0
 
 

@@ -32,7 +32,10 @@ def register(sub) -> dict:
             "other columns become attributes. Image URLs are downloaded into a cache (--image-cache) and\n"
             "revalidated on a rerun (ETag / Last-Modified), so unchanged images are not downloaded again.\n"
             "Bad rows are reported on stderr as FILE:ROW: FIELD: reason and skipped; the good rows go on.\n"
-            "Creatives already in the store are skipped, so an interrupted run resumes where it stopped.\n\n"
+            "Creatives already in the store are skipped, so an interrupted run resumes where it stopped.\n"
+            "Every product also gets its baseline on every placement: the catalog photo fitted to the canvas\n"
+            "on its own background colour (white for a cut-out), product untouched, style 'original' (the\n"
+            "control the decision service serves for the catalog image; no overlay variants).\n\n"
             "Defaults: every placement of the placement file, every style of each product's category."
         ),
     )
@@ -85,11 +88,20 @@ def register(sub) -> dict:
         "report",
         help="write an HTML contact sheet of a store",
         formatter_class=_Formatter,
-        description="Write a static HTML contact sheet (product x style x placement thumbnails) of STORE.",
+        description=(
+            "Write a static HTML contact sheet (product x style x placement thumbnails) of STORE. Each thumbnail\n"
+            "says what QA found, what a reviewer decided in the console, and whether `backdrop serve` serves it\n"
+            "(the same rule `backdrop export feed` applies: a rejected creative is marked and never usable)."
+        ),
     )
     r.add_argument("store", metavar="STORE", help="a store directory, or object storage (s3://...) with --index")
     r.add_argument("--index", metavar="URL", help="the store's index when it is not STORE/index.sqlite (postgresql://... or a path)")
     r.add_argument("--out", "-o", type=Path, default=Path("report.html"), help="HTML file; thumbnails go to <name>_files/")
+    r.add_argument(
+        "--review-required",
+        action="store_true",
+        help="show as usable only what `backdrop serve --review-required` serves (approved creatives)",
+    )
     r.add_argument("--json", action="store_true")
 
     so = sub.add_parser(
@@ -134,7 +146,8 @@ def register(sub) -> dict:
         description=(
             f"Generate {len(DEMO_PLACEMENTS)} placements ({', '.join(DEMO_PLACEMENTS)}) x {DEMO_STYLES_PER_PRODUCT} styles for the\n"
             "20 bundled sample products (Saleor demo data, BSD-3-Clause) with the procedural generator,\n"
-            "then write the HTML report. Running it again reuses the store."
+            "plain and with price / sale overlays, and each product's baseline (the catalog photo on each\n"
+            "placement's canvas), then write the HTML report. Running it again reuses the store."
         ),
     )
     d.add_argument("--out", "-o", type=Path, default=Path("demo-out"), help="output directory (store/ and report.html)")
@@ -258,6 +271,13 @@ def _pipeline_config(args, placement_names=None, max_styles=None):
     else:
         chosen = tuple(placements.values())
     library = StyleLibrary.load(args.style_library)
+    from ..creative.store import ORIGINAL
+
+    if ORIGINAL in library.all_styles():
+        raise ConfigError(
+            f"{library.source}: a style is named '{ORIGINAL}', the name of every product's baseline (the catalog photo "
+            "on the placement's canvas); rename the style"
+        )
     if args.styles:
         known = set(library.all_styles())
         unknown = [s for s in args.styles if s not in known]
@@ -356,7 +376,8 @@ def cmd_generate(args) -> int:
             f"{s.failed} failed{f', {s.retries} retries' if s.retries else ''} (cache: {fetcher.cache_dir})",
             file=sys.stderr,
         )
-    nothing = {"generated": 0, "skipped": 0, "failed": 0, "flagged": 0, "errors": [e.to_dict() for e in catalog.errors]} | images
+    nothing = {"generated": 0, "skipped": 0, "failed": 0, "flagged": 0, "baselines": 0, "errors": [e.to_dict() for e in catalog.errors]}
+    nothing |= images
     if args.strict and catalog.errors:
         print(f"backdrop generate: {len(catalog.errors)} bad row(s) in {args.catalog} (--strict): nothing generated", file=sys.stderr)
         _print_summary(args, nothing)
@@ -416,7 +437,7 @@ def cmd_generate(args) -> int:
             file=sys.stderr,
         )
         return 3
-    if summary.generated + summary.skipped == 0:
+    if summary.generated + summary.skipped - summary.baselines == 0:  # every creative asked for failed: the baselines alone are no success
         return 1
     return 1 if args.strict and summary.failed else 0
 
@@ -538,16 +559,26 @@ def cmd_segment(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from ..creative.report import write_contact_sheet
+    from collections import Counter
+
+    from ..creative.report import usability, write_contact_sheet
+    from ..creative.review import review_counts
     from ..creative.store import CreativeStore
 
     store = CreativeStore(args.store, readonly=True, index=args.index)
-    path = write_contact_sheet(store, args.out)
+    path = write_contact_sheet(store, args.out, review_required=args.review_required)
     n = len(store)
+    counts = review_counts(store)
+    usable = Counter(usability(store, args.review_required).values())
+    store.close()
     if args.json:
-        print(json.dumps({"report": str(path), "creatives": n}))
+        summary = {"report": str(path), "creatives": n, "approved": counts["approved"], "rejected": counts["rejected"]}
+        print(json.dumps(summary | {"usable": usable["servable"], "not_usable": {k: v for k, v in usable.items() if k != "servable"}}))
     else:
-        print(f"wrote {path} ({n} creatives); open it in a browser: file://{path.resolve()}")
+        print(
+            f"wrote {path} ({n} creatives, {usable['servable']} usable, {counts['rejected']} rejected in review);"
+            f" open it in a browser: file://{path.resolve()}"
+        )
     return 0
 
 
@@ -591,7 +622,7 @@ def cmd_demo(args) -> int:
         print(json.dumps(out))
     else:
         print(
-            f"demo: {len(catalog.products)} products x {len(DEMO_PLACEMENTS)} placements x {DEMO_STYLES_PER_PRODUCT} styles: "
+            f"demo: {len(catalog.products)} products x {len(DEMO_PLACEMENTS)} placements x ({DEMO_STYLES_PER_PRODUCT} styles + the catalog photo): "
             f"generated {summary.generated}, skipped {summary.skipped}, failed {summary.failed}, "
             f"flagged by QA {summary.flagged} in {elapsed:.1f} s"
         )

@@ -81,7 +81,8 @@ def register(sub) -> dict:
         formatter_class=_Formatter,
         description=(
             "images = products x placements x styles; GPU-hours = images x (1 + regenerations) / (images/s\n"
-            "per GPU) / 3600; storage = images x bytes per creative (measured from --store when given);\n"
+            "per GPU) / 3600; storage = images x files per image (the creative and its overlay variants) x bytes\n"
+            "per creative (both measured from --store when given);\n"
             "serving = cores for the peak decisions/s at the benchmarked decisions/s per core. Every figure\n"
             "is printed with its source: measured, estimated or assumed. Without --products: the 10k / 1M /\n"
             "10M table of the README."
@@ -93,7 +94,12 @@ def register(sub) -> dict:
     co.add_argument("--gpu-images-per-s", type=float, help="measured images/s per GPU (default: estimate from counted FLOPs)")
     co.add_argument("--gpu-hour-usd", type=float, default=3.0, help="price of a GPU-hour (assumed)")
     co.add_argument("--regeneration-rate", type=float, default=0.10, help="share of images the artifact gate regenerates")
-    co.add_argument("--store", type=Path, help="measure bytes per creative from this store")
+    co.add_argument("--store", type=Path, help="measure bytes per creative and stored files per image from this store")
+    co.add_argument(
+        "--files-per-image",
+        type=float,
+        help="stored files per generated image: 1 plain creative + its overlay variants (default: measured from --store, else 1)",
+    )
     co.add_argument("--decisions-per-day", type=float, help="decision-service traffic (default: 10 per product per day)")
     co.add_argument(
         "--decisions-per-s-per-core",
@@ -188,6 +194,8 @@ def cmd_study(args) -> int:
     finally:
         if bar is not None:
             bar.close()
+    for pid, why in sorted(result.get("left_out", {}).items()):
+        print(f"backdrop study: {pid} left out of the audience: {why}", file=sys.stderr)
     if args.json:
         print(json.dumps(result, default=float))
         return 0
@@ -209,7 +217,7 @@ def cmd_cost(args) -> int:
     from ..experiments import cost
 
     inputs = {"styles": args.styles, "gpu_hour_usd": args.gpu_hour_usd, "regeneration_rate": args.regeneration_rate}
-    for key in ("placements", "gpu_images_per_s", "decisions_per_s_per_core"):
+    for key in ("placements", "gpu_images_per_s", "decisions_per_s_per_core", "files_per_image"):
         if getattr(args, key) is not None:
             inputs[key] = getattr(args, key)
     if args.decisions_per_s_per_core is None:

@@ -29,9 +29,13 @@ def register(sub) -> dict:
             "image_link = the chosen creative at --placement, additional_image_link = the others (--pick all)\n"
             "and the catalog photo. URLs are --base-url/v1/creatives/KEY (what `backdrop serve` answers), or\n"
             "--base-url/PATH with --layout store (a CDN in front of the store's files).\n\n"
-            "Which creative: never one the QA checks flagged; with --results (the decision service's event\n"
-            "log) the style with the best measured CTR per product, shrunk towards the style's CTR over all\n"
-            "products; without, the first of the product's styles in the style library's order.\n"
+            "Which creatives: what `backdrop serve` would serve, reviews included: never one rejected in the\n"
+            "review console; one the QA checks flagged only once a reviewer approved it; with --review-required\n"
+            "only approved ones; plain ones only (no overlay); never the catalog photo's own rendition (style\n"
+            "original, the experiments' baseline): the feed has the photo itself. Which of them: with --results\n"
+            "(the decision service's event log) the style with the best measured CTR per product, shrunk\n"
+            "towards the style's CTR over all products; without, the first of the product's styles in the\n"
+            "style library's order.\n"
             "The rows are checked against the platform's published field rules (URL length and characters,\n"
             "number of additional images, image formats, minimum size, file size); a violation is an error\n"
             "line and exit 1, and nothing is written. Google gets TSV, Meta CSV."
@@ -52,6 +56,11 @@ def register(sub) -> dict:
         "--layout", choices=["service", "store"], default="service", help="URL layout: the decision service's, or the store's paths"
     )
     f.add_argument("--results", metavar="DB", help="event log with measured results: postgresql://... or an sqlite path (or STORE)")
+    f.add_argument(
+        "--review-required",
+        action="store_true",
+        help="export only creatives a reviewer approved, as `backdrop serve --review-required` serves them",
+    )
     f.add_argument("--style-library", type=Path, metavar="YAML", help="style library for the default order (default: the packaged one)")
     f.add_argument("--out", "-o", type=Path, metavar="FILE", help="output file (default: supplemental-FORMAT.tsv / .csv)")
     f.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
@@ -97,6 +106,7 @@ def cmd_export(args) -> int:
             style_order=order,
             results=results,
             layout=args.layout,
+            review_required=args.review_required,
         )
     finally:
         store.close()

@@ -200,10 +200,12 @@ def cmd_serve(args) -> int:
     stop = threading.Event()
     settings_file = None
     ring = None
+    proxies: tuple[str, ...] = ()
     if not args.no_console:
         from . import console
 
         try:
+            proxies = console.trusted_proxies(args)
             ring, how = console.keyring(args, settings.store)
             print(f"review console: http://{args.host}:{args.port}/console ({how})", file=sys.stderr)
         except BackdropError as e:
@@ -214,7 +216,7 @@ def cmd_serve(args) -> int:
         if ring is not None:
             from ..console.app import mount_console
 
-            mount_console(app, ring)
+            mount_console(app, ring, trusted_proxies=proxies)
     else:  # worker processes build their own app from the settings (a file only this user can read)
         import tempfile
 
@@ -231,7 +233,9 @@ def cmd_serve(args) -> int:
         os.environ[SETTINGS_FILE_ENV] = settings_file
         app = "backdrop.serving.app:app_from_settings_file"
         if ring is not None:
-            from ..console.app import USERS_FILE_ENV
+            from ..console.app import TRUSTED_PROXIES_ENV, USERS_FILE_ENV
+
+            os.environ[TRUSTED_PROXIES_ENV] = ",".join(proxies)
 
             if args.users:
                 os.environ[USERS_FILE_ENV] = str(args.users.resolve())
@@ -257,6 +261,7 @@ def cmd_serve(args) -> int:
             workers=args.workers if args.workers > 1 else None,
             factory=args.workers > 1,
             http="backdrop.serving.http:DecideProtocol",
+            proxy_headers=False,  # X-Forwarded-For is the console's to believe, only from --trusted-proxy
         )
     finally:
         stop.set()

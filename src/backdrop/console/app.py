@@ -4,13 +4,17 @@ Mounted at ``/console`` (by ``backdrop console`` and by ``backdrop serve``); eve
 built from the mount path, and the session cookie is scoped to it. Pages are server-rendered
 Jinja2; ``static/console.js`` adds the keyboard and in-place updates, and every action also works
 as a plain form post. Responses carry a strict Content-Security-Policy (no inline script).
+
+A request is signed in when its cookie verifies and its session is live server-side
+(:mod:`.sessions`); a sign-in is limited by the client's address (the socket peer; a trusted proxy's
+``X-Forwarded-For``) and slowed down per account, never refused per account.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections import deque
+import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode
@@ -24,14 +28,13 @@ from ..creative.review import STATUS_FILTERS, ReviewFilter
 from ..render import environment, pct, pvalue
 from .auth import COOKIE, ROLES, User
 from .core import Console, ConsoleConfig, ConsoleError, Forbidden
+from .sessions import Locked, SignInLimiter, client_address, is_trusted_proxy, trusted_networks
 
 STATIC = Path(__file__).resolve().parent / "static"
 _CSP = (
     "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; "
     "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 )
-#: failed logins allowed per client per minute (keys are 256-bit, this only keeps logs quiet)
-MAX_FAILED_LOGINS = 10
 
 
 class LoginRequired(Exception):
@@ -40,18 +43,31 @@ class LoginRequired(Exception):
 
 def create_console(config: ConsoleConfig) -> FastAPI:
     """The console app; mount it (``app.mount("/console", create_console(...))``)."""
+    proxies = trusted_networks(config.trusted_proxies)  # a bad one fails here, before anything is opened
     console = Console(config)
     keyring = config.keyring
+    sessions = console.sessions
+    limiter = SignInLimiter(config.limits)
     app = FastAPI(title="Backdrop review console", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.console = console
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    failures: dict[str, deque] = {}
 
     def base(request: Request) -> str:
         return request.scope.get("root_path", "").rstrip("/")
 
     def user_of(request: Request) -> User | None:
-        return keyring.verify(request.cookies.get(COOKIE))
+        user = keyring.verify(request.cookies.get(COOKIE))
+        return user if user is not None and sessions.check(user) else None
+
+    def peer(request: Request) -> str | None:
+        return request.client.host if request.client else None
+
+    def scheme(request: Request) -> str:
+        """http or https as the client sees it: a trusted proxy's X-Forwarded-Proto, else the connection's."""
+        forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+        if forwarded in ("http", "https") and is_trusted_proxy(peer(request), proxies):
+            return forwarded
+        return request.url.scheme
 
     def require(request: Request, role: str = "viewer") -> User:
         user = user_of(request)
@@ -150,23 +166,30 @@ def create_console(config: ConsoleConfig) -> FastAPI:
     @app.post("/login")
     async def login(request: Request):
         data = await form(request)
-        client = request.client.host if request.client else "?"
-        recent = failures.setdefault(client, deque())
-        while recent and recent[0] < time.monotonic() - 60:
-            recent.popleft()
         nxt = _safe_next(str(data.get("next", "")), base(request))
         if not same_origin(request):
             raise Forbidden("cross-origin sign-in refused")
-        if len(recent) >= MAX_FAILED_LOGINS:
-            return page(
-                request, "login.html.j2", None, 429, next=nxt, error="Too many failed sign-ins: wait a minute.", shared=keyring.shared_key
-            )
-        user = keyring.login(str(data.get("name", "")), str(data.get("key", "")))
+        name = str(data.get("name", ""))
+        address = client_address(peer(request), request.headers.getlist("x-forwarded-for"), proxies)
+        try:
+            attempt = limiter.begin(address, keyring.account(name))
+        except Locked as e:  # this address only, and the key is not even checked
+            wait_s = math.ceil(e.retry_after)
+            error = f"Too many failed sign-ins from your address: try again in {wait_s} s."
+            refused = page(request, "login.html.j2", None, 429, next=nxt, error=error, shared=keyring.shared_key)
+            refused.headers["Retry-After"] = str(wait_s)
+            return refused
+        user = None
+        try:
+            await limiter.wait(attempt)  # an account under attack: every attempt at it waits, right key or not
+            user = keyring.login(name, str(data.get("key", "")))
+        finally:  # an attempt given up half-way counts as failed
+            limiter.end(attempt, user is not None)
         if user is None:
-            recent.append(time.monotonic())
             return page(request, "login.html.j2", None, 401, next=nxt, error="Wrong name or key.", shared=keyring.shared_key)
+        sessions.create(user)
         response = RedirectResponse(nxt or f"{base(request)}/review", status_code=303)
-        secure = config.secure_cookie if config.secure_cookie is not None else request.url.scheme == "https"
+        secure = config.secure_cookie if config.secure_cookie is not None else scheme(request) == "https"
         response.set_cookie(
             COOKIE,
             keyring.sign(user, hours=config.session_hours),
@@ -180,7 +203,8 @@ def create_console(config: ConsoleConfig) -> FastAPI:
 
     @app.post("/logout")
     async def logout(request: Request):
-        checked(request, await form(request))
+        user = checked(request, await form(request))
+        sessions.revoke(user)  # a copy of the cookie is nobody from now on
         response = RedirectResponse(f"{base(request)}/login", status_code=303)
         response.delete_cookie(COOKIE, path=base(request) or "/")
         return response
@@ -335,11 +359,14 @@ def _ms(x) -> str:
 #: ``backdrop serve --workers N`` gives the workers the console's users file through this variable
 #: (the shared console key travels as ``BACKDROP_CONSOLE_KEY``)
 USERS_FILE_ENV = "BACKDROP_CONSOLE_USERS"
+#: ... and its trusted proxies (``--trusted-proxy``, comma-separated) through this one
+TRUSTED_PROXIES_ENV = "BACKDROP_CONSOLE_TRUSTED_PROXIES"
 
 
-def mount_console(app: FastAPI, keyring, thumb_cache: Path | None = None) -> FastAPI:
+def mount_console(app: FastAPI, keyring, thumb_cache: Path | None = None, trusted_proxies: Sequence[str] = ()) -> FastAPI:
     """Mount the console at ``/console`` of a decision service's app (``serving.app.create_app``):
-    it reviews the service's store, reads its event log and shows its own metrics."""
+    it reviews the service's store, reads its event log and shows its own metrics. ``trusted_proxies``:
+    see :attr:`ConsoleConfig.trusted_proxies`."""
     service = app.state.service
     s = service.settings
     config = ConsoleConfig(
@@ -349,6 +376,7 @@ def mount_console(app: FastAPI, keyring, thumb_cache: Path | None = None) -> Fas
         db=s.db_url,
         metrics=lambda: service.metrics.render().decode(),
         planned_shares=s.experiment.planned_shares() if s.experiment is not None else None,
+        trusted_proxies=tuple(trusted_proxies),
     )
     if thumb_cache is not None:
         config.thumb_cache = thumb_cache
@@ -365,4 +393,5 @@ def service_app_from_settings_file() -> FastAPI:
 
     users = os.environ.get(USERS_FILE_ENV)
     keyring = Keyring.from_users_file(Path(users)) if users else Keyring.from_console_key(os.environ.get("BACKDROP_CONSOLE_KEY", ""))
-    return mount_console(app_from_settings_file(), keyring)
+    proxies = [p for p in os.environ.get(TRUSTED_PROXIES_ENV, "").split(",") if p.strip()]
+    return mount_console(app_from_settings_file(), keyring, trusted_proxies=proxies)

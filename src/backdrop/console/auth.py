@@ -14,7 +14,9 @@ style of a category at once).
 
 The session is a cookie signed with HMAC-SHA256 (HttpOnly, SameSite=Strict, Secure over TLS),
 valid for ``session_hours``; its key is derived from the key material, so changing the console key
-or the users file signs everybody out. Every state change needs the session's CSRF token.
+or the users file signs everybody out. The cookie is also a session kept server-side
+(:mod:`.sessions`): logout, ``session_hours`` and idle time end it there. Every state change needs
+the session's CSRF token.
 
 >>> ring = Keyring.from_console_key("s3cret")
 >>> user = ring.login("Ana", "s3cret")
@@ -101,6 +103,14 @@ class Keyring:
         role, digest = self.users.get(name, ("", "0" * 64))
         ok = hmac.compare_digest(key_hash(key), digest)  # the same work for an unknown name
         return User(name, role, sid) if ok and role else None
+
+    def account(self, name: str) -> str:
+        """What a sign-in as ``name`` tries to open, for the sign-in limits: that user (known or not:
+        one bucket for all unknown names would tell them apart from known ones by their delay), or with
+        one shared console key, the key itself, whatever name is typed."""
+        if self.console_key is not None:
+            return "(the console key)"
+        return f"user:{name.strip()}"
 
     def _mac(self, payload: bytes) -> str:
         return hmac.new(self._secret, payload, hashlib.sha256).hexdigest()

@@ -6,9 +6,11 @@ One :class:`Console` per app. The store's index is one connection, so calls to i
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from ..serving.eventlog.reader import LogReader
 from .auth import Keyring, User
 from .images import Thumbnails, default_cache
 from .results import results
+from .sessions import SignInLimits, open_sessions, state_dir
 
 #: how long the results page's figures are reused (the log may hold millions of decisions)
 RESULTS_TTL_S = 5.0
@@ -61,6 +64,16 @@ class ConsoleConfig:
     session_hours: float = 8.0
     #: whether the session cookie is Secure (None: when the request came over https)
     secure_cookie: bool | None = None
+    #: a session unused this long ends (and any after session_hours)
+    session_idle_minutes: float = 60.0
+    #: where sessions are kept: an SQLite file or ":memory:" (None: STORE/console-sessions.sqlite, or
+    #: $XDG_STATE_HOME/backdrop/ when the store is on object storage or cannot take it)
+    sessions: str | Path | None = None
+    #: reverse proxies (addresses or networks) whose X-Forwarded-For and X-Forwarded-Proto are believed;
+    #: none: the connection's own address is the client's
+    trusted_proxies: Sequence[str] = ()
+    #: failed sign-ins allowed per address, and the slow-down per account
+    limits: SignInLimits = field(default_factory=SignInLimits)
 
 
 class Console:
@@ -81,12 +94,22 @@ class Console:
             db = str(self.store.root / "events.sqlite")
         self.log = LogReader(db)
         self.thumbs = Thumbnails(config.thumb_cache)
+        self.sessions, warning = open_sessions(self._session_paths(), hours=config.session_hours, idle_minutes=config.session_idle_minutes)
+        if warning:
+            logging.getLogger("backdrop.console").warning("%s", warning)
         self._results: tuple[float, dict] | None = None
         self._options: tuple[float, dict] | None = None
+
+    def _session_paths(self) -> list[str | Path]:
+        if self.config.sessions is not None:
+            return [self.config.sessions]
+        fallback = state_dir() / f"console-sessions-{hashlib.sha256(str(self.config.store).encode()).hexdigest()[:16]}.sqlite"
+        return [fallback] if self.store.remote else [self.store.root / "console-sessions.sqlite", fallback]
 
     def close(self) -> None:
         self.store.close()
         self.log.close()
+        self.sessions.close()
 
     # -- review ------------------------------------------------------------------------------
 

@@ -2,12 +2,19 @@
 ``image_link`` at the chosen creative and lists the others (and the catalog photo) as
 ``additional_image_link``, checked against each platform's published field rules.
 
-"Best" is, per product: among its creatives at the placement that the QA checks did not flag, the
-style with the highest measured CTR when the decision service's results are given (clicks over
-impressions per product and style, shrunk towards the style's CTR over all products, itself shrunk
-towards the overall CTR: a product with few impressions takes its style's record); without results,
-the first of the product's styles in the style library's order (the library lists a category's
-strongest style first). Ties keep the library's order.
+Which creatives may go in a feed is the decision service's rule
+(:func:`~backdrop.creative.review.servability`): never one rejected in review; one the QA checks
+flagged only once a reviewer approved it; with ``review_required`` only approved ones. Feeds take
+plain creatives only (no overlay), and never the ``original`` rendition (the catalog photo fitted to
+the placement, the experiments' control arm): the feed carries the catalog photo itself, as an
+``additional_image_link``, and ``image_link`` is for a generated creative, whatever the original's CTR.
+
+"Best" is, per product: among those creatives at the placement, the style with the highest measured
+CTR when the decision service's results are given (clicks over impressions per product and style,
+shrunk towards the style's CTR over all products, itself shrunk towards the overall CTR: a product
+with few impressions takes its style's record); without results, the first of the product's styles
+in the style library's order (the library lists a category's strongest style first). Ties keep the
+library's order.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from .store import CreativeRecord, CreativeStore
+from .review import PENDING_REVIEW, REJECTED, SERVABLE, WITHHELD, review_states, servability
+from .store import ORIGINAL, CreativeRecord, CreativeStore
 
 #: shrinkage strength, in impressions: a product's CTR counts as its own once it has well over this many
 PRIOR_IMPRESSIONS = 200.0
@@ -122,24 +130,38 @@ def build_supplemental(
     style_order: Mapping[str, list[str]] | None = None,
     results: Mapping[tuple[str, str], tuple[int, float]] | None = None,
     layout: str = "service",
+    review_required: bool = False,
 ) -> ExportResult:
-    """One row per feed product that has a servable creative at ``placement``; see the module docstring.
+    """One row per feed product that has a servable generated creative at ``placement`` (the
+    ``original`` rendition is not one); see the module docstring.
 
     ``feed_products``: the feed's :class:`~backdrop.creative.catalog.Product` records (their
     ``image_url`` is kept as an additional image); ``style_order``: product id -> its styles in the
-    library's order; ``results``: (product id, style) -> (impressions, clicks).
+    library's order; ``results``: (product id, style) -> (impressions, clicks); ``review_required``:
+    as the decision service's (``serve --review-required``), only approved creatives go in.
     """
     rules = PLATFORMS[platform]
     ctr = shrunk_ctrs(results) if results else {}
+    reviews, _ = review_states(store)
     rows: list[ExportRow] = []
     skipped: list[tuple[str, str]] = []
     for product in feed_products:
         pid = product.product_id
         here = store.creatives(product_id=pid, placement=placement)
-        # feeds' product images carry no overlays (Merchant Center refuses promotional text on them)
-        records = [r for r in here if not r.flagged and not r.overlay]
+        records, why_not = [], []
+        for r in here:
+            if r.style == ORIGINAL:  # the control arm: the feed has the catalog photo itself
+                why_not.append(ORIGINAL)
+                continue
+            why = servability(flagged=r.flagged, status=reviews.get(r.key, "pending"), review_required=review_required, arm=r.arm)
+            if why != SERVABLE:
+                why_not.append(why)
+            elif r.overlay:  # feeds' product images carry no overlays (Merchant Center refuses promotional text on them)
+                why_not.append("overlay")
+            else:
+                records.append(r)
         if not records:
-            skipped.append((pid, "every creative is flagged by QA" if here else f"no creative at placement '{placement}' in the store"))
+            skipped.append((pid, _none_usable(why_not) if here else f"no creative at placement '{placement}' in the store"))
             continue
         newest: dict[str, CreativeRecord] = {}
         for r in records:  # oldest first: the newest of a style wins
@@ -164,6 +186,24 @@ def build_supplemental(
         rows.append(ExportRow(pid, urls[0], extra[: rules.max_additional], best, why))
     problems = validate(rows, platform, {r.key: r for r in store.creatives(placement=placement)}, base_url, layout)
     return ExportResult(rows, skipped, problems)
+
+
+def _none_usable(why_not: list[str]) -> str:
+    """Why none of a product's creatives can go in a feed, counted.
+
+    >>> _none_usable(["rejected", "withheld", "withheld"])
+    'no usable creative: 1 rejected in review, 2 flagged by QA and not approved'
+    >>> _none_usable(["rejected", "original"])
+    "no usable creative: 1 rejected in review, 1 the catalog photo's own rendition (the feed has the photo itself)"
+    """
+    words = {
+        REJECTED: "rejected in review",
+        WITHHELD: "flagged by QA and not approved",
+        PENDING_REVIEW: "awaiting review (review is required)",
+        "overlay": "with an overlay (feeds take plain creatives)",
+        ORIGINAL: "the catalog photo's own rendition (the feed has the photo itself)",
+    }
+    return "no usable creative: " + ", ".join(f"{why_not.count(w)} {text}" for w, text in words.items() if w in why_not)
 
 
 def validate(rows: list[ExportRow], platform: str, records: Mapping[str, CreativeRecord], base_url: str, layout: str) -> list[str]:

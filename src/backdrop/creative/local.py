@@ -16,7 +16,7 @@ from tqdm import tqdm
 from ..errors import RowError
 from .catalog import Product
 from .pipeline import CreativeMaker, CreativeResult, PipelineConfig, category_for, styles_for
-from .store import CreativeStore, as_store
+from .store import ORIGINAL, CreativeStore, as_store
 
 
 @dataclass
@@ -32,9 +32,14 @@ class RunSummary:
     default_categories: dict[str, int] = field(default_factory=dict)
     #: failures the environment caused (disk full, permissions...): reason -> count
     environment: dict[str, int] = field(default_factory=dict)
+    #: of the generated and skipped, the baselines (the catalog photo on each placement, style
+    #: "original"): a run that made only those made none of what it was asked for
+    baselines: int = 0
 
     def add(self, results: Iterable[CreativeResult]) -> None:
         for r in results:
+            if r.status in ("generated", "skipped") and r.style == ORIGINAL:
+                self.baselines += 1
             if r.status == "generated":
                 self.generated += 1
             elif r.status == "skipped":
@@ -54,6 +59,7 @@ class RunSummary:
             "skipped": self.skipped,
             "failed": self.failed,
             "flagged": self.flagged,
+            "baselines": self.baselines,
             "errors": [e.to_dict() for e in self.errors],
             "default_categories": dict(sorted(self.default_categories.items())),
             "environment": dict(sorted(self.environment.items())),
@@ -62,8 +68,9 @@ class RunSummary:
 
 
 def planned_count(products: Sequence[Product], config: PipelineConfig) -> int:
-    """The creatives a run plans, by category (a product photographed on a person may get fewer styles)."""
-    return sum(len(styles_for(p, config)[1]) for p in products) * len(config.placements)
+    """The creatives a run plans, by category (a product photographed on a person may get fewer styles),
+    the baseline (the catalog photo on the canvas) of every product and placement included."""
+    return sum(len(styles_for(p, config)[1]) + 1 for p in products) * len(config.placements)
 
 
 def default_categories(products: Sequence[Product], config: PipelineConfig) -> dict[str, int]:

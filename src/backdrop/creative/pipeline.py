@@ -5,39 +5,40 @@ Stages (each usable on its own, so a distributed runner can put them on differen
 1. :meth:`CreativeMaker.plan` — the creatives a product needs and their keys. It needs the photo
    analysis (cut sides, on-model: they decide the layout and the styles), which is cached in the
    store by image content, so planning a product seen before decodes nothing.
+   :meth:`CreativeMaker.plan_originals` — the baseline on every placement (:mod:`.original`).
 2. :meth:`CreativeMaker.prepare` — decode, mask, palette, layout on each placement canvas.
 3. the generator renders backgrounds (batched).
 4. :meth:`CreativeMaker.finish` — exact composite, quality scores, QA checks, write to the store.
 
-:meth:`CreativeMaker.start` runs 1-2 and skips what the store has; the local runner and Ray both
-call it.
+:meth:`CreativeMaker.start` runs 1-2, skips what the store has and makes the baselines (CPU only,
+no generator: the catalog photo on each placement's canvas); the local runner and Ray both call it.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import time
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import RowError
 from ..generators import GatedGenerator, GenerationRequest, Generator, describe_generator, get_generator
 from ..imaging.color import dominant_colors
 from ..imaging.composite import composite, exact_region_matches
 from ..imaging.framing import FramingRules
 from ..imaging.layout import Placement, QARules, Scene, layout
 from ..imaging.mask import Segmenter, alpha_is_meaningful, get_segmenter, product_mask
+from ..imaging.plain import photo_fill
 from ..imaging.quality import Gate, procedural_quality, qa_checks
 from ..imaging.subject import Subject, SubjectAnalyser
-from ..overlays import OverlayData, OverlayLibrary, OverlayTemplate, apply_overlay
+from ..overlays import OverlayLibrary, OverlayTemplate, apply_overlay
 from ..styles import CategoryMatch, Style, StyleLibrary
 from ..styles.params import podium_lift
 from .catalog import Product, load_image
+from .original import ORIGINAL_STYLE, original_key, store_original
 from .overlaying import lacks, overlay_data, overlay_key, overlay_reasons, safe_area
+from .specs import CreativeResult, CreativeSpec, PreparedScene, describe_error, failed_result
 from .store import LOSSLESS_FORMATS, CreativeStore, creative_key
 
 
@@ -69,44 +70,6 @@ class PipelineConfig:
             return [None]
         library = self.overlay_library or OverlayLibrary.load()
         return [None if name == "none" else library.get(name) for name in names]
-
-
-@dataclass(frozen=True)
-class CreativeSpec:
-    """A planned creative: everything that determines it, and its key."""
-
-    key: str
-    product: Product
-    placement: Placement
-    style: Style
-    seed: int
-    prompt: str
-    negative_prompt: str
-    subject: Subject = field(default_factory=Subject)
-    category: CategoryMatch | None = None
-    overlay: OverlayTemplate | None = None
-    overlay_data: OverlayData | None = None
-    overlay_key: dict | None = None  #: the overlay's part of the key, stored with the creative
-
-
-@dataclass
-class PreparedScene:
-    spec: CreativeSpec
-    scene: Scene
-
-
-@dataclass(frozen=True)
-class CreativeResult:
-    product_id: str
-    key: str | None
-    style: str | None
-    placement: str | None
-    status: str  # "generated" | "skipped" | "failed"
-    error: RowError | None = None
-    seconds: float = 0.0
-    qa_status: str | None = None  # "ok" | "flagged" (None when failed)
-    #: a failure the environment caused (disk full, permissions, read-only media), not the data: its reason
-    environment: str | None = None
 
 
 def request_for(scene: Scene, style: Style, fields: dict, seed: int, *, on_model: bool = False, cropped: bool = False) -> GenerationRequest:
@@ -247,14 +210,14 @@ class CreativeMaker:
     def _decode(self, product: Product, sha: str) -> tuple[np.ndarray, np.ndarray, str]:
         """(rgb, soft mask, mask source) of the product photo; the last one is kept for prepare()."""
         if self._decoded is not None and self._decoded[0] == sha:
-            return self._decoded[1:]
+            return self._decoded[1:4]
         rgba = load_image(product.image_path)
         source = "alpha" if alpha_is_meaningful(rgba) else self.segmenter.name
         alpha = product_mask(rgba, self.segmenter)
         if not alpha.any():
             raise ValueError("the product mask is empty (segmentation found no product)")
         rgb = np.ascontiguousarray(rgba[..., :3])
-        self._decoded = (sha, rgb, alpha, source)
+        self._decoded = (sha, rgb, alpha, source, rgba)
         return rgb, alpha, source
 
     def subject(self, product: Product, sha: str | None = None) -> Subject:
@@ -271,9 +234,10 @@ class CreativeMaker:
 
     # -- stage 1 ----------------------------------------------------------------------------
 
-    def plan(self, product: Product, image_sha256: str | None = None) -> list[CreativeSpec]:
+    def plan(self, product: Product, image_sha256: str | None = None, subject: Subject | None = None) -> list[CreativeSpec]:
+        """The styled creatives (and their overlay variants) of ``product``; :meth:`plan_originals` the baselines."""
         sha = image_sha256 or product.image_sha256()
-        subject = self.subject(product, sha)
+        subject = subject or self.subject(product, sha)
         match, styles = styles_for(product, self.config, subject)
         fields = product.fields()
         mask_method = self.mask_method()
@@ -321,6 +285,28 @@ class CreativeMaker:
             )
         return specs
 
+    def plan_originals(self, product: Product, image_sha256: str | None = None, subject: Subject | None = None) -> list[CreativeSpec]:
+        """The baseline of ``product`` on every placement: the catalog photo on the canvas (:mod:`.original`)."""
+        sha = image_sha256 or product.image_sha256()
+        subject = subject or self.subject(product, sha)
+        match, mask = category_for(product, self.config.library), self.mask_method()
+        return [
+            CreativeSpec(
+                key=original_key(
+                    product_id=product.product_id, image_sha256=sha, placement=pl, mask_method=mask, subject=subject, fmt=self.config.fmt
+                ),
+                product=product,
+                placement=pl,
+                style=ORIGINAL_STYLE,
+                seed=0,
+                prompt="",
+                negative_prompt="",
+                subject=subject,
+                category=match,
+            )
+            for pl in self.config.placements
+        ]
+
     # -- stage 2 ----------------------------------------------------------------------------
     #
     # A staged style (a podium) lays the product out higher by the podium's height, so the podium
@@ -355,16 +341,20 @@ class CreativeMaker:
             self._decoded = None  # the next product needs its own pixels; keep memory flat
 
     def _start(self, product: Product) -> tuple[list[CreativeResult], list[PreparedScene]]:
+        results: list[CreativeResult] = []
         try:
             sha = product.image_sha256()
-            specs = self.plan(product, sha)
-        except StyleSelectionError as e:
-            return [failed_result(product, None, "styles", str(e))], []
+            subject = self.subject(product, sha)
+            specs = self.plan_originals(product, sha, subject)  # every product gets its baseline, whatever its styles
+            try:
+                specs += self.plan(product, sha, subject)
+            except StyleSelectionError as e:
+                results.append(failed_result(product, None, "styles", str(e)))
         except Exception as e:  # noqa: BLE001 - reported per product, the run goes on
             return [failed_result(product, None, "image", f"cannot read: {e}", e)], []
         # an index row whose file is gone does not count as done
         done = self.store.qa_statuses(sorted(self.store.existing([s.key for s in specs])))
-        results = [
+        results += [
             CreativeResult(product.product_id, s.key, s.style.name, s.placement.name, "skipped", qa_status=done[s.key])
             for s in specs
             if s.key in done
@@ -377,7 +367,46 @@ class CreativeMaker:
             self.store.put_product(product, sha)
         except Exception as e:  # noqa: BLE001
             return results + [failed_result(product, s, "image", str(e), e) for s in todo], []
-        return results, prepared
+        originals = [p for p in prepared if p.spec.style == ORIGINAL_STYLE]
+        if originals:
+            results += self._make_originals(product, originals)
+        return results, [p for p in prepared if p.spec.style != ORIGINAL_STYLE]
+
+    def _make_originals(self, product: Product, items: Sequence[PreparedScene]) -> list[CreativeResult]:
+        """Make and store the baselines (after :meth:`prepare`: the photo is decoded, the scenes laid out)."""
+        assert self._decoded is not None
+        alpha, rgba = self._decoded[2], self._decoded[4]
+        try:
+            fill, source = photo_fill(rgba, alpha)
+        except Exception as e:  # noqa: BLE001
+            return [failed_result(product, item.spec, "generate", describe_error(e), e) for item in items]
+        out = []
+        for item in items:
+            spec, t0 = item.spec, time.perf_counter()
+            try:
+                qa_status = store_original(
+                    self.store,
+                    key=spec.key,
+                    product_id=product.product_id,
+                    rgba=rgba,
+                    alpha=alpha,
+                    scene=item.scene,
+                    fill=fill,
+                    fill_source=source,
+                    subject=spec.subject,
+                    category=spec.category,
+                    mask_method=self.mask_method(),
+                    fmt=self.config.fmt,
+                    rules=self.config.qa,
+                )
+            except Exception as e:  # noqa: BLE001
+                out.append(failed_result(product, spec, "generate", describe_error(e), e))
+                continue
+            seconds = time.perf_counter() - t0
+            out.append(
+                CreativeResult(product.product_id, spec.key, spec.style.name, spec.placement.name, "generated", None, seconds, qa_status)
+            )
+        return out
 
     # -- stage 3 ----------------------------------------------------------------------------
     #
@@ -548,60 +577,3 @@ class CreativeMaker:
             except Exception as e:  # noqa: BLE001
                 results.append(failed_result(product, item.spec, "generate", describe_error(e), e))
         return results
-
-
-def describe_error(e: Exception) -> str:
-    """One line for a creative's error: the exception, and where it came from when it is a bug."""
-    detail = f"{type(e).__name__}: {e}"
-    if not isinstance(e, (ValueError, OSError)):
-        detail += " | " + traceback.format_exc(limit=3).strip().splitlines()[-1]
-    return detail
-
-
-#: errno values that say the machine, not the catalog, is at fault
-_ENV_ERRNO = {
-    errno.ENOSPC: "no space left on device",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EROFS: "read-only file system",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-    errno.EIO: "input/output error",
-    errno.EMFILE: "too many open files",
-}
-
-
-def environment_problem(e: BaseException | None) -> str | None:
-    """A short reason when ``e`` is the environment's fault (a full disk, permissions, read-only
-    media, the store's index unwritable), else None: those failures must not pass as bad rows."""
-    import sqlite3
-
-    if isinstance(e, OSError) and e.errno in _ENV_ERRNO:
-        return f"{_ENV_ERRNO[e.errno]} ({errno.errorcode.get(e.errno, e.errno)})"
-    if isinstance(e, sqlite3.OperationalError):
-        msg = str(e).lower()
-        for needle, why in (
-            ("disk is full", "no space left on device (the store's index)"),
-            ("readonly", "read-only store index"),
-            ("disk i/o", "input/output error (the store's index)"),
-            ("unable to open", "cannot open the store's index"),
-        ):
-            if needle in msg:
-                return why
-    cause = e.__cause__ if e is not None else None
-    return environment_problem(cause) if cause is not None and cause is not e else None
-
-
-def failed_result(
-    product: Product, spec: CreativeSpec | None, fieldname: str, reason: str, exc: BaseException | None = None
-) -> CreativeResult:
-    """A "failed" result naming the catalog row and field; ``exc`` tells the environment's faults apart."""
-    where = f" [{spec.style.name} @ {spec.placement.name}]" if spec is not None else ""
-    return CreativeResult(
-        product.product_id,
-        spec.key if spec else None,
-        spec.style.name if spec else None,
-        spec.placement.name if spec else None,
-        "failed",
-        error=RowError(product.source_file, product.source_row, fieldname, reason + where),
-        environment=environment_problem(exc),
-    )

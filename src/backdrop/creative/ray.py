@@ -3,6 +3,7 @@
 ::
 
     products ─> [CPU tasks] plan + skip what the store has + decode, mask, layout
+                (+ the baselines, written here: the catalog photo on each placement, no generator)
              ─> [generator actors, num_gpus=1 each when the cluster has GPUs] attempt 0
              ─> [CPU tasks] gate: segment, expansion / IoU / halo
              ─> ... attempts 1..N-1 for the creatives the gate rejected ...

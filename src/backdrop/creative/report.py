@@ -3,8 +3,13 @@
 Pages are plain HTML with their images in a ``<name>_files/`` folder next to them: no server,
 no JavaScript, no network; open the file in any browser. Creatives QA flagged come first: a table
 of every flagged creative with its reasons at the top, products with flagged creatives before the
-others, each flagged thumbnail outlined with its reasons under it. The page is rendered from a
-Jinja2 template with autoescaping (``templates/contact_sheet.html.j2``).
+others, each flagged thumbnail outlined with its reasons under it. Each product's first row is its
+``original`` arm, labelled :data:`ORIGINAL_LABEL`: the catalog photo fitted to each placement, the
+baseline the generated styles are measured against. Each thumbnail also says what a
+reviewer decided (who, why) and whether the decision service serves it, by the one rule
+(:func:`~backdrop.creative.review.servability`) that ``backdrop serve`` and ``backdrop export feed``
+apply: a creative rejected in review is marked rejected and never shown as usable. The page is
+rendered from a Jinja2 template with autoescaping (``templates/contact_sheet.html.j2``).
 """
 
 from __future__ import annotations
@@ -18,9 +23,12 @@ from pathlib import Path
 from PIL import Image
 
 from ..render import render
-from .store import CreativeStore
+from .review import REJECTED, SERVABILITY_TEXT, SERVABLE, ReviewState, review_details, servability
+from .store import ORIGINAL, CreativeRecord, CreativeStore
 
 THUMB_MAX = 360
+#: the row label of the :data:`~backdrop.creative.store.ORIGINAL` arm, pinned first in each product
+ORIGINAL_LABEL = "catalog photo (baseline)"
 
 
 def thumbnail(src: Path | bytes, dst: Path, max_side: int = THUMB_MAX) -> None:
@@ -80,12 +88,41 @@ def scene_family(procedural: dict) -> str:
     return str(procedural.get("scene", "sweep"))
 
 
-def write_contact_sheet(store: CreativeStore, out: str | Path, title: str = "Backdrop creatives") -> Path:
-    """Write the contact sheet of every creative in ``store`` to ``out`` (HTML); returns its path."""
+def _review_text(review: ReviewState | None) -> str:
+    """'approved by Ana: QA false alarm', 'rejected by Bo', or '' (pending)."""
+    if review is None or review.status == "pending":
+        return ""
+    return f"{review.status} by {review.reviewer}" + (f": {review.reason}" if review.reason else "")
+
+
+def usability(store: CreativeStore, review_required: bool = False) -> dict[str, str]:
+    """key -> what the decision service does with each creative (``servable`` or why not), reviews included."""
+    return _usability(store.creatives(), review_details(store), review_required)
+
+
+def _usability(records: list[CreativeRecord], reviews: dict[str, ReviewState], review_required: bool) -> dict[str, str]:
+    return {
+        r.key: servability(
+            flagged=r.flagged,
+            status=reviews[r.key].status if r.key in reviews else "pending",
+            review_required=review_required,
+            arm=r.arm,
+        )
+        for r in records
+    }
+
+
+def write_contact_sheet(store: CreativeStore, out: str | Path, title: str = "Backdrop creatives", review_required: bool = False) -> Path:
+    """Write the contact sheet of every creative in ``store`` to ``out`` (HTML); returns its path.
+
+    ``review_required``: say what ``backdrop serve --review-required`` would serve (only approved)."""
     out = Path(out)
     files = out.with_name(out.stem + "_files")
     files.mkdir(parents=True, exist_ok=True)
     records = store.creatives()
+    reviews = review_details(store)
+    usable_as = _usability(records, reviews, review_required)
+    rejected: list[dict] = []
     by_product: dict[str, list] = defaultdict(list)
     for r in records:
         by_product[r.product_id].append(r)
@@ -101,9 +138,11 @@ def write_contact_sheet(store: CreativeStore, out: str | Path, title: str = "Bac
         anchor = _safe(pid)
         shape = {r.placement: r.width / r.height for r in recs}
         placements = sorted(shape, key=lambda n: (-shape[n], n))  # widest first: landscape ... story
-        # one row per arm (a style, or a style with an overlay), grouped by scene family
+        # one row per arm (a style, or a style with an overlay): the original (the baseline the others
+        # are measured against) first, then flagged ones, then by scene family
         family = {r.arm: scene_family(r.params.get("style", {}).get("procedural", {})) for r in recs}
-        styles = sorted({r.arm for r in recs}, key=lambda s: (not any(r.flagged for r in recs if r.arm == s), family[s], s))
+        family[ORIGINAL] = ORIGINAL  # no scene: the arm's name, as the tables and results call it
+        styles = sorted({r.arm for r in recs}, key=lambda s: (s != ORIGINAL, not any(r.flagged for r in recs if r.arm == s), family[s], s))
         cell = {(r.arm, r.placement): r for r in recs}
         original = None
         src = Path(info.get("image_path") or "")
@@ -131,7 +170,11 @@ def write_contact_sheet(store: CreativeStore, out: str | Path, title: str = "Bac
                     local = full
                 else:
                     thumbnail(local, dst)
-                tip = f"{r.prompt}\nkey {r.key} · seed {r.seed} · {r.generator}@{r.generator_version} · {json.dumps(r.metrics)}"
+                tip = f"key {r.key} · seed {r.seed} · {r.generator}@{r.generator_version} · {json.dumps(r.metrics)}"
+                if r.prompt:  # the original rendition has none
+                    tip = f"{r.prompt}\n{tip}"
+                review = reviews.get(r.key)
+                usable = usable_as[r.key]
                 c = {
                     "placement": placement,
                     "href": _rel(local, out),
@@ -141,15 +184,30 @@ def write_contact_sheet(store: CreativeStore, out: str | Path, title: str = "Bac
                     "flagged": r.flagged,
                     "reasons": list(r.qa_reasons),
                     "anchor": f"c-{r.key}",
+                    "review": review.status if review is not None else "pending",
+                    "review_text": _review_text(review),
+                    "usable": usable == SERVABLE,
+                    "serving": "" if usable == SERVABLE else SERVABILITY_TEXT[usable],
                 }
                 cells.append(c)
+                entry = {
+                    "product_id": pid,
+                    "style": style,
+                    "placement": placement,
+                    "reasons": list(r.qa_reasons),
+                    "anchor": c["anchor"],
+                    "review_text": c["review_text"] or "pending review",
+                    "serving": c["serving"] or SERVABILITY_TEXT[SERVABLE],
+                }
+                if usable == REJECTED:
+                    rejected.append(entry)
                 if r.flagged:
-                    flagged.append(
-                        {"product_id": pid, "style": style, "placement": placement, "reasons": list(r.qa_reasons), "anchor": c["anchor"]}
-                    )
+                    flagged.append(entry)
                     checks.update(reason["check"] for reason in r.qa_reasons)
             prompt = recs[[r.arm for r in recs].index(style)].prompt
-            rows.append({"style": style, "family": family[style], "prompt": prompt, "cells": cells})
+            baseline = style == ORIGINAL
+            label = ORIGINAL_LABEL if baseline else style
+            rows.append({"style": style, "label": label, "baseline": baseline, "family": family[style], "prompt": prompt, "cells": cells})
         sections.append(
             {
                 "product_id": pid,
@@ -170,6 +228,10 @@ def write_contact_sheet(store: CreativeStore, out: str | Path, title: str = "Bac
         n_creatives=len(records),
         n_flagged=len(flagged),
         flagged=flagged,
+        rejected=rejected,
+        n_approved=sum(1 for r in records if r.key in reviews and reviews[r.key].status == "approved"),
+        n_usable=sum(1 for u in usable_as.values() if u == SERVABLE),
+        review_required=review_required,
         by_check=checks.most_common(),
         sections=sections,
     )

@@ -8,6 +8,9 @@ decision service can tell in one cheap query (:func:`review_seq`) whether anythi
 The review console writes these tables and reads the grid (:func:`review_page`) filtered and
 paginated in SQL; the decision service reads :func:`review_states`. Nothing here touches a
 creative's row or file: a review is a decision about the creative, not a change to it.
+
+What a review state and a QA flag mean for a creative is one rule, :func:`servability`: the
+decision service's index, ``backdrop export feed``, the report and the console all ask it.
 """
 
 from __future__ import annotations
@@ -17,10 +20,23 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-from .store import CreativeStore, StoreError, arm_name
+from .store import ORIGINAL, CreativeStore, StoreError, arm_name
 
 REVIEW_STATUSES = ("pending", "approved", "rejected")
-#: the grid's status filter: a review state, QA-flagged creatives nobody has looked at yet, or all
+#: what :func:`servability` answers: usable, or why not (the names of the service's
+#: ``backdrop_creatives{status=...}`` metric)
+SERVABLE, REJECTED, PENDING_REVIEW, WITHHELD = "servable", "rejected", "pending-review", "withheld"
+#: each answer in words, for reports and pages
+SERVABILITY_TEXT = {
+    SERVABLE: "served",
+    REJECTED: "not served: rejected in review",
+    PENDING_REVIEW: "not served: awaiting review (review is required)",
+    WITHHELD: "withheld: flagged by QA, nobody approved it",
+}
+#: the grid's status filter: a review state, QA-flagged creatives nobody has looked at yet, or all.
+#: "pending" (and "flagged") is what awaits review: never an :data:`~backdrop.creative.store.ORIGINAL`
+#: rendition, which :func:`servability` serves without approval (a reviewer may still reject one:
+#: "all", "approved" and "rejected" show them)
 STATUS_FILTERS = ("pending", "flagged", "approved", "rejected", "all")
 
 
@@ -67,6 +83,21 @@ class ReviewItem:
     def arm(self) -> str:
         return arm_name(self.style, self.overlay)
 
+    @property
+    def baseline(self) -> bool:
+        """The catalog photo's own rendition: served without approval, so never awaiting review."""
+        return self.arm == ORIGINAL
+
+    def servability(self, review_required: bool = False, serve_flagged: bool = False) -> str:
+        """What the decision service does with it (:func:`servability`)."""
+        return servability(
+            flagged=self.qa_status == "flagged",
+            status=self.status,
+            review_required=review_required,
+            serve_flagged=serve_flagged,
+            arm=self.arm,
+        )
+
 
 @dataclass(frozen=True)
 class ReviewChange:
@@ -80,6 +111,38 @@ class ReviewChange:
     role: str
     reason: str
     at: float
+
+
+def servability(
+    *, flagged: bool, status: str = "pending", review_required: bool = False, serve_flagged: bool = False, arm: str = ""
+) -> str:
+    """Whether a creative may be used (served, exported to a feed, shown as usable): :data:`SERVABLE`,
+    or why not. The one rule; every reader of review states applies it.
+
+    - Rejected in review: never (:data:`REJECTED`), whatever else holds.
+    - The :data:`~backdrop.creative.store.ORIGINAL` arm (the catalog photo fitted to the placement:
+      the retailer's own photo, product untouched) needs no approval and no QA pass; only a
+      rejection stops it. With an overlay it is generated content like any other.
+    - Approved: yes; an approval is a person overriding a QA flag.
+    - Review required (``serve --review-required``) and not approved: :data:`PENDING_REVIEW`.
+    - Flagged by QA and not approved: :data:`WITHHELD`, unless ``serve_flagged``.
+
+    >>> servability(flagged=True, status="approved"), servability(flagged=True), servability(flagged=False, status="rejected")
+    ('servable', 'withheld', 'rejected')
+    >>> servability(flagged=True, review_required=True, arm="original")
+    'servable'
+    """
+    if status not in REVIEW_STATUSES:
+        raise ValueError(f"review status must be one of {', '.join(REVIEW_STATUSES)}, got {status!r}")
+    if status == "rejected":
+        return REJECTED
+    if arm == ORIGINAL or status == "approved":
+        return SERVABLE
+    if review_required:
+        return PENDING_REVIEW
+    if flagged and not serve_flagged:
+        return WITHHELD
+    return SERVABLE
 
 
 def _missing_table(e: Exception) -> bool:
@@ -108,6 +171,22 @@ def review_states(store: CreativeStore) -> tuple[dict[str, str], int]:
     rows = _query(store, "SELECT key, status, seq FROM reviews WHERE status <> 'pending'")
     seq = max((int(r[2]) for r in rows), default=0)
     return {k: s for k, s, _ in rows}, max(seq, review_seq(store))
+
+
+@dataclass(frozen=True)
+class ReviewState:
+    """A creative's latest review: its state, who set it and why."""
+
+    status: str
+    reviewer: str = ""
+    reason: str = ""
+    at: float | None = None
+
+
+def review_details(store: CreativeStore) -> dict[str, ReviewState]:
+    """key -> its review, for every creative reviewed (absent: pending); empty for a store from before reviews."""
+    rows = _query(store, "SELECT key, status, reviewer, reason, at FROM reviews WHERE status <> 'pending'")
+    return {k: ReviewState(s, who or "", why or "", None if at is None else float(at)) for k, s, who, why, at in rows}
 
 
 def set_review(store: CreativeStore, keys: list[str], status: str, *, reviewer: str, role: str, reason: str = "") -> list[ReviewChange]:
@@ -182,11 +261,15 @@ def _like(text: str) -> str:
 def _where(f: ReviewFilter) -> tuple[str, list, bool]:
     """(the WHERE clause, its arguments, whether it reads reviews)."""
     where, args = ["1=1"], []
-    pending = "(r.status IS NULL OR r.status = 'pending')"
+    # awaiting review: nobody decided, and not an original rendition (served without approval; it
+    # never carries an overlay, so its style says it)
+    pending = "(r.status IS NULL OR r.status = 'pending') AND c.style <> ?"
     if f.status == "pending":
         where.append(pending)
+        args.append(ORIGINAL)
     elif f.status == "flagged":
         where.append(f"c.qa_status = 'flagged' AND {pending}")
+        args.append(ORIGINAL)
     elif f.status in ("approved", "rejected"):
         where.append("r.status = ?")
         args.append(f.status)
@@ -229,7 +312,7 @@ def review_page(store: CreativeStore, f: ReviewFilter, offset: int = 0, limit: i
     where, args, reviewed = _where(f)
     if where == "1=1" or (f == ReviewFilter(f.status) and f.status in ("pending", "approved", "rejected")):
         counts = review_counts(store)
-        total = sum(counts[s] for s in ("pending", "approved", "rejected")) if f.status == "all" else counts[f.status]
+        total = sum(counts[s] for s in ("pending", "approved", "rejected", "baseline")) if f.status == "all" else counts[f.status]
     else:
         total = int(_query(store, f"SELECT COUNT(*) {_from(store, False, reviewed)} WHERE {where}", args)[0][0])
     flagged_where = f"{where} AND c.qa_status = 'flagged'"
@@ -267,18 +350,26 @@ def review_page(store: CreativeStore, f: ReviewFilter, offset: int = 0, limit: i
 
 
 def review_counts(store: CreativeStore) -> dict[str, int]:
-    """How many creatives are pending (of them, QA-flagged), approved and rejected: from the QA index
-    and the (small) reviews table, without joining every creative."""
+    """How many creatives are pending (awaiting review; of them, QA-flagged), approved and rejected,
+    and how many are ``baseline``: original renditions nobody reviewed, served without approval (the
+    four states add up to every creative). From the QA and style indexes and the (small) reviews
+    table, without joining every creative."""
     by_qa = dict(_query(store, "SELECT qa_status, COUNT(*) FROM creatives GROUP BY qa_status"))
-    total, flagged = sum(int(n) for n in by_qa.values()), int(by_qa.get("flagged", 0))
-    out = {"pending": total, "flagged": flagged, "approved": 0, "rejected": 0}
+    originals = dict(_query(store, "SELECT qa_status, COUNT(*) FROM creatives WHERE style = ? GROUP BY qa_status", (ORIGINAL,)))
+    n_originals = sum(int(n) for n in originals.values())
+    total, flagged = sum(int(n) for n in by_qa.values()), int(by_qa.get("flagged", 0)) - int(originals.get("flagged", 0))
+    out = {"pending": total - n_originals, "flagged": flagged, "approved": 0, "rejected": 0, "baseline": n_originals}
     rows = _query(
         store,
-        "SELECT r.status, CASE WHEN c.qa_status = 'flagged' THEN 1 ELSE 0 END, COUNT(*)"
-        " FROM reviews r JOIN creatives c ON c.key = r.key WHERE r.status <> 'pending' GROUP BY 1, 2",
+        "SELECT r.status, CASE WHEN c.qa_status = 'flagged' THEN 1 ELSE 0 END, CASE WHEN c.style = ? THEN 1 ELSE 0 END, COUNT(*)"
+        " FROM reviews r JOIN creatives c ON c.key = r.key WHERE r.status <> 'pending' GROUP BY 1, 2, 3",
+        (ORIGINAL,),
     )
-    for status, is_flagged, n in rows:
+    for status, is_flagged, is_original, n in rows:
         out[status] = out.get(status, 0) + int(n)
+        if is_original:
+            out["baseline"] -= int(n)
+            continue
         out["pending"] -= int(n)
         if is_flagged:
             out["flagged"] -= int(n)

@@ -115,6 +115,12 @@ _UPGRADES = {
 }
 
 
+#: the style (arm) of the baseline creative: the catalog photo fitted to the placement's canvas,
+#: product untouched (:mod:`backdrop.imaging.plain`); the same name as
+#: :data:`backdrop.bandit.arms.ORIGINAL`, which the creative layer cannot import (the bandit imports it)
+ORIGINAL = "original"
+
+
 class StoreError(BackdropError):
     pass
 
@@ -141,10 +147,15 @@ def creative_key(
     prompt: str = "",
     negative_prompt: str = "",
     overlay: dict | None = None,
+    product_id: str | None = None,
 ) -> str:
     """The content address of a creative (32 hex digits); ``overlay`` (template, what it shows,
-    where it may go) only when the creative carries one, so the plain ones keep their keys."""
-    extra = {"overlay": overlay} if overlay is not None else {}
+    where it may go) only when the creative carries one, so the plain ones keep their keys;
+    ``product_id`` for a creative nothing else ties to its product (the baseline: two catalog rows
+    may share a photo, and each needs its own row in the index)."""
+    extra: dict[str, object] = {"overlay": overlay} if overlay is not None else {}
+    if product_id is not None:
+        extra["product"] = product_id
     blob = json.dumps(
         extra
         | {

@@ -7,7 +7,8 @@ whether it was measured, estimated, assumed or given by the caller (``provenance
     images            = products x placements x styles
     generated images  = images x (1 + regeneration_rate)          (the artifact gate regenerates some)
     GPU-hours         = generated images / (images/s per GPU) / 3600
-    storage           = images x bytes per creative               (only the kept creative is stored)
+    storage           = images x files per image x bytes per file (the kept creative, its overlay
+                        variants and the catalog photo's rendition: measured from a store, else 1)
     serving           = ceil(peak decisions/s / decisions/s per core) cores x $/core-hour x 730 h/month
     event-log growth  = decisions/day x bytes per logged decision (measured on a real SQLite event log)
 
@@ -18,15 +19,12 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import sqlite3
-import tempfile
-import uuid
 from dataclasses import asdict, dataclass, field, fields
-from functools import cache
 from pathlib import Path
 
 from ..errors import BackdropError
+from .logsize import log_bytes_source, measure_log_bytes_per_decision
 
 # -- documented defaults ----------------------------------------------------------------------
 
@@ -61,6 +59,13 @@ FALLBACK_BYTES_SOURCE = (
     "to their pixels; pass a store to measure"
 )
 
+#: stored files per generated image when no store is measured: the plain creative alone
+DEFAULT_FILES_PER_IMAGE = 1.0
+DEFAULT_FILES_SOURCE = (
+    "assumed: the kept creative alone, no overlay variants (`backdrop demo` stores 2.25 files per image: "
+    "plain, price and sale variants); pass a store to measure"
+)
+
 #: until benchmarks/bench_serve.py's figure is passed in
 DEFAULT_DECISIONS_PER_S_PER_CORE = 500.0
 DEFAULT_SERVING_SOURCE = (
@@ -91,9 +96,6 @@ def measured_diffusion() -> tuple[float, str] | None:
     except (OSError, KeyError, ValueError, TypeError):
         return None
 
-
-#: used only if the event log cannot be imported to measure it
-FALLBACK_LOG_BYTES_PER_DECISION = 1500.0
 
 #: the table's default traffic: impressions (decisions) per product per day
 DEFAULT_DECISIONS_PER_PRODUCT_PER_DAY = 10.0
@@ -135,6 +137,9 @@ class CostInputs:
     gpu_images_per_s: float | None = None
     gpu_hour_usd: float = DEFAULT_GPU_HOUR_USD
     bytes_per_creative: float | None = None
+    #: stored files per generated image: the creative, its overlay variants (each a file of its own,
+    #: on the same scene: no GPU work) and its share of the catalog photo's rendition
+    files_per_image: float | None = None
     storage_usd_per_gb_month: float = DEFAULT_STORAGE_USD_PER_GB_MONTH
     decisions_per_day: float = 0.0
     decisions_per_s_per_core: float | None = None
@@ -143,6 +148,7 @@ class CostInputs:
     log_bytes_per_decision: float | None = None
     gpu_images_per_s_source: str | None = None
     bytes_per_creative_source: str | None = None
+    files_per_image_source: str | None = None
     decisions_per_s_per_core_source: str | None = None
     log_bytes_per_decision_source: str | None = None
     decisions_per_day_source: str | None = None
@@ -166,6 +172,7 @@ class CostInputs:
         number("gpu_images_per_s", minimum=0, strict=True, optional=True)
         number("gpu_hour_usd", minimum=0, strict=False)
         number("bytes_per_creative", minimum=0, strict=True, optional=True)
+        number("files_per_image", minimum=1, strict=False, optional=True)
         number("storage_usd_per_gb_month", minimum=0, strict=False)
         number("decisions_per_day", minimum=0, strict=False)
         number("decisions_per_s_per_core", minimum=0, strict=True, optional=True)
@@ -188,12 +195,26 @@ class StoreMeasurement:
     formats: tuple[str, ...]
     placements: tuple[str, ...]
     root: str
+    #: generated images the files belong to: distinct (product, placement, style), the catalog
+    #: photo's own rendition (style ``original``) not counted
+    images: int = 0
 
     @property
     def source(self) -> str:
         return (
             f"measured: mean size of {self.n_files} creative file(s) in {self.root} "
             f"(formats {', '.join(self.formats)}; placements {', '.join(self.placements)})"
+        )
+
+    @property
+    def files_per_image(self) -> float:
+        return self.n_files / self.images if self.images else 1.0
+
+    @property
+    def files_source(self) -> str:
+        return (
+            f"measured: {self.n_files} stored file(s) for {self.images} generated image(s) in {self.root} "
+            "(overlay variants and the catalog photo's renditions included)"
         )
 
 
@@ -222,6 +243,7 @@ def scan_store(store_dir: str | Path) -> StoreMeasurement:
     sizes: dict[Path, int] = {}
     formats: set[str] = set()
     placements: set[str] = set()
+    images: set[tuple[str, str, str]] = set()
     for r in records:
         path = (root / r.path).resolve()
         if not path.is_relative_to(creatives_dir) or not path.is_file() or path in sizes:
@@ -229,96 +251,21 @@ def scan_store(store_dir: str | Path) -> StoreMeasurement:
         sizes[path] = path.stat().st_size
         formats.add(r.format)
         placements.add(r.placement)
+        if r.style != "original":
+            images.add((r.product_id, r.placement, r.style))
     if not sizes:
         what = "no creatives in its index" if not records else f"none of the {len(records)} indexed creative files exist"
         raise CostError(f"{root}: cannot measure bytes per creative: {what}")
     total = sum(sizes.values())
-    return StoreMeasurement(total / len(sizes), len(sizes), total, tuple(sorted(formats)), tuple(sorted(placements)), str(root))
+    return StoreMeasurement(
+        total / len(sizes), len(sizes), total, tuple(sorted(formats)), tuple(sorted(placements)), str(root), images=len(images)
+    )
 
 
 def measure_store_bytes(store_dir: str | Path) -> tuple[float, int]:
     """``(mean bytes per creative file, number of files)`` measured on disk in a creative store."""
     m = scan_store(store_dir)
     return m.mean_bytes, m.n_files
-
-
-#: 20 arms, like bench_serve.py's style library (the 18 shipped styles plus 2 variants)
-_ARMS = [
-    "studio-sweep", "pastel-sweep", "tone-on-tone", "color-pop", "glossy-studio", "spotlight",
-    "paper-shadows", "marble-counter", "wood-table", "cosy-wood", "wooden-desk", "linen-drape",
-    "urban-concrete", "sunny-terrazzo", "kitchen-counter", "sunlit-splash", "beach-gradient",
-    "festive-bokeh", "studio-sweep-b", "color-pop-b",
-]  # fmt: skip
-
-
-def _file_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
-
-
-@cache
-def _measure_log(n: int) -> tuple[float, str]:
-    try:
-        from ..serving.eventlog import SQLiteEventLog
-        from ..serving.records import DecisionRecord
-    except ImportError as e:  # pragma: no cover - the serving modules are part of the package
-        return FALLBACK_LOG_BYTES_PER_DECISION, f"fallback constant (the event log could not be imported: {e})"
-    rng = random.Random(0)
-    with tempfile.TemporaryDirectory(prefix="backdrop-cost-") as tmp:
-        path = Path(tmp) / "events.sqlite"
-        log = SQLiteEventLog(path, synchronous="OFF")
-        try:
-            log.migrate()
-            log.close()
-            empty = _file_bytes(path)
-            log = SQLiteEventLog(path, synchronous="OFF")
-            for i in range(n):
-                arm = rng.randrange(len(_ARMS))
-                log.log_decision(
-                    DecisionRecord(
-                        decision_id=uuid.UUID(int=rng.getrandbits(128)).hex,
-                        created_at=1.7e9 + i * 0.01,
-                        item_id=f"SKU-{rng.randrange(10_000_000):08d}",
-                        placement="square",
-                        arms=list(_ARMS),
-                        arm=_ARMS[arm],
-                        propensity=0.95 if arm == 0 else 0.05 / len(_ARMS),
-                        policy="linucb",
-                        model_version=7,
-                        context=[rng.gauss(0, 1) for _ in range(64)],
-                        user_id=f"user-{rng.randrange(10**9)}",
-                        user_features={
-                            "segment": f"segment-{rng.randrange(20)}",
-                            "country": rng.choice(["US", "DE", "FR", "GB", "JP"]),
-                            "device": rng.choice(["mobile", "desktop", "tablet"]),
-                            "age": rng.randrange(18, 80),
-                        },
-                        request_id=uuid.UUID(int=rng.getrandbits(128)).hex,
-                        creative_key=f"{rng.getrandbits(128):032x}",
-                    )
-                )
-        finally:
-            log.close()
-        # the last connection's close checkpoints the WAL into the database file; make sure of it
-        conn = sqlite3.connect(path)
-        try:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            conn.close()
-        full = _file_bytes(path)
-    per = (full - empty) / n
-    return per, (
-        f"measured: SQLite event log (WAL checkpointed) grew {full - empty:,} bytes for {n:,} decisions "
-        "(64-float context, 20 arms, user id and 4 user features, request id, creative key; rows + indexes)"
-    )
-
-
-def measure_log_bytes_per_decision(n: int = 2000) -> float:
-    """Bytes one logged decision adds to the SQLite event log, measured (cached per process)."""
-    return _measure_log(n)[0]
-
-
-def log_bytes_source(n: int = 2000) -> str:
-    return _measure_log(n)[1]
 
 
 # -- the estimate -----------------------------------------------------------------------------
@@ -335,6 +282,8 @@ class CostEstimate:
     gpu_cost_usd: float
     bytes_per_creative: float
     bytes_per_creative_source: str
+    files_per_image: float
+    files_per_image_source: str
     storage_bytes: float
     storage_usd_per_month: float
     decisions_per_day: float
@@ -374,6 +323,7 @@ class CostEstimate:
             ("GPU-hours", f"{self.gpu_hours:,.1f}", ""),
             ("GPU cost", _usd(self.gpu_cost_usd), f"${i.gpu_hour_usd:g}/GPU-hour (assumed)"),
             ("bytes per creative", f"{self.bytes_per_creative:,.0f}", self.bytes_per_creative_source),
+            ("stored files per image", f"{self.files_per_image:,.2f}", self.files_per_image_source),
             ("storage", f"{_fmt_bytes(self.storage_bytes)}", ""),
             ("storage cost", f"{_usd(self.storage_usd_per_month)}/month", f"${i.storage_usd_per_gb_month:g}/GB-month (assumed)"),
         ]
@@ -438,14 +388,20 @@ def estimate(inputs: CostInputs, store: str | Path | None = None) -> CostEstimat
     gpu_hours = generated / gpu_ips / 3600.0
     gpu_cost = gpu_hours * i.gpu_hour_usd
 
+    m = scan_store(store) if store is not None and (i.bytes_per_creative is None or i.files_per_image is None) else None
     if i.bytes_per_creative is not None:
         bpc, bpc_src = float(i.bytes_per_creative), i.bytes_per_creative_source or "given"
-    elif store is not None:
-        m = scan_store(store)
+    elif m is not None:
         bpc, bpc_src = m.mean_bytes, m.source
     else:
         bpc, bpc_src = float(FALLBACK_BYTES_PER_CREATIVE), FALLBACK_BYTES_SOURCE
-    storage_bytes = images * bpc
+    if i.files_per_image is not None:
+        fpi, fpi_src = float(i.files_per_image), i.files_per_image_source or "given"
+    elif m is not None:
+        fpi, fpi_src = m.files_per_image, m.files_source
+    else:
+        fpi, fpi_src = DEFAULT_FILES_PER_IMAGE, DEFAULT_FILES_SOURCE
+    storage_bytes = images * fpi * bpc
     storage_usd = storage_bytes / 1e9 * i.storage_usd_per_gb_month
 
     if i.decisions_per_s_per_core is None:
@@ -474,6 +430,7 @@ def estimate(inputs: CostInputs, store: str | Path | None = None) -> CostEstimat
         + (f"; {GPU_ESTIMATE_DETAIL}" if i.gpu_images_per_s is None else ""),
         "gpu_hour_usd": f"${i.gpu_hour_usd:g} per GPU-hour: assumed cloud price (H100 on-demand is ~$2.5-4)",
         "bytes_per_creative": f"{bpc:,.0f} bytes: {bpc_src}",
+        "files_per_image": f"{fpi:,.2f} stored files per image: {fpi_src}",
         "storage_usd_per_gb_month": f"${i.storage_usd_per_gb_month:g} per GB-month: assumed object-storage price (S3 Standard list price)",
     }
     provenance = {
@@ -481,6 +438,7 @@ def estimate(inputs: CostInputs, store: str | Path | None = None) -> CostEstimat
         "gpu_hour_usd": "assumed",
         "regeneration_rate": "assumed" if i.regeneration_rate == DEFAULT_REGENERATION_RATE else "given",
         "bytes_per_creative": _kind(bpc_src),
+        "files_per_image": _kind(fpi_src),
         "storage_usd_per_gb_month": "assumed",
     }
     if i.decisions_per_day > 0:
@@ -514,6 +472,8 @@ def estimate(inputs: CostInputs, store: str | Path | None = None) -> CostEstimat
         gpu_cost_usd=gpu_cost,
         bytes_per_creative=bpc,
         bytes_per_creative_source=bpc_src,
+        files_per_image=fpi,
+        files_per_image_source=fpi_src,
         storage_bytes=storage_bytes,
         storage_usd_per_month=storage_usd,
         decisions_per_day=float(i.decisions_per_day),
@@ -562,9 +522,12 @@ def table(
     products_list = list(products_list)
     if not products_list:
         raise CostError("products_list is empty")
-    if store is not None and inputs.get("bytes_per_creative") is None:
+    if store is not None and (inputs.get("bytes_per_creative") is None or inputs.get("files_per_image") is None):
         m = scan_store(store)
-        inputs = {**inputs, "bytes_per_creative": m.mean_bytes, "bytes_per_creative_source": m.source}
+        if inputs.get("bytes_per_creative") is None:
+            inputs = {**inputs, "bytes_per_creative": m.mean_bytes, "bytes_per_creative_source": m.source}
+        if inputs.get("files_per_image") is None:
+            inputs = {**inputs, "files_per_image": m.files_per_image, "files_per_image_source": m.files_source}
     out = []
     for n in products_list:
         kw = dict(inputs)
@@ -602,7 +565,8 @@ def table_markdown(estimates: list[CostEstimate]) -> str:
         "",
         (
             f"Images = products x {i.placements} placements x {i.styles} styles; GPU-hours include "
-            f"{i.regeneration_rate:.0%} artifact-gate regenerations; storage holds only the kept creative; "
+            f"{i.regeneration_rate:.0%} artifact-gate regenerations; storage holds the kept creative and its stored "
+            "variants (files per image); "
             "serving cores cover the peak (mean decisions/s x peak-to-mean); GB/TB are decimal, a month is 730 h."
         ),
         "",

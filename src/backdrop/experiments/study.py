@@ -11,11 +11,19 @@ demo store, with an A/B/n experiment configured in the service:
 * ``personalized`` -- LinUCB choosing the style per (user, item, placement), trained online by the
   service's learner on its own traffic only.
 
+A "style" here is an arm as the service serves it: a style, or a style with an overlay
+(``"studio-sweep+price"``, as ``backdrop demo`` makes them). The audience's click model knows each
+product's servable arms (:func:`store_arms`) and gives an overlay arm its style's appeal plus an
+effect of the overlay's own (:mod:`backdrop.bandit.simulator`).
+
 Clicks are drawn from the simulator's click model, whose effect sizes are configuration (defaults
 mirror the paper's reported effects). The analysis reads the service's event log, not the client's
 bookkeeping: per-arm CTR, lifts with intervals, p-values, the ablations the paper lacks, CTR over
 time, cumulative regret against the oracle, and off-policy estimates from the randomised arm alone
 compared with what the online arm gave.
+
+Any failure of the traffic (an error answer, an arm the click model does not know, an exception in a
+client thread) ends the study with its reason; it never goes on to analyse an unfinished log.
 """
 
 from __future__ import annotations
@@ -39,8 +47,9 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..bandit.arms import ORIGINAL
 from ..bandit.evaluation import estimate, shrunk_ctr_reward_model
-from ..bandit.simulator import ClickModel, Population, SimulationConfig
+from ..bandit.simulator import ClickModel, Population, SimulationConfig, split_arm
 from ..errors import BackdropError
 from ..text import split_path
 from . import stats
@@ -97,56 +106,79 @@ class Served:
 # -- the population over the store --------------------------------------------------------------
 
 
-class _StoredStyles:
-    """The style library narrowed to the styles the store holds for each category."""
+@dataclass
+class StoreArms:
+    """What the study can serve from a store: per product, the arms the decision service would
+    choose between (the same on every placement), and the products it leaves out, with why."""
 
-    def __init__(self, library, stored: dict[tuple[str, ...], set[str]]):
-        self.library, self.stored = library, stored
-
-    def for_category(self, path):
-        keep = self.stored.get(tuple(path), set())
-        return [s for s in self.library.for_category(tuple(path)) if s.name in keep]
+    arms: dict[str, tuple[str, ...]]
+    categories: dict[str, tuple[str, ...]]
+    placements: list[str]
+    left_out: dict[str, str]
 
 
-def population_for_store(store_root: Path, config: StudyConfig) -> tuple[Population, ClickModel]:
-    """The simulator's audience over the store's products, placements and stored styles."""
-    from ..creative.store import CreativeStore
+def store_arms(store_root: Path) -> StoreArms:
+    """The arms the service serves for each product of the store: its styles, and every variant of
+    a style the store holds (an overlay: ``"studio-sweep+price"``), in the style library's order.
+
+    What counts is what the service itself would serve (:class:`~backdrop.serving.index.CreativeIndex`:
+    QA-flagged and rejected creatives are not), so the click model knows every arm a decision can
+    name. A product whose arms differ between placements is left out (the click model gives a
+    product one set of arms), and so is one with no arm at all."""
+    from ..serving.index import CreativeIndex
     from ..styles import StyleLibrary
 
-    store = CreativeStore(store_root, readonly=True)
-    try:
-        products = {p["product_id"]: p for p in store.products()}
-        stored: dict[tuple[str, str], set[str]] = {}
-        for r in store.creatives():
-            if r.style != "original":
-                stored.setdefault((r.product_id, r.placement), set()).add(r.arm)
-    finally:
-        store.close()
-    if not stored:
-        raise BackdropError(f"{store_root}: the store has no creatives; run `backdrop demo` first")
-    placements = sorted({pl for _, pl in stored})
-    items: list[SimpleNamespace] = []
-    by_category: dict[tuple[str, ...], set[str]] = {}
-    for pid, p in sorted(products.items()):
-        sets = [frozenset(stored.get((pid, pl), ())) for pl in placements]
-        if not sets[0] or len(set(sets)) != 1:
-            continue  # the study needs the same styles on every placement
-        path = split_path(p["category"])
-        if by_category.setdefault(path, set(sets[0])) != set(sets[0]):
+    index = CreativeIndex.load(store_root)
+    by_product: dict[str, dict[str, frozenset[str]]] = {}
+    for (pid, placement), creatives in index.by_item.items():
+        by_product.setdefault(pid, {})[placement] = frozenset(a for a in creatives if a != ORIGINAL)
+    if not any(a for per in by_product.values() for a in per.values()):
+        raise BackdropError(f"{store_root}: the store has no creatives to serve; run `backdrop demo` first")
+    placements = sorted({pl for per in by_product.values() for pl, a in per.items() if a})
+    library = StyleLibrary.load()
+    arms: dict[str, tuple[str, ...]] = {}
+    categories: dict[str, tuple[str, ...]] = {}
+    left_out: dict[str, str] = {}
+    for pid, product in sorted(index.products.items()):
+        per = by_product.get(pid, {})
+        sets = {per.get(pl, frozenset()) for pl in placements}
+        if sets == {frozenset()}:
+            left_out[pid] = "no creative the service would serve"
             continue
-        items.append(SimpleNamespace(product_id=pid, category_path=path))
-    if len(items) < 2:
-        raise BackdropError(f"{store_root}: fewer than 2 products have the same styles on every placement")
+        if len(sets) != 1:
+            where = "; ".join(f"{pl}: {', '.join(sorted(per.get(pl, ()))) or 'none'}" for pl in placements)
+            left_out[pid] = f"its servable arms differ between placements ({where})"
+            continue
+        path = split_path(product["category"])
+        order = {s.name: k for k, s in enumerate(library.for_category(path))}
+        arms[pid] = tuple(
+            sorted(next(iter(sets)), key=lambda a: (order.get(split_arm(a)[0], len(order)), split_arm(a)[0], split_arm(a)[2]))
+        )
+        categories[pid] = path
+    return StoreArms(arms, categories, placements, left_out)
+
+
+def population_for_store(store_root: Path, config: StudyConfig, found: StoreArms | None = None) -> tuple[Population, ClickModel]:
+    """The simulator's audience over the store's products, placements and servable arms (``found``,
+    default :func:`store_arms`): styles and their overlays; the click model gives an overlay arm its
+    style's appeal plus the overlay's own effect (see :mod:`backdrop.bandit.simulator`)."""
+    found = found or store_arms(store_root)
+    if len(found.arms) < 2:
+        why = "; ".join(f"{pid}: {reason}" for pid, reason in sorted(found.left_out.items())[:3])
+        raise BackdropError(
+            f"{store_root}: fewer than 2 products have the same servable arms on every placement" + (f" ({why})" if why else "")
+        )
+    items = [SimpleNamespace(product_id=pid, category_path=found.categories[pid]) for pid in found.arms]
     shares = {"square": 0.45, "landscape": 0.2, "story": 0.35}
     sim = SimulationConfig(
-        placements={pl: shares.get(pl, 0.25) for pl in placements},
+        placements={pl: shares.get(pl, 0.25) for pl in found.placements},
         base_ctr=config.base_ctr,
         generated_lift=config.generated_lift,
         style_spread=config.style_spread,
         personal_spread=config.personal_spread,
         seed=config.seed,
     )
-    population = Population(sim, items, _StoredStyles(StyleLibrary.load(), by_category))
+    population = Population(sim, items, arms=found.arms)
     return population, ClickModel(population)
 
 
@@ -235,7 +267,8 @@ def run_study(store: Path, out: Path, config: StudyConfig | None = None, progres
     if (out / "events.sqlite").exists():
         raise BackdropError(f"{out}: already holds a study's event log; use a new --out directory")
     t_start = time.time()
-    population, clicks = population_for_store(store, config)
+    found = store_arms(store)
+    population, clicks = population_for_store(store, config, found)
 
     best = best_styles(population, clicks)
     service_config = {
@@ -275,6 +308,7 @@ def run_study(store: Path, out: Path, config: StudyConfig | None = None, progres
     result = analyse(out / "events.sqlite", population, clicks, batch, served, config)
     result["seconds"] = {"serving": round(serve_seconds, 1), "total": round(time.time() - t_start, 1)}
     result["impressions_per_s"] = round(config.impressions / serve_seconds, 1)
+    result["left_out"] = found.left_out
     (out / "study.json").write_text(json.dumps(result, indent=1, default=float))
     from .report import write_study_report
 
@@ -303,6 +337,11 @@ def learn_the_rest(store: Path, out: Path) -> int:
 
 
 def _drive(url, api_key, population, batch, p0, P, u, config: StudyConfig, progress) -> Served:
+    """Send every impression to the service from ``config.client_threads`` threads and draw the clicks.
+
+    Any failure in a thread (an error answer, an arm the click model does not know, an exception)
+    stops every thread and is raised here with its reason: a study never goes on to analyse a log
+    its traffic did not finish."""
     n = config.impressions
     arm = np.empty(n, dtype=object)
     style = np.empty(n, dtype=object)
@@ -316,47 +355,67 @@ def _drive(url, api_key, population, batch, p0, P, u, config: StudyConfig, progr
     failures: list[str] = []
     done = [0]
 
-    def worker():
-        with _Client(url) as http:
-            while True:
-                with lock:
-                    i = next(counter, None)
-                if i is None or failures:
-                    return
-                user = int(batch.user[i])
-                product = int(batch.product[i])
-                body = {
-                    "request_id": f"study-{config.seed}-{i}",
-                    "item_id": population.product_ids[product],
-                    "placement": population.placements[int(batch.placement[i])],
-                    "user": {"id": population.user_ids[user], "features": population.users[user]},
-                }
-                r = http.post("/v1/decide", body)
-                if r.status_code != 200 or r.json()["decision_id"] is None:
-                    failures.append(f"decide {i}: {r.status_code} {r.text[:300]}")
-                    return
-                d = r.json()
-                s = d["style"]
-                p = p0[i] if s == "original" else P[i, col[population.product_set[product]][s]]
-                arm[i], style[i], p_true[i] = d["experiment_arm"], s, p
-                if u[i] < p:
-                    click[i] = True
-                    fb = http.post("/v1/feedback", {"decision_id": d["decision_id"], "reward": 1}, {"X-API-Key": api_key})
-                    if fb.status_code != 200:
-                        failures.append(f"feedback {i}: {fb.status_code} {fb.text[:300]}")
-                        return
-                with lock:
-                    done[0] += 1
-                    if progress is not None and done[0] % 500 == 0:
-                        progress(500)
+    def send(http: _Client, i: int) -> str | None:
+        """Impression ``i``: None when served (and clicked or not), else why it failed."""
+        user = int(batch.user[i])
+        product = int(batch.product[i])
+        item = population.product_ids[product]
+        body = {
+            "request_id": f"study-{config.seed}-{i}",
+            "item_id": item,
+            "placement": population.placements[int(batch.placement[i])],
+            "user": {"id": population.user_ids[user], "features": population.users[user]},
+        }
+        r = http.post("/v1/decide", body)
+        if r.status_code != 200 or r.json()["decision_id"] is None:
+            return f"decide {i}: {r.status_code} {r.text[:300]}"
+        d = r.json()
+        s = d["style"]
+        if s == ORIGINAL:
+            p = p0[i]
+        else:
+            k = col[population.product_set[product]].get(s)
+            if k is None:
+                known = ", ".join(sets[population.product_set[product]])
+                return (
+                    f"decide {i}: the service served arm '{s}' for {item}, which the study's click model does not know (it knows {known})"
+                )
+            p = P[i, k]
+        arm[i], style[i], p_true[i] = d["experiment_arm"], s, p
+        if u[i] < p:
+            click[i] = True
+            fb = http.post("/v1/feedback", {"decision_id": d["decision_id"], "reward": 1}, {"X-API-Key": api_key})
+            if fb.status_code != 200:
+                return f"feedback {i}: {fb.status_code} {fb.text[:300]}"
+        return None
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(config.client_threads)]
+    def worker():
+        try:
+            with _Client(url) as http:
+                while not failures:
+                    with lock:
+                        i = next(counter, None)
+                    if i is None:
+                        return
+                    why = send(http, i)
+                    if why is not None:
+                        failures.append(why)
+                        return
+                    with lock:
+                        done[0] += 1
+                        if progress is not None and done[0] % 500 == 0:
+                            progress(500)
+        except BaseException as e:  # noqa: BLE001 - any error ends the study, reported below with its reason
+            failures.append(f"a client thread failed: {type(e).__name__}: {e}")
+
+    threads = [threading.Thread(target=worker, daemon=True, name=f"study-client-{k}") for k in range(config.client_threads)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     if failures:
-        raise BackdropError(f"the study's traffic failed: {failures[0]}")
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise BackdropError(f"the study's traffic failed after {done[0]} of {n} impressions: {failures[0]}{more}")
     return Served(arm=arm, style=style, p_true=p_true, p_oracle=p_oracle, click=click)
 
 

@@ -149,6 +149,9 @@ class Scene:
     palette: tuple[tuple[int, int, int], ...] = field(default=())
     #: canvas sides the product bleeds off (its photo's cut sides, kept flush)
     cut: tuple[str, ...] = ()
+    #: (x0, y0, x1, y1) of the product patch in the photo it was cut from, before scaling: with
+    #: ``box`` it says where every pixel of the photo lands on the canvas
+    source_box: tuple[int, int, int, int] = (0, 0, 0, 0)
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -218,7 +221,7 @@ def layout(
     unknown = set(cut) - set(OPPOSITE)
     if unknown:
         raise ValueError(f"unknown side(s) {sorted(unknown)}; sides are {', '.join(OPPOSITE)}")
-    x0, y0, x1, y1 = mask_bbox(alpha)
+    x0, y0, x1, y1 = source_box = mask_bbox(alpha)
     rgb, alpha = rgb[y0:y1, x0:x1], alpha[y0:y1, x0:x1]
     bw, bh = x1 - x0, y1 - y0
     cut = tuple(s for s in OPPOSITE if s in set(cut))
@@ -296,4 +299,5 @@ def layout(
         horizon_y=horizon_y,
         palette=palette,
         cut=bleeds,
+        source_box=source_box,
     )

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
 from .. import __version__
@@ -108,6 +110,21 @@ def create_app(settings: ServiceSettings, log: EventLog | None = None, learn_int
             first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
             return personalizer.error(400, f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}")
         return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI's own refusals (a body it cannot parse, however deep): Personalizer's shape on its routes
+        if request.url.path.startswith(personalizer.PREFIX):
+            return personalizer.error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+        return await http_exception_handler(request, exc)
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        # logged with its traceback by the server; the client gets its route's error shape, not plain text
+        logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        if request.url.path.startswith(personalizer.PREFIX):
+            return personalizer.error(500, "internal error; the service's log has the details")
+        return JSONResponse({"detail": "internal error; the service's log has the details"}, status_code=500)
 
     @app.exception_handler(ServiceError)
     async def refused(request: Request, exc: ServiceError) -> JSONResponse:  # the one domain -> HTTP mapping

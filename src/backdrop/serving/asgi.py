@@ -10,6 +10,7 @@ import time
 
 from fastapi.responses import JSONResponse
 
+from . import personalizer
 from .decide import DecideEndpoint
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,8 @@ class LimitsAndMetrics:
 
     #: endpoints that need the API key: checked before a byte of the body is read
     KEYED = ("/v1/models", "/v1/feedback", "/v1/activate", "/v1/events")
+    #: ... and every Personalizer route (its key header is ``Ocp-Apim-Subscription-Key``)
+    KEYED_PREFIX = "/personalizer/"
 
     def __init__(self, app, service, api_key: str | None = None, decide: DecideEndpoint | None = None):
         import asyncio
@@ -39,7 +42,7 @@ class LimitsAndMetrics:
 
     def _key_ok(self, scope) -> bool:
         headers = dict(scope["headers"])
-        given = headers.get(b"x-api-key")
+        given = headers.get(b"x-api-key") or headers.get(b"ocp-apim-subscription-key")
         auth = headers.get(b"authorization", b"")
         if given is None and auth.lower().startswith(b"bearer "):
             given = auth[7:]
@@ -86,14 +89,16 @@ class LimitsAndMetrics:
         too_big = length is not None and (not length.isdigit() or int(length) > limit)
         endpoint = None
         upload = scope["path"] == "/v1/models" and scope["method"] == "POST"
-        if scope["path"] in self.KEYED and scope["method"] == "POST" and not self._key_ok(scope):
+        keyed = scope["path"] in self.KEYED or scope["path"].startswith(self.KEYED_PREFIX)
+        if keyed and scope["method"] == "POST" and not self._key_ok(scope):
             # before a byte of the body is read: an unauthenticated client cannot make us buffer anything
             if self.api_key is None:
-                await JSONResponse({"detail": NO_KEY}, 503)(scope, _no_body, send_status)
+                await _refusal(scope, 503, NO_KEY)(scope, _no_body, send_status)
             else:
-                await JSONResponse({"detail": WRONG_KEY}, 401)(scope, _no_body, send_status)
+                wrong = personalizer.WRONG_KEY if scope["path"].startswith(personalizer.PREFIX) else WRONG_KEY
+                await _refusal(scope, 401, wrong)(scope, _no_body, send_status)
         elif too_big:
-            await JSONResponse({"detail": f"request body larger than {limit} bytes"}, 413)(scope, receive, send_status)
+            await _refusal(scope, 413, f"request body larger than {limit} bytes")(scope, receive, send_status)
         elif upload and self.uploads.locked():
             await JSONResponse({"detail": "too many model uploads at once; retry shortly"}, 429, headers={"Retry-After": "5"})(
                 scope, receive, send_status
@@ -123,7 +128,7 @@ class LimitsAndMetrics:
                         size += len(chunks[-1])
                         more = message.get("more_body", False)
                         if size > limit:
-                            await JSONResponse({"detail": f"request body larger than {limit} bytes"}, 413)(scope, receive, send)
+                            await _refusal(scope, 413, f"request body larger than {limit} bytes")(scope, receive, send)
                             return
                     body = b"".join(chunks)
                     chunks = []
@@ -144,11 +149,18 @@ class LimitsAndMetrics:
                     if upload:
                         self.uploads.release()
             except _BodyTimeout:
-                await JSONResponse(
-                    {"detail": f"the request body did not arrive within {timeout:g} s"}, 408, headers={"Connection": "close"}
-                )(scope, receive, send)
+                await _refusal(scope, 408, f"the request body did not arrive within {timeout:g} s", {"Connection": "close"})(
+                    scope, receive, send
+                )
             return
         await self.app(scope, receive, send)
+
+
+def _refusal(scope, status: int, detail: str, headers: dict | None = None) -> JSONResponse:
+    """A request refused before the app saw it, in its route's error shape (Personalizer's on its routes)."""
+    if scope["path"].startswith(personalizer.PREFIX):
+        return personalizer.error(status, detail, headers)
+    return JSONResponse({"detail": detail}, status, headers=headers)
 
 
 class _BodyTimeout(Exception):

@@ -14,12 +14,14 @@ store again, which is what lets a rejection take effect within a second.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..creative.review import review_states
+from ..bandit.arms import ORIGINAL
+from ..creative.review import PENDING_REVIEW, REJECTED, SERVABLE, WITHHELD, review_states, servability
 from ..creative.store import CreativeStore
 
 logger = logging.getLogger(__name__)
@@ -75,6 +77,36 @@ class CreativeIndex:
     #: the catalog images (content-addressed like the creatives)
     catalog: dict[str, _Creative] = field(default_factory=dict)
     reviews: dict[str, str] = field(default_factory=dict)
+    #: (item, placement) whose fitted ``original`` a reviewer rejected: it has no baseline to serve
+    rejected_baselines: frozenset[tuple[str, str]] = frozenset()
+    #: served creatives that are not a baseline (generated scenes, and their overlay variants)
+    served_generated: int = 0
+
+    def baseline_choices(self, item: str, placement: str) -> tuple[_Creative, ...]:
+        """What can show an item's baseline on a placement, best first: its fitted ``original`` (the photo
+        on the placement's canvas), then the catalog photo itself (for a store made before ``generate``
+        fitted it; not when a reviewer rejected the fitted one)."""
+        fitted = self.by_item.get((item, placement), {}).get(ORIGINAL)
+        if (item, placement) in self.rejected_baselines:
+            return ()
+        product = self.products.get(item)
+        photo = self.files.get(product.get("catalog_key", "")) if product is not None else None
+        return tuple(c for c in (fitted, photo) if c is not None)
+
+    @functools.cached_property
+    def baselines(self) -> tuple[tuple[tuple[str, str], ...], dict[str, list[tuple[str, str]]]]:
+        """(the (item, placement) pairs with no baseline at all, and which pairs each baseline file
+        serves): computed once per snapshot, when readiness first asks."""
+        missing: list[tuple[str, str]] = []
+        users: dict[str, list[tuple[str, str]]] = {}
+        for item in sorted(self.products):
+            for placement in sorted(self.placements):
+                choices = self.baseline_choices(item, placement)
+                if not choices:
+                    missing.append((item, placement))
+                for c in choices:
+                    users.setdefault(c.key, []).append((item, placement))
+        return tuple(missing), users
 
     @property
     def served(self) -> int:
@@ -84,23 +116,39 @@ class CreativeIndex:
         """This snapshot with ``reviews`` (key -> approved/rejected) applied: which creatives are served."""
         by_item: dict[tuple[str, str], dict[str, _Creative]] = {}
         files = dict(self.catalog)
-        withheld = rejected = pending = 0
+        not_served = {REJECTED: 0, PENDING_REVIEW: 0, WITHHELD: 0}
+        # the one rule (export, the report and the console apply it too), memoised per (flag, review, arm):
+        # a few dozen combinations, so a poll's change stays cheap on 100k creatives
+        rule: dict[tuple[bool, str, str], str] = {}
+        generated = 0
+        no_baseline: set[tuple[str, str]] = set()  # a reviewer rejected the fitted photo: not the raw photo instead
         for c in self.candidates:
-            status = reviews.get(c.creative.key, "pending")
-            if status == "rejected":
-                rejected += 1
+            case = (c.flagged, reviews.get(c.creative.key, "pending"), c.arm)
+            why = rule.get(case)
+            if why is None:
+                flagged, status, arm = case
+                why = rule[case] = servability(
+                    flagged=flagged, status=status, review_required=self.review_required, serve_flagged=self.serve_flagged, arm=arm
+                )
+            if why != SERVABLE:
+                not_served[why] += 1
+                if why == REJECTED and c.arm == ORIGINAL:
+                    no_baseline.add((c.item, c.placement))
                 continue
-            if status != "approved":  # an approval is a person overriding a QA flag
-                if self.review_required:
-                    pending += 1
-                    continue
-                if c.flagged and not self.serve_flagged:
-                    withheld += 1
-                    continue
             by_item.setdefault((c.item, c.placement), {})[c.arm] = c.creative  # a style, or a style with an overlay
+            generated += c.arm != ORIGINAL
             files[c.creative.key] = c.creative
         return dataclasses.replace(
-            self, by_item=by_item, files=files, withheld=withheld, rejected=rejected, pending=pending, review_seq=seq, reviews=reviews
+            self,
+            by_item=by_item,
+            files=files,
+            withheld=not_served[WITHHELD],
+            rejected=not_served[REJECTED],
+            pending=not_served[PENDING_REVIEW],
+            review_seq=seq,
+            reviews=reviews,
+            rejected_baselines=frozenset(no_baseline),
+            served_generated=generated,
         )
 
     @classmethod

@@ -31,6 +31,12 @@ class Metrics:
         self.rewards = Counter("backdrop_rewards", "Rewards received", ["status"], registry=r)
         self.model_version = Gauge("backdrop_model_version", "Model version being served", registry=r)
         self.fallbacks = Counter("backdrop_fallbacks", "Decisions answered with a fallback (or refused), by reason", ["reason"], registry=r)
+        self.arms_not_offered = Counter(
+            "backdrop_arms_not_offered",
+            "Stored arms left out of a decision because their file cannot be served (damaged after load, baseline unreadable)",
+            ["reason"],
+            registry=r,
+        )
         self.model_rejected = Counter("backdrop_models_rejected", "Published model versions that failed validation", registry=r)
         self.learner_lag = Gauge(
             "backdrop_learner_lag_seconds",

@@ -18,6 +18,7 @@ Errors have Personalizer's shape: ``{"error": {"code": ..., "message": ...}}``.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -25,19 +26,31 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from .errors import Conflict, Invalid, NotFound, ServiceError, Unavailable, http_status
 from .eventlog import LogUnavailable, RequestConflict
 from .records import DecisionRecord
-from .schemas import MAX_FEATURE_KEYS
+from .schemas import MAX_FEATURE_KEYS, MAX_SAFE_INT, PERSONALIZER_NAMESPACE
 
 PREFIX = "/personalizer/v1.0"
+WRONG_KEY = "missing or wrong subscription key (Ocp-Apim-Subscription-Key)"
 #: the item and placement a Personalizer decision is logged under (it ranks actions, not creatives)
 ITEM, PLACEMENT = "personalizer", "personalizer"
 #: Personalizer's limit on the actions of one rank
 MAX_ACTIONS = 50
-_CODES = {400: "BadRequest", 401: "Unauthorized", 404: "ResourceNotFound", 409: "Conflict", 503: "ServiceUnavailable"}
+_CODES = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    404: "ResourceNotFound",
+    408: "RequestTimeout",
+    409: "Conflict",
+    413: "PayloadTooLarge",
+    503: "ServiceUnavailable",
+}
+#: an eventId must be one URL path segment as it is (reward and activate address it there): URL-safe
+#: characters, not starting with a dot (so never "." or "..")
+EVENT_ID_PATTERN = r"^[A-Za-z0-9_~:@-][A-Za-z0-9._~:@-]*$"
 
 
 class RankableAction(BaseModel):
@@ -53,7 +66,13 @@ class RankRequest(BaseModel):
     contextFeatures: list[dict[str, Any]] = Field(default_factory=list)
     actions: list[RankableAction] = Field(min_length=1, max_length=MAX_ACTIONS)
     excludedActions: list[str] = Field(default_factory=list)
-    eventId: str | None = Field(default=None, min_length=1, max_length=256)
+    eventId: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        pattern=EVENT_ID_PATTERN,
+        description="letters, digits and - _ ~ : @ . (not first); it is addressed in the reward and activate URLs",
+    )
     deferActivation: bool = False
 
 
@@ -69,12 +88,14 @@ class RankResponse(BaseModel):
 
 
 class RewardRequest(BaseModel):
-    value: float = Field(allow_inf_nan=False, ge=-1e6, le=1e6)
+    #: a JSON number, as /v1/feedback's reward: "1" and true are refused
+    value: Annotated[StrictFloat, Field(allow_inf_nan=False, ge=-1e6, le=1e6)] | Annotated[StrictInt, Field(ge=-(10**6), le=10**6)]
 
 
-def error(status: int, message: str) -> JSONResponse:
+def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
     """Personalizer's ErrorResponse."""
-    return JSONResponse({"error": {"code": _CODES.get(status, "InternalServerError"), "message": message}}, status_code=status)
+    body = {"error": {"code": _CODES.get(status, "InternalServerError"), "message": message}}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def flatten(context: list[dict[str, Any]]) -> dict:
@@ -101,7 +122,7 @@ def flatten(context: list[dict[str, Any]]) -> dict:
 
 
 def _event_request_id(event_id: str) -> str:
-    return f"personalizer:{event_id}"
+    return f"{PERSONALIZER_NAMESPACE}{event_id}"
 
 
 def rank(service, req: RankRequest) -> RankResponse:
@@ -114,7 +135,11 @@ def rank(service, req: RankRequest) -> RankResponse:
     for key, value in features.items():
         if not isinstance(value, str | bool | int | float):
             raise Invalid(f"contextFeatures.{key}: must be a string, a boolean or a number")
-    check_features(features, service.settings.limits)
+        if isinstance(value, float) and not math.isfinite(value):  # the log stores standard JSON only
+            raise Invalid(f"contextFeatures.{key}: must be a finite number (NaN and Infinity are not JSON)")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INT:
+            raise Invalid(f"contextFeatures.{key}: integers must be within +-{MAX_SAFE_INT}")
+    check_features(features, service.settings.limits, service.encoder, "contextFeatures")
     ids = [a.id for a in req.actions]
     if len(set(ids)) != len(ids):
         raise Invalid("actions: every action id must be unique")
@@ -179,7 +204,7 @@ def router(service, check_key: Callable[[str | None, str], None]) -> APIRouter:
         ocp_apim_subscription_key: Annotated[str | None, Header(description="The service's API key")] = None,
         x_api_key: Annotated[str | None, Header()] = None,
     ) -> None:
-        check_key(ocp_apim_subscription_key or x_api_key, "missing or wrong subscription key (Ocp-Apim-Subscription-Key)")
+        check_key(ocp_apim_subscription_key or x_api_key, WRONG_KEY)
 
     r = APIRouter(prefix=PREFIX, tags=["personalizer"], dependencies=[Depends(subscription_key)])
     errors: dict[int | str, dict[str, Any]] = {s: {"description": _CODES[s]} for s in (400, 401, 404, 409, 503)}

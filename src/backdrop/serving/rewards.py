@@ -51,7 +51,11 @@ class RewardFunction(BaseModel):
     - ``weighted``: the sum of ``weights[type]`` over the events (a purchase worth 10 clicks), with
       feedback counting its value times ``weights["feedback"]`` (1 when not given).
 
-    ``cap`` bounds the reward (a rare huge order must not swamp the learner).
+    ``cap`` bounds the reward on both sides, to [-cap, cap]: a rare huge order, or a refund of one,
+    must not swamp the learner.
+
+    >>> RewardFunction(rule="sum-values", cap=100).reward([Outcome("purchase", -1e9)])
+    -100.0
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -90,7 +94,7 @@ class RewardFunction(BaseModel):
             )
         if value is None:
             return None
-        return min(value, self.cap) if self.cap is not None else float(value)
+        return max(-self.cap, min(value, self.cap)) if self.cap is not None else float(value)
 
     def check(self, type_: str, value: float | None, currency: str | None) -> str | None:
         """Why an incoming event cannot count under this function (None: it can)."""

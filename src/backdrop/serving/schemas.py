@@ -13,6 +13,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     StringConstraints,
+    field_validator,
 )
 
 from .rewards import EVENT_TYPE_PATTERN
@@ -20,10 +21,14 @@ from .rewards import EVENT_TYPE_PATTERN
 #: the schema's hard maxima; a deployment's ``limits`` may only be stricter
 MAX_FEATURE_KEYS, MAX_KEY_LENGTH, MAX_VALUE_LENGTH = 64, 64, 256
 FeatureKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_LENGTH)]
+#: the request_ids of Personalizer ranks (``personalizer:<eventId>``): one namespace per client
+PERSONALIZER_NAMESPACE = "personalizer:"
+#: integers a JSON parser anywhere reads exactly (IEEE doubles' integer range)
+MAX_SAFE_INT = 2**53 - 1
 FeatureValue = (
     Annotated[StrictStr, StringConstraints(max_length=MAX_VALUE_LENGTH)]
     | StrictBool
-    | StrictInt
+    | Annotated[StrictInt, Field(ge=-MAX_SAFE_INT, le=MAX_SAFE_INT)]
     | Annotated[StrictFloat, Field(allow_inf_nan=False)]
 )
 
@@ -60,6 +65,13 @@ class DecideRequest(BaseModel):
         description="false: the impression may not happen (prefetch, below the fold); the decision is logged inactive "
         "and counts only once POST /v1/activate says it was shown (within the activation window)",
     )
+
+    @field_validator("request_id")
+    @classmethod
+    def _own_namespace(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith(PERSONALIZER_NAMESPACE):
+            raise ValueError(f"the prefix '{PERSONALIZER_NAMESPACE}' is reserved for Personalizer event ids; use another request_id")
+        return value
 
 
 class Creative(BaseModel):

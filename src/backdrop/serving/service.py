@@ -19,6 +19,7 @@ from ..bandit.policies import ModelFileError, Policy
 from ..creative.review import review_seq, review_states
 from ..creative.storage import open_files
 from ..creative.store import CreativeStore
+from .candidates import Candidates, DamagedFiles, candidates_for, file_problem
 from .errors import Conflict, Invalid, NotFound, Unavailable
 from .eventlog import (
     EventLog,
@@ -32,8 +33,9 @@ from .index import CreativeIndex, _Creative
 from .metrics import Metrics
 from .models import load_servable
 from .outcomes import Outcomes
+from .readiness import readiness
 from .records import DecisionRecord
-from .rollout import APPRENTICE, BASELINE, POLICY, RolloutSettings, RolloutState
+from .rollout import APPRENTICE, BASELINE, POLICY, RolloutState
 from .schemas import Creative, DecideRequest, DecideResponse
 from .settings import ServiceSettings
 
@@ -60,6 +62,8 @@ class Service(Outcomes):
         self._creatives: dict[str, Creative] = {}
         self._index_lock = threading.Lock()
         self._review_store: CreativeStore | None = None
+        #: files found damaged after the index loaded: out of the candidates at once
+        self.damaged = DamagedFiles()
         #: when the review state was last read from the store, and why the last read failed
         self.reviews_read_at = time.time()
         self.review_error = ""
@@ -82,6 +86,10 @@ class Service(Outcomes):
             self.reload_model()
         except LogUnavailable:
             pass  # serve with the configured fresh policy; /readyz says why not ready
+        if settings.reward.rule in ("sum-values", "weighted") and settings.reward.cap is None:
+            logger.warning(
+                "reward.rule %s has no cap: one huge order (or refund) can swamp the learner; set reward.cap", settings.reward.rule
+            )
         self._threads: list[threading.Thread] = []
         self._learn_interval_s = learn_interval_s
         self.learner = None
@@ -101,6 +109,7 @@ class Service(Outcomes):
             threading.Thread(target=self._poll_models, name="backdrop-model-poll", daemon=True),
             threading.Thread(target=self._poll_store, name="backdrop-store-refresh", daemon=True),
             threading.Thread(target=self._poll_reviews, name="backdrop-review-poll", daemon=True),
+            threading.Thread(target=self._check_files, name="backdrop-file-check", daemon=True),
         ]
         if self.learner is not None:
             self._threads.append(
@@ -150,7 +159,7 @@ class Service(Outcomes):
         if self.settings.rollout is None:
             return
         self.metrics.rollout_phase.set(1 if self.rollout.phase == POLICY else 0)
-        summary = self.rollout.stats.summary(self.settings.rollout.confidence)
+        summary = self.rollout.stats.summary(self.settings.rollout)
         for name in ("policy_value", "policy_low", "baseline_value", "difference_low"):
             if summary[name] is not None:
                 self.metrics.rollout_value.labels(estimate=name).set(summary[name])
@@ -167,7 +176,7 @@ class Service(Outcomes):
             "exploration": settings.exploration,
             "switch": settings.switch,
             "model_version": self.model_version,
-            "estimate": state.stats.summary(settings.confidence),
+            "estimate": state.stats.summary(settings),
             "switched": state.switched,
         }
 
@@ -190,55 +199,8 @@ class Service(Outcomes):
         self.metrics.learner_lag.set(self.learner_lag_s)
 
     def readiness(self) -> tuple[list[str], list[str]]:
-        """(problems that make the replica not ready, warnings that do not)."""
-        problems: list[str] = []
-        warnings: list[str] = []
-        unreachable = self.log.ping_problem()
-        if unreachable:
-            problems.append(f"event log unreachable: {unreachable}")
-        else:
-            write = self.log.write_problem(probe_after_s=self.settings.write_probe_s)
-            if write:
-                problems.append(write)
-        if not self.model_loaded:
-            problems.append("model not loaded")
-        for version, why in sorted(self.rejected_models.items()):
-            note = f"model version {version} rejected ({why}); serving version {self.model_version}"
-            (warnings if self.model_version or version != max(self.rejected_models) else problems).append(note)
-        if self.learner is not None:
-            status = self.learner.status
-            learners = [t for t in self._threads if t.name == "backdrop-learner"]
-            if learners and not any(t.is_alive() for t in learners):
-                problems.append("the learner thread has stopped")
-            elif status.consecutive_failures >= 3:
-                problems.append(f"the learner failed {status.consecutive_failures} passes in a row: {status.last_error}")
-        bound = self.settings.learner_max_lag_s
-        if bound is not None and self.learner_lag_s is not None and self.learner_lag_s > bound:
-            problems.append(f"the learner is {self.learner_lag_s:.0f} s behind (bound {bound:g} s)")
-        if not self.index.by_item:
-            index = self.index
-            if index.pending:
-                problems.append(
-                    f"no servable creative: review is required and none is approved ({index.pending} pending,"
-                    f" {index.rejected} rejected); approve them in `backdrop console`"
-                )
-            elif index.withheld or index.rejected:
-                problems.append(
-                    f"no servable creative: {index.withheld} flagged by QA (see `backdrop report`; serve_flagged is off),"
-                    f" {index.rejected} rejected in review"
-                )
-            else:
-                problems.append("creative store is empty")
-        stale = time.time() - self.reviews_read_at
-        if stale > max(10 * self.settings.review_poll_s, 10.0):  # a rejection made meanwhile may still be served
-            problems.append(f"review state not read from the store for {stale:.0f} s: {self.review_error or 'no poll yet'}")
-        if self.index.broken:
-            note = (
-                f"{len(self.index.broken)} creative file(s) do not match the store's index (first: {self.index.broken[0]}); "
-                f"not served; run `backdrop store verify {self.settings.store}`"
-            )
-            (problems if len(self.index.broken) > self.settings.max_broken_creatives else warnings).append(note)
-        return problems, warnings
+        """(problems that make the replica not ready, warnings that do not): :func:`.readiness.readiness`."""
+        return readiness(self)
 
     def refresh_index(self) -> None:
         """Load a new snapshot of the store and swap it in (one assignment: readers see one or the other)."""
@@ -261,7 +223,7 @@ class Service(Outcomes):
             ("withheld", index.withheld),
             ("rejected", index.rejected),
             ("pending-review", index.pending),
-            ("broken", len(index.broken)),
+            ("broken", len({*index.broken, *self.damaged.keys})),
         ):
             self.metrics.creatives.labels(status).set(n)
         self.metrics.review_seq.set(index.review_seq)
@@ -301,6 +263,14 @@ class Service(Outcomes):
                 self.refresh_index()
             except Exception as e:  # noqa: BLE001 - keep serving the last good index
                 logger.warning("creative store refresh failed, serving the last good index: %s", e)
+
+    def _check_files(self) -> None:
+        while not self._stop.wait(self.settings.file_check_s):
+            try:
+                if self.damaged.check(self.index):
+                    self._count_creatives(self.index)
+            except Exception:
+                logger.exception("creative file check failed")
 
     def close(self) -> None:
         self._stop.set()
@@ -348,7 +318,7 @@ class Service(Outcomes):
         ``request_id``, which is looked up in the log): the record to log, or the answer already
         logged for this request_id."""
         limits = self.settings.limits
-        check_features(req.user.features, limits)
+        check_features(req.user.features, limits, self.encoder)
         if req.styles is not None and len(req.styles) > limits.max_styles:
             raise Invalid(f"styles: at most {limits.max_styles} styles")
         # one snapshot for the whole decision: a review or a refresh swapping the index while it is
@@ -380,8 +350,10 @@ class Service(Outcomes):
                     raise Conflict(str(request_conflict(previous, asked)))
                 return self._response(previous)
 
-        stored = index.by_item.get((req.item_id, req.placement), {})
-        arms = [s for s in sorted(stored) if s != ORIGINAL]
+        cands = candidates_for(index, req.item_id, req.placement, self.damaged)
+        if cands.unavailable:  # found damaged since the index loaded: not offered
+            self.metrics.arms_not_offered.labels(reason="damaged").inc(len(cands.unavailable))
+        arms = sorted(cands.styles)
         if req.styles is not None:
             wanted = set(req.styles)
             arms = [s for s in arms if s in wanted]
@@ -390,14 +362,22 @@ class Service(Outcomes):
         arm = experiment.arms[group] if experiment is not None and group is not None else None
         serve = arm.serve if arm is not None else "policy"
         if rollout is not None and arms:
-            arms = rollout.candidates(arms)
+            arms = rollout.candidates(arms, req.styles)  # the catalog image only where the styles asked allow it
         t0 = time.perf_counter()
         x = self.encoder.encode(req.user.features, product["category"], req.placement)
         with self._policy_lock:
             policy, version = self.policy, self.model_version
-            if serve == "policy" and arms and rollout is not None and self.rollout.phase == BASELINE:
-                style, propensity = _baseline_or_explore(rollout, arms, self._rng)
-                policy_name = APPRENTICE
+            apprentice = serve == "policy" and bool(arms) and rollout is not None and self.rollout.phase == BASELINE
+            apprentice = apprentice and rollout is not None and rollout.baseline_arm(arms) is not None  # else: no baseline asked for
+            if ORIGINAL in arms and cands.original is None:  # never offer what cannot be served
+                if apprentice and rollout is not None and rollout.baseline_arm(arms) == ORIGINAL:
+                    raise self._no_baseline(req, "the rollout's baseline")
+                arms = [a for a in arms if a != ORIGINAL]
+                self.metrics.arms_not_offered.labels(reason="baseline-unreadable").inc()
+            if (serve == "original" or not arms) and cands.original is None:
+                raise self._no_baseline(req, "the control arm's creative" if serve == "original" else "the fallback")
+            if apprentice and rollout is not None and (chosen := rollout.baseline_or_explore(arms, self._rng)) is not None:
+                (style, propensity), policy_name = chosen, APPRENTICE
             elif serve == "policy" and arms:
                 decision = policy.choose(x, arms)
                 style, propensity, policy_name = str(decision.arm), float(decision.propensity), policy.name
@@ -413,8 +393,7 @@ class Service(Outcomes):
             offered = [ORIGINAL]
         else:
             offered = arms
-        # the catalog image's own rendition when stored, else the catalog image itself
-        key = stored[style].key if style in stored else product["catalog_key"]
+        key = cands.creative(style).key
         self.metrics.policy_seconds.observe(time.perf_counter() - t0)
         record = DecisionRecord(
             decision_id=os.urandom(16).hex(),
@@ -436,7 +415,15 @@ class Service(Outcomes):
             learn=serve == "policy" and fallback is None,
             activate=req.activate,
         )
-        return _Plan(req, record, stored, product, policy, version, group, index, time.perf_counter())
+        return _Plan(req, record, cands, policy, version, group, index, time.perf_counter())
+
+    def _no_baseline(self, req: DecideRequest, what: str) -> Unavailable:
+        """A decision that needs the item's baseline when it cannot be served: refused, never logged."""
+        self.metrics.fallbacks.labels(reason="baseline-unavailable").inc()
+        return Unavailable(
+            f"item {req.item_id}, placement {req.placement}: {what} is the baseline, and it cannot be served (no fitted original"
+            " creative, and the catalog photo cannot be read); the decision was not logged; see /readyz"
+        )
 
     def choose(self, x: np.ndarray, arms: list[str]):
         """The served policy's choice among ``arms`` for context ``x``: (decision, policy, model version)."""
@@ -465,11 +452,11 @@ class Service(Outcomes):
 
     def _unlogged(self, plan: _Plan) -> DecideResponse:
         """The database is down: an ad must still render, but nothing is claimed as logged."""
-        req, stored, product = plan.req, plan.stored, plan.product
+        req, cands = plan.req, plan.cands
         default = self.settings.default_style
-        styles = [s for s in sorted(stored) if s != ORIGINAL]
-        style = default if default is not None and default in stored else (styles[0] if styles else ORIGINAL)
-        key = stored[style].key if style in stored else product["catalog_key"]
+        styles = sorted(cands.styles)
+        style = default if default is not None and default in cands.styles else (styles[0] if styles else ORIGINAL)
+        # (a decision with neither a style nor a baseline was refused before the log)
         self.metrics.decided(style, "log-unavailable")
         self.metrics.fallbacks.labels(reason="log-unavailable").inc()
         return DecideResponse(
@@ -477,7 +464,7 @@ class Service(Outcomes):
             item_id=req.item_id,
             placement=req.placement,
             style=style,
-            creative=self.creative(plan.index.files[key]),
+            creative=self.creative(cands.creative(style)),
             propensity=1.0,
             policy=plan.policy.name,
             model_version=plan.version,
@@ -541,14 +528,10 @@ class Service(Outcomes):
             if self.index.reviews.get(key) == "rejected":
                 raise NotFound(f"creative '{key}' was rejected in review and is not served")
             raise NotFound(f"unknown creative '{key}'")
-        if c.path is None:
-            return c
-        try:
-            size = c.path.stat().st_size
-        except OSError:
-            size = -1
-        if size < 0 or (c.size is not None and size != c.size):  # damaged since the last refresh: never served as immutable
-            logger.error("creative %s: file %s has %d bytes, the index says %s", key, c.path, size, c.size)
+        why = file_problem(c)
+        if why:  # damaged since the last refresh: never served as immutable, and no longer chosen
+            self.damaged.mark(key, why)
+            self._count_creatives(self.index)
             raise Unavailable(f"creative '{key}' is damaged in the store (its file does not match the index); run backdrop store verify")
         return c
 
@@ -560,7 +543,8 @@ class Service(Outcomes):
             logger.error("creative %s: cannot read %s from the store: %s", c.key, c.rel, e)
             raise Unavailable(f"creative '{c.key}' cannot be read from the store right now") from None
         if c.size is not None and len(data) != c.size:
-            logger.error("creative %s: object %s has %d bytes, the index says %s", c.key, c.rel, len(data), c.size)
+            self.damaged.mark(c.key, f"object {c.rel} has {len(data)} bytes, the index says {c.size}")
+            self._count_creatives(self.index)
             raise Unavailable(f"creative '{c.key}' is damaged in the store (its file does not match the index); run backdrop store verify")
         return data
 
@@ -571,8 +555,8 @@ class _Plan:
 
     req: DecideRequest
     record: DecisionRecord
-    stored: dict
-    product: dict
+    #: what the decision could offer, and the creatives its answer is made of
+    cands: Candidates
     policy: Policy
     version: int
     group: str | None
@@ -582,13 +566,6 @@ class _Plan:
     t_log: float
 
 
-def _baseline_or_explore(rollout: RolloutSettings, arms: list[str], rng) -> tuple[str, float]:
-    """The rollout's choice while the baseline is served, and its true propensity."""
-    base, e, k = rollout.baseline_arm(arms), rollout.exploration, len(arms)
-    style = arms[int(rng.integers(k))] if rng.random() < e else base
-    return style, (1 - e) * (style == base) + e / k
-
-
 def _fixed_style(arm, item_id: str, arms: list[str]) -> str:
     wanted = arm.styles.get(item_id)
     if wanted in arms:
@@ -596,13 +573,18 @@ def _fixed_style(arm, item_id: str, arms: list[str]) -> str:
     return next((s for s in arm.order if s in arms), arms[0])
 
 
-def check_features(features: dict, limits) -> None:
-    """A deployment's limits on user features (the schema's maxima are the request model's)."""
+def check_features(features: dict, limits, encoder: FeatureEncoder, where: str = "user.features") -> None:
+    """A deployment's limits on user features (the schema's maxima are the request model's), and
+    what its encoder needs of them (a declared numeric field must be a number): :class:`Invalid`
+    naming the field, before anything is chosen or logged."""
     if len(features) > limits.max_feature_keys:
-        raise Invalid(f"user.features: at most {limits.max_feature_keys} keys, got {len(features)}")
+        raise Invalid(f"{where}: at most {limits.max_feature_keys} keys, got {len(features)}")
     # the schema's maxima are checked by the request model (non-finite numbers too); a deployment may be stricter
     for key, value in features.items():
         if len(key) > limits.max_key_length:
-            raise Invalid(f"user.features: keys must be 1-{limits.max_key_length} characters ({key[:80]!r})")
+            raise Invalid(f"{where}: keys must be 1-{limits.max_key_length} characters ({key[:80]!r})")
         if isinstance(value, str) and len(value) > limits.max_value_length:
-            raise Invalid(f"user.features.{key}: at most {limits.max_value_length} characters")
+            raise Invalid(f"{where}.{key}: at most {limits.max_value_length} characters")
+    problem = encoder.problem(features)
+    if problem is not None:
+        raise Invalid(f"{where}.{problem[0]}: {problem[1]}")

@@ -148,6 +148,9 @@ class ServiceSettings(BaseSettings):
     model_poll_s: float = Field(default=1.0, gt=0)
     #: how often the in-memory creative index is refreshed from the store
     store_refresh_s: float = Field(default=30.0, gt=0)
+    #: how often the files the index serves are checked against their indexed sizes (a damaged one
+    #: leaves the candidates at once and counts toward readiness)
+    file_check_s: float = Field(default=5.0, gt=0)
     #: serve creatives the QA checks flagged (by default they are withheld: see `backdrop report`)
     serve_flagged: bool = False
     #: serve only creatives a reviewer approved in the console (a rejected one is never served either way)

@@ -27,6 +27,15 @@ The click model (logit of the click probability of user u, product i, placement 
   numeric slopes) and an optional per-user idiosyncratic taste; centred over the offered styles of
   each impression and then over the population for every (category, style), so that it decides
   *who* prefers which style but leaves each category's average style ranking to ``m``.
+* **Variants of a style** (an overlay: the arm ``"studio-sweep+price"`` is the scene of
+  ``studio-sweep`` with a price drawn on it; :class:`Population` takes a product's arms as the store
+  holds them, ``arms=``): such an arm keeps its style's appeal and adds its variant's, in both
+  terms: ``m[c, s+v] = m[c, s] + o[c, v]`` with ``o ~ N(0, variant_sd)`` per (category, variant)
+  (a price tag helps some categories and hurts others), and ``h(u, c, l, s+v) = h(u, c, l, s) +
+  variant_taste * T[segment, v]`` (segments differ in how much a price or a sale badge draws them).
+  A plain style is unchanged, and a population without variants draws exactly what it drew before
+  variants existed. The calibration then treats every arm alike: the uniform random arm, the best
+  fixed arm and the oracle are over all of a product's arms, overlays included.
 
 **Calibration.** Every random effect is drawn from ``config.seed``; then the four scalars
 ``beta0, gamma, k_style, k_personal`` are solved for (root finding, coordinate sweeps until the
@@ -74,7 +83,7 @@ from .config import (
     preset,
 )
 from .feedback import DelayedFeedback, sample_delays
-from .population import Impression, ImpressionBatch, Population
+from .population import Impression, ImpressionBatch, Population, split_arm
 from .results import PolicyRun, SimulationResult
 from .runner import (
     BASELINES,
@@ -109,4 +118,5 @@ __all__ = [
     "preset",
     "sample_delays",
     "simulate",
+    "split_arm",
 ]

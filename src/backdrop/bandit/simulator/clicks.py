@@ -47,12 +47,15 @@ class ClickModel:
     def __init__(self, population: Population, config: SimulationConfig | None = None):
         self.population = pop = population
         self.config = c = config or population.config
+        # the style effects are drawn per style (base); an arm "STYLE+VARIANT" takes its style's and
+        # adds its variant's (n_arm == n_sty when no arm carries a variant: then nothing changes)
         n_cat, n_sty, n_seg, n_pl = (
             len(pop.categories),
-            len(pop.style_names),
+            len(pop.base_styles),
             len(pop.segments),
             len(pop.placements),
         )
+        n_arm, n_var = len(pop.style_names), len(pop.variants)
         rng = rng_stream(c.seed, "effects")
         self.cat_effect = rng.normal(0, c.category_sd, n_cat) if c.category_sd else np.zeros(n_cat)
         self.product_effect = rng.normal(0, c.product_sd, len(pop.products)) if c.product_sd else np.zeros(len(pop.products))
@@ -65,8 +68,7 @@ class ClickModel:
         m = np.zeros((n_cat, n_sty))
         mrng = rng_stream(c.seed, "effects", "style")
         for ci in range(n_cat):
-            ids = pop.set_styles[pop.category_set[ci]]
-            ids = ids[ids >= 0]
+            ids = pop.category_styles[ci]
             v = mrng.normal(size=len(ids))
             v = v - v.mean()
             sd = v.std()
@@ -96,7 +98,12 @@ class ClickModel:
             spec = c.fields[name]
             table = frng.normal(size=(len(spec.values), n_sty)) if isinstance(spec, CategoricalSpec) else frng.normal(size=n_sty)
             self.T_field[name] = (w / norm, table)
-        self.H_mean = np.zeros((n_cat, n_sty))
+        # variants (overlays): a category-level effect in the unit of m, and a segment x variant taste
+        vrng = rng_stream(c.seed, "effects", "variant")
+        self.m_variant = vrng.normal(0, c.variant_sd, (n_cat, n_var)) if c.variant_sd else np.zeros((n_cat, n_var))
+        self.T_segvar = vrng.normal(size=(n_seg, n_var))
+        self._w_variant = c.variant_taste
+        self.H_mean = np.zeros((n_cat, n_arm))
 
         # calibration
         self.beta0, self.gamma, self.k_style, self.k_personal = (
@@ -121,7 +128,8 @@ class ClickModel:
         g = pop.product_set[i]
         S = pop.set_styles[g]
         valid = S >= 0
-        Sz = np.where(valid, S, 0)
+        Sa = np.where(valid, S, 0)  # arm ids (H_mean is per arm)
+        Sz = pop.arm_base[Sa]  # their styles (the effect tables are per style)
         base = self.cat_effect[c] + self.place_effect[pl] + self.product_effect[i] + self.user_effect[u]
         cc = c[:, None]
         M = self.m[cc, Sz]
@@ -138,10 +146,16 @@ class ClickModel:
                 H += wf * table[pop.categorical[name][u][:, None], Sz]
             else:
                 H += wf * table[Sz] * pop.numeric[name][u][:, None]
+        if len(pop.variants):
+            V = pop.arm_variant[Sa]
+            has = V >= 0
+            Vz = np.where(has, V, 0)
+            M = M + np.where(has, self.m_variant[cc, Vz], 0.0)
+            H += np.where(has, self._w_variant * self.T_segvar[seg, Vz], 0.0)
         H = np.where(valid, H, 0.0)
         H -= (H.sum(axis=1) / valid.sum(axis=1))[:, None]
         if center_population:
-            H -= self.H_mean[cc, Sz]
+            H -= self.H_mean[cc, Sa]
         H = np.where(valid, H, 0.0)
         M = np.where(valid, M, 0.0)
         return _Parts(base, M, H, S, valid, g, np.bincount(g, minlength=len(pop.style_sets)))

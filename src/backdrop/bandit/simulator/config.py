@@ -137,6 +137,13 @@ class SimulationConfig(BaseModel):
 
     taste: TasteWeights = Field(default_factory=TasteWeights)
 
+    # -- variants of a style ("STYLE+VARIANT" arms: overlays such as a price tag) --
+    #: sd of a variant's effect per category, in the unit of the style effect m (unit sd): how much
+    #: a price tag helps or hurts a category's creatives over the same scene without one
+    variant_sd: float = Field(default=0.5, ge=0)
+    #: weight of the segment x variant taste next to the personal taste h (whose weights total 1)
+    variant_taste: float = Field(default=0.5, ge=0)
+
     # -- feedback --
     #: mean delay (rounds) from an impression to its outcome reaching the policy; exponential; 0 = none
     delay_mean: float = Field(default=200.0, ge=0)

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..arms import ORIGINAL
 from ..features import FeatureConfig, FeatureEncoder, NumericField
 from .config import CategoricalSpec, NumericSpec, SimulationConfig
 from .seeds import rng_stream
 
 DEMO_CATALOG = Path(__file__).resolve().parents[2] / "data" / "demo" / "products.csv"
+
+
+#: what joins a style and its variant in an arm's name (``creative.store.arm_name``)
+VARIANT_SEP = "+"
+
+
+def split_arm(arm: str) -> tuple[str, str, str]:
+    """(style, separator, variant) of an arm: ``split_arm("studio-sweep+price")`` is
+    ``("studio-sweep", "+", "price")``; a plain style has no variant."""
+    return arm.partition(VARIANT_SEP)
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,13 @@ class Population:
     ``products`` defaults to the demo catalog, ``library`` to the shipped style library; the
     placement names come from ``config.placements`` (checked against the placement file when
     ``check_placements``).
+
+    A product's style set is its category's styles in the library, or ``arms[product_id]`` when
+    given: the arms a store really holds for it, which may differ between products of one category
+    (a product on sale has a sale overlay more). An arm is a style (``"studio-sweep"``) or a variant
+    of one, ``"STYLE+VARIANT"`` (an overlay: ``"studio-sweep+price"``); ``arm_base`` and
+    ``arm_variant`` say which, and the click model gives a variant its style's appeal plus an effect
+    of its own (:mod:`backdrop.bandit.simulator`).
     """
 
     def __init__(
@@ -54,6 +72,7 @@ class Population:
         library=None,
         *,
         check_placements: bool = True,
+        arms: Mapping[str, Sequence[str]] | None = None,
     ):
         self.config = c = config or SimulationConfig()
         if products is None:
@@ -62,7 +81,8 @@ class Population:
             products = load_catalog(DEMO_CATALOG, check_images=False).products
         if not products:
             raise ValueError("the population needs at least one product")
-        if library is None:
+        arms = dict(arms or {})
+        if library is None and not all(p.product_id in arms for p in products):
             from ...styles import StyleLibrary
 
             library = StyleLibrary.load()
@@ -90,7 +110,12 @@ class Population:
             product_cat.append(cat_index.setdefault(path, len(cat_index)))
             if len(cat_index) > len(self.categories):
                 self.categories.append(path)
-            styles = tuple(s.name for s in library.for_category(path))
+            if p.product_id in arms:
+                styles = tuple(arms[p.product_id])
+                if not styles or len(set(styles)) != len(styles) or ORIGINAL in styles:
+                    raise ValueError(f"arms of {p.product_id}: give distinct arms, not {ORIGINAL!r} (got {', '.join(styles) or 'none'})")
+            else:
+                styles = tuple(s.name for s in library.for_category(path))
             if not styles:
                 raise ValueError(f"no styles for category {' > '.join(path)}")
             product_set.append(set_index.setdefault(styles, len(set_index)))
@@ -100,10 +125,32 @@ class Population:
                 names.setdefault(s, len(names))
         self.style_names: list[str] = list(names)
         self.style_index = names
+        # every arm's style and variant ("studio-sweep+price": studio-sweep, price); a plain style is its own base
+        bases: dict[str, int] = {}
+        variants: dict[str, int] = {}
+        arm_base, arm_variant = [], []
+        for arm in self.style_names:
+            base, _, variant = split_arm(arm)
+            arm_base.append(bases.setdefault(base, len(bases)))
+            arm_variant.append(variants.setdefault(variant, len(variants)) if variant else -1)
+        #: the styles (arms without their variant), in order of first appearance
+        self.base_styles: list[str] = list(bases)
+        #: the variants (overlays) the arms carry
+        self.variants: list[str] = list(variants)
+        self.arm_base = np.array(arm_base, dtype=np.intp)
+        self.arm_variant = np.array(arm_variant, dtype=np.intp)
         self.product_category = np.array(product_cat, dtype=np.intp)
         self.product_set = np.array(product_set, dtype=np.intp)
         self.category_set = np.zeros(len(self.categories), dtype=np.intp)
         self.category_set[self.product_category] = self.product_set
+        #: per category, the styles (base ids) of all its products' sets, in order of first appearance
+        self.category_styles: list[np.ndarray] = []
+        for ci in range(len(self.categories)):
+            seen: dict[int, None] = {}
+            for g in dict.fromkeys(self.product_set[self.product_category == ci].tolist()):
+                for arm in self.style_sets[g]:
+                    seen.setdefault(int(self.arm_base[names[arm]]), None)
+            self.category_styles.append(np.array(list(seen), dtype=np.intp))
         k_max = max(len(s) for s in self.style_sets)
         self.set_styles = np.full((len(self.style_sets), k_max), -1, dtype=np.intp)
         for g, styles in enumerate(self.style_sets):

@@ -56,7 +56,8 @@ class Outcomes:
             cur.execute(
                 self._sql("UPDATE decisions SET activated_at = ? WHERE decision_id = ? AND activated_at IS NULL"), (now, decision_id)
             )
-        return "activated"
+            # under PostgreSQL's read committed, concurrent activations all saw it unactivated: one updated the row
+            return "activated" if cur.rowcount == 1 else "already-activated"
 
     def _joinable(self, cur, decision_id: str, at: float, received_at: float, join_window_s: float, what: str) -> bool:
         """Check an outcome may join its decision (else raise); whether the decision is activated."""
@@ -141,7 +142,10 @@ class Outcomes:
                 (first_seq, last_seq),
             )
             for decision_id, type_, value, currency in cur.fetchall():
-                out.setdefault(decision_id, []).append(Outcome(type_, None if value is None else float(value), currency))
+                got = out.setdefault(decision_id, [])
+                if type_ == FEEDBACK and any(o.type == FEEDBACK for o in got):
+                    continue  # feedback counts once, however it arrived (events of logs made before it went to rewards)
+                got.append(Outcome(type_, None if value is None else float(value), currency))
         return out
 
     def rewarded(self, rows: list, reward: RewardFunction | None) -> list[tuple]:
