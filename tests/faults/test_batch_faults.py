@@ -141,7 +141,7 @@ def test_store_verify_finds_missing_damaged_and_orphan_files_and_repair_fixes_th
 
 
 def test_a_store_on_read_only_media_is_served(small_store, tmp_path, capsys):
-    with tiny_fs(tmp_path / "ro", "20m") as fs:
+    with tiny_fs(tmp_path / "ro", "64m") as fs:  # the small store, baselines included, with room to spare
         shutil.copytree(small_store, fs / "store", ignore=shutil.ignore_patterns("events.sqlite*", "api-key"))
         # checkpoint the WAL away, as a store copied onto read-only media usually is
         db = sqlite3.connect(fs / "store" / "index.sqlite")
