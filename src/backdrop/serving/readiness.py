@@ -70,8 +70,8 @@ def readiness(service) -> tuple[list[str], list[str]]:
         if baselines:
             item, placement = baselines[0]
             notes.append(
-                f"{len(baselines)} baseline(s) cannot be served (first: item {item}, placement {placement}: no fitted original"
-                " creative and the catalog photo cannot be read); decisions that need them are refused;"
+                f"{len(baselines)} baseline(s) cannot be served (first: item {item}, placement {placement}: its fitted original is"
+                " missing, damaged or rejected, and the catalog photo cannot stand in); decisions that need them are refused;"
                 " run `backdrop generate` again or fix the catalog's image paths"
             )
         bad = len(broken) + len(baselines) > service.settings.max_broken_creatives

@@ -421,8 +421,9 @@ class Service(Outcomes):
         """A decision that needs the item's baseline when it cannot be served: refused, never logged."""
         self.metrics.fallbacks.labels(reason="baseline-unavailable").inc()
         return Unavailable(
-            f"item {req.item_id}, placement {req.placement}: {what} is the baseline, and it cannot be served (no fitted original"
-            " creative, and the catalog photo cannot be read); the decision was not logged; see /readyz"
+            f"item {req.item_id}, placement {req.placement}: {what} is the baseline, and it cannot be served (its fitted original"
+            " is missing, damaged or rejected in review, and the catalog photo cannot stand in); the decision was not logged;"
+            " see /readyz"
         )
 
     def choose(self, x: np.ndarray, arms: list[str]):
