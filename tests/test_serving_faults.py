@@ -54,7 +54,8 @@ def test_database_down_still_renders_an_ad_and_claims_nothing(small_store, own_p
         assert ready.status_code == 503 and any(p.startswith("event log unreachable") for p in ready.json()["problems"])
         t0 = time.perf_counter()
         down = [c.post("/v1/decide", json=body | {"request_id": f"r{i}"}) for i in range(5)]
-        assert time.perf_counter() - t0 < 5  # fails fast, does not hang the ad server
+        # the bound only catches a hang (each answer waits at most log_timeout_ms, 50 ms): how fast is benchmarked
+        assert time.perf_counter() - t0 < 60, "decides hung with the database down"
         for r in down:
             assert r.status_code == 200
             d = r.json()

@@ -373,18 +373,19 @@ def _raw(port: int, data: bytes, wait: float = 3.0) -> tuple[bytes, float]:
 
 def test_an_unauthenticated_upload_is_refused_before_its_body_is_read(server):
     headers = b"POST /v1/models HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\ncontent-type: application/octet-stream\r\n\r\n"
-    got, took = _raw(server.port, headers, wait=5)  # not a byte of body: the answer must not wait for one
+    # not a byte of body: a server that read first would answer 408 after the 1 s body timeout, not 401
+    got, _ = _raw(server.port, headers, wait=30)
     assert got.startswith(b"HTTP/1.1 401"), got[:200]
-    assert took < 2.0
 
 
 def test_slow_headers_and_slow_bodies_are_cut_off(server):
-    got, took = _raw(server.port, b"POST /v1/decide HTTP/1.1\r\nhost: x\r\n", wait=5)  # headers never finish
-    assert got.startswith(b"HTTP/1.1 408") and took < 3.0, (got[:100], took)
+    # the 30 s bound only stops a hang: the cut-off itself is the 408 (limits of 1 s in the fixture's config)
+    got, took = _raw(server.port, b"POST /v1/decide HTTP/1.1\r\nhost: x\r\n", wait=30)  # headers never finish
+    assert got.startswith(b"HTTP/1.1 408"), (got[:100], took)
     got, took = _raw(
-        server.port, b"POST /v1/decide HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{", wait=5
+        server.port, b"POST /v1/decide HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{", wait=30
     )
-    assert got.startswith(b"HTTP/1.1 408") and took < 3.0, (got[:100], took)
+    assert got.startswith(b"HTTP/1.1 408"), (got[:100], took)
 
 
 def test_a_key_on_the_command_line_is_warned_about_and_never_left_in_a_file(small_store, tmp_path):
