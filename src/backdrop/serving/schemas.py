@@ -52,7 +52,12 @@ class DecideRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     request_id: str | None = Field(
-        default=None, min_length=1, max_length=128, description="Idempotency key: a retry with the same id gets the same decision"
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="Idempotency key: a retry with the same id gets the same decision (the prefix 'personalizer:' is Personalizer's)",
+        # the contract says what _own_namespace refuses (a pattern with a lookahead is not portable)
+        json_schema_extra={"not": {"type": "string", "pattern": f"^{PERSONALIZER_NAMESPACE}"}},
     )
     user: User = Field(default_factory=User)
     item_id: str = Field(min_length=1, max_length=256)
