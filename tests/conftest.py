@@ -1,4 +1,5 @@
 import contextlib
+import csv
 import os
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SAMPLE_CATALOG = SHARED_DATA / "saleor-catalog"
 OBD = SHARED_DATA / "obd"
+MAGENTO = SHARED_DATA / "magento-catalog"
 
 #: `make test` sets this: a missing prerequisite (browser, weights, shared data) fails instead of skipping
 STRICT = bool(os.environ.get("BACKDROP_REQUIRE_ALL"))
@@ -20,6 +22,19 @@ def need(condition: bool, reason: str) -> None:
     if STRICT:
         pytest.fail(f"required for `make test`: {reason}")
     pytest.skip(reason)
+
+
+def magento_catalog(out: Path, ids) -> Path:
+    """A catalog file at ``out`` of the Magento products ``ids``, their photos read where they are (never copied)."""
+    need((MAGENTO / "products.csv").is_file(), f"the shared Magento catalog at {MAGENTO}")
+    with open(MAGENTO / "products.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["product_id"] in ids]
+    with open(out, "w", newline="") as f:
+        wr = csv.DictWriter(f, fieldnames=list(rows[0]))
+        wr.writeheader()
+        for r in rows:
+            wr.writerow(r | {"image": str(MAGENTO / r["image"])})
+    return out
 
 
 @pytest.fixture(scope="session", autouse=True)

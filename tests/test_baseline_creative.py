@@ -4,7 +4,6 @@ the decision service's control arm ("original") has each placement's size."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -23,25 +22,14 @@ from backdrop.imaging.plain import CUTOUT_FILL, photo_fill, plain_background
 from backdrop.serving.app import create_app
 from backdrop.serving.settings import load_settings
 from backdrop.styles import StyleLibrary
-from conftest import SHARED_DATA, need
+from conftest import magento_catalog
 
-MAGENTO = SHARED_DATA / "magento-catalog"
 PSET = load_placement_set()
 PLACEMENTS = {p.name: p for p in PSET.placements}
 
 
 def _magento_catalog(tmp_path: Path, ids: tuple[str, ...]) -> Path:
-    """A catalog of Magento products, their photos read where they are (never copied)."""
-    need((MAGENTO / "products.csv").is_file(), f"the shared Magento catalog at {MAGENTO}")
-    with open(MAGENTO / "products.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["product_id"] in ids]
-    out = tmp_path / "catalog.csv"
-    with open(out, "w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=list(rows[0]))
-        wr.writeheader()
-        for r in rows:
-            wr.writerow(r | {"image": str(MAGENTO / r["image"])})
-    return out
+    return magento_catalog(tmp_path / "catalog.csv", ids)
 
 
 def _config(names, **kw) -> PipelineConfig:

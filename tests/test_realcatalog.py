@@ -28,9 +28,8 @@ from backdrop.imaging.layout import QARules, layout, load_placement_set, load_pl
 from backdrop.imaging.people import PersonDetector, skin_mask
 from backdrop.imaging.quality import procedural_quality, qa_checks
 from backdrop.styles import Style, StyleLibrary, fill_template, fix_articles
-from conftest import SHARED_DATA, need
+from conftest import MAGENTO, magento_catalog, need
 
-MAGENTO = SHARED_DATA / "magento-catalog"
 PLACEMENTS = load_placements()
 SKIN = (224, 172, 140)
 
@@ -557,16 +556,8 @@ HARD = ["MH03", "MP03", "WJ04", "24-WB02", "24-WG02", "24-UG03"]
 
 @pytest.fixture(scope="module")
 def magento_store(tmp_path_factory):
-    need((MAGENTO / "products.csv").is_file(), f"the shared Magento catalog at {MAGENTO}")
     out = tmp_path_factory.mktemp("magento")
-    with open(MAGENTO / "products.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["product_id"] in HARD]
-    cat = out / "hard.csv"
-    with open(cat, "w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=list(rows[0]))
-        wr.writeheader()
-        for r in rows:
-            wr.writerow(r | {"image": str(MAGENTO / r["image"])})
+    cat = magento_catalog(out / "hard.csv", HARD)
     assert (
         main(
             [
