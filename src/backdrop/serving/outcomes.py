@@ -9,11 +9,8 @@ from .errors import Conflict, Invalid, NotFound, Unavailable
 from .eventlog import EarlyReward, EventLog, LogUnavailable, TooLate, UnknownDecision
 from .metrics import Metrics
 from .rewards import FEEDBACK
-from .schemas import EventRequest
+from .schemas import MAX_FEEDBACK, EventRequest
 from .settings import ServiceSettings
-
-#: the bound of a feedback value (``FeedbackRequest.reward``'s)
-FEEDBACK_BOUND = 1e6
 
 
 class Outcomes:
@@ -41,15 +38,15 @@ class Outcomes:
 
     def event(self, req: EventRequest) -> tuple[str, bool]:
         """Join an outcome event to its decision: ("joined" or "duplicate", whether the decision is activated)."""
-        why = self.settings.reward.check(req.type, None if req.value is None else float(req.value), req.currency)
         if req.type == FEEDBACK:  # the feedback value, however it arrives, counts once: /v1/feedback's row
             if req.value is None:
                 raise Invalid("value: a feedback event needs its value (a JSON number), as /v1/feedback's reward")
-            if abs(req.value) > FEEDBACK_BOUND:
-                raise Invalid(f"value: a feedback value must be within +-{FEEDBACK_BOUND:g}, as /v1/feedback's reward")
+            if abs(req.value) > MAX_FEEDBACK:
+                raise Invalid(f"value: a feedback value must be within +-{MAX_FEEDBACK:g}, as /v1/feedback's reward")
             status, activated = self.feedback(req.decision_id, float(req.value), req.at)
             self.metrics.events.labels(type=req.type, status=status).inc()
             return status, activated
+        why = self.settings.reward.check(req.type, None if req.value is None else float(req.value), req.currency)
         if why:
             self.metrics.events.labels(type=req.type, status="refused").inc()
             raise Invalid(f"{req.type}: {why}")

@@ -26,12 +26,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import Conflict, Invalid, NotFound, ServiceError, Unavailable, http_status
 from .eventlog import LogUnavailable, RequestConflict
 from .records import DecisionRecord
-from .schemas import MAX_FEATURE_KEYS, MAX_SAFE_INT, PERSONALIZER_NAMESPACE
+from .schemas import MAX_FEATURE_KEYS, MAX_SAFE_INT, PERSONALIZER_NAMESPACE, FeedbackValue
 
 PREFIX = "/personalizer/v1.0"
 WRONG_KEY = "missing or wrong subscription key (Ocp-Apim-Subscription-Key)"
@@ -89,7 +89,7 @@ class RankResponse(BaseModel):
 
 class RewardRequest(BaseModel):
     #: a JSON number, as /v1/feedback's reward: "1" and true are refused
-    value: Annotated[StrictFloat, Field(allow_inf_nan=False, ge=-1e6, le=1e6)] | Annotated[StrictInt, Field(ge=-(10**6), le=10**6)]
+    value: FeedbackValue
 
 
 def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:

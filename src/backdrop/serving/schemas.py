@@ -21,6 +21,13 @@ from .rewards import EVENT_TYPE_PATTERN
 #: the schema's hard maxima; a deployment's ``limits`` may only be stricter
 MAX_FEATURE_KEYS, MAX_KEY_LENGTH, MAX_VALUE_LENGTH = 64, 64, 256
 FeatureKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_LENGTH)]
+#: a feedback value's bound, however it arrives (/v1/feedback, a feedback event, Personalizer's reward)
+MAX_FEEDBACK = 10**6
+#: a feedback value: a JSON number (not a string, not a boolean) within +-MAX_FEEDBACK
+FeedbackValue = (
+    Annotated[StrictFloat, Field(allow_inf_nan=False, ge=-MAX_FEEDBACK, le=MAX_FEEDBACK)]
+    | Annotated[StrictInt, Field(ge=-MAX_FEEDBACK, le=MAX_FEEDBACK)]
+)
 #: the request_ids of Personalizer ranks (``personalizer:<eventId>``): one namespace per client
 PERSONALIZER_NAMESPACE = "personalizer:"
 #: integers a JSON parser anywhere reads exactly (IEEE doubles' integer range)
@@ -107,9 +114,7 @@ class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision_id: str = Field(min_length=1, max_length=64)
-    reward: Annotated[StrictFloat, Field(allow_inf_nan=False, ge=-1e6, le=1e6)] | Annotated[StrictInt, Field(ge=-(10**6), le=10**6)] = (
-        Field(description="1 for a click, 0 for none, or a value (a JSON number: not a string, not a boolean)")
-    )
+    reward: FeedbackValue = Field(description="1 for a click, 0 for none, or a value (a JSON number: not a string, not a boolean)")
     at: Annotated[float, Field(allow_inf_nan=False, ge=0)] | None = Field(
         default=None, description="When the event happened (unix seconds); default: now"
     )
