@@ -1,6 +1,6 @@
 """Creative generation benchmark: procedural creatives per second per core, and segmentation quality.
 
-    python benchmarks/bench_generate.py [--quick] [--no-segmentation]
+    python benchmarks/bench_generate.py [--quick] [--no-segmentation] [--render-only]
 
 Measures, on the demo catalog at the square 1080x1080 placement with every style of each
 product's category:
@@ -111,6 +111,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer products and repeats (smoke run; results not written)")
     ap.add_argument("--no-segmentation", action="store_true", help="skip the segmentation table (then RESULTS.md is not written)")
+    ap.add_argument(
+        "--render-only",
+        action="store_true",
+        help="only the render + composite figures (no PNG, pipeline or segmentation; RESULTS.md is not written): "
+        "run it against two checkouts back to back to compare renderers",
+    )
     args = ap.parse_args()
 
     catalog = load_catalog(DEMO_DIR / "products.csv")
@@ -124,6 +130,13 @@ def main() -> None:
         f"with PNG encode {r['with_png_per_s']:.1f}/s; staged scenes {r['staged']['per_s']:.1f}/s, others {r['plain']['per_s']:.1f}/s",
         flush=True,
     )
+    if args.render_only:
+        print(
+            f"render-only: all {r['render_per_s']:.1f}/s (p50 {r['render_ms_p50']:.1f} ms, p95 {r['render_ms_p95']:.1f} ms); "
+            f"staged {r['staged']['per_s']:.1f}/s (p50 {r['staged']['p50']:.1f}, p95 {r['staged']['p95']:.1f} ms, n={r['staged']['n']}); "
+            f"others {r['plain']['per_s']:.1f}/s (p50 {r['plain']['p50']:.1f} ms, n={r['plain']['n']})"
+        )
+        return
     cores = os.cpu_count() or 1
     pipes = [bench_pipeline(products, library, placement, w) for w in sorted({1, cores})]
     for p in pipes:

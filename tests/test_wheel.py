@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: sha256 of the demo store's 735 creative keys, sorted, one per line (300 plain creatives, 300 with
 #: the price, 75 with the sale overlay, 60 baselines: 20 products x 3 placements). A change here
 #: changes every served creative's URL and cache entry: bump it only on purpose.
-DEMO_KEYS_SHA256 = "e43b0b502fc316ec0c0fe88be95cd8ba11f1bad0a0a3e6bcdd5f17b955786fed"
+DEMO_DAY = "2026-12-06"  # seasonal styles are planned by the day: the keys are pinned for one
+DEMO_KEYS_SHA256 = "3c3c2ca4a8fb79d752c2e675775873de1efe4ddeb3f6cabaf06062d42f5d3a74"
 DEMO_CREATIVES = 735
 
 
@@ -72,7 +73,7 @@ def test_the_wheel_runs_demo_and_cost_from_an_empty_directory(tmp_path):
     assert r.returncode == 0, r.stderr
     cost = json.loads(r.stdout)
     assert cost["provenance"]["decisions_per_s_per_core"] == "measured", cost["provenance"]
-    r = run("demo", "--out", "out", "--no-progress", "--json")
+    r = run("demo", "--out", "out", "--on", DEMO_DAY, "--no-progress", "--json")
     assert r.returncode == 0, r.stderr[-2000:]
     demo = json.loads(r.stdout)
     assert demo["generated"] == DEMO_CREATIVES and demo["failed"] == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -153,6 +154,7 @@ def register(sub) -> dict:
     d.add_argument("--out", "-o", type=Path, default=Path("demo-out"), help="output directory (store/ and report.html)")
     d.add_argument("--workers", type=_positive_int, help="worker processes (default: one per core)")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--on", type=_day, metavar="YYYY-MM-DD", help="plan seasonal styles as on this day (default: today)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.add_argument("--json", action="store_true")
     return {
@@ -192,6 +194,12 @@ def _add_generation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--locale", default="en_US", help="how prices are written where the catalog has no locale column (de_DE: 1.299,00 €)")
     p.add_argument("--segmenter", default="auto", choices=["auto", "classical", "u2netp", "combined"], help="mask for images without alpha")
     p.add_argument("--seed", type=int, default=0, help="base seed; each creative derives its own from it")
+    p.add_argument(
+        "--on",
+        type=_day,
+        metavar="YYYY-MM-DD",
+        help="plan seasonal styles (festive, winter) as on this day (default: today); the same day gives the same creatives",
+    )
     p.add_argument("--format", default="png", choices=sorted(FORMATS), help="creative file format (png/webp lossless)")
     p.add_argument("--workers", type=_positive_int, help="worker processes (default: one per core; 1 for diffusion)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -252,6 +260,13 @@ def _add_generation_options(p: argparse.ArgumentParser) -> None:
     dg.add_argument("--gate-max-expansion", type=float, default=0.15, help="max object expansion (share of the product's area)")
     dg.add_argument("--gate-min-iou", type=float, default=0.8, help="min IoU of the generated foreground with the product")
     dg.add_argument("--gate-max-halo", type=float, default=14.0, help="max Delta E of the ring around the product")
+
+
+def _day(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day (YYYY-MM-DD)") from None
 
 
 def _pipeline_config(args, placement_names=None, max_styles=None):
@@ -355,6 +370,7 @@ def _pipeline_config(args, placement_names=None, max_styles=None):
         gate=gate,
         framing=placement_set.framing,
         qa=placement_set.qa,
+        day=getattr(args, "on", None),
     )
 
 
@@ -502,6 +518,9 @@ def cmd_styles(args) -> int:
             print(json.dumps({"library": library.source, "categories": cats}))
             return 0
         print(f"{library.source}: {len(cats)} categories, {len(styles)} styles")
+        seasonal = [s for s in styles.values() if s.season is not None]
+        if seasonal:
+            print("seasonal: " + ", ".join(f"{s.name} ({s.season}{'' if s.in_season() else ', out of season today'})" for s in seasonal))
         for c in cats:
             print(f"\n{c['category']}: {', '.join(c['styles'])}")
             if c["keywords"]:
@@ -510,13 +529,17 @@ def cmd_styles(args) -> int:
                 print(f"  google: {'; '.join(c['google'])}")
         return 0
     match = library.match(args.category or "", google_category=args.google_category, product_type=args.product_type)
-    out = match.to_dict() | {"suits": {s.name: s.suits for s in match.styles}}
+    out = match.to_dict() | {
+        "suits": {s.name: s.suits for s in match.styles},
+        "seasons": {s.name: s.season.model_dump() for s in match.styles if s.season is not None},
+    }
     if args.json:
         print(json.dumps(out))
         return 0
     print(f"{args.category or '(no category)'} -> {match.category}  [{match.rule}: {match.why}]")
     for s in match.styles:
-        print(f"  {s.name:18s} suits {s.suits:9s} {s.description}")
+        season = f" [season {s.season}{'' if s.in_season() else ', out of season today'}]" if s.season is not None else ""
+        print(f"  {s.name:18s} suits {s.suits:9s} {s.description}{season}")
     return 0
 
 
@@ -600,6 +623,7 @@ def cmd_demo(args) -> int:
         segmenter="auto",
         seed=args.seed,
         format="png",
+        on=args.on,
     )
     ns.overlays = DEMO_OVERLAYS
     config = _pipeline_config(ns, placement_names=DEMO_PLACEMENTS, max_styles=DEMO_STYLES_PER_PRODUCT)

@@ -18,6 +18,7 @@ background is the photo's own.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -69,10 +70,12 @@ def render_original(rgba: np.ndarray, scene: Scene, fill: tuple[int, int, int], 
 
 def original_checks(creative: np.ndarray, scene: Scene, subject: Subject, metrics: dict, rules: QARules) -> list[dict]:
     """The layout's QA checks (see the module docstring)."""
-    layout_only = rules.model_copy(update={"min_edge_contrast": 0.0, "max_halo": math.inf, "max_trapped_share": 1.0})
+    layout_only = rules.model_copy(
+        update={"min_edge_contrast": 0.0, "max_halo": math.inf, "max_trapped_share": 1.0, "max_fringe": math.inf}
+    )
     return qa_checks(
         creative,
-        scene,
+        replace(scene, support=None),  # the photo on its own colour: no floor to rest on
         photo_cut=subject.cut,
         on_model=subject.on_model,
         style_suits="both",

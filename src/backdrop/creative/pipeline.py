@@ -16,6 +16,7 @@ no generator: the catalog photo on each placement's canvas); the local runner an
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import time
 from collections.abc import Sequence
@@ -26,8 +27,9 @@ import numpy as np
 from ..generators import GatedGenerator, GenerationRequest, Generator, describe_generator, get_generator
 from ..imaging.color import dominant_colors
 from ..imaging.composite import composite, exact_region_matches
+from ..imaging.decontaminate import decontaminate
 from ..imaging.framing import FramingRules
-from ..imaging.layout import Placement, QARules, Scene, layout
+from ..imaging.layout import Placement, QARules, Scene, View, layout
 from ..imaging.mask import Segmenter, alpha_is_meaningful, get_segmenter, product_mask
 from ..imaging.plain import photo_fill
 from ..imaging.quality import Gate, procedural_quality, qa_checks
@@ -63,6 +65,7 @@ class PipelineConfig:
     overlay_library: OverlayLibrary | None = None  # None: the packaged templates
     locale: str = "en_US"  # prices' format where the catalog names no locale
     brand_logo: str | None = None  # the logo where the catalog names none: a file, or a folder of <brand>.png
+    day: dt.date | None = None  # plan seasonal styles as on this day (None: today)
 
     def overlay_templates(self) -> list[OverlayTemplate | None]:
         names = self.overlays or ("none",)
@@ -103,21 +106,28 @@ def category_for(product: Product, library: StyleLibrary) -> CategoryMatch:
     )
 
 
-def styles_for(product: Product, config: PipelineConfig, subject: Subject | None = None) -> tuple[CategoryMatch, list[Style]]:
-    """The category match and the styles a product gets.
+def styles_for(
+    product: Product, config: PipelineConfig, subject: Subject | None = None, on: dt.date | None = None
+) -> tuple[CategoryMatch, list[Style]]:
+    """The category match and the styles a product gets on the day ``on`` (default: today).
 
-    An on-model product keeps the styles that suit a person standing (else the default
-    category's that do). ``config.styles`` narrows them; when none of them is left,
-    :class:`StyleSelectionError` names the product, its category and the styles it has
-    (:func:`missing_styles` tells, per category, which requested styles it lacks).
+    Seasonal styles (a ``season`` window in the library) are left out of season. An on-model
+    product keeps the styles that suit a person standing (else the default category's that do).
+    ``config.styles`` narrows them; when none of them is left, :class:`StyleSelectionError` names
+    the product, its category and the styles it has (:func:`missing_styles` tells, per category,
+    which requested styles it lacks).
     """
+    day = on or config.day or dt.date.today()
     match = category_for(product, config.library)
-    styles = list(match.styles)
+    styles = [s for s in match.styles if s.in_season(day)]
+    out_of_season = [s.name for s in match.styles if not s.in_season(day)]
+    if not styles:
+        styles = config.library.for_category("default", on=day)
     on_model = subject is not None and subject.on_model
     if on_model:
         suitable = [s for s in styles if s.suits_subject(True)]
         if not suitable:
-            suitable = [s for s in config.library.for_category("default") if s.suits_subject(True)]
+            suitable = [s for s in config.library.for_category("default", on=day) if s.suits_subject(True)]
         styles = suitable
     if config.styles is not None:
         have = [s.name for s in styles]
@@ -129,6 +139,7 @@ def styles_for(product: Product, config: PipelineConfig, subject: Subject | None
                 f"product {product.product_id} ({product.category_str or '-'} -> style category "
                 f"'{match.category}'{subject_note}) has none of the styles {', '.join(config.styles)}; "
                 f"its styles: {', '.join(have)}"
+                + (f" (out of season on {day.isoformat()}: {', '.join(out_of_season)})" if out_of_season else "")
             )
     if config.max_styles is not None:
         styles = styles[: config.max_styles]
@@ -208,7 +219,12 @@ class CreativeMaker:
         return f"{self.mask_method()}|{self.analyser.method}"
 
     def _decode(self, product: Product, sha: str) -> tuple[np.ndarray, np.ndarray, str]:
-        """(rgb, soft mask, mask source) of the product photo; the last one is kept for prepare()."""
+        """(rgb, soft mask, mask source) of the product photo; the last one is kept for prepare().
+
+        For a mask from a segmenter the rgb's soft edge band is decontaminated (the photo's
+        backdrop colour taken out, so no light fringe shows on a dark scene; the fully opaque
+        pixels stay the photo's); ``rgba`` (the 5th item kept) stays the photo as loaded.
+        """
         if self._decoded is not None and self._decoded[0] == sha:
             return self._decoded[1:4]
         rgba = load_image(product.image_path)
@@ -217,6 +233,8 @@ class CreativeMaker:
         if not alpha.any():
             raise ValueError("the product mask is empty (segmentation found no product)")
         rgb = np.ascontiguousarray(rgba[..., :3])
+        if source != "alpha":
+            rgb = decontaminate(rgb, alpha)
         self._decoded = (sha, rgb, alpha, source, rgba)
         return rgb, alpha, source
 
@@ -318,14 +336,19 @@ class CreativeMaker:
         sha = image_sha256 or product.image_sha256()
         rgb, alpha, _ = self._decode(product, sha)
         palette = dominant_colors(rgb, alpha)
-        cut = specs[0].subject.cut
+        subject = specs[0].subject
+        cut = subject.cut
+        view: View = "top" if subject.view == "top" else "front"
         scenes: dict[tuple[str, float], Scene] = {}
         prepared = []
         for spec in specs:
-            lift = podium_lift(spec.style.procedural) if spec.placement.anchor == "floor" and "bottom" not in cut else 0.0
+            standing = spec.placement.anchor == "floor" and "bottom" not in cut and view == "front"
+            lift = podium_lift(spec.style.procedural) if standing else 0.0
             if (spec.placement.name, lift) not in scenes:
                 placement = spec.placement.model_copy(update={"ground": spec.placement.ground - lift}) if lift else spec.placement
-                scenes[spec.placement.name, lift] = layout(rgb, alpha, placement, palette=palette, cut=cut)
+                scenes[spec.placement.name, lift] = layout(
+                    rgb, alpha, placement, palette=palette, cut=cut, view=view, on_model=subject.on_model
+                )
             prepared.append(PreparedScene(spec=spec, scene=scenes[spec.placement.name, lift]))
         return prepared
 
@@ -500,6 +523,8 @@ class CreativeMaker:
                 trapped_share=subject.trapped_share,
                 metrics=metrics,
                 rules=self.config.qa,
+                mask_from_photo=subject.mask_source != "alpha",
+                left_out_share=subject.left_out_share,
             )
             self._scene_checked = (background, scene, (spec.style.name, spec.placement.name), creative, dict(metrics), list(reasons))
         if spec.overlay is not None and spec.overlay_data is not None:  # a layer of its own, after the scene's checks

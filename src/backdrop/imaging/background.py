@@ -7,7 +7,7 @@ import hashlib
 import cv2
 import numpy as np
 
-from .maskops import border_connected, disk
+from .maskops import border_connected, disk, nearest_values
 
 
 class ColourModel:
@@ -222,4 +222,157 @@ def trapped_background(mask: np.ndarray, cm: ColourModel, min_area_frac: float =
         # the anti-aliased fringe where the gap meets the product goes with it
         fringe = (cv2.dilate(out.astype(np.uint8), disk(2)) > 0) & mask & (cm.dist < 4.0 * cm.tau)
         out |= fringe
+    return out
+
+
+def background_gaps(mask: np.ndarray, cm: ColourModel, min_area: int = 12, max_frac: float = 0.005, min_level: float = 250.0) -> np.ndarray:
+    """Backdrop seen through gaps the mask holds that :func:`trapped_background` leaves (bool (H, W)).
+
+    The slivers between fingers, between an arm and the torso, between hair and a shirt: small
+    patches of the photo's background colour inside the mask, often next to light fabric (which
+    fails that function's contrast test) and often opening to the outside through a narrow neck
+    (a wedge under the arm). A candidate is a connected part of the mask within 2x the noise
+    threshold of the background colour with at least 40% of it, and its median, within the
+    threshold (white fabric is shaded: it rarely gets there), a median gradient below 8 grey levels / px and at
+    most ``max_frac`` of the mask (a sliver; a white shoe's upper on white is no gap). It is
+    background when the product just around it (2-4 px out, inside the mask) mostly (>= 50%)
+    clearly differs from the background colour (> 2x the threshold: a highlight on white fabric
+    fades into the fabric instead) and does not lie both lighter and darker than it (>= 20% each: a
+    band of shading through the background colour, white fabric on a grey backdrop), and
+
+    - it is enclosed (under 10% of its outline on the silhouette's outside) and near the outside
+      of the silhouette (within half its extent or a fifth of the product's size; a white logo in
+      the middle of a shirt stays), or
+    - it opens to the outside through a neck narrower than it is deep (the length of its contact
+      with the outside at most its deepest point's distance from the outside): a wedge under the
+      arm, while a white strip along the silhouette's edge (a sole, a lit sleeve) is the
+      segmenter's boundary decision.
+
+    Only on a white set (every channel of the background colour >= ``min_level``), where nothing
+    in the product is lighter than the backdrop: on an off-white or grey one the shading of light
+    products passes through the backdrop's colour in bands that look like these gaps (measured
+    on benchmarks/bench_segment.py: white hoodies, plimsolls and bottles on (246, 244, 240) and
+    (232, 232, 232) lost patches), and what is trapped there is left to
+    :func:`trapped_background`.
+    """
+    h, w = mask.shape
+    out = np.zeros((h, w), bool)
+    area_all = int(mask.sum())
+    if area_all == 0 or float(cm.bg.min()) < min_level:
+        return out
+    cand = cv2.morphologyEx((mask & (cm.dist < 2.0 * cm.tau)).astype(np.uint8), cv2.MORPH_OPEN, disk(1))
+    n, lab, st, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
+    if n <= 1:
+        return out
+    exterior = border_connected(~mask)
+    to_exterior = cv2.distanceTransform((~exterior).astype(np.uint8), cv2.DIST_L2, 3)
+    exact = cm.dist < cm.tau
+    contrast = cm.dist > 2.0 * cm.tau
+    size = float(np.sqrt(area_all))
+    max_area = max_frac * area_all
+    for i in range(1, n):
+        x, y, bw, bh, area = (int(v) for v in st[i])
+        if area < min_area or area > max_area:
+            continue
+        p = 6
+        sl = (slice(max(0, y - p), min(h, y + bh + p)), slice(max(0, x - p), min(w, x + bw + p)))
+        comp = (lab[sl] == i).astype(np.uint8)
+        inside = comp > 0
+        if (
+            np.count_nonzero(exact[sl] & inside) < 0.4 * area
+            or np.median(cm.dist[sl][inside]) > cm.tau
+            or np.median(cm.grad[sl][inside]) > 8.0
+        ):
+            continue
+        m = mask[sl]
+        near = (cv2.dilate(comp, disk(2)) > 0) & ~inside
+        ring = (cv2.dilate(comp, disk(4)) > 0) & ~near & ~inside & m
+        if ring.any() and np.count_nonzero(contrast[sl] & ring) < 0.5 * int(ring.sum()):
+            continue
+        # the product around it on both sides of the background colour, lighter and darker: a
+        # band of shading passing through it (white fabric on a grey backdrop), no gap
+        shade = cm.shade[sl][contrast[sl] & ring]
+        if min(np.count_nonzero(shade > 1.0), np.count_nonzero(shade < 1.0)) >= 0.2 * max(shade.size, 1):
+            continue
+        ext = exterior[sl]
+        n_near = max(int(near.sum()), 1)
+        contact = np.count_nonzero(near & ext)
+        d = to_exterior[sl][inside]
+        at_frame = x == 0 or y == 0 or x + bw == w or y + bh == h  # open to the outside through the frame
+        backdrop = (
+            np.count_nonzero(exact[sl] & inside) >= 0.55 * area
+            and np.median(cm.grad[sl][inside]) <= 2.5
+            and np.count_nonzero(contrast[sl] & ring) >= 0.8 * int(ring.sum())
+        )
+        if np.count_nonzero(near & m) < 0.5 * n_near:
+            out[sl] |= inside  # a speck of backdrop in a hole or on the outline
+        elif contact < 0.1 * n_near:
+            if at_frame or float(d.min()) <= max(0.5 * max(bw, bh), 0.2 * size):
+                out[sl] |= inside
+        elif backdrop or 0.5 * contact <= float(d.max()):  # the near ring is 2 px wide: contact / 2 = neck length
+            out[sl] |= inside
+    if out.any():
+        fringe = (cv2.dilate(out.astype(np.uint8), disk(2)) > 0) & mask & (cm.dist < 4.0 * cm.tau)
+        out |= fringe
+    return out
+
+
+def cut_parts(mask: np.ndarray, cm: ColourModel, min_area: int = 12, band: int = 2) -> np.ndarray:
+    """Parts of the product the mask bit out (bool (H, W)): to be filled back.
+
+    A connected region outside the mask, more than ``band`` px off its edge (the anti-aliased
+    edge all around the product would join everything), of pixels clearly not the background
+    colour (> 2x the noise threshold) with hardly any (<= 5%) of the backdrop's exact colour,
+    whose outline, apart from the image border, lies mostly (>= 60%; >= 95% when it is mostly
+    shadow-coloured, :meth:`ColourModel.shadow_like`) along the mask, and where
+    the photo goes on across the mask's edge along at least half of that: the colour there is
+    that of the nearest pixel in the mask (within 3x the noise threshold, or 30% of its distance
+    from the background colour). The grey of a pair of shorts runs into the chunk a mask left out
+    of them, a white sole into the hole in it; the inside of a handle that shows a shadow is
+    outlined by the handle's colour, and a shadow beside the product fades into the backdrop.
+    Filled with the band between it and the mask.
+    """
+    h, w = mask.shape
+    out = np.zeros((h, w), bool)
+    if not mask.any():
+        return out
+    m8 = mask.astype(np.uint8)
+    grown = cv2.dilate(m8, disk(band)) > 0
+    distinct = cm.dist > 2.0 * cm.tau
+    cand = (~grown & distinct).astype(np.uint8)
+    n, lab, st, _ = cv2.connectedComponentsWithStats(cand, connectivity=4)
+    if n <= 1:
+        return out
+    exact = cm.dist < cm.tau
+    shadowy = cm.shadow_like(shade_min=0.35)  # cast shadows are rarely darker; dark grey cloth is
+    k3 = np.ones((3, 3), np.uint8)
+    for i in range(1, n):
+        x, y, bw, bh, area = (int(v) for v in st[i])
+        if area < min_area:
+            continue
+        p = band + 3
+        sl = (slice(max(0, y - p), min(h, y + bh + p)), slice(max(0, x - p), min(w, x + bw + p)))
+        comp = (lab[sl] == i).astype(np.uint8)
+        inside = comp > 0
+        if np.count_nonzero(exact[sl] & inside) > 0.05 * area:
+            continue
+        # the region's 1 px outside; what lies beyond the image border does not count
+        around = (cv2.dilate(comp, k3) > 0) & ~inside
+        g = grown[sl]
+        n_along = np.count_nonzero(around & g)
+        # shadow-coloured (a grey shadow cast between two parts of the product looks the same as
+        # a light grey part): only when enclosed
+        along = 0.95 if np.count_nonzero(shadowy[sl] & inside) >= 0.5 * area else 0.6
+        if n_along < along * max(int(around.sum()), 1):
+            continue
+        outline = inside & (cv2.dilate(g.astype(np.uint8), k3) > 0)
+        m = mask[sl]
+        if not m.any() or not outline.any():
+            continue
+        f = cm.f[sl]
+        nearest = nearest_values(f, m)
+        diff = np.linalg.norm(f[outline] - nearest[outline], axis=1)
+        tol = np.maximum(3.0 * cm.tau, 0.3 * cm.dist[sl][outline])
+        if np.count_nonzero(diff <= tol) >= 0.5 * diff.size:
+            out[sl] |= (cv2.dilate(comp, disk(band + 1)) > 0) & ~m & distinct[sl]
     return out

@@ -23,8 +23,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..errors import ConfigError
 from .framing import OPPOSITE, FramingRules
+from .support import Support, find_support
 
 Anchor = Literal["floor", "bottom", "center"]
+#: how the product was photographed: standing in front of the camera, or laid flat and shot from above
+View = Literal["front", "top"]
+#: a person's floor line (the wall meeting the floor behind them) above their feet, as a share of
+#: their height: a camera at waist height a few metres away puts it about mid-shin
+ON_MODEL_FLOOR_LINE = 0.12
+#: the flattest camera a floor is drawn for (lower elevations would leave a sliver of floor)
+MIN_FLOOR_RATIO = 0.2
 
 
 class Placement(BaseModel):
@@ -83,6 +91,12 @@ class QARules(BaseModel):
     max_halo: float = Field(default=14.0, ge=0.0)
     #: background colour left inside the product's mask (trapped in gaps), at most this share of it
     max_trapped_share: float = Field(default=0.005, ge=0.0, le=1.0)
+    #: product-coloured pixels the mask left out (a bite out of the product), at most this share of the mask
+    max_left_out: float = Field(default=0.008, ge=0.0, le=1.0)
+    #: how far the outline stands out from both the product and the background (L*, 95th percentile), at most
+    max_fringe: float = Field(default=12.0, ge=0.0)
+    #: a standing product's centre of mass may lie this share of its width beyond what it rests on
+    max_overhang: float = Field(default=0.1, ge=0.0, le=1.0)
 
 
 class PlacementSet(BaseModel):
@@ -152,6 +166,11 @@ class Scene:
     #: (x0, y0, x1, y1) of the product patch in the photo it was cut from, before scaling: with
     #: ``box`` it says where every pixel of the photo lands on the canvas
     source_box: tuple[int, int, int, int] = (0, 0, 0, 0)
+    #: where the patch rests on the ground (patch coordinates; see :mod:`backdrop.imaging.support`);
+    #: None for a product that does not stand (cut at the bottom, shot from above, centred)
+    support: Support | None = None
+    #: "top": a flat lay, shown on a surface seen from above (no floor, no horizon)
+    view: View = "front"
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -204,17 +223,34 @@ def resize_premultiplied(rgb: np.ndarray, alpha: np.ndarray, size: tuple[int, in
     return rgb_r, alpha_r
 
 
+def floor_line(ground_y: float, height: int, width: int, ratio: float) -> float:
+    """The floor's back edge for a camera whose elevation makes a circle on the floor at
+    ``ground_y`` ``ratio`` times as deep as wide: the eye level sits ``ratio`` focal lengths above
+    the ground line (:func:`~backdrop.generators.procedural.geometry.eye_row` inverted, its focal
+    length ``max(width, height)``)."""
+    eye = ground_y - ratio * max(width, height)
+    back = (eye + 0.9 * ground_y) / 1.9
+    if 0.9 * (ground_y - back) < 0.1 * height:
+        back = eye + 0.1 * height
+    return back
+
+
 def layout(
     rgb: np.ndarray,
     alpha: np.ndarray,
     placement: Placement,
     palette: tuple[tuple[int, int, int], ...] = (),
     cut: tuple[str, ...] = (),
+    view: View = "front",
+    on_model: bool = False,
 ) -> Scene:
     """Scale and position a product (``rgb`` (H, W, 3), soft ``alpha`` (H, W)) on ``placement``'s canvas.
 
     ``cut``: the sides where the product's photo cuts it (:func:`~backdrop.imaging.framing.cut_sides`);
-    those edges are placed flush with the same canvas sides.
+    those edges are placed flush with the same canvas sides. Standing on the floor, the product's
+    support (not its lowest pixel: a strap may hang below the base) sits on the ground line, and
+    the floor's back edge follows the camera's elevation read from its base. ``view="top"`` (a flat
+    lay) centres it with no floor.
     """
     if rgb.shape[:2] != alpha.shape:
         raise ValueError(f"image {rgb.shape[:2]} and mask {alpha.shape} differ in size")
@@ -229,6 +265,8 @@ def layout(
 
     W, H = placement.width, placement.height
     margin = placement.margin * min(W, H)
+    if view == "top":
+        placement = placement.model_copy(update={"anchor": "center"})
     floor = placement.anchor == "floor" and not bottom
     # room on each axis: the canvas less the margins of the uncut sides; a product standing on
     # the floor keeps its base on the ground line
@@ -255,6 +293,8 @@ def layout(
     if fill_w and w >= W - 1:
         w = W
     prgb, palpha = resize_premultiplied(rgb, alpha, (w, h))
+    support = find_support(palpha) if floor else None
+    below = h - support.base if support is not None else 0.0  # hanging parts under the base
 
     if left and not right:
         x = 0
@@ -279,13 +319,24 @@ def layout(
         ground_y = y + h
     else:
         ground_y = round(placement.ground * H)
-        y = ground_y - h
+        y = round(ground_y - h + below)
     if not (top or bottom):
         y = int(min(max(y, 0), H - h))
+    if support is not None:
+        ground_y = round(y + support.base)
     ground_y = int(min(ground_y, H))
     horizon_y = None
     if floor:
-        horizon_y = int(max(0, ground_y - placement.horizon_depth * h - 0.04 * H))
+        if on_model:
+            back = ground_y - ON_MODEL_FLOOR_LINE * h
+        elif support is not None and support.ratio is not None:
+            # below ~0.2 the floor would be a sliver behind the product: a surface needs depth to read
+            back = floor_line(ground_y, H, W, max(support.ratio, MIN_FLOOR_RATIO))
+        else:
+            back = ground_y - placement.horizon_depth * h - 0.04 * H
+        if support is not None:  # every point the product rests on is on the floor, in front of its back edge
+            back = min(back, y + float(np.nanmin(support.rows)) - 0.02 * H)
+        horizon_y = int(max(0, back))
     bleeds = tuple(s for s, edge in (("top", y <= 0), ("bottom", y + h >= H), ("left", x <= 0), ("right", x + w >= W)) if s in cut and edge)
     return Scene(
         placement=placement,
@@ -300,4 +351,6 @@ def layout(
         palette=palette,
         cut=bleeds,
         source_box=source_box,
+        support=support,
+        view=view,
     )

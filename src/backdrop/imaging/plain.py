@@ -31,7 +31,7 @@ from .layout import Scene, resize_premultiplied
 from .mask import OBJECT_ALPHA, alpha_is_meaningful
 
 #: bump when the pixels this module makes change (part of the creatives' key)
-PLAIN_VERSION = "1"
+PLAIN_VERSION = "2"
 #: the backdrop of a cut-out (an image with a meaningful alpha channel)
 CUTOUT_FILL = (255, 255, 255)
 #: the ramp over which a photo's edge inside the canvas blends into its continued background, as a

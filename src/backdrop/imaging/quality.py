@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from .layout import Scene
+from .support import overhang
 
 
 def _rings(mask: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -41,14 +42,60 @@ def edge_contrast(creative: np.ndarray, scene: Scene, ring: int = 6) -> float:
     return float(np.linalg.norm(lab[inner].mean(0) - lab[outer].mean(0)))
 
 
+def _local_mean(values: np.ndarray, where: np.ndarray, size: int) -> np.ndarray:
+    w = where.astype(np.float32)
+    num = cv2.boxFilter(values * w, -1, (size, size), normalize=False)
+    den = cv2.boxFilter(w, -1, (size, size), normalize=False)
+    return np.where(den > 0.5, num / np.maximum(den, 1e-6), np.nan)
+
+
+#: the product's lightness (L*) just inside its edge below which a light outline counts as fringe
+FRINGE_DARK_BELOW = 70.0
+
+
+def fringe_score(creative: np.ndarray, scene: Scene) -> float:
+    """How far the product's outline stands out from both sides of it, in L* (0..100): the 95th
+    percentile, over the outline's pixels, of how much lighter each is than the product just
+    inside it *and* the background just outside it. A light fringe of the photo's
+    white background along a strap on a dark set scores 20-40; a clean edge stays under ~8 (an
+    outline between a dark product and a light wall lies between the two and scores 0)."""
+    x0, y0, x1, y1 = scene.box
+    pad = 8
+    X0, Y0 = max(0, x0 - pad), max(0, y0 - pad)
+    X1, Y1 = min(scene.width, x1 + pad), min(scene.height, y1 + pad)
+    a = scene.canvas_alpha()[Y0:Y1, X0:X1]
+    solid = (a >= 250).astype(np.uint8)
+    seen = (a >= 8).astype(np.uint8)  # fainter edge pixels show the set, not the photo
+    k3 = np.ones((3, 3), np.uint8)
+    # the visible edge: its soft pixels and the product's outermost solid ring
+    band = (a >= 24) & (cv2.erode(solid, k3) == 0)
+    if not band.any():
+        return 0.0
+    inner = (cv2.erode(solid, k3, iterations=2) > 0) & (cv2.erode(solid, k3, iterations=6) == 0)
+    outer = (cv2.dilate(seen, k3, iterations=6) > 0) & (seen == 0)
+    L = cv2.cvtColor(np.ascontiguousarray(creative[Y0:Y1, X0:X1]), cv2.COLOR_RGB2LAB)[..., 0].astype(np.float32) * np.float32(100 / 255)
+    mi, mo = _local_mean(L, inner, 17), _local_mean(L, outer, 17)
+    # where the product near its edge is light (white fabric, a silver bezel) a lighter rim is its
+    # own sheen, and a white fringe would not show: only darker parts are judged
+    ok = band & np.isfinite(mi) & np.isfinite(mo) & (np.nan_to_num(mi, nan=100.0) < FRINGE_DARK_BELOW)
+    if not ok.any():
+        return 0.0
+    # lighter than both sides: catalog photos are shot on white, so their fringe is light (a
+    # product's own dark piping or seam along its edge is darker than both, and no fringe)
+    excess = L[ok] - np.maximum(mi[ok], mo[ok])
+    return round(max(0.0, float(np.percentile(excess, 95))), 2)
+
+
 def procedural_quality(creative: np.ndarray, scene: Scene) -> dict:
-    """Scores of a finished creative: edge contrast, the product's share of the canvas, and the
-    halo around the product in the creative (a light fringe from the photo's background shows there)."""
+    """Scores of a finished creative: edge contrast, the product's share of the canvas, the halo
+    around the product in the creative (a light fringe from the photo's background shows there)
+    and the fringe along its outline."""
     mask = scene.product_alpha >= 128
     return {
         "edge_contrast": round(edge_contrast(creative, scene), 2),
         "product_share": round(float(mask.sum()) / (scene.width * scene.height), 4),
         "edge_halo": halo_score(creative, scene),
+        "fringe": fringe_score(creative, scene),
     }
 
 
@@ -163,6 +210,23 @@ def _edge_runs(alpha: np.ndarray, side: str, threshold: int = 128) -> int:
     return int(np.count_nonzero(line))
 
 
+def hovering(scene: Scene, max_overhang: float) -> str:
+    """Why a product standing on the set's floor looks afloat ("" when it does not): its weight
+    beside what it rests on (it would tip: it reads as hanging in the air), or a resting point
+    behind the floor's back edge (standing on the wall)."""
+    support = scene.support
+    if support is None or scene.horizon_y is None:
+        return ""
+    if support.columns.size == 0:
+        return "nothing of the product rests on the floor"
+    beyond = overhang(support, scene.product_alpha)
+    if beyond > max_overhang:
+        return f"the product's centre of mass lies {beyond:.0%} of its width beyond what it rests on: it reads as hanging in mid-air"
+    if scene.y + float(np.nanmin(support.rows)) < scene.horizon_y:
+        return "part of what the product rests on lies behind the floor's back edge"
+    return ""
+
+
 def qa_checks(
     creative: np.ndarray,
     scene: Scene,
@@ -173,8 +237,14 @@ def qa_checks(
     trapped_share: float,
     metrics: dict,
     rules,
+    mask_from_photo: bool = True,
+    left_out_share: float = 0.0,
 ) -> list[dict]:
     """The reasons to flag a creative (empty: ok), each ``{"check": name, "detail": words}``.
+
+    ``mask_from_photo``: the mask was segmented from the photo (not its own alpha channel), so a
+    light outline can be the photo's background (a cut-out's exact alpha outlines only the
+    product: a bright rim there is the product's own).
 
     ``rules`` is a :class:`~backdrop.imaging.layout.QARules`; ``metrics`` holds the creative's
     ``edge_contrast`` and ``product_share`` (:func:`procedural_quality`).
@@ -197,6 +267,11 @@ def qa_checks(
             "trapped-background",
             f"{trapped_share:.1%} of the product's mask is the photo's background colour (> {rules.max_trapped_share:.1%}): background left in a gap",
         )
+    if left_out_share > rules.max_left_out:
+        flag(
+            "cut-part",
+            f"{left_out_share:.1%} of the product's mask is product the mask left out (> {rules.max_left_out:.1%}): a part bitten off",
+        )
     share = float(metrics.get("product_share", 0.0))
     if not rules.min_product_share <= share <= rules.max_product_share:
         flag(
@@ -211,6 +286,15 @@ def qa_checks(
     halo = float(metrics["edge_halo"]) if "edge_halo" in metrics else halo_score(creative, scene)
     if halo > rules.max_halo:
         flag("halo", f"a ring around the product differs from the background beyond it (Delta E {halo:.1f} > {rules.max_halo:g})")
+    fringe = float(metrics["fringe"]) if "fringe" in metrics else fringe_score(creative, scene)
+    if mask_from_photo and fringe > rules.max_fringe:
+        flag(
+            "fringe",
+            f"the product's outline stands out from both the product and the set (L* {fringe:.1f} > {rules.max_fringe:g}): a fringe of the photo's background",
+        )
+    hover = hovering(scene, rules.max_overhang)
+    if hover:
+        flag("hovering", hover)
     if on_model and style_suits == "packshot":
         flag("on-model-packshot-scene", "a product worn by a person in a scene made for objects on a surface")
     return reasons

@@ -19,7 +19,9 @@ __all__ = [
     "blur",
     "cast_shadow",
     "contact_shadow",
+    "drop_shadow",
     "fill",
+    "follow_line",
     "grain_field",
     "grid",
     "mix",
@@ -30,6 +32,7 @@ __all__ = [
     "screen",
     "smoothstep",
     "soft_clip",
+    "support_line",
     "to_uint8",
     "vignette_map",
 ]
@@ -144,7 +147,7 @@ def grain_field(h: int, w: int) -> np.ndarray:
 
 
 def to_uint8(img: np.ndarray, size: tuple[int, int] | None = None, grain: float = 0.0) -> np.ndarray:
-    """Quantise a float [0, 1] (h, w, 3) image to uint8, upscaled to ``size`` (W, H).
+    """Quantise a float [0, 1] (h, w, 3) image to uint8, upscaled (bicubic) to ``size`` (W, H).
 
     Film grain of ``grain`` 8-bit levels (at least a little: it dithers away banding) is added
     at the working size, before quantising and upscaling, which keeps it cheap and makes it
@@ -157,7 +160,8 @@ def to_uint8(img: np.ndarray, size: tuple[int, int] | None = None, grain: float 
     np.maximum(scaled, 0.0, out=scaled)
     out = cv2.convertScaleAbs(scaled)
     if size is not None and (size[0], size[1]) != (w, h):
-        out = cv2.resize(out, size, interpolation=cv2.INTER_LINEAR)
+        # bicubic: as cheap as bilinear here and it keeps chips, veins and weave crisp instead of soft
+        out = cv2.resize(out, size, interpolation=cv2.INTER_CUBIC)
     return out
 
 
@@ -196,6 +200,42 @@ def _bottom_profile(alpha: np.ndarray, thresh: float = 0.5) -> np.ndarray:
     return np.where(any_, last, 0).astype(np.float32)
 
 
+def support_line(support: np.ndarray, x: int, ground_y: float) -> tuple[float, float]:
+    """(row at column 0, slope) of the straight line through a patch's support rows (patch
+    coordinates, NaN where a column does not rest; the patch's corner at column ``x``), in image
+    coordinates: the line the footprint and the cast shadow follow. Flat at ``ground_y`` when
+    fewer than two columns rest."""
+    cols = np.flatnonzero(np.isfinite(support))
+    if cols.size < 2 or cols[-1] - cols[0] < 2:
+        return float(ground_y), 0.0
+    slope, icpt = np.polyfit(cols.astype(np.float64) + x + 0.5, support[cols].astype(np.float64), 1)
+    # anchored so the line passes through the lowest support point (where the floor line is)
+    lowest = int(cols[np.argmax(support[cols])])
+    icpt = ground_y - slope * (lowest + x + 0.5)
+    return float(icpt), float(slope)
+
+
+def follow_line(
+    band: np.ndarray, x0: int, top: int, ground_y: float, line: tuple[float, float], grow: bool = False
+) -> tuple[np.ndarray, int]:
+    """``band`` (a shadow drawn for a flat base at ``ground_y``; its corner at (``x0``, ``top``))
+    shifted column by column onto ``line`` (see :func:`support_line`): (the shifted band, its top
+    row). ``grow``: add the rows the shift needs above and below instead of cutting it off."""
+    icpt, slope = line
+    if abs(slope) < 1e-4 and abs(icpt - ground_y) < 0.05:
+        return band, top
+    shift = (icpt + slope * (np.arange(x0, x0 + band.shape[1], dtype=np.float32) + 0.5)) - np.float32(ground_y)
+    if grow:
+        up, down = int(np.ceil(max(0.0, -float(shift.min())))), int(np.ceil(max(0.0, float(shift.max()))))
+        band = np.pad(band, ((up, down), (0, 0)))
+        top -= up
+    bh, bw = band.shape
+    map_y = (np.arange(bh, dtype=np.float32)[:, None] - shift[None, :]).astype(np.float32)
+    map_x = np.broadcast_to(np.arange(bw, dtype=np.float32)[None, :], (bh, bw)).astype(np.float32)
+    moved = cv2.remap(band, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return cast(np.ndarray, moved), top
+
+
 def contact_shadow(
     h: int,
     w: int,
@@ -205,14 +245,19 @@ def contact_shadow(
     ground_y: float,
     softness: float = 0.5,
     floor_top: float | None = None,
+    support: np.ndarray | None = None,
 ) -> np.ndarray:
     """Contact + ambient occlusion shadow of a product patch standing on a floor, float32 (h, w) in [0, 1].
 
     ``alpha`` is the product's mask (float32 0..1) at image scale with its top-left corner at
     (``x``, ``y``); ``ground_y`` is the row where it touches the ground. The tight contact
-    shadow follows the columns whose lowest pixel reaches the ground (a sneaker's sole, a
-    bottle's base); the soft ambient shadow is a flattened footprint of the silhouette.
-    ``floor_top`` fades the shadow out above that row (the floor's back edge).
+    shadow follows the columns that rest on the ground: ``support`` (per patch column, the row
+    under the product where it rests, NaN elsewhere; see :mod:`backdrop.imaging.support`), or,
+    without it, the columns whose lowest pixel reaches ``ground_y`` (a sneaker's sole, a
+    bottle's base). It sits under each column's own bottom, so a base that recedes (a duffle
+    shot from three-quarters) is shadowed along its whole edge. The soft ambient shadow is a
+    flattened footprint of the silhouette laid along the support. ``floor_top`` fades the shadow
+    out above that row (the floor's back edge).
     """
     ph, pw = alpha.shape
     out = np.zeros((h, w), np.float32)
@@ -221,15 +266,24 @@ def contact_shadow(
     softness = float(np.clip(softness, 0.0, 1.0))
     size = float(max(ph, pw))
     # --- which columns touch the ground
-    bottom = _bottom_profile(alpha) + y  # image row under the lowest solid pixel of each column
-    reach = max(2.0, 0.05 * ph)
-    touch = np.clip(1.0 - (ground_y - bottom) / reach, 0.0, 1.0)
-    touch[bottom <= y] = 0.0
-    touch = touch * touch
+    if support is not None and np.isfinite(support).any():
+        rests = np.isfinite(support)
+        bottom = np.where(rests, support, ph).astype(np.float32) + y
+        touch = rests.astype(np.float32)
+        line = support_line(support, x, ground_y)
+    else:
+        bottom = _bottom_profile(alpha) + y  # image row under the lowest solid pixel of each column
+        reach = max(2.0, 0.05 * ph)
+        touch = np.clip(1.0 - (ground_y - bottom) / reach, 0.0, 1.0)
+        touch[bottom <= y] = 0.0
+        touch = touch * touch
+        bottom = np.full(pw, ground_y, np.float32)
+        line = (float(ground_y), 0.0)
 
-    # work in a band around the product's base
+    # work in a band around the product's base (up to its highest resting point)
     pad_x = int(round(0.25 * pw + 4 + softness * 0.2 * pw))
-    top = int(max(0, np.floor(ground_y - 0.22 * ph - 4)))
+    highest = float(np.min(np.where(touch > 0, bottom, ground_y)))
+    top = int(max(0, np.floor(min(ground_y - 0.22 * ph, highest - 0.12 * ph) - 4)))
     bot = int(min(h, np.ceil(ground_y + 0.1 * ph + 8 + softness * 0.08 * ph)))
     bx0, bx1 = max(0, x - pad_x), min(w, x + pw + pad_x)
     if bot <= top or bx1 <= bx0:
@@ -242,14 +296,22 @@ def contact_shadow(
     c0 = x - bx0
     s0, s1 = max(0, -c0), min(pw, bw - c0)
     prof[c0 + s0 : c0 + s1] = touch[s0:s1]
+    # the row each band column's contact sits on: its own bottom where it rests, the support's
+    # straight line beyond (the blurred ends of the shadow)
+    icpt, slope = line
+    rest_row = (icpt + slope * (np.arange(bx0, bx1, dtype=np.float32) + 0.5)).astype(np.float32)
+    rest_row[c0 + s0 : c0 + s1] = np.where(touch[s0:s1] > 0, bottom[s0:s1], rest_row[c0 + s0 : c0 + s1])
 
-    # 1) tight contact shadow: thin, dark, right at the ground line
+    # 1) tight contact shadow: thin, dark, right under the resting columns
     sig_c = 1.0 + 0.006 * size * (0.6 + softness)
     sig_h = sig_c * 1.6
     prof_c = cv2.GaussianBlur(prof.reshape(1, -1), (2 * int(3 * sig_h) + 1, 1), sig_h, borderType=cv2.BORDER_CONSTANT).ravel()
+    rest_row = np.asarray(
+        cv2.GaussianBlur(rest_row.reshape(1, -1), (2 * int(3 * sig_h) + 1, 1), sig_h, borderType=cv2.BORDER_REPLICATE), np.float32
+    ).ravel()
     v_up, v_dn = sig_c * 2.2, sig_c * 1.1
-    vprof = np.exp(-np.square(yy / np.where(yy < 0, v_up, v_dn)))
-    contact = vprof[:, None] * prof_c[None, :]
+    rel = (yy + np.float32(ground_y))[:, None] - rest_row[None, :]
+    contact = np.exp(-np.square(rel / np.where(rel < 0, np.float32(v_up), np.float32(v_dn)))) * prof_c[None, :]
 
     # 2) soft ambient shadow: the silhouette flattened onto the floor, blurred
     fh = max(2, int(round(ph * (0.07 + 0.05 * softness))))
@@ -266,6 +328,7 @@ def contact_shadow(
     m = float(amb.max())
     if m > 1e-4:
         amb *= np.float32(min(1.0, 0.85 / m))
+    amb, _ = follow_line(amb, bx0, top, ground_y, line)
 
     band = 1.0 - (1.0 - contact * np.float32(0.9)) * (1.0 - amb * np.float32(0.7))
     if floor_top is not None:
@@ -285,12 +348,14 @@ def cast_shadow(
     length: float = 0.45,
     softness: float = 0.5,
     floor_top: float | None = None,
+    line: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """A soft shadow the product casts on the floor behind it, away from a key light at ``light_x`` (-1 left .. 1 right).
 
     The silhouette is mirrored about the ground line (the floor recedes upwards in the image),
     flattened to ``length`` of its height and sheared away from the light; it softens and fades
-    with distance from the contact line. float32 (h, w) in [0, 1].
+    with distance from the contact line. ``line`` (:func:`support_line`): a base that is not
+    level in the image, which the shadow starts along. float32 (h, w) in [0, 1].
     """
     ph, pw = alpha.shape
     out = np.zeros((h, w), np.float32)
@@ -317,13 +382,38 @@ def cast_shadow(
     gy = int(round(ground_y))
     ty0 = gy - sh
     tx0 = x - pad
-    ys0, ys1 = max(0, ty0), min(h, ty0 + sh)
     xs0, xs1 = max(0, tx0), min(w, tx0 + W2)
+    if line is not None:
+        s, ty0 = follow_line(s, tx0, ty0, ground_y, line, grow=True)
+    ys0, ys1 = max(0, ty0), min(h, ty0 + s.shape[0])
     if ys1 > ys0 and xs1 > xs0:
         out[ys0:ys1, xs0:xs1] = s[ys0 - ty0 : ys1 - ty0, xs0 - tx0 : xs1 - tx0]
     if floor_top is not None:
         yy, _ = grid(h, w)
         out *= smoothstep(floor_top, floor_top + max(3.0, 0.04 * h), yy)
+    return out
+
+
+def drop_shadow(h: int, w: int, alpha: np.ndarray, x: int, y: int, light_x: float = -0.4, softness: float = 0.5) -> np.ndarray:
+    """The shadow of a product lying flat on a surface lit from above (a flat lay), float32 (h, w)
+    in [0, 1]: a tight occlusion right at its outline plus a soft copy of its silhouette offset
+    away from the light."""
+    ph, pw = alpha.shape
+    out = np.zeros((h, w), np.float32)
+    if ph < 2 or pw < 2:
+        return out
+    size = float(max(ph, pw))
+    pad = int(0.08 * size) + 8
+    band = np.zeros((ph + 2 * pad, pw + 2 * pad), np.float32)
+    band[pad : pad + ph, pad : pad + pw] = alpha
+    tight = cv2.GaussianBlur(band, (0, 0), 0.8 + 0.004 * size)
+    offset = np.array([[1, 0, -float(light_x) * 0.012 * size], [0, 1, 0.018 * size]], np.float32)
+    soft = cv2.warpAffine(blur(band, 2.0 + size * (0.01 + 0.02 * softness)), offset, band.shape[::-1])
+    s = 1.0 - (1.0 - tight * np.float32(0.55)) * (1.0 - soft * np.float32(0.6))
+    y0, x0 = y - pad, x - pad
+    ys0, ys1, xs0, xs1 = max(0, y0), min(h, y0 + band.shape[0]), max(0, x0), min(w, x0 + band.shape[1])
+    if ys1 > ys0 and xs1 > xs0:
+        out[ys0:ys1, xs0:xs1] = s[ys0 - y0 : ys1 - y0, xs0 - x0 : xs1 - x0]
     return out
 
 

@@ -27,6 +27,7 @@ YAML layout::
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
@@ -55,6 +56,52 @@ PERSON_TERMS = frozenset(
 CROP_TERMS = frozenset({"cropped", "cut off", "out of frame"})
 
 
+#: what a style's set looks like, in words a render can be measured against (see tests/test_scene_looks.py):
+#: the backdrop's colour temperature, chroma and lightness
+ToneWord = Literal["warm", "cool", "neutral", "dark", "light", "vivid"]
+#: the material a style's floor (or, without a floor, its backdrop) shows
+SurfaceWord = Literal["plain", "paper", "wood", "marble", "concrete", "linen", "terrazzo"]
+WallWord = Literal["plain", "plaster", "concrete", "paper", "linen", "wood"]
+_MONTH_DAY = r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+
+
+class Look(BaseModel):
+    """What a style promises to look like: held to it by a test that renders it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: words for the backdrop's colour: warm / cool (hue), neutral (low chroma), vivid (high), dark / light
+    tone: tuple[ToneWord, ...] = ()
+    #: the floor's material (plain: smooth, no fine texture)
+    surface: SurfaceWord = "plain"
+    #: the wall's texture, where it is meant to show
+    wall: WallWord = "plain"
+
+
+class Season(BaseModel):
+    """A yearly date window (month-day, both ends included); ``end`` before ``start`` wraps the year end.
+
+    >>> Season(start="11-15", end="01-06").contains(dt.date(2026, 1, 2))
+    True
+    >>> Season(start="11-15", end="01-06").contains(dt.date(2026, 7, 1))
+    False
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: str = Field(pattern=_MONTH_DAY)
+    end: str = Field(pattern=_MONTH_DAY)
+
+    def contains(self, day: dt.date) -> bool:
+        md = f"{day.month:02d}-{day.day:02d}"
+        if self.start <= self.end:
+            return self.start <= md <= self.end
+        return md >= self.start or md <= self.end
+
+    def __str__(self) -> str:
+        return f"{self.start}..{self.end}"
+
+
 class Style(BaseModel):
     """A named background style."""
 
@@ -69,9 +116,17 @@ class Style(BaseModel):
     #: what the scene suits: a packshot (a tabletop), a person standing (on-model), or both
     suits: Suits = "both"
     procedural: dict[str, Any] = Field(default_factory=dict)
+    #: what the set looks like (tone, surface, wall): a promise the renders are tested against
+    look: Look | None = None
+    #: when the style is in the rotation (none: all year)
+    season: Season | None = None
 
     def suits_subject(self, on_model: bool) -> bool:
         return self.suits == "both" or self.suits == ("on-model" if on_model else "packshot")
+
+    def in_season(self, day: dt.date | None = None) -> bool:
+        """Whether the style is in the rotation on ``day`` (default: today)."""
+        return self.season is None or self.season.contains(day or dt.date.today())
 
     def prompt_for(self, fields: dict[str, str], on_model: bool = False) -> str:
         return fill_template(self.on_model_prompt if on_model and self.on_model_prompt else self.prompt, fields)
@@ -87,7 +142,8 @@ class Style(BaseModel):
         return text
 
     def spec(self) -> dict:
-        return self.model_dump()
+        """What renders it: everything but its season (when it is shown does not change how it looks)."""
+        return self.model_dump(exclude={"season"})
 
     def digest(self) -> str:
         """Short content hash: changes whenever anything that affects rendering changes."""
@@ -106,6 +162,8 @@ class _StyleEntry(BaseModel):
     negative_prompt: str | None = None
     suits: Suits | None = None
     procedural: dict[str, Any] | None = None
+    look: Look | None = None
+    season: Season | None = None
 
 
 class _CategoryEntry(BaseModel):
@@ -360,9 +418,10 @@ class StyleLibrary:
             why += f' (google_product_category "{google_category}" is not in the taxonomy)'
         return self._result("default", "default", why)
 
-    def for_category(self, category_path: tuple[str, ...] | str) -> list[Style]:
-        """The styles of a category path (see :meth:`match`)."""
-        return list(self.match(category_path).styles)
+    def for_category(self, category_path: tuple[str, ...] | str, on: dt.date | None = None) -> list[Style]:
+        """The styles of a category path (see :meth:`match`); with ``on``, only those in season that day."""
+        styles = self.match(category_path).styles
+        return [s for s in styles if s.in_season(on)] if on is not None else list(styles)
 
     def categories(self) -> list[str]:
         """The library's category names, as written in the file."""

@@ -49,6 +49,9 @@ class ProceduralParams(BaseModel):
     #: explicit colours (palette: explicit): backdrop, then optional floor (a gradient's top colour)
     #: and accent
     colors: list[HexColor] = Field(default_factory=list, max_length=3)
+    #: keep the set warm (hues 25-100) or cool (185-270) whatever the product's colours; auto: the
+    #: palette decides (a neutral one is warm next to cool products, cool next to warm ones)
+    temperature: Literal["auto", "warm", "cool"] = "auto"
     #: rotate the harmonised hue (degrees)
     hue_shift: float = Field(default=0.0, ge=-180.0, le=180.0)
     #: colourfulness of the set (0 grey .. 1 vivid)

@@ -106,6 +106,24 @@ def _pleasant_hue(h: float, L: float) -> float:
     return h
 
 
+#: the hue ranges (OKLCH degrees) a warm and a cool set keep to
+WARM_HUES = (25.0, 100.0)
+COOL_HUES = (185.0, 270.0)
+
+
+def _temper(h: float, temperature: str) -> float:
+    """``h`` moved (by the shorter way round) into the warm or cool hue range."""
+    lo, hi = WARM_HUES if temperature == "warm" else COOL_HUES
+    h = h % 360.0
+    if lo <= h <= hi:
+        return h
+
+    def gap(a: float, b: float) -> float:
+        return abs((a - b + 180.0) % 360.0 - 180.0)
+
+    return lo if gap(h, lo) <= gap(h, hi) else hi
+
+
 @dataclass(frozen=True)
 class Palette:
     wall: np.ndarray  # backdrop colour near the horizon
@@ -173,13 +191,16 @@ def make_palette(p: ProceduralParams, product_palette: Sequence[Sequence[int]], 
         elif p.palette == "monochrome":
             hue = base
             C = 0.11 * p.saturation if key_hue is not None else 0.02 * p.saturation
-        else:  # neutral: a warm grey next to cool products, a cool grey next to warm ones
-            hue = (80.0 if (cool or key_hue is None) else 250.0) + neutral_j
+        else:  # neutral: a warm grey next to cool products, a cool grey next to warm ones (unless the style says which)
+            warm_side = {"warm": True, "cool": False}.get(p.temperature, cool or key_hue is None)
+            hue = (75.0 if warm_side else 245.0) + neutral_j * (0.5 if p.temperature != "auto" else 1.0)
             C = 0.04 * p.saturation
         C *= C_j
         Lw = _away(p.lightness + L_j, Lp, p.min_contrast)
         Lf = _away(Lw + p.floor_lightness, Lp, p.min_contrast * 0.8)
         hue = _pleasant_hue(hue + p.hue_shift + hue_j, Lw - 0.1 * min(1.0, C / 0.06))
+        if p.temperature != "auto":  # a warm / cool set stays warm / cool whatever the product's colour
+            hue = _temper(hue, p.temperature)
         wall = oklch(Lw, C, hue)
         floor = oklch(Lf, C * 0.9, hue)
         top_L = Lw - 0.05 - 0.12 * p.light_strength

@@ -20,6 +20,19 @@ class _Geo:
     pw: int
     ph: int
     cx: float  # product centre column
+    #: how far above ``gy`` (rows) the product still rests: a base that recedes (a bag shot from
+    #: three-quarters) needs a podium top that deep
+    reach_back: float = 0.0
+
+
+def focal_length(w: int, h: int) -> float:
+    """The camera's focal length in (working) pixels: one for the floor and everything standing on it."""
+    return 1.0 * max(w, h)
+
+
+def eye_row(h: int, hy: float, gy: float) -> float:
+    """The eye level (the floor's vanishing line) of a floor from ``hy`` (back edge) to ``gy`` (ground line)."""
+    return float(hy - max(0.1 * h, 0.9 * max(gy - hy, 4)))
 
 
 @lru_cache(maxsize=64)
@@ -32,9 +45,8 @@ def _floor_maps(w: int, h: int, hy: int, gy: int, cx: int, density: float) -> tu
     pixel) so that the texture is not oversampled in depth.
     """
     fh = h - hy
-    D = max(0.1 * h, 0.9 * max(gy - hy, 4))  # horizon (floor's back edge) to the vanishing line
-    yv = hy - D
-    f = 1.0 * max(w, h)  # focal length (px)
+    yv = eye_row(h, hy, gy)
+    f = focal_length(w, h)
     fore = max(1.0, f / (gy - yv))  # foreshortening at the ground line
     dy = density / fore
     yy = np.arange(hy, h, dtype=np.float64) + 0.5

@@ -25,7 +25,7 @@ from .colour import (
 )
 from .geometry import _floor_maps, _Geo, _project, _rows
 from .staging import Stage, draw_backdrop_shape, draw_podium, draw_spheres, stage_shadows
-from .texture import _chips, _surface, _white, fbm
+from .texture import _chips, _concrete_wall, _drape, _surface, fbm
 
 
 @lru_cache(maxsize=512)
@@ -37,6 +37,11 @@ def _params_of(procedural: dict) -> ProceduralParams:
     return _params_cached(json.dumps(procedural, sort_keys=True, default=str))
 
 
+#: the deepest receding base (rows above the lowest support point, as a share of the height) a
+#: podium's top is drawn deep enough for
+MAX_PODIUM_REACH = 0.06
+
+
 def _stream(seed: int, k: int) -> np.random.Generator:
     return np.random.default_rng([int(seed) % (2**63), k])
 
@@ -45,7 +50,7 @@ class ProceduralGenerator:
     """Procedural backgrounds: studio sets drawn around the product, harmonised with its colours."""
 
     name = "procedural"
-    version = "1"
+    version = "2"
 
     def __init__(self, work_scale: float = 0.5, **options: Any):
         if options:
@@ -78,13 +83,22 @@ class ProceduralGenerator:
         pw, ph = max(1, int(round(pw_full * sx))), max(1, int(round(ph_full * sy)))
         px, py = int(round(scene.x * sx)), int(round(scene.y * sy))
         a_w = cv2.resize(alpha, (pw, ph), interpolation=cv2.INTER_AREA)
-        # where it stands: the ground line, or the lowest solid row when the mask carries a faint
+        # where it stands: on its support (the base of its body, not a strap hanging below it);
+        # without one, the ground line or the lowest solid row when the mask carries a faint
         # baked-in shadow below the object
-        solid_rows = np.flatnonzero((a_w >= 0.5).any(axis=1))
-        gy = scene.ground_y * sy
-        if solid_rows.size:
-            gy = min(gy, py + float(solid_rows[-1]) + 1.0)
+        support = None
+        if scene.support is not None:
+            cols = np.minimum(((np.arange(pw, dtype=np.float32) + 0.5) / np.float32(sx)).astype(int), pw_full - 1)
+            support = scene.support.rows[cols] * np.float32(sy)
+            gy = py + scene.support.base * sy
+        else:
+            solid_rows = np.flatnonzero((a_w >= 0.5).any(axis=1))
+            gy = scene.ground_y * sy
+            if solid_rows.size:
+                gy = min(gy, py + float(solid_rows[-1]) + 1.0)
         hy = None
+        if scene.view == "top":
+            return self._top_view(request, p, a_w, px, py, (w, h))
         # a product the frame cuts at the bottom (a model cut at the thighs) stands below the
         # canvas: the set is a wall behind it, with no floor and nothing cast on one
         grounded = "bottom" not in scene.cut
@@ -97,8 +111,11 @@ class ProceduralGenerator:
                 hy = gy - 0.22 * ph - 0.04 * h
         if hy is not None:
             hy = float(min(max(hy, 0.0), gy - 2))
-        geo = _Geo(w, h, gy, hy, px, py, pw, ph, px + pw / 2.0)
-        staged = p.podium != "none" and grounded
+        reach_back = float(gy - (py + np.nanmin(support))) if support is not None else 0.0
+        geo = _Geo(w, h, gy, hy, px, py, pw, ph, px + pw / 2.0, max(reach_back, 0.0))
+        # a base that recedes deeper than a podium's top can hold stands on the floor instead:
+        # never half on a plinth and half in the air
+        staged = p.podium != "none" and grounded and reach_back <= MAX_PODIUM_REACH * h
         # the floor runs under the podium's base; the product stands on its top (at gy)
         floor_geo = geo
         if staged:
@@ -142,10 +159,11 @@ class ProceduralGenerator:
             )
         shadow = None
         if p.shadow > 0 and grounded:
-            shadow = sh.contact_shadow(h, w, a_w, px, py, gy, p.shadow_softness, product_floor_top)
+            shadow = sh.contact_shadow(h, w, a_w, px, py, gy, p.shadow_softness, product_floor_top, support)
             shadow *= np.float32(p.shadow)
         if p.cast_shadow > 0 and grounded:
-            cast = sh.cast_shadow(h, w, a_w, px, py, gy, light_x, 0.3 + 0.3 * abs(light_x), p.shadow_softness, product_floor_top)
+            line = sh.support_line(support, px, gy) if support is not None else None
+            cast = sh.cast_shadow(h, w, a_w, px, py, gy, light_x, 0.3 + 0.3 * abs(light_x), p.shadow_softness, product_floor_top, line)
             cast *= np.float32(p.cast_shadow * 0.7)
             shadow = cast if shadow is None else 1.0 - (1.0 - shadow) * (1.0 - cast)
         if stage is not None:
@@ -161,6 +179,42 @@ class ProceduralGenerator:
             sh.soft_clip(img, 0.8)
         np.clip(img, 0.0, 1.0, out=img)
         return sh.to_uint8(img, (W, H), grain=0.6 + 3.0 * p.grain)
+
+    def _top_view(
+        self, request: GenerationRequest, p: ProceduralParams, a_w: np.ndarray, px: int, py: int, size: tuple[int, int]
+    ) -> np.ndarray:
+        """A flat lay's set: the style's surface seen from straight above (no floor, no horizon,
+        no podium or props), lit by its light, the product lying on it with a soft drop shadow."""
+        scene, seed = request.scene, int(request.seed)
+        w, h = size
+        ph, pw = a_w.shape
+        geo = _Geo(w, h, float(h), None, px, py, pw, ph, px + pw / 2.0)
+        rng_pal, rng_tex, rng_wall, rng_light = (_stream(seed, k) for k in range(1, 5))
+        pal = make_palette(p, scene.palette, rng_pal)
+        light_x = float(np.clip(p.light_x + rng_light.normal(0, 0.5) * p.variation, -1, 1))
+        if p.surface in ("plain", "paper") or p.scene == "gradient":
+            img = self._backdrop(p.model_copy(update={"wall": "paper"}), geo, pal, rng_wall)
+        else:
+            unit = max(w, h) / 20.0
+            tex, ramp = _surface(p, pal, h, w, unit * 0.75, unit * 0.75, rng_tex)
+            if p.surface == "terrazzo" and ramp is not None:
+                img = self._draw_chips(tex, ramp, p, pal, h, w, unit * 0.75, unit * 0.75, None, rng_tex)
+            else:
+                img = sh.ramp(tex, ramp[0], ramp[1]) if ramp is not None else np.ascontiguousarray(tex, np.float32)
+        shade = self._light(p, geo, light_x)
+        if p.vignette > 0:
+            shade *= sh.vignette_map(h, w, p.vignette * 0.55)
+        tint = 1.0 + (pal.light / float(pal.light.mean()) - 1.0) * 0.5
+        img *= cv2.merge([shade * np.float32(c) for c in tint])
+        if p.sun > 0:
+            self._sun(img, p, geo, rng_light, light_x)
+        strength = max(p.shadow, 0.35)
+        shadow = sh.drop_shadow(h, w, a_w, px, py, light_x, p.shadow_softness) * np.float32(strength)
+        sh.apply_shadow(img, shadow, pal.shadow)
+        if float(img.max()) > 0.97:
+            sh.soft_clip(img, 0.8)
+        np.clip(img, 0.0, 1.0, out=img)
+        return sh.to_uint8(img, (scene.width, scene.height), grain=0.6 + 3.0 * p.grain)
 
     # ------------------------------------------------------------------
     def _backdrop(self, p: ProceduralParams, g: _Geo, pal: Palette, rng: np.random.Generator) -> np.ndarray:
@@ -197,8 +251,8 @@ class ProceduralGenerator:
         return img
 
     def _wall_texture(self, p: ProceduralParams, g: _Geo, rng: np.random.Generator, sigma: float) -> np.ndarray:
-        # render at a lower resolution when it gets blurred anyway
-        q = 1 if sigma < 3 else (2 if sigma < 8 else 4)
+        # render at a lower resolution when it gets blurred anyway (concrete keeps its aggregate a little longer)
+        q = 1 if sigma < (6 if p.wall == "concrete" else 3) else (2 if sigma < 8 else 4)
         w, h = max(8, g.w // q), max(8, g.h // q)
         sigma /= q
         k = p.texture
@@ -212,23 +266,13 @@ class ProceduralGenerator:
             n = fbm(rng, h, w, 2.5 * u, 2.5 * u, 5, 0.55)
             m = fbm(rng, h, w, 12 * u, 12 * u, 2, 0.5)
             tex = 1.0 + (n * np.float32(0.025) + m * np.float32(0.03)) * np.float32(k)
-        elif kind == "concrete":
-            n = fbm(rng, h, w, 2 * u, 2 * u, 6, 0.6)
-            m = fbm(rng, h, w, 10 * u, 10 * u, 2, 0.5)
-            pores = sh.smoothstep(0.992, 0.999, _white(rng, h, w))
-            tex = 1.0 + (n * np.float32(0.04) + m * np.float32(0.045) - pores * np.float32(0.25)) * np.float32(k)
+        elif kind == "concrete":  # architectural concrete: formwork panels, their joints and tie holes, fine aggregate
+            tex = _concrete_wall(rng, h, w, u, k)
         elif kind == "paper":
             n = fbm(rng, h, w, 0.5 * u, 0.5 * u, 3, 0.5)
             tex = 1.0 + n * np.float32(0.01 * k)
-        elif kind == "linen":  # a draped fabric backdrop: soft vertical folds
-            _, xx = sh.grid(h, w)
-            n = fbm(rng, h, w, 8 * u * 4.0, 8 * u, 2, 0.5)
-            folds = np.sin(xx / np.float32(1.6 * u) + n * np.float32(2.2) + np.float32(rng.uniform(0, 6.28)))
-            folds2 = np.sin(xx / np.float32(0.7 * u) + n * np.float32(3.0))
-            tex = 1.0 + (folds * np.float32(0.05) + folds2 * np.float32(0.015)) * np.float32(k)
-            if q == 1:
-                weave = fbm(rng, h, w, 0.1 * u, 0.1 * u * 10.0, 1, 0.5)
-                tex += weave * np.float32(0.008 * k)
+        elif kind == "linen":  # a draped fabric backdrop: folds hanging from above, shaded from the side
+            tex = _drape(rng, h, w, u, k, weave=q == 1)
         else:  # wood: vertical boards
             _yy, xx = sh.grid(h, w)
             board = 2.2 * u
@@ -308,21 +352,30 @@ class ProceduralGenerator:
         tw: int,
         ux: float,
         uy: float,
-        proj: tuple,
+        proj: tuple | None,
         rng: np.random.Generator,
     ) -> np.ndarray:
-        """Terrazzo: the binder (colour ramp of ``t``) with chips projected onto the floor and drawn antialiased."""
+        """Terrazzo: the binder (colour ramp of ``t``) with chips projected onto the floor (``proj``;
+        None: the texture is the screen, a surface seen from above) and drawn antialiased."""
         base = sh.ramp(t, ramp[0], ramp[1])
         img = base.copy()
         pts, ci, cols = _chips(p, pal, th, tw, ux, uy, rng)
-        scr = _project(pts, proj)
+        scr = _project(pts, proj) if proj is not None else pts
         fh, fw = t.shape
         lo, hi = scr.min(axis=1), scr.max(axis=1)
         keep = (hi[:, 0] >= 0) & (lo[:, 0] < fw) & (hi[:, 1] >= 0) & (lo[:, 1] < fh) & ((hi - lo).max(axis=1) > 0.4)
-        fixed = np.round(scr * 4).astype(np.int32)
-        colors = [tuple(float(c) for c in col) for col in cols]
-        for i in np.flatnonzero(keep):
-            cv2.fillConvexPoly(img, fixed[i], colors[ci[i]], cv2.LINE_AA, 2)
+        fixed = np.round(scr * 16).astype(np.int32)
+        # antialiased coverage per chip colour: OpenCV antialiases 8-bit images only (a float image
+        # gets hard, stair-stepped edges, which the upscale to the canvas then doubles)
+        for c, col in enumerate(cols):
+            idx = np.flatnonzero(keep & (ci == c))
+            if idx.size == 0:
+                continue
+            cover = np.zeros((fh, fw), np.uint8)
+            for i in idx:
+                cv2.fillConvexPoly(cover, fixed[i], 255, cv2.LINE_AA, 4)
+            m = sh.rgb3(cover.astype(np.float32) * np.float32(1 / 255))
+            img += (sh.fill(fh, fw, col) * (0.96 + 0.04 * t[..., None]) - img) * m
         k = float(p.texture)
         # chips sit in the binder: soften them towards it a little
         return cv2.addWeighted(img, 0.5 + 0.4 * k, base, 0.5 - 0.4 * k, 0.0)

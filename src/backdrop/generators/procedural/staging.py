@@ -16,9 +16,9 @@ import numpy as np
 
 from ...imaging import shading as sh
 from ...styles.params import ProceduralParams
-from .colour import Palette, oklch
-from .geometry import _Geo
-from .texture import fbm
+from .colour import Palette, lch_of, oklch
+from .geometry import _Geo, eye_row, focal_length
+from .texture import _lab_mix, fbm, marble_veins
 
 AMBIENT = 0.55  #: share of a face's tone it keeps facing away from the key light
 
@@ -51,6 +51,19 @@ def _tone(p: ProceduralParams, pal: Palette, which: str, lightness: float) -> np
     return np.clip(base * np.float32(1.0 + lightness), 0.0, 1.0).astype(np.float32)
 
 
+def _podium_colour(p: ProceduralParams, pal: Palette) -> np.ndarray:
+    """The podium's colour: its tone of the palette; marble is stone (white, or a dark stone on a dark set)
+    with a breath of that tone, concrete a grey with a little more of it."""
+    tone = _tone(p, pal, p.podium_color, p.podium_lightness)
+    if p.podium_surface == "plain":
+        return tone
+    L = lch_of(tone)[0]
+    if p.podium_surface == "marble":
+        stone = oklch(0.93, 0.008, 85.0) if L >= 0.5 else oklch(0.3, 0.006, 250.0)
+        return _lab_mix(stone, tone, 0.2)
+    return _lab_mix(oklch(float(np.clip(L, 0.45, 0.85)), 0.006, 250.0), tone, 0.35)
+
+
 def _poly_mask(h: int, w: int, pts: np.ndarray) -> np.ndarray:
     m = np.zeros((h, w), np.uint8)
     cv2.fillPoly(m, [np.round(pts * 16).astype(np.int32)], 255, cv2.LINE_AA, 4)
@@ -69,50 +82,98 @@ def _paint(img: np.ndarray, mask: np.ndarray, colour: np.ndarray) -> None:
 
 
 def _texture(p: ProceduralParams, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-    """A luminance modulation (h, w) for the podium's material."""
+    """A luminance modulation (h, w) for the podium's material, in its own (face) coordinates."""
     if p.podium_surface == "plain":
         return np.ones((h, w), np.float32)
-    u = max(w, h) / 20.0
+    u = max(0.045 * max(w, h), 3.0)  # one feature unit: the veins / aggregate scale with the podium
     if p.podium_surface == "marble":
-        n = fbm(rng, h, w, 3 * u, 3 * u, 5, 0.55)
-        yy, xx = sh.grid(h, w)
-        veins = np.abs(np.sin((xx * 0.6 + yy) / np.float32(2.5 * u) + n * np.float32(5.0)))
-        return 1.0 - np.float32(0.16) * (1.0 - sh.smoothstep(0.0, 0.12, veins)) + n * np.float32(0.02)
-    n = fbm(rng, h, w, 1.5 * u, 1.5 * u, 6, 0.6)  # concrete
-    return 1.0 + n * np.float32(0.05)
+        t = marble_veins(rng, h, w, u, u, 0.8)
+        return np.float32(0.96) + (t - np.float32(1.0)) * np.float32(0.75) + np.float32(0.04) * t
+    # concrete: fine aggregate, a faint cloud, a few pores
+    n = fbm(rng, h, w, 0.25 * u, 0.25 * u, 2, 0.5)
+    m = fbm(rng, h, w, 3.0 * u, 3.0 * u, 3, 0.5)
+    pores = sh.smoothstep(0.994, 0.999, rng.random((h, w), dtype=np.float32))
+    return 1.0 + n * np.float32(0.025) + m * np.float32(0.03) - pores * np.float32(0.22)
 
 
-def _perspective(g: _Geo, y: float) -> float:
-    """How flat a horizontal circle at row ``y`` looks (minor / major axis): flatter near eye level."""
-    eye = g.hy if g.hy is not None else y - 0.3 * g.h
-    return float(np.clip(0.07 + 0.55 * (y - eye) / g.h, 0.07, 0.3))
+@dataclass(frozen=True)
+class Camera:
+    """The scene's pinhole camera, looking level: the floor's eye row and focal length, its axis
+    down the frame's middle. World units are working pixels at the depth ``f`` (the podium's)."""
+
+    f: float
+    eye: float  #: the eye level's row (the floor's vanishing line)
+    axis: float  #: the optical axis' column
+
+    def project(self, X: np.ndarray, Y: np.ndarray, Z: np.ndarray) -> np.ndarray:
+        Z = np.maximum(np.asarray(Z, np.float64), 1e-3)
+        return np.stack([self.axis + self.f * np.asarray(X) / Z, self.eye - self.f * np.asarray(Y) / Z], axis=-1)
+
+    def flatness(self, y: float) -> float:
+        """Minor / major axis of a horizontal circle whose centre projects to row ``y``."""
+        return float(np.clip((y - self.eye) / self.f, 0.05, 0.5))
+
+
+def scene_camera(p: ProceduralParams, g: _Geo) -> Camera:
+    """The camera the floor is drawn with (see :func:`geometry._floor_maps`), seen from a podium's top at ``g.gy``.
+
+    The eye stays between 0.09 and 0.2 focal lengths above the podium's top: its top is seen from
+    above, never edge-on nor from overhead."""
+    h, w = g.h, g.w
+    f = focal_length(w, h)
+    if g.hy is not None:
+        hy = min(max(int(np.floor(g.hy)), 0), h - 2)
+        floor_gy = int(round(min(max(min(g.gy + p.podium_height * h, h - 1.0), hy + 2), h)))
+        eye = eye_row(h, hy, floor_gy)
+    else:
+        eye = g.gy - 0.2 * f
+    return Camera(f, float(np.clip(eye, g.gy - 0.2 * f, g.gy - 0.09 * f)), w / 2.0)
 
 
 def draw_podium(img: np.ndarray, p: ProceduralParams, g: _Geo, pal: Palette, light_x: float, rng: np.random.Generator) -> Stage:
     """Draw the podium under the product (in place): its top at the product's base row ``g.gy``.
 
-    Drawn within the podium's bounding box only (its coordinates are the canvas's, shifted by the
-    box's corner ``X0, Y0``): a podium is a small part of the canvas."""
+    Modelled in 3D and projected through the floor's camera (:func:`scene_camera`): a box's lid
+    and sides are the projections of its corners (lines converge on the eye level), a cylinder's
+    caps are ellipses as flat as its height above the floor and the eye level make them. Drawn
+    within the podium's bounding box only (its coordinates are the canvas's, shifted by the box's
+    corner ``X0, Y0``): a podium is a small part of the canvas."""
     h, w = g.h, g.w
     L = light_vector(light_x).astype(np.float32)  # float32 throughout: float64 would double every array op
-    colour = _tone(p, pal, p.podium_color, p.podium_lightness)
+    colour = _podium_colour(p, pal)
+    cam = scene_camera(p, g)
     height = p.podium_height * h
+
+    def lid_depth_for(reach: float) -> float:
+        """The half depth (world units) a box's lid needs so that rows up to ``reach`` above its
+        centre row still lie on it (a margin of 15% and 2 px)."""
+        need = 1.15 * reach + 2.0
+        below_eye = gy - cam.eye
+        if reach <= 0 or need >= 0.8 * below_eye:
+            return 0.0 if reach <= 0 else 3.0 * cam.f
+        return cam.f / (1.0 - need / below_eye) - cam.f
+
     # wider than the product always (a product overhanging its podium looks afloat), the frame permitting
     rx = float(min(max(p.podium_width * g.pw / 2.0, 0.6 * g.pw + 2), 0.5 * w))
     cx, gy = g.cx, float(g.gy)
     spread = {"steps": 1.3, "discs": 1.25}.get(p.podium, 1.0)  # the widest part's width, in top widths
     rx = max(0.6 * g.pw + 2, min(rx, 0.5 * w / spread))  # the base within the frame where the product allows
     reach = rx * spread
-    X0, X1 = max(0, int(cx - reach * 1.25) - 3), min(w, int(cx + reach * 1.25) + 4)
-    Y0, Y1 = max(0, int(gy - 0.7 * rx) - 3), min(h, int(gy + height + 0.8 * rx) + 4)
+    flat = cam.flatness(gy)
+    near = cam.f / max(cam.f - 1.1 * rx, 0.3 * cam.f)  # a box's near corners: this much larger on screen
+    X0, X1 = max(0, int(cx - reach * 1.3 * near) - 3), min(w, int(cx + reach * 1.3 * near) + 4)
+    Y0, Y1 = max(0, int(gy - 1.6 * rx * flat) - 3), min(h, int(gy + (height + (gy - cam.eye)) * near - (gy - cam.eye)) + 4)
     hh, ww = max(1, Y1 - Y0), max(1, X1 - X0)
     shift = np.array([X0, Y0], np.float32)
     mask = np.zeros((hh, ww), np.float32)
     top = np.zeros((hh, ww), np.float32)
     # one colour, shaded: the podium is drawn as its shading (one channel), coloured once at the end
     layer = np.zeros((hh, ww), np.float32)
+    # the material, in each face's own coordinates where the faces are planar (boxes), else on screen
+    material = np.ones((hh, ww), np.float32)
     cols = np.arange(X0, X0 + ww, dtype=np.float32) + 0.5
     rows = (np.arange(Y0, Y0 + hh, dtype=np.float32) + 0.5)[:, None]
+    edges = np.zeros((hh, ww), np.uint8)
 
     def poly(pts) -> np.ndarray:
         return _poly_mask(hh, ww, np.asarray(pts, np.float32) - shift)
@@ -122,12 +183,15 @@ def draw_podium(img: np.ndarray, p: ProceduralParams, g: _Geo, pal: Palette, lig
 
     def cylinder(cx: float, top_c: float, rx: float, height: float) -> tuple[float, float]:
         """One cylinder; returns (top centre row, back edge row)."""
-        ry = rx * _perspective(g, top_c)
+        ry = rx * cam.flatness(top_c)
         base_c = top_c + height
-        side = np.maximum(poly([[cx - rx, top_c], [cx + rx, top_c], [cx + rx, base_c], [cx - rx, base_c]]), ellipse(cx, base_c, rx, ry))
+        ry_base = rx * cam.flatness(base_c)  # the base is further below the eye: rounder
+        side = np.maximum(
+            poly([[cx - rx, top_c], [cx + rx, top_c], [cx + rx, base_c], [cx - rx, base_c]]), ellipse(cx, base_c, rx, ry_base)
+        )
         nx = np.clip((cols - cx) / np.float32(rx), -1.0, 1.0)
         shade = np.float32(AMBIENT) + np.float32(1 - AMBIENT) * np.maximum(np.float32(0.0), nx * L[0] + np.sqrt(1.0 - nx * nx) * L[2])
-        ao = 1.0 - np.float32(0.12) * sh.smoothstep(top_c + 0.5 * height, base_c + ry, rows)
+        ao = 1.0 - np.float32(0.12) * sh.smoothstep(top_c + 0.5 * height, base_c + ry_base, rows)
         side_tone = shade[None, :] * np.float32(0.93) * ao
         cap = ellipse(cx, top_c, rx, ry)
         cap_tone = np.float32(lambert((0, 1, 0), L))
@@ -140,57 +204,104 @@ def draw_podium(img: np.ndarray, p: ProceduralParams, g: _Geo, pal: Palette, lig
         layer[:] += (cap_tone * np.float32(1.12) - layer) * (rim * np.float32(0.7))
         return top_c, top_c - ry
 
-    def box(cx: float, front_top: float, a: float, height: float) -> tuple[float, float]:
-        """One box seen a little from above and from the side; returns (top centre row, back edge row)."""
-        depth = 2 * a * _perspective(g, front_top)
-        if abs(cx - w / 2) > 0.05 * w:
-            ox = 0.22 * a * np.sign(w / 2 - cx)  # the side facing the middle of the frame
-        else:
-            ox = -0.22 * a * (1.0 if light_x >= 0 else -1.0)  # centred: the side away from the light, for depth
-        base = front_top + height
-        front = poly([[cx - a, front_top], [cx + a, front_top], [cx + a, base], [cx - a, base]])
-        lid = poly([[cx - a, front_top], [cx + a, front_top], [cx + a + ox, front_top - depth], [cx - a + ox, front_top - depth]])
-        edge = cx + a if ox > 0 else cx - a
-        flank = poly([[edge, front_top], [edge + ox, front_top - depth], [edge + ox, base - depth], [edge, base]])
-        for m, normal in ((flank, (np.sign(ox), 0, 0)), (front, (0, 0, 1)), (lid, (0, 1, 0))):
-            layer[:] += (np.float32(lambert(normal, L)) - layer) * m
+    def box(centre: tuple[float, float], top_y: float, a: float, d: float, hb: float, yaw: float, lid: bool = True) -> np.ndarray:
+        """One box (world coordinates: ``centre`` (X, Z) of its lid at height ``top_y``, half width
+        ``a``, half depth ``d``, height ``hb``, turned by ``yaw`` about the vertical); draws its
+        visible faces and returns its lid's corners on screen (4, 2)."""
+        c, s = np.cos(yaw), np.sin(yaw)
+        sx = np.array([-1.0, 1.0, 1.0, -1.0])  # near-left, near-right, far-right, far-left
+        sz = np.array([-1.0, -1.0, 1.0, 1.0])
+        X = centre[0] + c * sx * a - s * sz * d
+        Z = centre[1] + s * sx * a + c * sz * d
+        up = cam.project(X, np.full(4, top_y), Z)
+        down = cam.project(X, np.full(4, top_y - hb), Z)
+        # the material: one tile, the lid above the front face, the sides beside it (veins run on over the front edge)
+        tw_, th_ = int(np.ceil(2 * a + 2 * d)) + 2, int(np.ceil(2 * d + hb)) + 2
+        tile = _texture(p, th_, tw_, rng) if p.podium_surface != "plain" else None
+        faces = []
+        for i in range(4):  # the sides, each between two corners
+            j = (i + 1) % 4
+            mx, mz = (X[i] + X[j]) / 2, (Z[i] + Z[j]) / 2
+            nx, nz = mx - centre[0], mz - centre[1]
+            if nx * mx + nz * mz >= 0:  # facing away from the camera
+                continue
+            n = np.array([nx, 0.0, -nz])  # to the light's axes (z towards the viewer)
+            quad = np.array([up[i], up[j], down[j], down[i]])
+            uv = (
+                [[0, 2 * d], [2 * a, 2 * d], [2 * a, 2 * d + hb], [0, 2 * d + hb]]
+                if i == 0
+                else [[2 * a, 2 * d], [2 * a + 2 * d, 2 * d], [2 * a + 2 * d, 2 * d + hb], [2 * a, 2 * d + hb]]
+            )
+            faces.append((quad, n, uv, False))
+        if lid:
+            faces.append((up, np.array([0.0, 1.0, 0.0]), [[0, 2 * d], [2 * a, 2 * d], [2 * a, 0], [0, 0]], True))
+        for quad, n, uv, is_lid in faces:
+            m = poly(quad)
+            tone: np.ndarray | np.float32 = np.float32(lambert(n, L))
+            if not is_lid:  # the floor's occlusion darkens the sides towards their foot
+                foot = float(quad[:, 1].max())
+                tone = tone * (1.0 - np.float32(0.1) * sh.smoothstep(foot - 0.7 * (foot - float(quad[:, 1].min())), foot, rows))
+            layer[:] += (tone - layer) * m
             np.maximum(mask, m, out=mask)
-            top[:] = np.maximum(top * (1.0 - m), m) if m is lid else top * (1.0 - m)
-        # the lid's front edge: a lit bevel over a thin occlusion line, so stacked boxes read apart
-        band = np.exp(-np.square((rows - front_top - 1.0) / np.float32(max(1.0, 0.002 * h)))) * front
-        layer[:] *= 1.0 - np.float32(0.22) * band
-        return front_top - depth / 2, front_top - depth
+            top[:] = np.maximum(top * (1.0 - m), m) if is_lid else top * (1.0 - m)
+            if tile is not None:
+                M = cv2.getPerspectiveTransform(np.asarray(uv, np.float32), np.asarray(quad - shift, np.float32))
+                tex = cv2.warpPerspective(tile, M, (ww, hh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+                material[:] += (tex - material) * m
+        # the lid's edges over the visible sides: a thin lit bevel, so the faces read apart
+        for quad, _, _, is_lid in faces:
+            if not is_lid:
+                pts = np.round((quad[:2] - shift) * 16).astype(np.int32)
+                cv2.line(edges, tuple(pts[0]), tuple(pts[1]), 255, max(1, int(round(0.0015 * h))), cv2.LINE_AA, 4)
+        return up
+
+    def box_podium(front: bool) -> tuple[float, float, float]:
+        """A plinth (and, for ``steps``, a low wide step in front of it); returns (top centre row, back edge row, half depth)."""
+        Zc = cam.f  # the lid's centre: one world unit is one working pixel there
+        Xc = (cx - cam.axis) * Zc / cam.f
+        top_y = -(gy - cam.eye) * Zc / cam.f
+        yaw = float(rng.uniform(0.2, 0.38)) * (1.0 if light_x >= 0 else -1.0)  # its side away from the light shows
+        d = max((0.45 if front else 0.6) * rx, lid_depth_for(g.reach_back))
+        hb = height * (Zc - d) / cam.f  # the front face is ``height`` rows tall
+        lid = box((Xc, Zc), top_y, rx, d, hb, yaw)
+        if front:  # the step: 45 % as tall, 1.3 x as wide, against the plinth's front
+            d2 = 0.5 * d
+            off = d + d2
+            box((Xc + np.sin(yaw) * off, Zc - np.cos(yaw) * off), top_y - hb * 0.55, rx * 1.3, d2, hb * 0.45, yaw)
+        return gy, float(lid[:, 1].min()), d
 
     if p.podium == "cylinder":
-        # the product's base a little in front of the cap's centre
-        top_c, back = cylinder(cx, gy - 0.35 * rx * _perspective(g, gy), rx, height)
-        base_y = top_c + height
+        # the product's base a little in front of the cap's centre; a receding base needs a rounder cap
+        rx = max(rx, min(g.reach_back * 1.15 / (1.35 * flat), 0.5 * w))
+        _, back = cylinder(cx, gy - 0.35 * rx * flat, rx, height)
     elif p.podium == "discs":
         parts = ((1.25, 0.42), (1.12, 0.33), (1.0, 0.25))
         y = gy + height
-        base_y = y
-        top_c, back = gy, gy
+        back = gy
         for scale, share in parts:  # bottom to top
             y -= share * height
-            top_c, back = cylinder(cx, y, rx * scale, share * height)
-    elif p.podium == "cube":
-        depth = 2 * rx * _perspective(g, gy)
-        top_c, back = box(cx, gy + depth / 2, rx, height)
-        base_y = gy + depth / 2 + height
-    else:  # steps: a taller narrow box, a low wide step in front of it
-        depth = 2 * rx * _perspective(g, gy)
-        top_c, back = box(cx, gy + depth / 2, rx, height)
-        base_y = gy + depth / 2 + height
-        front_top = base_y - 0.45 * height + 0.12 * height
-        box(cx, front_top, rx * 1.3, 0.45 * height)
-        base_y += 0.12 * height
-    layer *= _texture(p, hh, ww, rng)
+            _, back = cylinder(cx, y, rx * scale, share * height)
+    else:  # cube, or steps
+        _, back, _ = box_podium(p.podium == "steps")
+    if edges.any():
+        bevel = edges.astype(np.float32) * np.float32(1 / 255) * mask
+        layer += (np.float32(lambert((0, 1, 0), L) * 1.08) - layer) * bevel * np.float32(0.6)
+    if p.podium_surface != "plain":
+        if p.podium in ("cylinder", "discs"):
+            material = _texture(p, hh, ww, rng)
+        layer *= material
     region = img[Y0 : Y0 + hh, X0 : X0 + ww]
     region += (np.minimum(colour * layer[..., None], 1.0) - region) * mask[..., None]
     full_mask, full_top = np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
     full_mask[Y0 : Y0 + hh, X0 : X0 + ww] = mask
     full_top[Y0 : Y0 + hh, X0 : X0 + ww] = top
-    return Stage(back_y=back, base_y=base_y, x0=cx - reach, x1=cx + reach, mask=full_mask, top=full_top)
+    # where it meets the floor: its lowest row below the product, and how far it reaches sideways
+    col = min(max(int(cx) - X0, 0), ww - 1)
+    solid = np.flatnonzero(mask[:, col] > 0.5)
+    base_y = float(Y0 + solid[-1] + 1) if solid.size else gy + height
+    covered = np.flatnonzero(mask.max(axis=0) > 0.5)
+    x0, x1 = (float(X0 + covered[0]), float(X0 + covered[-1] + 1)) if covered.size else (cx - reach, cx + reach)
+    return Stage(back_y=back, base_y=base_y, x0=x0, x1=x1, mask=full_mask, top=full_top)
 
 
 def stage_shadows(p: ProceduralParams, g: _Geo, stage: Stage, light_x: float, floor_top: float | None) -> np.ndarray:

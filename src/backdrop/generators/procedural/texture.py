@@ -48,6 +48,101 @@ def fbm(rng: np.random.Generator, h: int, w: int, cy: float, cx: float, octaves:
     return out
 
 
+def marble_veins(rng: np.random.Generator, h: int, w: int, uy: float, ux: float, k: float) -> np.ndarray:
+    """Marble (float32 (h, w)): 1 the stone, lower in its veins.
+
+    A few major veins run along one drift (diagonal), gently bent by low-frequency noise, fading
+    in and out, with a soft halo; fine hairline veins, elongated along the same drift, branch
+    between them; the ground is faintly cloudy. ``uy`` / ``ux``: texels of one feature unit
+    (1/20 of the canvas) in rows / columns (floors are stored foreshortened).
+    """
+    a = float(rng.uniform(0.2, 0.6)) * (1.0 if rng.random() < 0.5 else -1.0)
+    ca, sa = np.float32(np.cos(a)), np.float32(np.sin(a))
+    yy, xx = sh.grid(h, w)
+    X, Y = xx * np.float32(1.0 / ux), yy * np.float32(1.0 / uy)  # feature units
+    along = X * ca + Y * sa
+    across = -X * sa + Y * ca
+    bend = fbm(rng, h, w, 14.0 * uy, 14.0 * ux, 2, 0.4)
+    wiggle = fbm(rng, h, w, 3.0 * uy, 3.0 * ux, 3, 0.5)
+    # major veins: level lines of a field that runs across the drift, irregularly spaced and bent
+    field = across * np.float32(0.16) + bend * np.float32(0.38) + wiggle * np.float32(0.035) + np.float32(rng.uniform(0, 1))
+    r = np.abs(((field + np.float32(0.5)) % np.float32(1.0)) - np.float32(0.5))  # distance to the nearest level, in periods
+    width = np.float32(0.012) + np.float32(0.018) * sh.smoothstep(-1.2, 1.5, fbm(rng, h, w, 5.0 * uy, 5.0 * ux, 2, 0.5))
+    core = np.exp(-np.square(r / width))
+    halo = np.exp(-np.square(r / (width * np.float32(6.0))))
+    presence = sh.smoothstep(-0.6, 0.9, fbm(rng, h, w, 8.0 * uy, 8.0 * ux, 2, 0.5))
+    # hairlines: a finer field, stretched along the drift, where it crosses zero
+    hf = np.sin(
+        (across * np.float32(0.55) + along * np.float32(0.05) + bend * np.float32(1.2) + wiggle * np.float32(0.25)) * np.float32(np.pi)
+    )
+    hair = np.exp(-np.square(hf / np.float32(0.05))) * sh.smoothstep(0.3, 1.6, fbm(rng, h, w, 4.0 * uy, 4.0 * ux, 2, 0.5))
+    cloud = fbm(rng, h, w, 4.0 * uy, 4.0 * ux, 4, 0.55)
+    k32 = np.float32(k)
+    t = 1.0 - k32 * (
+        presence * (np.float32(0.6) * core + np.float32(0.1) * halo) + np.float32(0.18) * hair + np.float32(0.03) * (cloud + 1.0)
+    )
+    return np.clip(t, 0.0, 1.0).astype(np.float32)
+
+
+def _concrete_wall(rng: np.random.Generator, h: int, w: int, u: float, k: float) -> np.ndarray:
+    """Cast-in-place concrete (luminance modulation (h, w) around 1): formwork panels a shade apart,
+    their joints, rows of form-tie holes, fine aggregate and the odd pore; ``u`` pixels per feature
+    unit (1/20 of the canvas)."""
+    yy, xx = sh.grid(h, w)
+    pw_, ph_ = 9.0 * u, 6.0 * u  # a plywood form panel
+    ox, oy = float(rng.uniform(0, pw_)), float(rng.uniform(0, ph_))
+    gx, gy = (xx + np.float32(ox)) / np.float32(pw_), (yy + np.float32(oy)) / np.float32(ph_)
+    ix, iy = np.floor(gx).astype(np.int32), np.floor(gy).astype(np.int32)
+    tones = rng.uniform(-1.0, 1.0, (int(iy.max()) + 2, int(ix.max()) + 2)).astype(np.float32)
+    panel = tones[iy, ix] * np.float32(0.022)
+    ex = np.minimum(gx - ix, ix + 1 - gx) * np.float32(pw_)  # pixels to the panel's edge
+    ey = np.minimum(gy - iy, iy + 1 - gy) * np.float32(ph_)
+    edge = np.minimum(ex, ey)
+    joint = 1.0 - sh.smoothstep(0.3, 1.3, edge)
+    lip = np.exp(-np.square((edge - np.float32(2.0)) / np.float32(1.0)))  # the cast edge beside the joint catches light
+    # form-tie holes: a grid inside each panel, a dark recess with a lighter rim
+    sp_x, sp_y = pw_ / 3.0, ph_ / 2.0
+    lx = ((xx + np.float32(ox)) % np.float32(sp_x)) - np.float32(sp_x / 2)
+    ly = ((yy + np.float32(oy)) % np.float32(sp_y)) - np.float32(sp_y / 2)
+    r = max(1.5, 0.14 * u)
+    d = np.sqrt(lx * lx + ly * ly)
+    hole = 1.0 - sh.smoothstep(r - 0.7, r + 0.7, d)
+    rim = np.exp(-np.square((d - np.float32(r * 1.6)) / np.float32(max(0.8, 0.4 * r))))
+    agg = fbm(rng, h, w, 0.12 * u, 0.12 * u, 2, 0.5)
+    cloud = fbm(rng, h, w, 6.0 * u, 6.0 * u, 3, 0.5)
+    pores = sh.smoothstep(0.996, 0.9995, rng.random((h, w), dtype=np.float32))
+    tex = 1.0 + np.float32(k) * (
+        panel
+        + agg * np.float32(0.02)
+        + cloud * np.float32(0.018)
+        - pores * np.float32(0.22)
+        - joint * np.float32(0.22)
+        + lip * np.float32(0.03)
+        - hole * np.float32(0.42)
+        + rim * np.float32(0.035)
+    )
+    return tex.astype(np.float32)
+
+
+def _drape(rng: np.random.Generator, h: int, w: int, u: float, k: float, weave: bool) -> np.ndarray:
+    """A linen drape (luminance modulation (h, w) around 1): folds hanging from above, fanning out
+    as they fall, shaded from the side by their slope; the weave where it is not blurred away."""
+    yy, xx = sh.grid(h, w)
+    fall = yy * np.float32(1.0 / h)
+    x0 = float(rng.uniform(0.3, 0.7)) * w
+    xs = (xx - np.float32(x0)) / (np.float32(0.75) + np.float32(0.45) * fall)  # folds widen downwards
+    sway = fbm(rng, h, w, 6.0 * u, 3.0 * u, 2, 0.5)
+    height = np.zeros((h, w), np.float32)
+    for lam, amp in ((5.5, 1.0), (2.6, 0.45), (1.3, 0.18)):
+        phase = np.float32(rng.uniform(0, 2 * np.pi))
+        height += np.float32(amp) * np.sin(xs / np.float32(lam * u / (2 * np.pi)) + sway * np.float32(1.2) + phase)
+    slope = cv2.Sobel(height, cv2.CV_32F, 1, 0, ksize=3) * np.float32(u / 8.0)
+    tex = 1.0 + np.float32(k) * (np.float32(0.16) * slope + np.float32(0.035) * height)
+    if weave:
+        tex += fbm(rng, h, w, 1.0 * u, 0.1 * u, 1, 0.5) * np.float32(0.01 * k)
+    return tex.astype(np.float32)
+
+
 def _white(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return rng.random((h, w), dtype=np.float32)
 
@@ -134,29 +229,36 @@ def _surface(
         t -= np.maximum(seam, joint) * np.float32(0.45 * (0.4 + 0.6 * k))
         return np.clip(t, 0.0, 1.15), (dark, light)
     if kind == "marble":
-        n = noise(7.0, 5, 0.5)
-        m = noise(10.0, 2, 0.5)
-        a = rng.uniform(0, np.pi)
-        d = (X * np.float32(np.cos(a)) + Y * np.float32(np.sin(a))) * np.float32(1 / 9.0)
-        v = np.abs(np.sin((d + n * np.float32(0.55)) * np.float32(np.pi)))
-        presence = sh.smoothstep(-0.7, 0.9, m)
-        thin = 1.0 - sh.smoothstep(0.0, 0.045, v)
-        halo = 1.0 - sh.smoothstep(0.0, 0.4, v)
-        cloud = noise(3.0, 4, 0.55)
-        t = 1.0 - np.float32(k) * (presence * (np.float32(0.45) * thin + np.float32(0.12) * halo) + np.float32(0.035) * (cloud + 1.0))
-        return np.clip(t, 0.0, 1.0), (dark, light)
+        return marble_veins(rng, th, tw, uy, ux, k), (dark, light)
     if kind == "concrete":
-        n = noise(2.5, 6, 0.6)
+        # a poured floor: fine aggregate, a faint cloud, a few pores, saw-cut joints receding
+        agg = noise(0.12, 2, 0.5)
+        n = noise(2.5, 3, 0.5)
         m = noise(12.0, 2, 0.5)
-        pores = sh.smoothstep(0.985, 0.998, _white(rng, th, tw))
-        t = np.float32(0.8) + np.float32(k) * (np.float32(0.1) * n + np.float32(0.08) * m - pores * np.float32(0.35))
+        pores = sh.smoothstep(0.993, 0.999, _white(rng, th, tw))
+        bay = 14.0
+        fx = np.abs(((X + np.float32(rng.uniform(0, bay))) / np.float32(bay)) % np.float32(1.0) - np.float32(0.5)) * np.float32(bay)
+        fy = np.abs(((Y + np.float32(rng.uniform(0, bay))) / np.float32(bay)) % np.float32(1.0) - np.float32(0.5)) * np.float32(bay)
+        joint = np.maximum(
+            1.0 - sh.smoothstep(0.0, max(0.04, 0.8 / ux), np.float32(0.5 * bay) - fx),
+            1.0 - sh.smoothstep(0.0, max(0.04, 0.8 / uy), np.float32(0.5 * bay) - fy),
+        )
+        t = np.float32(0.82) + np.float32(k) * (
+            np.float32(0.07) * agg + np.float32(0.03) * n + np.float32(0.035) * m - pores * np.float32(0.3) - joint * np.float32(0.25)
+        )
         return np.clip(t, 0.0, 1.1), (dark, light)
     if kind == "linen":
-        warp_t = noise(0.12, 2, 0.5, sy=10.0)
-        weft_t = noise(0.12, 2, 0.5, sx=10.0)
-        fold_n = noise(10.0, 2, 0.5)
-        folds = np.sin((X * np.float32(0.8) + Y * np.float32(0.25)) * np.float32(1 / 3.5) + fold_n * np.float32(2.0))
-        t = np.float32(0.88) + np.float32(k) * (np.float32(0.04) * warp_t + np.float32(0.04) * weft_t + np.float32(0.07) * folds)
+        # threads: slubbed warp (running into depth) and weft, a fine thread rhythm, and soft
+        # wrinkles shaded from the side (the slope of a smooth height field)
+        warp_t = noise(0.1, 2, 0.5, sy=25.0)
+        weft_t = noise(0.1, 2, 0.5, sx=25.0)
+        rhythm = np.cos(X * np.float32(2 * np.pi / 0.16)) * np.cos(Y * np.float32(2 * np.pi / 0.16))
+        height = noise(4.0, 3, 0.45)
+        slope = cv2.Sobel(height, cv2.CV_32F, 1, 0, ksize=3) * np.float32(ux / 8.0)
+        slope += cv2.Sobel(height, cv2.CV_32F, 0, 1, ksize=3) * np.float32(uy / 8.0)
+        t = np.float32(0.86) + np.float32(k) * (
+            np.float32(0.1) * warp_t + np.float32(0.08) * weft_t + np.float32(0.05) * rhythm + np.float32(0.25) * slope
+        )
         return np.clip(t, 0.0, 1.1), (dark, light)
     if kind == "terrazzo":
         # the binder here; the chips are geometry, drawn crisply in screen space (see _chips)

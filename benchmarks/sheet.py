@@ -1,0 +1,58 @@
+"""A before/after contact sheet of chosen creatives from two stores of the same catalog.
+
+    python benchmarks/sheet.py BEFORE_STORE AFTER_STORE OUT.png PRODUCT:STYLE:PLACEMENT ...
+
+Each case is a row: the creative of that product, style and placement in the first store, then in
+the second, downscaled (the sheet is for RESULTS.md; the photos stay in ../shared). Used for the
+hard cases of the shared Magento set (issue 28); the stores are made with ``backdrop generate``
+at the two commits compared.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+TILE = 300
+
+
+def creative(store: Path, product: str, style: str, placement: str) -> Image.Image:
+    con = sqlite3.connect(store / "index.sqlite")
+    try:
+        row = con.execute(
+            "SELECT path FROM creatives WHERE product_id = ? AND style = ? AND placement = ? ORDER BY created_at DESC LIMIT 1",
+            (product, style, placement),
+        ).fetchone()
+    finally:
+        con.close()
+    if row is None:
+        raise SystemExit(f"{store}: no creative of {product} / {style} / {placement}")
+    img = Image.open(store / row[0]).convert("RGB")
+    img.thumbnail((TILE, TILE), Image.Resampling.LANCZOS)
+    return img
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 4:
+        raise SystemExit(__doc__)
+    before, after, out = Path(argv[0]), Path(argv[1]), Path(argv[2])
+    cases = [c.split(":") for c in argv[3:]]
+    label_h = 16
+    sheet = Image.new("RGB", (2 * TILE + 10, len(cases) * (TILE + label_h + 6)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (product, style, placement) in enumerate(cases):
+        y = i * (TILE + label_h + 6)
+        draw.text((4, y + 2), f"{product} / {style} / {placement}: before | after", fill="black")
+        for j, store in enumerate((before, after)):
+            img = creative(store, product, style, placement)
+            sheet.paste(img, (j * (TILE + 10) + (TILE - img.width) // 2, y + label_h + (TILE - img.height) // 2))
+    sheet.save(out, optimize=True)
+    print(f"{out}: {len(cases)} cases")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
