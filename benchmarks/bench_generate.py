@@ -117,7 +117,35 @@ def main() -> None:
         help="only the render + composite figures (no PNG, pipeline or segmentation; RESULTS.md is not written): "
         "run it against two checkouts back to back to compare renderers",
     )
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also measure render + composite with another checkout's code (e.g. a `git worktree` of the previous "
+        "commit), in this run, for the table's comparison row",
+    )
+    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # render-only figures for --baseline
     args = ap.parse_args()
+
+    baseline = None
+    if args.baseline is not None:
+        import json
+        import subprocess
+
+        commit = subprocess.run(
+            ["git", "-C", str(args.baseline), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        done = subprocess.run(
+            [sys.executable, __file__, "--render-only", "--json"] + (["--quick"] if args.quick else []),
+            env={**os.environ, "PYTHONPATH": str(args.baseline.resolve() / "src")},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        baseline = json.loads(done.stdout.strip().splitlines()[-1]) | {"commit": commit or str(args.baseline)}
+        print(
+            f"baseline {baseline['commit']}: all {baseline['render_per_s']:.1f}/s, staged {baseline['staged']['per_s']:.1f}/s", flush=True
+        )
 
     catalog = load_catalog(DEMO_DIR / "products.csv")
     products = catalog.products[:4] if args.quick else catalog.products
@@ -130,6 +158,11 @@ def main() -> None:
         f"with PNG encode {r['with_png_per_s']:.1f}/s; staged scenes {r['staged']['per_s']:.1f}/s, others {r['plain']['per_s']:.1f}/s",
         flush=True,
     )
+    if args.render_only and args.json:
+        import json
+
+        print(json.dumps(r))
+        return
     if args.render_only:
         print(
             f"render-only: all {r['render_per_s']:.1f}/s (p50 {r['render_ms_p50']:.1f} ms, p95 {r['render_ms_p95']:.1f} ms); "
@@ -146,7 +179,7 @@ def main() -> None:
         "## Procedural creatives (`bench_generate.py`)",
         "",
         f"Demo catalog ({len(products)} products x every style of their category), square 1080x1080, "
-        "procedural generator, cv2 single-threaded. Target: >= 10 creatives/s per core.",
+        "procedural generator, cv2 single-threaded. Targets: >= 10 creatives/s per core, staged scenes >= 12.",
         "",
         "| measure | creatives/s | p50 ms | p95 ms |",
         "|---|---:|---:|---:|",
@@ -158,6 +191,12 @@ def main() -> None:
     ]
     for p in pipes:
         lines.append(f"| whole pipeline into a fresh store, {p['workers']} worker process(es) | {p['per_s']:.1f} | | |")
+    if baseline is not None:
+        b = baseline
+        lines += [
+            f"| *same run, the code of {b['commit']}:* render + exact composite, 1 core | {b['render_per_s']:.1f} | {b['render_ms_p50']:.1f} | {b['render_ms_p95']:.1f} |",
+            f"| *same run, the code of {b['commit']}:* staged scenes ({b['staged']['n']} creatives), 1 core | {b['staged']['per_s']:.1f} | {b['staged']['p50']:.1f} | {b['staged']['p95']:.1f} |",
+        ]
     lines += [
         "",
         "The whole pipeline adds image decoding, mask, palette, layout, quality scores, PNG encoding, fsync'd",

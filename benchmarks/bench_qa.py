@@ -76,7 +76,7 @@ def make_store(root: Path) -> Path:
     from backdrop.cli import main
 
     store = root / "store"
-    code = main(["generate", str(magento_catalog(root / "catalog.csv")), "--out", str(store), "--overlays", "none", "--json"])
+    code = main(["generate", str(magento_catalog(root / "catalog.csv")), "--out", str(store), "--overlays", "none", "--no-progress", "--json"])
     if code != 0:
         raise SystemExit(f"backdrop generate failed with exit code {code}")
     return store
@@ -152,22 +152,30 @@ def report(name: str, res: dict) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--labels", type=Path, default=ROOT / "benchmarks" / "labels" / "magento-qa.csv")
+    ap.add_argument(
+        "--labels",
+        type=Path,
+        nargs="+",
+        default=[ROOT / "benchmarks" / "labels" / "magento-qa.csv", ROOT / "benchmarks" / "labels" / "magento-holdout.csv"],
+        help="label files (default: the calibration set and the held-out set), each evaluated against the same store",
+    )
     ap.add_argument("--store", type=Path, help="an existing store of the Magento set (default: make one)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = ap.parse_args()
-    labels = read_labels(args.labels)
+    sets = {path: read_labels(path) for path in args.labels}
     if args.store:
-        res = evaluate(labels, qa_of(args.store))
+        qa = qa_of(args.store)
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            res = evaluate(labels, qa_of(make_store(Path(tmp))))
-    body = report(args.labels.stem, res)
-    print(body)
-    if res["missed"]:
-        print("\nmissed rejects:\n  " + "\n  ".join(res["missed"]))
-    if not args.no_write:
-        update_section(f"bench_qa-{args.labels.stem}", body)
+            qa = qa_of(make_store(Path(tmp)))
+    for path, labels in sets.items():
+        res = evaluate(labels, qa)
+        body = report(path.stem, res)
+        print(body)
+        if res["missed"]:
+            print("\nmissed rejects:\n  " + "\n  ".join(res["missed"]))
+        if not args.no_write:
+            update_section(f"bench_qa-{path.stem}", body)
     return 0
 
 

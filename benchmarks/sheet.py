@@ -16,7 +16,11 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-TILE = 300
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _results import update_section
+
+TILE = 220
 
 
 def creative(store: Path, product: str, style: str, placement: str) -> Image.Image:
@@ -49,8 +53,15 @@ def main(argv: list[str]) -> int:
         for j, store in enumerate((before, after)):
             img = creative(store, product, style, placement)
             sheet.paste(img, (j * (TILE + 10) + (TILE - img.width) // 2, y + label_h + (TILE - img.height) // 2))
-    sheet.save(out, optimize=True)
+    sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(out, optimize=True)  # small enough to commit
     print(f"{out}: {len(cases)} cases")
+    if out.resolve().parent == Path(__file__).resolve().parent:  # a sheet kept with the benchmarks: say so in RESULTS.md
+        listed = "\n".join(f"- {p} / {s} / {pl}" for p, s, pl in cases)
+        update_section(
+            f"sheet-{out.stem}",
+            f"## Before / after: `{out.name}` (`sheet.py`)\n\nLeft: {before}; right: {after} (stores of the shared Magento set).\n\n"
+            f"![before and after]({out.name})\n\n{listed}",
+        )
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from pathlib import Path
 
 from ..errors import BackdropError
@@ -13,6 +14,14 @@ def csv_list(value: str) -> tuple[str, ...]:
     if not items:
         raise argparse.ArgumentTypeError("expected a comma-separated list")
     return items
+
+
+def day(text: str) -> dt.date:
+    """An argparse type: a calendar day, YYYY-MM-DD."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day (YYYY-MM-DD)") from None
 
 
 def positive_int(value: str) -> int:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 from pathlib import Path
 
 from ._common import Formatter as _Formatter
 from ._common import csv_list as _csv_list
+from ._common import day as _day
 from ._common import positive_int as _positive_int
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
@@ -260,13 +260,6 @@ def _add_generation_options(p: argparse.ArgumentParser) -> None:
     dg.add_argument("--gate-max-expansion", type=float, default=0.15, help="max object expansion (share of the product's area)")
     dg.add_argument("--gate-min-iou", type=float, default=0.8, help="min IoU of the generated foreground with the product")
     dg.add_argument("--gate-max-halo", type=float, default=14.0, help="max Delta E of the ring around the product")
-
-
-def _day(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a day (YYYY-MM-DD)") from None
 
 
 def _pipeline_config(args, placement_names=None, max_styles=None):

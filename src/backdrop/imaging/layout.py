@@ -94,7 +94,7 @@ class QARules(BaseModel):
     #: product-coloured pixels the mask left out (a bite out of the product), at most this share of the mask
     max_left_out: float = Field(default=0.008, ge=0.0, le=1.0)
     #: how far the outline stands out from both the product and the background (L*, 95th percentile), at most
-    max_fringe: float = Field(default=12.0, ge=0.0)
+    max_fringe: float = Field(default=18.0, ge=0.0)
     #: a standing product's centre of mass may lie this share of its width beyond what it rests on
     max_overhang: float = Field(default=0.1, ge=0.0, le=1.0)
 
