@@ -76,7 +76,9 @@ def make_store(root: Path) -> Path:
     from backdrop.cli import main
 
     store = root / "store"
-    code = main(["generate", str(magento_catalog(root / "catalog.csv")), "--out", str(store), "--overlays", "none", "--no-progress", "--json"])
+    code = main(
+        ["generate", str(magento_catalog(root / "catalog.csv")), "--out", str(store), "--overlays", "none", "--no-progress", "--json"]
+    )
     if code != 0:
         raise SystemExit(f"backdrop generate failed with exit code {code}")
     return store
