@@ -61,24 +61,11 @@ def read_labels(path: Path) -> list[dict]:
     return rows
 
 
-def magento_catalog(out: Path) -> Path:
-    with open(MAGENTO / "products.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    with open(out, "w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=list(rows[0]))
-        wr.writeheader()
-        for r in rows:
-            wr.writerow(r | {"image": str(MAGENTO / r["image"])})
-    return out
-
-
 def make_store(root: Path) -> Path:
     from backdrop.cli import main
 
     store = root / "store"
-    code = main(
-        ["generate", str(magento_catalog(root / "catalog.csv")), "--out", str(store), "--overlays", "none", "--no-progress", "--json"]
-    )
+    code = main(["generate", str(MAGENTO / "products.csv"), "--out", str(store), "--overlays", "none", "--no-progress", "--json"])
     if code != 0:
         raise SystemExit(f"backdrop generate failed with exit code {code}")
     return store

@@ -1,9 +1,14 @@
 import contextlib
 import csv
+import functools
 import os
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
+
+from backdrop.imaging import segmenters
 
 #: the shared data next to the repository (``../shared``), present on every CI run
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -22,6 +27,29 @@ def need(condition: bool, reason: str) -> None:
     if STRICT:
         pytest.fail(f"required for `make test`: {reason}")
     pytest.skip(reason)
+
+
+LEARNED, WHY = segmenters.available()
+#: tests of the learned segmenter; under `make test` (STRICT) they run regardless, so missing weights fail loudly
+needs_learned = pytest.mark.skipif(not LEARNED and not STRICT, reason=f"U²-Net-p unavailable: {WHY}")
+
+
+def magento_photo(name: str) -> np.ndarray:
+    """The shared Magento photo ``images/<name>.jpg`` as RGB uint8 (read where it is)."""
+    path = MAGENTO / "images" / f"{name}.jpg"
+    need(path.is_file(), f"the Magento photo {path}")
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+@functools.cache
+def _combined_mask(name: str) -> np.ndarray:
+    return segmenters.get("combined")(magento_photo(name))
+
+
+def magento_mask(name: str) -> np.ndarray:
+    """The default segmenter's mask of :func:`magento_photo` (segmented once per session: several
+    test files judge the same photos; a copy, so no caller changes another's)."""
+    return _combined_mask(name).copy()
 
 
 def magento_catalog(out: Path, ids) -> Path:

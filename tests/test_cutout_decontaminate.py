@@ -7,12 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from backdrop.imaging import segmenters
 from backdrop.imaging.decontaminate import decontaminate
-from conftest import MAGENTO, STRICT, need
-
-LEARNED, WHY = segmenters.available()
-needs_learned = pytest.mark.skipif(not LEARNED and not STRICT, reason=f"U²-Net-p unavailable: {WHY}")
+from conftest import magento_mask, magento_photo, needs_learned
 
 DARK = np.array([52, 38, 30], np.float32)  # a dark brown leather strap
 
@@ -116,10 +112,7 @@ def _edge_lightness(rgb: np.ndarray, alpha: np.ndarray) -> tuple[float, float]:
 @needs_learned
 @pytest.mark.parametrize("name", DARK_PHOTOS)
 def test_real_dark_product_edge_is_as_dark_as_its_inside(name):
-    path = MAGENTO / "images" / f"{name}.jpg"
-    need(path.is_file(), f"the Magento photo {path}")
-    rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-    alpha = segmenters.get("combined")(rgb)
+    rgb, alpha = magento_photo(name), magento_mask(name)
     band_before, inside = _edge_lightness(rgb, alpha)
     assert band_before > inside + 15, "the photo's edge band should be lighter (white backdrop mixed in)"
     out = decontaminate(rgb, alpha)

@@ -13,14 +13,14 @@ import cv2
 import numpy as np
 import pytest
 
-from backdrop.imaging import segmenters
 from backdrop.imaging.background import ColourModel
 from backdrop.imaging.maskops import work_image
 from backdrop.imaging.subject import Subject, left_out_share
-from conftest import MAGENTO, STRICT, need
+from conftest import magento_mask as _mask
+from conftest import magento_photo as _photo
+from conftest import needs_learned
 
-LEARNED, WHY = segmenters.available()
-pytestmark = pytest.mark.skipif(not LEARNED and not STRICT, reason=f"U²-Net-p unavailable: {WHY}")
+pytestmark = needs_learned
 
 #: backdrop left in the mask before (pixels of the backdrop's exact colour in the box, 4 px padded)
 SLIVERS = {
@@ -40,20 +40,6 @@ WHITE = {
     "wj04-white_main": None,
     "mt02-white_main": None,
 }
-
-_MASKS: dict[str, np.ndarray] = {}
-
-
-def _photo(name: str) -> np.ndarray:
-    path = MAGENTO / "images" / f"{name}.jpg"
-    need(path.is_file(), f"the Magento photo {path}")
-    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-
-
-def _mask(name: str) -> np.ndarray:
-    if name not in _MASKS:
-        _MASKS[name] = segmenters.get("combined")(_photo(name))
-    return _MASKS[name]
 
 
 def _work(name: str) -> tuple[np.ndarray, ColourModel]:

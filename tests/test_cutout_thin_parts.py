@@ -9,11 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from backdrop.imaging import segmenters
-from conftest import MAGENTO, STRICT, need
-
-LEARNED, WHY = segmenters.available()
-needs_learned = pytest.mark.skipif(not LEARNED and not STRICT, reason=f"U²-Net-p unavailable: {WHY}")
+from conftest import magento_mask, magento_photo, needs_learned
 
 #: photos with straps, cords and handles
 THIN = (
@@ -122,10 +118,7 @@ def test_the_report_sees_a_cut_strap():
 @needs_learned
 @pytest.mark.parametrize("name", THIN)
 def test_thin_parts_stay_whole_on_real_photos(name):
-    path = MAGENTO / "images" / f"{name}.jpg"
-    need(path.is_file(), f"the Magento photo {path}")
-    rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-    rep = thin_part_report(rgb, segmenters.get("combined")(rgb))
+    rep = thin_part_report(magento_photo(name), magento_mask(name))
     assert rep["skeleton"] > 50, rep  # the photo does have thin parts
     assert rep["covered"] >= 0.995, rep
     assert rep["pieces_mask"] <= rep["pieces_photo"], rep

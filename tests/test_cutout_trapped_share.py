@@ -4,27 +4,16 @@ Magento set."""
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 
-from backdrop.imaging import segmenters
 from backdrop.imaging.layout import QARules
 from backdrop.imaging.maskops import fill_holes
 from backdrop.imaging.subject import background_share
-from conftest import MAGENTO, STRICT, need
-
-LEARNED, WHY = segmenters.available()
-needs_learned = pytest.mark.skipif(not LEARNED and not STRICT, reason=f"U²-Net-p unavailable: {WHY}")
+from conftest import magento_mask, magento_photo, needs_learned
 
 THRESHOLD = QARules().max_trapped_share  # 0.005
 WHITE_GARMENTS = ("mh11-white_main", "wh08-white_main", "wj04-white_main", "mt02-white_main", "wt09-white_main")
-
-
-def _photo(name: str) -> np.ndarray:
-    path = MAGENTO / "images" / f"{name}.jpg"
-    need(path.is_file(), f"the Magento photo {path}")
-    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
 
 
 def test_threshold_is_the_qa_rule():
@@ -41,8 +30,7 @@ def test_white_garments_are_not_background(name, gain):
     pushes its highlights to the paper's white (the old measure scored wt09 at 0.15 there).
     wh08's hoodie brightened that much clips into large flat 255 areas and still scores above
     (0.13; 0.41 before): a known limit."""
-    rgb = _photo(name)
-    alpha = segmenters.get("combined")(rgb)
+    rgb, alpha = magento_photo(name), magento_mask(name)
     bright = np.clip(rgb.astype(np.float32) * gain, 0, 255).astype(np.uint8)
     assert background_share(bright, alpha) < THRESHOLD
 
@@ -52,8 +40,7 @@ def test_white_garments_are_not_background(name, gain):
 def test_a_mask_holding_a_real_gap_scores_above(name):
     """The same photos with a wrong mask that holds the gap inside the bag's handle (or between
     the arm and the body): flagged."""
-    rgb = _photo(name)
-    alpha = segmenters.get("combined")(rgb)
+    rgb, alpha = magento_photo(name), magento_mask(name)
     assert background_share(rgb, alpha) < THRESHOLD
     wrong = np.where(fill_holes(alpha >= 128), 255, 0).astype(np.uint8)
     assert background_share(rgb, wrong) > THRESHOLD

@@ -18,18 +18,14 @@ import pytest
 
 from backdrop.imaging import mask as mask_mod
 from backdrop.imaging import maskops, matting, segmenters
+from conftest import LEARNED, needs_learned
 from conftest import SAMPLE_CATALOG as DATA
-from conftest import STRICT
 
 BENCH = pathlib.Path(__file__).parents[1] / "benchmarks" / "bench_segment.py"
 
 #: a solid dark product, a white-on-white shoe, a grey t-shirt (shadow-coloured), glasses
 IMAGES = ("mighty-mug", "white-plimsolls-2", "monospace-white-tee-back", "sunnies")
 VARIANTS = (("white", True), ("grey", True))
-
-LEARNED, WHY = segmenters.available()
-# Under `make test` (STRICT) these run regardless, so missing weights fail loudly instead of skipping.
-needs_learned = pytest.mark.skipif(not LEARNED and not STRICT, reason=f"U²-Net-p unavailable: {WHY}")
 
 
 def _bench():

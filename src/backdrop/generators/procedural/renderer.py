@@ -42,6 +42,11 @@ def _params_of(procedural: dict) -> ProceduralParams:
 MAX_PODIUM_REACH = 0.06
 
 
+def _light_x(p: ProceduralParams, rng: np.random.Generator) -> float:
+    """The key light's side (-1 left .. 1 right): the style's, varied by the seed."""
+    return float(np.clip(p.light_x + rng.normal(0, 0.5) * p.variation, -1, 1))
+
+
 def _stream(seed: int, k: int) -> np.random.Generator:
     return np.random.default_rng([int(seed) % (2**63), k])
 
@@ -124,7 +129,7 @@ class ProceduralGenerator:
 
         rng_pal, rng_tex, rng_wall, rng_light, rng_bokeh = (_stream(seed, k) for k in range(1, 6))
         pal = make_palette(p, scene.palette, rng_pal)
-        light_x = float(np.clip(p.light_x + rng_light.normal(0, 0.5) * p.variation, -1, 1))
+        light_x = _light_x(p, rng_light)
 
         img = self._backdrop(p, geo, pal, rng_wall)
         if p.backdrop_shape != "none":
@@ -137,14 +142,7 @@ class ProceduralGenerator:
             base = stage.base_y if stage is not None else gy
             avoid = (stage.x0, stage.x1) if stage is not None else (float(px), float(px + pw))
             props_shadow = draw_spheres(img, p, geo, pal, light_x, _stream(seed, 7), base, avoid)
-        shade = self._light(p, geo, light_x)
-        if p.vignette > 0:
-            shade *= sh.vignette_map(h, w, p.vignette * 0.55)
-        # the key light's colour: a gentle warm / cool cast
-        tint = 1.0 + (pal.light / float(pal.light.mean()) - 1.0) * 0.5
-        img *= cv2.merge([shade * np.float32(c) for c in tint])
-        if p.sun > 0:
-            self._sun(img, p, geo, rng_light, light_x)
+        self._key_light(img, p, geo, pal, light_x, rng_light)
         if p.bokeh > 0:
             self._bokeh(img, p, geo, pal, rng_bokeh)
 
@@ -175,10 +173,26 @@ class ProceduralGenerator:
             shadow = props_shadow if shadow is None else 1.0 - (1.0 - shadow) * (1.0 - props_shadow)
         if shadow is not None:
             sh.apply_shadow(img, shadow, pal.shadow)
-        if float(img.max()) > 0.97:  # roll hot highlights off instead of clipping them flat
+        return self._finish(img, p, (W, H))
+
+    def _key_light(self, img: np.ndarray, p: ProceduralParams, g: _Geo, pal: Palette, light_x: float, rng: np.random.Generator) -> None:
+        """Light the set (in place): the key light's glow and pool, the vignette, the light's
+        colour (a gentle warm / cool cast) and the sunlight pattern."""
+        shade = self._light(p, g, light_x)
+        if p.vignette > 0:
+            shade *= sh.vignette_map(g.h, g.w, p.vignette * 0.55)
+        tint = 1.0 + (pal.light / float(pal.light.mean()) - 1.0) * 0.5
+        img *= cv2.merge([shade * np.float32(c) for c in tint])
+        if p.sun > 0:
+            self._sun(img, p, g, rng, light_x)
+
+    @staticmethod
+    def _finish(img: np.ndarray, p: ProceduralParams, size: tuple[int, int]) -> np.ndarray:
+        """The float set as the canvas's uint8 (W, H): hot highlights rolled off, not clipped flat."""
+        if float(img.max()) > 0.97:
             sh.soft_clip(img, 0.8)
         np.clip(img, 0.0, 1.0, out=img)
-        return sh.to_uint8(img, (W, H), grain=0.6 + 3.0 * p.grain)
+        return sh.to_uint8(img, size, grain=0.6 + 3.0 * p.grain)
 
     def _top_view(
         self, request: GenerationRequest, p: ProceduralParams, a_w: np.ndarray, px: int, py: int, size: tuple[int, int]
@@ -191,7 +205,7 @@ class ProceduralGenerator:
         geo = _Geo(w, h, float(h), None, px, py, pw, ph, px + pw / 2.0)
         rng_pal, rng_tex, rng_wall, rng_light = (_stream(seed, k) for k in range(1, 5))
         pal = make_palette(p, scene.palette, rng_pal)
-        light_x = float(np.clip(p.light_x + rng_light.normal(0, 0.5) * p.variation, -1, 1))
+        light_x = _light_x(p, rng_light)
         if p.surface in ("plain", "paper") or p.scene == "gradient":
             img = self._backdrop(p.model_copy(update={"wall": "paper"}), geo, pal, rng_wall)
         else:
@@ -201,20 +215,11 @@ class ProceduralGenerator:
                 img = self._draw_chips(tex, ramp, p, pal, h, w, unit * 0.75, unit * 0.75, None, rng_tex)
             else:
                 img = sh.ramp(tex, ramp[0], ramp[1]) if ramp is not None else np.ascontiguousarray(tex, np.float32)
-        shade = self._light(p, geo, light_x)
-        if p.vignette > 0:
-            shade *= sh.vignette_map(h, w, p.vignette * 0.55)
-        tint = 1.0 + (pal.light / float(pal.light.mean()) - 1.0) * 0.5
-        img *= cv2.merge([shade * np.float32(c) for c in tint])
-        if p.sun > 0:
-            self._sun(img, p, geo, rng_light, light_x)
+        self._key_light(img, p, geo, pal, light_x, rng_light)
         strength = max(p.shadow, 0.35)
         shadow = sh.drop_shadow(h, w, a_w, px, py, light_x, p.shadow_softness) * np.float32(strength)
         sh.apply_shadow(img, shadow, pal.shadow)
-        if float(img.max()) > 0.97:
-            sh.soft_clip(img, 0.8)
-        np.clip(img, 0.0, 1.0, out=img)
-        return sh.to_uint8(img, (scene.width, scene.height), grain=0.6 + 3.0 * p.grain)
+        return self._finish(img, p, (scene.width, scene.height))
 
     # ------------------------------------------------------------------
     def _backdrop(self, p: ProceduralParams, g: _Geo, pal: Palette, rng: np.random.Generator) -> np.ndarray:
