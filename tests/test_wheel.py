@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: the price, 75 with the sale overlay, 60 baselines: 20 products x 3 placements). A change here
 #: changes every served creative's URL and cache entry: bump it only on purpose.
 DEMO_DAY = "2026-12-06"  # seasonal styles are planned by the day: the keys are pinned for one
-DEMO_KEYS_SHA256 = "3c3c2ca4a8fb79d752c2e675775873de1efe4ddeb3f6cabaf06062d42f5d3a74"
+DEMO_KEYS_SHA256 = "3d68a48553898527d3fe2e9e2ced03f419ddc32f7ef37dd0a24cdcaad0be9f76"
 DEMO_CREATIVES = 735
 
 

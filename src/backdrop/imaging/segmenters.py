@@ -24,7 +24,8 @@ Three segmenters share the :class:`~backdrop.imaging.mask.Segmenter` interface
     detached below the product removed; enclosed holes filled unless they look like background and
     the network agrees; parts of the product the mask left out where the photo goes on across
     its edge filled back (:func:`~backdrop.imaging.background.cut_parts`: a chunk of shorts, a
-    hole in a sole); background trapped in gaps the network called salient (inside handles,
+    hole in a sole), and parts it missed whole (:func:`~backdrop.imaging.background.missed_parts`:
+    a kit's foam roller, a sneaker's white midsole); background trapped in gaps the network called salient (inside handles,
     straps, between an arm and the body) removed (:func:`trapped_background`), and the slivers
     that leaves between fingers, arm and torso, hair and shirt, enclosed or opening through a
     narrow neck (:func:`~backdrop.imaging.background.background_gaps`); the boundary
@@ -34,7 +35,10 @@ Both work on the image scaled to at most 1024 px; when it was scaled down, the m
 gets its edge re-decided on the full-size photo (:func:`~backdrop.imaging.matting.refine_edge`:
 a 2 px band unmixed between the nearest product and backdrop colours, thin parts excepted), so
 its soft values follow the photo's own anti-aliasing instead of putting backdrop-white pixels at
-alpha 255.
+alpha 255. Last, at the photo's size, the backdrop seen through gaps too thin for the working
+scale (the tapering end of the gap between an arm and the body, a narrow strip between a thumb
+and trousers) is made transparent
+(:func:`~backdrop.imaging.background.thin_gaps`).
     GrabCut seeded by this mask was measured too (benchmarks/bench_segment.py protocol): it
     added nothing on average and lost grey products next to their shadows, so it is not used.
 
@@ -63,6 +67,8 @@ from .background import (
     cut_parts,
     drop_detached_shadows,
     fill_product_holes,
+    missed_parts,
+    thin_gaps,
     trapped_background,
 )
 from .maskops import WORK_SIDE, as_rgb, disk, fill_holes, keep_large_components, resize, work_image
@@ -89,7 +95,9 @@ class ClassicalSegmenter:
     """Colour model + shadow rejection + morphology + GrabCut + colour-unmixed edges."""
 
     name = "classical"
-    version = "1.2"  # 1.1: background trapped in gaps removed; 1.2: edge re-decided at full size
+    # 1.1: background trapped in gaps removed; 1.2: edge re-decided at full size; 1.3: thin gaps
+    # cut out at full size (their tips; 1.4: long strips too)
+    version = "1.4"
 
     def __init__(self, grabcut: bool = True, grabcut_side: int = 256, work_side: int = WORK_SIDE):
         self.grabcut = grabcut
@@ -122,11 +130,13 @@ class ClassicalSegmenter:
 
 def _full_size(rgb: np.ndarray, mask8: np.ndarray) -> np.ndarray:
     """A mask made at the working scale, at the photo's size; when it was scaled up, its soft
-    edge is re-decided on the full-size photo (:func:`~backdrop.imaging.matting.refine_edge`)."""
+    edge is re-decided on the full-size photo (:func:`~backdrop.imaging.matting.refine_edge`);
+    the backdrop seen through gaps too thin for the working scale is cut out there
+    (:func:`~backdrop.imaging.background.thin_gaps`)."""
     h, w = rgb.shape[:2]
-    if mask8.shape == (h, w):
-        return mask8
-    return refine_edge(rgb, upscale_mask(mask8, (w, h)))
+    if mask8.shape != (h, w):
+        mask8 = refine_edge(rgb, upscale_mask(mask8, (w, h)))
+    return thin_gaps(rgb, mask8)
 
 
 def find_u2netp_weights(model_path: str | os.PathLike | None = None) -> Path | None:
@@ -206,8 +216,10 @@ class CombinedSegmenter:
 
     name = "combined"
     # 1.1: background trapped in gaps removed; 1.2: edge re-decided at full size; 1.3: slivers of
-    # backdrop between fingers / arm and torso removed, parts the mask bit out filled back
-    version = "1.3"
+    # backdrop between fingers / arm and torso removed, parts the mask bit out filled back;
+    # 1.4: parts the network missed whole added, shaded creases filled, tips of thin gaps cut out;
+    # 1.5: long thin strips of backdrop along the body cut out
+    version = "1.5"
 
     #: where the network is this sure, it decides
     core_threshold = 0.5
@@ -284,6 +296,7 @@ class CombinedSegmenter:
         mask = drop_detached_shadows(mask, cm)
         mask = fill_product_holes(mask, cm, s)
         mask |= cut_parts(mask, cm)
+        mask |= missed_parts(mask, cm)
         if self.remove_trapped:
             mask &= ~trapped_background(mask, cm)
             mask &= ~background_gaps(mask, cm)

@@ -16,13 +16,13 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
-from .background import ColourModel, cut_parts
+from .background import ColourModel, cut_parts, missed_parts
 from .framing import FramingRules, cut_sides
 from .maskops import disk, fill_holes, work_image
 from .people import PersonDetector
 from .support import looks_flat_lay, stands
 
-ANALYSIS_VERSION = "4"  # 3: left_out_share; 4: a product that cannot stand is shown lying (view "top")
+ANALYSIS_VERSION = "5"  # 3: left_out_share; 4: a product that cannot stand is shown lying (view "top"); 5: missed parts count as left out
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,9 @@ def left_out_share(rgb: np.ndarray, alpha: np.ndarray, work_side: int = 1024, ba
     trousers running off the bottom; the frame's edge counts as product where the photo there is
     not the background colour); or where the photo goes on across the mask's edge into a region
     of product colour (:func:`~backdrop.imaging.background.cut_parts`: a chunk bitten out of the
-    side of a pair of shorts); in a patch of at least 16 px. What a gap shows between an arm
+    side of a pair of shorts), or a part it missed whole
+    (:func:`~backdrop.imaging.background.missed_parts`: a kit's foam roller); in a patch of at
+    least 16 px. What a gap shows between an arm
     and the body is the backdrop's colour and does not count; a shadow between two feet is a
     soft shadow.
     """
@@ -141,7 +143,7 @@ def left_out_share(rgb: np.ndarray, alpha: np.ndarray, work_side: int = 1024, ba
     r = max(2, int(round(bay * np.sqrt(area))))
     closed = cv2.morphologyEx(m.astype(np.uint8), cv2.MORPH_CLOSE, disk(r), borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0
     off_edge = cv2.distanceTransform((~m).astype(np.uint8), cv2.DIST_L2, 3) >= 2.0
-    left = ((enclosed | closed) & ~m & off_edge & d & ~cm.shadow_regions()) | (cut_parts(m, cm) & off_edge)
+    left = ((enclosed | closed) & ~m & off_edge & d & ~cm.shadow_regions()) | ((cut_parts(m, cm) | missed_parts(m, cm)) & off_edge)
     st = cv2.connectedComponentsWithStats(left.astype(np.uint8), connectivity=8)[2]
     sizes = st[:, cv2.CC_STAT_AREA]
     counts = sizes >= 16
