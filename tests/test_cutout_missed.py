@@ -24,6 +24,13 @@ def _canvas(h: int = 200, w: int = 200) -> np.ndarray:
     return np.full((h, w, 3), WHITE, np.uint8)
 
 
+def _product_mask(img: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
+    """A mask (uint8) holding the rectangle ``rows`` x ``cols`` of ``img``."""
+    alpha = np.zeros(img.shape[:2], np.uint8)
+    alpha[rows, cols] = 255
+    return alpha
+
+
 # -- synthetic: what each rule adds, and what it leaves alone
 
 
@@ -69,8 +76,7 @@ def _two_arms(gap: int) -> tuple[np.ndarray, np.ndarray]:
     img[20:220, 40:160] = (30, 60, 150)
     img[70:120, 95 : 95 + gap] = WHITE  # the thin end
     img[120:200, 95:110] = WHITE  # the wide part
-    alpha = np.zeros(img.shape[:2], np.uint8)
-    alpha[20:220, 40:160] = 255
+    alpha = _product_mask(img, slice(20, 220), slice(40, 160))
     alpha[120:200, 95:110] = 0  # the segmenter cut the wide part out
     return img, alpha
 
@@ -89,8 +95,7 @@ def test_thin_gaps_leave_light_parts_that_touch_no_hole_and_long_bright_rims():
     img = _canvas(240, 200)
     img[20:220, 40:95] = (40, 40, 40)
     img[20:220, 99:160] = (40, 40, 40)
-    alpha = np.zeros(img.shape[:2], np.uint8)
-    alpha[20:220, 40:160] = 255
+    alpha = _product_mask(img, slice(20, 220), slice(40, 160))
     assert np.array_equal(thin_gaps(img, alpha), alpha)
     # a chrome ring's highlight along it, blown out to white in the middle and fading into the
     # metal, with a hole inside: longer than a gap's tip and no occluding contour
@@ -116,8 +121,7 @@ def _strip(profile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x0 = 100 - len(profile) // 2
     for i, v in enumerate(profile):
         img[40:220, x0 + i] = np.round(np.array((30, 60, 150)) * (1 - v) + 255 * v).astype(np.uint8)
-    alpha = np.zeros(img.shape[:2], np.uint8)
-    alpha[20:240, 40:160] = 255
+    alpha = _product_mask(img, slice(20, 240), slice(40, 160))
     return img, alpha
 
 
@@ -140,8 +144,7 @@ def test_a_white_product_keeps_the_white_between_its_zips_tapes():
     img = _canvas(260, 200)
     img[40:220, 92:96] = (40, 40, 40)
     img[40:220, 104:108] = (40, 40, 40)
-    alpha = np.zeros(img.shape[:2], np.uint8)
-    alpha[20:240, 40:160] = 255
+    alpha = _product_mask(img, slice(20, 240), slice(40, 160))
     assert np.array_equal(thin_gaps(img, alpha), alpha)
 
 

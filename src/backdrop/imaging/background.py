@@ -132,8 +132,8 @@ def fill_product_holes(mask: np.ndarray, cm: ColourModel, s: np.ndarray) -> np.n
     the network says background: the inside of a mug handle stays a hole (even with a shadow in
     it), a white print on a white t-shirt is filled. A small hole (<= 0.1% of the mask) that
     hardly shows the backdrop's colour (<= 20% of it within 2x the noise threshold) and is no
-    lighter than the lightest of the product around it is filled too: a shaded crease of the product, not a view
-    through it."""
+    lighter than the lightest of the product around it is filled too: a shaded crease of the
+    product, not a view through it."""
     holes = ~mask & ~border_connected(~mask)
     if not holes.any():
         return mask
@@ -440,9 +440,11 @@ def missed_parts(mask: np.ndarray, cm: ColourModel, band: int = 2, min_frac: flo
         along = np.count_nonzero(around & g) / max(int(around.sum()), 1)
         away = around & ~g
         crisp = np.count_nonzero(away & edge[sl]) / max(int(away.sum()), 1)
-        if along >= 0.75 and crisp >= 0.6:
-            pass
-        elif crisp >= 0.5 and area >= min_frac * h * w and float(np.median(cm.chroma[sl][inside])) >= 12.0:
+        enclosed = along >= 0.75 and crisp >= 0.6
+        if not enclosed:
+            coloured = crisp >= 0.5 and area >= min_frac * h * w and float(np.median(cm.chroma[sl][inside])) >= 12.0
+            if not coloured:
+                continue
             if shadow is None:
                 shadow = cm.shadow_regions()
             if np.count_nonzero(shadow[sl] & inside) >= 0.5 * area:
@@ -450,8 +452,6 @@ def missed_parts(mask: np.ndarray, cm: ColourModel, band: int = 2, min_frac: flo
             d = cm.dist[sl]
             core = inside & (d >= 0.5 * np.percentile(d[inside], 90))
             comp = cv2.morphologyEx(core.astype(np.uint8), cv2.MORPH_OPEN, disk(2))
-        else:
-            continue
         out[sl] |= (cv2.dilate(comp, disk(band + 1)) > 0) & ~mask[sl] & distinct[sl]
     return out
 
@@ -486,7 +486,7 @@ def thin_gaps(rgb: np.ndarray, alpha: np.ndarray, reach: int = 8, min_level: flo
     m = alpha >= 128
     if not m.any() or m.all():
         return alpha
-    cm = ColourModel(rgb)
+    cm = colour_model(rgb)  # the working-scale model already made, when the photo is that small
     if float(cm.bg.min()) < min_level:
         return alpha
     h, w = alpha.shape
@@ -510,14 +510,14 @@ def thin_gaps(rgb: np.ndarray, alpha: np.ndarray, reach: int = 8, min_level: flo
     a = np.clip(((cm.f - cm.bg) * d).sum(2) / np.maximum(step * step, 1e-6), 0.0, 1.0)
     cand = zone & (a < 0.8)
     n, lab, st, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
-    holes = ~m & ~border_connected(~m)
-    meets_hole = cv2.dilate(holes.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    near_bg = cm.dist < 2.0 * cm.tau
     k3 = np.ones((3, 3), np.uint8)
+    holes = ~m & ~border_connected(~m)
+    meets_hole = cv2.dilate(holes.astype(np.uint8), k3) > 0
+    near_bg = cm.dist < 2.0 * cm.tau
     # where the product's own flat white matches the backdrop's (a white hoodie) it has strips of
     # it between its seams and zips: long strips are judged only where the product around is not
-    own_white = near_bg & (cv2.erode(m.astype(np.uint8), disk(2)) > 0) & ~cand
     inner = (cv2.erode(m.astype(np.uint8), disk(2)) > 0) & ~cand
+    own_white = near_bg & inner
     around = 3 * reach
     gap = np.zeros((h, w), bool)
     for i in range(1, n):
