@@ -1,5 +1,5 @@
 """Parts the network missed whole are added (a yoga kit's foam roller, a sneaker's white midsole),
-shaded creases are no holes (a sneaker's toe), and the backdrop seen through the tapering end of
+shaded creases and textured holes are no holes (a sneaker's toe, a logo's white centre), and the backdrop seen through the tapering end of
 a gap between an arm and the body is cut out at the photo's size; while tinted shadows, hair,
 white fabric and chrome rims stay as they were.
 
@@ -198,3 +198,38 @@ def test_the_tapering_end_of_the_gap_between_arm_and_body_is_cut_out():
     white = photo[box].min(axis=2) >= 245
     assert white.sum() > 100
     assert (m[box][white] >= 128).mean() < 0.25  # was 46%: a white line on any darker set
+
+
+@needs_learned
+def test_the_white_centre_of_a_logo_woven_into_a_label_is_no_hole_and_the_view_through_a_d_ring_is():
+    m = _mask("luma-yoga-strap-set")
+    assert (m[815:832, 642:659] == 255).mean() > 0.95  # was 0%: the set showed through the label
+    assert (m[845:880, 730:770] == 0).mean() > 0.9  # inside the lowest D-ring: the backdrop
+
+
+def test_the_shaded_rest_of_an_open_gap_is_cut_out_and_smooth_white_beside_a_pinhole_is_not():
+    from backdrop.imaging.background import shadowed_gaps
+
+    img = _canvas(480, 480)
+    mask = np.zeros((480, 480), bool)
+    img[200:475, 5:475] = (40, 90, 160)  # the product's body (a rolled strap)
+    mask[200:475, 5:475] = True
+    # a dark ring (a D-ring's wire) around a gap: lit backdrop in its upper half (already a hole
+    # of the mask), the ring's soft shadow on the backdrop in its lower half (still in the mask)
+    cv2.circle(img, (70, 120), 40, (60, 60, 60), 8)
+    cv2.circle(mask.view(np.uint8), (70, 120), 44, 1, -1)
+    yy, xx = np.mgrid[0:480, 0:480]
+    inside = (yy - 120) ** 2 + (xx - 70) ** 2 < 36**2
+    lit = inside & (yy < 125)
+    mask[lit] = False
+    shade = np.clip(255 - (yy - 125) * 1.0, 215, 255).astype(np.uint8)  # darker towards the wire
+    for c in range(3):
+        img[..., c] = np.where(inside & ~lit, shade, img[..., c])
+    # a smooth light grey panel (white fabric in shade) that touches only a pinhole
+    img[80:130, 170:210] = (220, 220, 220)
+    cv2.rectangle(img, (170, 80), (209, 129), (60, 60, 60), 3)
+    mask[76:134, 166:214] = True
+    mask[104:107, 188:191] = False
+    out = shadowed_gaps(mask, ColourModel(img))
+    assert out[inside & ~lit & (yy > 130) & (yy < 145) & (np.abs(xx - 70) < 20)].mean() > 0.95  # the wire's rim stays: an edge
+    assert not out[80:130, 170:210].any()

@@ -17,8 +17,14 @@ class ColourModel:
     ``tau``: the "same as background" threshold, from the border's noise (JPEG) level;
     ``shade`` / ``chroma``: the pixel as ``shade * background + residual``; a shadow on the
     background has ``shade < 1`` and a small ``chroma`` residual;
-    ``grad``: gradient magnitude (per pixel, max over a 3x3 Sobel, in grey levels / px).
+    ``grad``: gradient magnitude (per pixel, max over a 3x3 Sobel, in grey levels / px);
+    ``texture``: the fine detail around a pixel (mean absolute difference of the grey image from
+    its 1 px blur over 7x7, grey levels): a weave, a print's paper, hair; the backdrop, lit or in
+    a shadow, is smooth (under 1), a white label or fabric is not (3 and more on the Magento photos).
     """
+
+    #: below this ``texture`` an area is smooth like the backdrop, seen or shaded
+    smooth_max = 1.0
 
     def __init__(self, rgb: np.ndarray, blur: float = 1.0, tau_min: float = 6.0, tau_k: float = 4.0):
         f = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), blur)
@@ -44,6 +50,8 @@ class ColourModel:
         proj = cv2.transform(f, (self.bg / norm)[None].astype(np.float32))
         self.shade = proj / norm
         self.chroma = np.sqrt(np.maximum(cv2.transform(f * f, ones) - proj * proj, 0.0))
+        grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float32)
+        self.texture = cv2.blur(np.abs(grey - cv2.GaussianBlur(grey, (0, 0), 1.0)), (7, 7))
         gx = cv2.Sobel(f, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
         gy = cv2.Sobel(f, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
         self.grad = np.sqrt(cv2.transform(gx * gx + gy * gy, ones))
@@ -128,12 +136,14 @@ def drop_detached_shadows(mask: np.ndarray, cm: ColourModel, max_frac: float = 0
 
 
 def fill_product_holes(mask: np.ndarray, cm: ColourModel, s: np.ndarray) -> np.ndarray:
-    """Fill enclosed holes unless they look like background (its colour, or a shadow on it) and
-    the network says background: the inside of a mug handle stays a hole (even with a shadow in
-    it), a white print on a white t-shirt is filled. A small hole (<= 0.1% of the mask) that
-    hardly shows the backdrop's colour (<= 20% of it within 2x the noise threshold) and is no
-    lighter than the lightest of the product around it is filled too: a shaded crease of the
-    product, not a view through it."""
+    """Fill enclosed holes unless they look like background (its colour, or a shadow on it, and
+    smooth: the median :attr:`ColourModel.texture` of its inside, 6 px in from the outline, under
+    1.5x ``smooth_max``) and the network says background: the inside of a mug handle stays a hole
+    (even with a shadow in it), a white print on a white t-shirt or the white centre of a logo
+    woven into a label is filled. A small hole (<= 0.1% of the mask) that hardly shows the
+    backdrop's colour (<= 20% of it within 2x the noise threshold) and is no lighter than the
+    lightest of the product around it is filled too: a shaded crease of the product, not a view
+    through it."""
     holes = ~mask & ~border_connected(~mask)
     if not holes.any():
         return mask
@@ -142,7 +152,15 @@ def fill_product_holes(mask: np.ndarray, cm: ColourModel, s: np.ndarray) -> np.n
     looks_bg = ~cm.distinct | cm.shadow_like()
     bg_like = np.bincount(lab.ravel(), weights=looks_bg.ravel().astype(np.float64), minlength=n)
     s_mean = np.bincount(lab.ravel(), weights=s.ravel().astype(np.float64), minlength=n) / np.maximum(areas, 1)
-    keep_hole = (bg_like / np.maximum(areas, 1) >= 0.8) & (s_mean < 0.5) & (areas >= 16)
+    # judged 6 px in from the outline, where the texture no longer sees the hole's edge
+    core = cv2.erode(holes.astype(np.uint8), disk(6)) > 0
+    textured = np.zeros(n, bool)
+    for i in np.unique(lab[core]):
+        x, y, bw, bh = (int(v) for v in st[i, :4])
+        sl = (slice(y, y + bh), slice(x, x + bw))
+        t = cm.texture[sl][core[sl] & (lab[sl] == i)]
+        textured[i] = t.size >= 16 and float(np.median(t)) >= 1.5 * cm.smooth_max
+    keep_hole = (bg_like / np.maximum(areas, 1) >= 0.8) & (s_mean < 0.5) & (areas >= 16) & ~textured
     # a small hole that does not show the backdrop's own colour is a shaded bit of the product
     # (the grey crease between a sneaker's upper and its sole): left open, it shows the set
     exact = np.bincount(lab.ravel(), weights=(cm.dist < 2.0 * cm.tau).ravel().astype(np.float64), minlength=n)
@@ -240,6 +258,42 @@ def trapped_background(mask: np.ndarray, cm: ColourModel, min_area_frac: float =
         fringe = (cv2.dilate(out.astype(np.uint8), disk(2)) > 0) & mask & (cm.dist < 4.0 * cm.tau)
         out |= fringe
     return out
+
+
+def shadowed_gaps(mask: np.ndarray, cm: ColourModel, max_frac: float = 0.02) -> np.ndarray:
+    """The rest of a gap the mask still holds where the backdrop lies in a soft shadow (bool (H, W)).
+
+    Inside a D-ring or a buckle the backdrop is lit where the view is open and shaded by the
+    ring where it is not: the lit part is a hole of the mask (:func:`trapped_background`), the
+    shaded part stays product because it is not the backdrop's colour. A part of the mask is
+    that shadow when it is shadow-coloured (:meth:`ColourModel.shadow_like`, at most a quarter
+    darker), smooth (``texture`` under :attr:`ColourModel.smooth_max`: a white label, fabric or
+    rubber is not), holds no edge, touches enclosed holes of the mask at least a quarter its
+    size (a white sneaker's inside touches no view through the product, a white jacket's side
+    only a pinhole under the arm) and is small (at most ``max_frac`` of the mask).
+    """
+    out = np.zeros(mask.shape, bool)
+    holes = ~mask & ~border_connected(~mask)
+    area_all = int(mask.sum())
+    if not holes.any() or area_all == 0:
+        return out
+    edge = cm.grad > max(3.0, 3.0 * cm.noise)
+    shaded = mask & cm.shadow_like() & (cm.shade >= 0.75) & (cm.texture < cm.smooth_max) & ~edge
+    n, lab, st, _ = cv2.connectedComponentsWithStats(shaded.astype(np.uint8), connectivity=4)
+    if n <= 1:
+        return out
+    _, hlab, hst, _ = cv2.connectedComponentsWithStats(holes.astype(np.uint8), connectivity=4)
+    # the view through the gap it shades: the holes it touches, as large as a quarter of it at least
+    # (a pinhole between an arm and a white jacket's side is no view that the jacket could shade)
+    grown = cv2.dilate(hlab.astype(np.float32), disk(2)).astype(np.int32)
+    pairs = np.unique(np.stack([lab[shaded & (grown > 0)], grown[shaded & (grown > 0)]], 1), axis=0)
+    seen = np.zeros(n, np.float64)
+    for i, j in pairs:
+        seen[i] += hst[j, cv2.CC_STAT_AREA]
+    area = st[:, cv2.CC_STAT_AREA]
+    keep = (seen >= 0.25 * area) & (area <= max_frac * area_all) & (area >= 12)
+    keep[0] = False
+    return keep[lab]
 
 
 def background_gaps(mask: np.ndarray, cm: ColourModel, min_area: int = 12, max_frac: float = 0.005, min_level: float = 250.0) -> np.ndarray:

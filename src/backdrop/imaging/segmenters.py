@@ -28,7 +28,8 @@ Three segmenters share the :class:`~backdrop.imaging.mask.Segmenter` interface
     a kit's foam roller, a sneaker's white midsole); background trapped in gaps the network called salient (inside handles,
     straps, between an arm and the body) removed (:func:`trapped_background`), and the slivers
     that leaves between fingers, arm and torso, hair and shirt, enclosed or opening through a
-    narrow neck (:func:`~backdrop.imaging.background.background_gaps`); the boundary
+    narrow neck (:func:`~backdrop.imaging.background.background_gaps`), and the shaded rest of a
+    gap whose lit part is open (:func:`~backdrop.imaging.background.shadowed_gaps`: inside a D-ring); the boundary
     re-decided by colour unmixing; a soft 1 px edge on each side.
 
 Both work on the image scaled to at most 1024 px; when it was scaled down, the mask scaled back up
@@ -68,6 +69,7 @@ from .background import (
     drop_detached_shadows,
     fill_product_holes,
     missed_parts,
+    shadowed_gaps,
     thin_gaps,
     trapped_background,
 )
@@ -218,8 +220,9 @@ class CombinedSegmenter:
     # 1.1: background trapped in gaps removed; 1.2: edge re-decided at full size; 1.3: slivers of
     # backdrop between fingers / arm and torso removed, parts the mask bit out filled back;
     # 1.4: parts the network missed whole added, shaded creases filled, tips of thin gaps cut out;
-    # 1.5: long thin strips of backdrop along the body cut out
-    version = "1.5"
+    # 1.5: long thin strips of backdrop along the body cut out; 1.6: textured holes (a logo's
+    # white centre on a woven label) filled, the shaded rest of a gap whose lit part is open cut out
+    version = "1.6"
 
     #: where the network is this sure, it decides
     core_threshold = 0.5
@@ -300,6 +303,7 @@ class CombinedSegmenter:
         if self.remove_trapped:
             mask &= ~trapped_background(mask, cm)
             mask &= ~background_gaps(mask, cm)
+            mask &= ~shadowed_gaps(mask, cm)
         mask, alpha, reliable = refine_boundary(rgb, mask, band=1)
         return soft_mask(mask, alpha, reliable)
 

@@ -55,7 +55,7 @@ class ProceduralGenerator:
     """Procedural backgrounds: studio sets drawn around the product, harmonised with its colours."""
 
     name = "procedural"
-    version = "2"
+    version = "3"  # 3: marble with cloudy ground and branching veins (2: thin dark lines that read as cracks)
 
     def __init__(self, work_scale: float = 0.5, **options: Any):
         if options:

@@ -87,8 +87,9 @@ def _texture(p: ProceduralParams, h: int, w: int, rng: np.random.Generator) -> n
         return np.ones((h, w), np.float32)
     u = max(0.045 * max(w, h), 3.0)  # one feature unit: the veins / aggregate scale with the podium
     if p.podium_surface == "marble":
-        t = marble_veins(rng, h, w, u, u, 0.8)
-        return np.float32(0.96) + (t - np.float32(1.0)) * np.float32(0.75) + np.float32(0.04) * t
+        # finer and fainter than a floor's: a block's face is a small piece of the slab
+        t = marble_veins(rng, h, w, 0.6 * u, 0.6 * u, 0.8)
+        return np.float32(0.96) + (t - np.float32(1.0)) * np.float32(0.55) + np.float32(0.04) * t
     # concrete: fine aggregate, a faint cloud, a few pores
     n = fbm(rng, h, w, 0.25 * u, 0.25 * u, 2, 0.5)
     m = fbm(rng, h, w, 3.0 * u, 3.0 * u, 3, 0.5)

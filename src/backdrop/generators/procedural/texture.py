@@ -49,37 +49,43 @@ def fbm(rng: np.random.Generator, h: int, w: int, cy: float, cx: float, octaves:
 
 
 def marble_veins(rng: np.random.Generator, h: int, w: int, uy: float, ux: float, k: float) -> np.ndarray:
-    """Marble (float32 (h, w)): 1 the stone, lower in its veins.
+    """Marble (float32 (h, w)): 1 the stone, lower in its veins and clouds.
 
-    A few major veins run along one drift (diagonal), gently bent by low-frequency noise, fading
-    in and out, with a soft halo; fine hairline veins, elongated along the same drift, branch
-    between them; the ground is faintly cloudy. ``uy`` / ``ux``: texels of one feature unit
-    (1/20 of the canvas) in rows / columns (floors are stored foreshortened).
+    The stone's layers run along one drift (diagonal), bent by large and small eddies; major
+    veins are level lines of that flow, their width swelling and thinning, fading in and out,
+    with a soft halo; secondary veins are the zero crossings of a second noise, a network that
+    branches and wanders between them; the ground is cloudy, with soft grey drifts along the
+    layers (a uniform ground with a few thin dark lines reads as cracks or wires, not stone).
+    ``uy`` / ``ux``: texels of one feature unit (1/20 of the canvas) in rows / columns (floors are
+    stored foreshortened).
     """
     a = float(rng.uniform(0.2, 0.6)) * (1.0 if rng.random() < 0.5 else -1.0)
     ca, sa = np.float32(np.cos(a)), np.float32(np.sin(a))
     yy, xx = sh.grid(h, w)
     X, Y = xx * np.float32(1.0 / ux), yy * np.float32(1.0 / uy)  # feature units
-    along = X * ca + Y * sa
     across = -X * sa + Y * ca
-    bend = fbm(rng, h, w, 14.0 * uy, 14.0 * ux, 2, 0.4)
-    wiggle = fbm(rng, h, w, 3.0 * uy, 3.0 * ux, 3, 0.5)
-    # major veins: level lines of a field that runs across the drift, irregularly spaced and bent
-    field = across * np.float32(0.16) + bend * np.float32(0.38) + wiggle * np.float32(0.035) + np.float32(rng.uniform(0, 1))
+
+    def noise(size: float, octaves: int, gain: float) -> np.ndarray:
+        return fbm(rng, h, w, size * uy, size * ux, octaves, gain)
+
+    bend, eddy, swell = noise(12.0, 3, 0.5), noise(3.0, 4, 0.55), noise(4.0, 3, 0.5)
+    field = across * np.float32(0.12) + bend * np.float32(0.45) + eddy * np.float32(0.09) + np.float32(rng.uniform(0, 1))
     r = np.abs(((field + np.float32(0.5)) % np.float32(1.0)) - np.float32(0.5))  # distance to the nearest level, in periods
-    width = np.float32(0.012) + np.float32(0.018) * sh.smoothstep(-1.2, 1.5, fbm(rng, h, w, 5.0 * uy, 5.0 * ux, 2, 0.5))
+    width = np.float32(0.006) + np.float32(0.03) * sh.smoothstep(-1.0, 1.6, swell)
     core = np.exp(-np.square(r / width))
-    halo = np.exp(-np.square(r / (width * np.float32(6.0))))
-    presence = sh.smoothstep(-0.6, 0.9, fbm(rng, h, w, 8.0 * uy, 8.0 * ux, 2, 0.5))
-    # hairlines: a finer field, stretched along the drift, where it crosses zero
-    hf = np.sin(
-        (across * np.float32(0.55) + along * np.float32(0.05) + bend * np.float32(1.2) + wiggle * np.float32(0.25)) * np.float32(np.pi)
-    )
-    hair = np.exp(-np.square(hf / np.float32(0.05))) * sh.smoothstep(0.3, 1.6, fbm(rng, h, w, 4.0 * uy, 4.0 * ux, 2, 0.5))
-    cloud = fbm(rng, h, w, 4.0 * uy, 4.0 * ux, 4, 0.55)
+    halo = np.exp(-np.square(r / (width * np.float32(5.0) + np.float32(0.02))))
+    presence = sh.smoothstep(-0.9, 0.6, noise(9.0, 2, 0.5))
+    web = noise(6.0, 3, 0.5) + eddy * np.float32(0.5)
+    web_width = np.float32(0.035) + np.float32(0.05) * sh.smoothstep(-1.0, 1.5, swell)
+    secondary = np.exp(-np.square(web / web_width)) * sh.smoothstep(-0.2, 1.2, noise(6.0, 2, 0.5))
+    cloud = noise(2.5, 5, 0.6)
+    drift = sh.smoothstep(-0.3, 1.5, np.sin(field * np.float32(4.0 * np.pi)) + cloud * np.float32(0.8))
     k32 = np.float32(k)
     t = 1.0 - k32 * (
-        presence * (np.float32(0.6) * core + np.float32(0.1) * halo) + np.float32(0.18) * hair + np.float32(0.03) * (cloud + 1.0)
+        presence * (np.float32(0.42) * core + np.float32(0.12) * halo)
+        + np.float32(0.16) * secondary
+        + np.float32(0.07) * drift
+        + np.float32(0.025) * (cloud + 1.0)
     )
     return np.clip(t, 0.0, 1.0).astype(np.float32)
 
