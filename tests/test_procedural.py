@@ -204,6 +204,22 @@ def test_shadow_darkens_just_below_the_ground_contact(gen, scene_kind):
     assert lit[below, cols].mean() / bare[below, cols].mean() > near
 
 
+def test_a_style_lit_from_the_front_still_casts_a_shadow_beside_the_product(gen):
+    # a key light straight in front casts the shadow straight behind the product, where the
+    # product hides it: the light keeps to one side (renderer.MIN_LIGHT_SIDE)
+    scene = _scene(shape="bottle")
+    params = {"scene": "sweep", "surface": "plain", "shadow": 0.0, "vignette": 0.0, "bokeh": 0.0, "light_x": 0.0, "variation": 0.0}
+    cast = _lum(gen.generate(_req(scene, _style(**params, cast_shadow=0.8), seed=5)))
+    bare = _lum(gen.generate(_req(scene, _style(**params, cast_shadow=0.0), seed=5)))
+    x0, _y0, x1, _y1 = scene.box
+    rows = slice(scene.ground_y - 40, scene.ground_y - 2)
+    beside = min(
+        cast[rows, x1 + 2 : x1 + 60].mean() / bare[rows, x1 + 2 : x1 + 60].mean(),
+        cast[rows, x0 - 60 : x0 - 2].mean() / bare[rows, x0 - 60 : x0 - 2].mean(),
+    )
+    assert beside < 0.95, beside
+
+
 def test_shadow_is_darker_than_the_floor_far_away_on_a_studio_sweep(gen, library):
     scene = _scene(shape="box")
     bg = _lum(gen.generate(_req(scene, library.all_styles()["studio-sweep"], seed=0)))

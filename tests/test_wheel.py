@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: the price, 75 with the sale overlay, 60 baselines: 20 products x 3 placements). A change here
 #: changes every served creative's URL and cache entry: bump it only on purpose.
 DEMO_DAY = "2026-12-06"  # seasonal styles are planned by the day: the keys are pinned for one
-DEMO_KEYS_SHA256 = "6d9e47129db1d59ef538ab4326acade61ab0c18b8e2fce927e5cfd2b0c242637"
+DEMO_KEYS_SHA256 = "53eedf76a8945a9bcca792d05a19bb7d369b59250fce6152b6273cc13f99c95c"
 DEMO_CREATIVES = 735
 
 

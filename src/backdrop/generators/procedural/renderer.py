@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -42,9 +43,18 @@ def _params_of(procedural: dict) -> ProceduralParams:
 MAX_PODIUM_REACH = 0.06
 
 
+#: the key light stands at least this far to one side (of -1 .. 1): lit from the front, the
+#: product's cast shadow falls straight behind it, hidden by the product itself, and a model on a
+#: plain gradient has nothing under the feet but a thin contact line (labelled as hovering)
+MIN_LIGHT_SIDE = 0.3
+
+
 def _light_x(p: ProceduralParams, rng: np.random.Generator) -> float:
-    """The key light's side (-1 left .. 1 right): the style's, varied by the seed."""
-    return float(np.clip(p.light_x + rng.normal(0, 0.5) * p.variation, -1, 1))
+    """The key light's side (-1 left .. 1 right): the style's, varied by the seed, never frontal."""
+    x = float(np.clip(p.light_x + rng.normal(0, 0.5) * p.variation, -1, 1))
+    if abs(x) < MIN_LIGHT_SIDE:
+        x = math.copysign(MIN_LIGHT_SIDE, x if x != 0 else (p.light_x or -1.0))
+    return x
 
 
 def _stream(seed: int, k: int) -> np.random.Generator:
@@ -55,7 +65,9 @@ class ProceduralGenerator:
     """Procedural backgrounds: studio sets drawn around the product, harmonised with its colours."""
 
     name = "procedural"
-    version = "3"  # 3: marble with cloudy ground and branching veins (2: thin dark lines that read as cracks)
+    # 3: marble with cloudy ground and branching veins (2: thin dark lines that read as cracks);
+    # 4: the key light never frontal (MIN_LIGHT_SIDE)
+    version = "4"
 
     def __init__(self, work_scale: float = 0.5, **options: Any):
         if options:
