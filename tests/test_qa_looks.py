@@ -41,6 +41,20 @@ def test_an_outline_between_a_dark_product_and_a_light_set_is_not_a_fringe():
     assert fringe_score(composite(light, scene), scene) < 6
 
 
+def test_a_white_garments_lit_rim_beyond_a_shaded_fold_is_not_a_fringe():
+    """White fabric whose edge is lit while a fold just inside it is in shade: the rim is lighter
+    than the fold and than a dark set, but no lighter than the garment's own white nearby."""
+    alpha = np.zeros((400, 300), np.uint8)
+    cv2.ellipse(alpha, (150, 200), (120, 180), 0, 0, 360, 255, -1)
+    soft = cv2.GaussianBlur(alpha, (0, 0), 1.0)
+    rgb = np.full((400, 300, 3), 235, np.uint8)
+    fold = cv2.erode(alpha, np.ones((3, 3), np.uint8), iterations=3) > 0
+    deep = cv2.erode(alpha, np.ones((3, 3), np.uint8), iterations=7) > 0
+    rgb[fold & ~deep] = 150  # the shaded fold along the edge; the rim outside it stays lit
+    scene = layout(rgb, soft, load_placements()["square"])
+    assert fringe_score(composite(dark_set(scene), scene), scene) < 8
+
+
 def _checks(scene, creative, mask_from_photo=True):
     from backdrop.imaging.quality import procedural_quality
 

@@ -56,7 +56,9 @@ FRINGE_DARK_BELOW = 70.0
 def fringe_score(creative: np.ndarray, scene: Scene) -> float:
     """How far the product's outline stands out from both sides of it, in L* (0..100): the 95th
     percentile, over the outline's pixels, of how much lighter each is than the product just
-    inside it *and* the background just outside it. A light fringe of the photo's
+    inside it *and* the background just outside it *and* the lightest of the product nearby (its
+    solid pixels 6 px in or more, within 15 px, smoothed: a white garment's lit rim is its white).
+    A light fringe of the photo's
     white background along a strap on a dark set scores 20-40; a clean edge stays under ~8 (an
     outline between a dark product and a light wall lies between the two and scores 0)."""
     x0, y0, x1, y1 = scene.box
@@ -81,8 +83,11 @@ def fringe_score(creative: np.ndarray, scene: Scene) -> float:
     if not ok.any():
         return 0.0
     # lighter than both sides: catalog photos are shot on white, so their fringe is light (a
-    # product's own dark piping or seam along its edge is darker than both, and no fringe)
-    excess = L[ok] - np.maximum(mi[ok], mo[ok])
+    # product's own dark piping or seam along its edge is darker than both, and no fringe); and
+    # lighter than the product's light parts nearby: a white jacket's lit rim is the jacket's white
+    core = (cv2.erode(solid, k3, iterations=6) > 0).astype(np.float32)  # thin slivers inside the mask are no product
+    own_light = cv2.dilate(cv2.blur(L, (5, 5)) * core, np.ones((31, 31), np.uint8))
+    excess = L[ok] - np.maximum(np.maximum(mi[ok], mo[ok]), own_light[ok])
     return round(max(0.0, float(np.percentile(excess, 95))), 2)
 
 
