@@ -58,9 +58,9 @@ def fringe_score(creative: np.ndarray, scene: Scene) -> float:
     percentile, over the outline's pixels, of how much lighter each is than the product just
     inside it *and* the background just outside it *and* the lightest of the product nearby (its
     solid pixels 6 px in or more, within 15 px, smoothed: a white garment's lit rim is its white).
-    A light fringe of the photo's
-    white background along a strap on a dark set scores 20-40; a clean edge stays under ~8 (an
-    outline between a dark product and a light wall lies between the two and scores 0)."""
+    A light fringe of the photo's white background along a strap on a dark set scores 20-40; a
+    clean edge stays under ~8 (an outline between a dark product and a light wall lies between
+    the two and scores 0)."""
     x0, y0, x1, y1 = scene.box
     pad = 8
     X0, Y0 = max(0, x0 - pad), max(0, y0 - pad)
