@@ -61,6 +61,11 @@ class ColourModel:
         """Clearly not the background colour."""
         return self.dist > self.tau
 
+    @property
+    def edge(self) -> np.ndarray:
+        """On an edge: a gradient above 3x the noise (at least 3 grey levels / px)."""
+        return self.grad > max(3.0, 3.0 * self.noise)
+
     def shadow_like(self, chroma_max: float = 8.0, shade_min: float = 0.25) -> np.ndarray:
         """A darker copy of the background colour (what a grey shadow on it looks like)."""
         return (self.shade < 1.0) & (self.shade > shade_min) & (self.chroma < chroma_max)
@@ -215,7 +220,7 @@ def trapped_background(mask: np.ndarray, cm: ColourModel, min_area_frac: float =
     to_exterior = None
     exact = cm.dist < cm.tau
     contrast = cm.dist > 3.0 * cm.tau
-    edge = cm.grad > max(3.0, 3.0 * cm.noise)
+    edge = cm.edge
     flat_grad = max(1.0, cm.noise)
     min_area = max(12, int(min_area_frac * area_all))
     size = float(np.sqrt(area_all))
@@ -277,7 +282,7 @@ def shadowed_gaps(mask: np.ndarray, cm: ColourModel, max_frac: float = 0.02) -> 
     area_all = int(mask.sum())
     if not holes.any() or area_all == 0:
         return out
-    edge = cm.grad > max(3.0, 3.0 * cm.noise)
+    edge = cm.edge
     shaded = mask & cm.shadow_like() & (cm.shade >= 0.75) & (cm.texture < cm.smooth_max) & ~edge
     n, lab, st, _ = cv2.connectedComponentsWithStats(shaded.astype(np.uint8), connectivity=4)
     if n <= 1:
@@ -476,7 +481,7 @@ def missed_parts(mask: np.ndarray, cm: ColourModel, band: int = 2, min_frac: flo
     if n <= 1:
         return out
     exact = cm.dist < cm.tau
-    edge = cm.grad > max(3.0, 3.0 * cm.noise)
+    edge = cm.edge
     shadow = None
     k3 = np.ones((3, 3), np.uint8)
     for i in range(1, n):
