@@ -245,3 +245,95 @@ def test_float32_option_tracks_float64():
     for arm in arms:
         assert np.abs(a.coef(arm) - b.coef(arm)).max() < 1e-3
     assert b.A_inv.dtype == np.float32
+
+
+_HYB_FEATS = {"h0": [1.0, 0.0, 0.5], "h1": [0.0, 1.0, 0.0], "h2": [1.0, 1.0, 1.0], "h3": [-0.5, 0.0, 2.0]}
+
+
+def _hybrid_inverse_error(p):
+    exact = np.linalg.inv(p.A0)
+    return np.abs(p.A0_inv - exact).max() / np.abs(exact).max()
+
+
+def test_hybrid_linucb_rank_one_updates_keep_the_shared_inverse_exact():
+    d = 6
+    rng = np.random.default_rng(11)
+    arms = [*_HYB_FEATS, "bare"]  # "bare" has no arm features: z = 0
+    p = HybridLinUCB(n_features=d, arm_features=_HYB_FEATS, alpha=0.8, epsilon=0.1, refactor_every=10**6, seed=5)
+    q = HybridLinUCB(n_features=d, arm_features=_HYB_FEATS, alpha=0.8, epsilon=0.1, refactor_every=1, seed=5)
+    for _ in range(2000):
+        x = rng.normal(size=d)
+        dp, dq = p.choose(x, arms), q.choose(x, arms)
+        assert dp.arm == dq.arm
+        assert np.allclose(dp.scores, dq.scores, rtol=1e-8, atol=1e-10)
+        y = float(x[0] + _HYB_FEATS.get(dp.arm, [0.0])[0] + rng.normal())
+        p.update(x, dp.arm, y)
+        q.update(x, dq.arm, y)
+    assert _hybrid_inverse_error(p) < 1e-8
+    assert np.abs(p.beta - q.beta).max() <= 1e-8 * np.abs(q.beta).max()
+    for a in arms:
+        assert np.allclose(p.coef(a)[1], q.coef(a)[1], rtol=1e-8, atol=1e-10)
+
+
+def test_hybrid_linucb_cold_arm_and_featureless_arm_updates_stay_exact():
+    d = 6
+    rng = np.random.default_rng(12)
+    p = HybridLinUCB(n_features=d, arm_features=_HYB_FEATS, refactor_every=10**6)
+    q = HybridLinUCB(n_features=d, arm_features=_HYB_FEATS, refactor_every=1)
+    events = [("h0", rng.normal(size=d))]  # a cold arm on a cold model: B_i = 0, so v = 0
+    events += [("h1", rng.normal(size=d)) for _ in range(30)]
+    events += [("h2", rng.normal(size=d))]  # a cold arm on a trained shared model
+    events += [("bare", rng.normal(size=d)) for _ in range(30)]  # z = 0
+    for arm, x in events:
+        p.update(x, arm, float(x.sum()))
+        q.update(x, arm, float(x.sum()))
+        assert _hybrid_inverse_error(p) < 1e-12
+        assert np.allclose(p.beta, q.beta, rtol=1e-10, atol=1e-12)
+        assert np.allclose(p.coef(arm)[1], q.coef(arm)[1], rtol=1e-10, atol=1e-12)
+
+
+def test_hybrid_linucb_update_inverts_the_shared_matrix_only_on_refactor_steps(monkeypatch):
+    d, k = 6, 18
+    inverted = []
+    inv = np.linalg.inv
+
+    def counting_inv(a):
+        inverted.append(np.shape(a))
+        return inv(a)
+
+    X = np.random.default_rng(13).normal(size=(100, d))
+    arms = list(_HYB_FEATS)
+    for every, expected in ((1000, 0), (10, 10)):
+        p = HybridLinUCB(n_features=d, arm_features=_HYB_FEATS, refactor_every=every)
+        inverted.clear()
+        monkeypatch.setattr(np.linalg, "inv", counting_inv)
+        for n, x in enumerate(X):
+            p.update(x, arms[n % len(arms)], 1.0)
+        monkeypatch.setattr(np.linalg, "inv", inv)
+        assert inverted.count((k, k)) == expected
+        assert _hybrid_inverse_error(p) < 1e-10
+
+
+def test_hybrid_linucb_refactor_every_is_saved_validated_and_defaulted_for_older_files():
+    import json
+    import zipfile
+    from io import BytesIO
+
+    with pytest.raises(ValueError, match="refactor_every"):
+        HybridLinUCB(n_features=D, refactor_every=0)
+    X, chosen, r, arms = _stream(50, k=3, seed=14)
+    p = HybridLinUCB(n_features=D, refactor_every=64, seed=0)
+    p.update_many(X, chosen, r)
+    assert Policy.from_bytes(p.to_bytes()).refactor_every == 64
+    with zipfile.ZipFile(BytesIO(p.to_bytes())) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    meta = json.loads(files["meta.json"])
+    del meta["params"]["refactor_every"]  # a model saved before the parameter existed
+    out = BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for n, b in files.items():
+            z.writestr(n, json.dumps(meta) if n == "meta.json" else b)
+    q = Policy.from_bytes(out.getvalue())
+    assert isinstance(q, HybridLinUCB) and q.refactor_every == 512
+    for x in X[:5]:
+        assert np.allclose(p.probabilities(x, arms), q.probabilities(x, arms), atol=1e-12)

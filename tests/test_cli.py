@@ -216,12 +216,36 @@ def test_simulate_prints_records_and_writes_a_plot(tmp_path, capsys):
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     names = {r["policy"] for r in out["policies"]}
-    assert names == {"linucb", "original", "uniform", "best-fixed", "oracle"}
+    assert names == {"linucb", "original", "uniform", "bandit", "best-fixed", "oracle"}
     assert (tmp_path / "s.png").stat().st_size > 10_000
     assert main(["simulate", "--policies", "nope"]) == 2
     assert "unknown policy" in capsys.readouterr().err
     assert main(["simulate", "--base-ctr", "2"]) == 2
     assert "--base-ctr" in capsys.readouterr().err
+    assert main(["simulate", "--seeds", "1,x"]) == 2
+    assert "--seeds" in capsys.readouterr().err
+
+
+def test_simulate_over_seeds_prints_mean_and_sd(tmp_path, capsys):
+    args = ["simulate", "--rounds", "1200", "--preset", "shared", "--policies", "pooled-ts", "--baselines", "bandit,best-fixed"]
+    assert main([*args, "--seeds", "1,2", "--plot", str(tmp_path / "s.png"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["seeds"] == [1, 2] and out["window"] == 600
+    pooled = {r["policy"]: r for r in out["policies"]}["pooled-ts"]
+    assert pooled["runs"] == 2 and len(pooled["lift_vs_bandit"]["values"]) == 2
+    assert pooled["lift_vs_bandit"]["sd"] is not None
+    assert main([*args, "--seeds", "3,4", "--plot", str(tmp_path / "s.png")]) == 0
+    assert "| pooled-ts | 2 |" in capsys.readouterr().out
+
+
+def test_the_cli_lists_the_simulators_presets_and_learners():
+    from backdrop.bandit import simulator
+    from backdrop.cli.evaluation import SIM_POLICIES, SIM_PRESETS
+
+    assert list(simulator.PRESETS) == SIM_PRESETS
+    assert list(simulator.POLICY_FACTORIES) == SIM_POLICIES
+    assert SIM_POLICIES[:2] == list(simulator.DEFAULT_POLICIES)
+    assert ",".join(simulator.DEFAULT_BASELINES) == "original,uniform,bandit,best-fixed,oracle"
 
 
 def test_evaluate_obd_json_records(tmp_path, capsys):

@@ -331,6 +331,7 @@ def test_records_schema(small_result):
     assert [r["policy"] for r in records] == [
         "original",
         "uniform",
+        "bandit",
         "best-fixed",
         "oracle",
         "linucb",
@@ -343,7 +344,14 @@ def test_records_schema(small_result):
         "ctr",
         "expected_ctr",
         "lift_vs_original",
+        "lift_vs_uniform",
+        "lift_vs_bandit",
         "lift_vs_best_fixed",
+        "window_rounds",
+        "window_lift_vs_original",
+        "window_lift_vs_uniform",
+        "window_lift_vs_bandit",
+        "window_lift_vs_best_fixed",
         "cum_regret",
         "regret_share",
         "updates",
@@ -361,7 +369,7 @@ def test_records_schema(small_result):
     assert by["original"]["lift_vs_original"] == 0.0 and by["best-fixed"]["lift_vs_best_fixed"] == 0.0
     assert by["linucb"]["updates"] + by["linucb"]["in_flight"] == 2000
     d = json.loads(json.dumps(small_result.to_dict()))
-    assert d["rounds"] == 2000 and len(d["policies"]) == 5
+    assert d["rounds"] == 2000 and len(d["policies"]) == 6
     assert len(d["checkpoints"]) == 50 and d["checkpoints"][-1] == 2000
     curve = d["curves"]["linucb"]
     assert len(curve["regret"]) == 50
@@ -369,7 +377,8 @@ def test_records_schema(small_result):
     assert curve["clicks"][-1] == by["linucb"]["clicks"]
     assert d["calibration"]["targets"]["base_ctr"] == 0.02
     md = small_result.to_markdown()
-    assert md.count("\n") == 6 and "| linucb |" in md
+    assert md.count("\n") == 7 and "| linucb |" in md and "| bandit |" in md
+    assert "last 1k: vs best style" in md  # a 2k run's window is its last half
 
 
 def test_plot_writes_a_png(small_result, tmp_path):
@@ -404,3 +413,94 @@ def test_bad_arguments(world):
                 )
             ],
         )
+
+
+# -- fair baselines and worlds ------------------------------------------------------------------
+
+
+def test_the_bandit_baseline_learns_per_category_and_style_blind_to_the_user():
+    _, cm = build(SimulationConfig(**STRONG))
+    res = simulate({}, click_model=cm, n_rounds=20_000, seed=1, baselines=("uniform", "bandit", "best-fixed"))
+    by = {r["policy"]: r for r in res.to_records()}
+    assert by["bandit"]["window_lift_vs_uniform"] > 0.03  # it has learnt which styles sell
+    # ... and only that: it cannot get past the best single style, which knows them from the start
+    assert by["bandit"]["window_lift_vs_best_fixed"] < 0.01
+    run = res.runs["bandit"]
+    assert run.updates + run.in_flight == 20_000
+    # its arms are (category, style) pairs: a category's choices do not move another's
+    assert by["bandit"]["lift_vs_bandit"] == 0.0
+
+
+def test_windowed_lifts_are_over_the_last_rounds(small_result):
+    rec = {r["policy"]: r for r in small_result.to_records()}["linucb"]
+    w = small_result.window
+    assert w == 1000 and rec["window_rounds"] == w
+    mine, fixed = small_result.runs["linucb"].p[-w:].mean(), small_result.runs["best-fixed"].p[-w:].mean()
+    assert rec["window_lift_vs_best_fixed"] == pytest.approx(mine / fixed - 1)
+
+
+def test_summaries_over_seeds_give_mean_and_sd(world):
+    from backdrop.bandit.simulator.results import summarize, summary_markdown
+
+    _, cm = world
+    runs = [simulate({}, click_model=cm, n_rounds=1000, seed=s, baselines=("uniform", "best-fixed")) for s in (1, 2)]
+    rows = {r["policy"]: r for r in summarize(runs)}
+    values = [r.to_records()[0]["lift_vs_best_fixed"] for r in runs]
+    assert rows["uniform"]["lift_vs_best_fixed"]["mean"] == pytest.approx(np.mean(values))
+    assert rows["uniform"]["lift_vs_best_fixed"]["sd"] == pytest.approx(np.std(values, ddof=1))
+    assert rows["uniform"]["lift_vs_bandit"]["mean"] is None  # no bandit in these runs
+    assert "| uniform | 2 |" in summary_markdown(list(rows.values()), runs[0].window)
+
+
+def _ranks_of_shared_styles(cm) -> list[bool]:
+    """Per pair of categories, whether the styles both offer are ranked alike by quality."""
+    pop = cm.population
+    out = []
+    for a in range(len(pop.categories)):
+        for b in range(a + 1, len(pop.categories)):
+            both = np.intersect1d(pop.category_styles[a], pop.category_styles[b])
+            if len(both) >= 3:
+                out.append(bool((np.argsort(cm.m[a, both]) == np.argsort(cm.m[b, both])).all()))
+    return out
+
+
+def test_quality_shared_across_categories_ranks_a_style_alike_everywhere():
+    _, independent = build(SimulationConfig(seed=3))
+    _, shared = build(SimulationConfig(seed=3, quality_share=1.0))
+    assert all(_ranks_of_shared_styles(shared))
+    assert not all(_ranks_of_shared_styles(independent))
+
+
+def test_quality_carried_by_attributes_makes_look_alike_styles_equal():
+    # cosy-wood and wood-table are both a wooden tabletop in a neutral palette under soft light
+    _, cm = build(SimulationConfig(quality_share=1.0, quality_attribute_share=1.0))
+    pop = cm.population
+    a, b = pop.style_index["cosy-wood"], pop.style_index["wood-table"]
+    assert pop.arm_attributes[a] == pop.arm_attributes[b]
+    both = [c for c in range(len(pop.categories)) if {a, b} <= set(pop.category_styles[c].tolist())]
+    assert both and all(cm.m[c, a] == pytest.approx(cm.m[c, b]) for c in both)
+    assert cm.calibration["realised"]["style_spread"] == pytest.approx(0.10, abs=1e-6)  # calibrated as any world
+
+
+def test_attribute_tastes_act_through_attributes_only():
+    taste = {"segment": 0, "segment_category": 0, "placement_category": 0, "segment_category_placement": 0, "fields": {}}
+    config = SimulationConfig(taste=taste | {"segment_attribute": 1.0})
+    pop, cm = build(config)
+    a, b = pop.style_index["cosy-wood"], pop.style_index["wood-table"]
+    batch = pop.sample_impressions(3000, np.random.default_rng(0))
+    _, P, S = cm.probabilities(batch)
+    rows, ka = np.nonzero(a == S)
+    kb = np.argmax(S[rows] == b, axis=1)
+    has_b = (S[rows] == b).any(axis=1)
+    base = cm.m[pop.product_category[batch.product[rows]]]
+    # the same attributes, the same taste: any difference is the style quality, the same for every user
+    gap = (np.log(P[rows, ka] / (1 - P[rows, ka])) - np.log(P[rows, kb] / (1 - P[rows, kb])))[has_b]
+    quality = cm.k_style * (base[:, a] - base[:, b])[has_b]
+    assert np.allclose(gap, quality, atol=1e-9)
+
+
+def test_the_paper_world_is_unchanged_by_the_new_settings():
+    """Worlds without sharing draw exactly what they drew before these settings existed."""
+    _, cm = build(SimulationConfig())
+    assert cm.calibration["k_style"] == pytest.approx(0.06686934567448986, rel=1e-9)
+    assert cm.calibration["k_personal"] == pytest.approx(0.14705313854736973, rel=1e-9)

@@ -118,6 +118,19 @@ class FeatureEncoder:
     def hashed_slots(self) -> int:
         return self._buckets
 
+    @property
+    def blocks(self) -> list[int]:
+        """Sizes of the vector's parts that mean different things: the bias, the declared user fields
+        (numeric and one-hot), the hashed tokens (category, placement and their crosses); what a
+        policy with a prior per part (``PooledTS``) is given.
+
+        >>> FeatureEncoder(n_features=16, numeric={"age": {}}, one_hot={"device": ["mobile", "desktop"]}).blocks
+        [1, 4, 11]
+        """
+        bias = int(self.config.bias)
+        user = self._hash_offset - bias
+        return [b for b in (bias, user, self._buckets) if b]
+
     def tokens(self, user: Mapping, category: Sequence[str] | str, placement: str) -> list[str]:
         """The hashed tokens of a context (useful to see what the encoder does)."""
         c = self.config

@@ -12,6 +12,11 @@ from ._common import csv_list as _csv_list
 from ._common import existing_event_log
 from ._common import positive_int as _positive_int
 
+#: ``bandit.simulator``'s presets and learners, spelled out so that ``--help`` does not load numpy
+#: (a test checks they match)
+SIM_PRESETS = ["paper", "strong", "shared-quality", "attribute-tastes", "shared"]
+SIM_POLICIES = ["pooled-ts", "linucb", "lints", "epsilon-greedy", "ucb1"]
+
 
 def register(sub) -> dict:
     """Add this group's commands to ``sub``; returns command -> handler."""
@@ -84,29 +89,38 @@ def register(sub) -> dict:
         description=(
             "Run bandit policies on a synthetic audience (the demo catalog, its styles and placements) with\n"
             "logistic clicks and delayed, batched feedback; every policy sees the same impressions and click\n"
-            "draws. Prints CTR, lift and cumulative regret against the oracle per policy and writes a plot.\n\n"
-            "Presets: paper (default) = paper-like effects (+15% generated vs original, +10% best style vs\n"
-            "average, +10% personalised vs best fixed style) at a 2% base CTR; telling styles apart at these\n"
-            "effects takes ~10^5 impressions per style, so in 20k rounds the learners trail the best fixed\n"
-            "style. strong = 10% base CTR, +20% style spread, +50% personal spread: learning shows within\n"
-            "a few thousand rounds. The effect flags override the preset."
+            "draws. Prints each policy's expected CTR against the catalog image, a random style, a\n"
+            "non-personalized bandit (Thompson sampling per category x style: what an A/B-testing retailer\n"
+            "would run) and the best single style in hindsight, over the whole run and over its last 50k\n"
+            "rounds, and writes a plot. With --seeds, one run per seed and the mean +- sd over them.\n\n"
+            "Worlds (--preset): paper (default) = the paper's effects (+15% generated vs catalog image, +10%\n"
+            "best style vs a random one, +10% each impression's best style vs the best single style) at a 2%\n"
+            "CTR, every category ranking its styles independently; shared-quality = a style's quality 70%\n"
+            "the same in every category (half of it carried by its attributes: scene, surface, palette,\n"
+            "podium, light); attribute-tastes = segments and placements with tastes for attributes; shared =\n"
+            "both; strong = 10% CTR, +20% style spread, +50% personal spread (learning shows in a few\n"
+            "thousand rounds). The effect flags override the preset.\n\n"
+            "At the paper's effects telling two styles apart takes ~10^5 impressions, so every learner trails\n"
+            "the best single style for the first 100k-300k rounds: benchmarks/RESULTS.md has the figures and\n"
+            "what any learner could do with that much data."
         ),
     )
     sm.add_argument("--rounds", type=_positive_int, default=20000)
-    sm.add_argument("--preset", default="paper", choices=["paper", "strong"])
+    sm.add_argument("--preset", default="paper", choices=SIM_PRESETS)
     sm.add_argument(
         "--policies",
         type=_csv_list,
-        default="linucb,lints,epsilon-greedy",
+        default=",".join(SIM_POLICIES[:2]),
         metavar="A,B",
-        help="learners: linucb, lints, epsilon-greedy, ucb1",
+        help=f"learners: {', '.join(SIM_POLICIES)}",
     )
     sm.add_argument(
         "--baselines",
         type=_csv_list,
-        default="original,uniform,best-fixed,oracle",
+        default="original,uniform,bandit,best-fixed,oracle",
         metavar="A,B",
-        help="original (catalog image), uniform (random style), best-fixed (best single style), oracle",
+        help="original (catalog image), uniform (random style), bandit (non-personalized Thompson sampling per "
+        "category x style), best-fixed (best single style in hindsight), oracle",
     )
     sm.add_argument("--base-ctr", type=float, help="CTR of the plain catalog image")
     sm.add_argument("--generated-lift", type=float, help="relative lift of a random generated style over the catalog image")
@@ -115,7 +129,10 @@ def register(sub) -> dict:
     sm.add_argument("--users", type=_positive_int, help="audience size")
     sm.add_argument("--delay", type=float, help="mean feedback delay, in rounds")
     sm.add_argument("--update-every", type=_positive_int, help="rounds between batched policy updates")
-    sm.add_argument("--seed", type=int, default=0)
+    sm.add_argument("--seed", type=int, default=0, help="the world's and the run's seed")
+    sm.add_argument(
+        "--seeds", type=_csv_list, metavar="A,B", help="several worlds and runs, one per seed (e.g. 1,2,3): mean +- sd over them"
+    )
     sm.add_argument("--plot", type=Path, default=Path("simulate.png"), help="PNG: cumulative regret and CTR over time")
     sm.add_argument("--json", action="store_true", help="print the per-policy records as JSON on stdout")
 
@@ -228,17 +245,42 @@ def cmd_simulate(args) -> int:
         raise ConfigError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    result = simulator.simulate(
-        policies,
-        config,
-        n_rounds=args.rounds,
-        baselines=args.baselines,
-        progress=lambda name, sec: print(f"simulated {name} in {sec:.1f} s", file=sys.stderr, flush=True),
-    )
+
+    def progress(name: str, sec: float) -> None:
+        print(f"simulated {name} in {sec:.1f} s", file=sys.stderr, flush=True)
+
+    if args.seeds:
+        return _simulate_seeds(args, config, policies, progress)
+    result = simulator.simulate(policies, config, n_rounds=args.rounds, baselines=args.baselines, progress=progress)
     plot = result.plot(args.plot)
     if args.json:
         print(json.dumps(result.to_dict(curves=False)))
     else:
         print(result.to_markdown())
         print(f"\nwrote {plot}")
+    return 0
+
+
+def _simulate_seeds(args, config, policies, progress) -> int:
+    """One world and run per seed; the mean +- sd table (the plot is the first seed's)."""
+    from ..bandit import simulator
+    from ..bandit.simulator.results import summarize, summary_markdown
+    from ..errors import ConfigError
+
+    try:
+        seeds = [int(s) for s in args.seeds]
+    except ValueError:
+        raise ConfigError(f"--seeds: give whole numbers separated by commas, got {','.join(args.seeds)}") from None
+    results = []
+    for seed in seeds:
+        print(f"seed {seed}:", file=sys.stderr, flush=True)
+        world = simulator.SimulationConfig(**(config.model_dump() | {"seed": seed}))
+        results.append(simulator.simulate(policies, world, n_rounds=args.rounds, baselines=args.baselines, progress=progress))
+    plot = results[0].plot(args.plot, title=f"seed {seeds[0]}")
+    rows = summarize(results)
+    if args.json:
+        print(json.dumps({"rounds": args.rounds, "seeds": seeds, "window": results[0].window, "policies": rows}))
+    else:
+        print(summary_markdown(rows, results[0].window))
+        print(f"\nmean ± sd over seeds {', '.join(map(str, seeds))}; wrote {plot} (seed {seeds[0]})")
     return 0

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..bandit.features import FeatureEncoder
 from ..bandit.policies import Policy
+from ..bandit.threads import small_matrices
 from .eventlog import COMMIT_GRACE_S, EventLog, LogUnavailable, VersionConflict
 from .records import DecisionRecord, ModelRecord
 from .rewards import RewardFunction
@@ -92,10 +94,10 @@ class Learner:
     @classmethod
     def for_settings(cls, log: EventLog, settings) -> Learner:
         """The learner a deployment's settings describe (its policy, windows, reward function, rollout)."""
-        n = settings.features.n_features
+        encoder = FeatureEncoder(settings.features)
         return cls(
             log,
-            lambda: settings.policy.make(n),
+            lambda: settings.policy.make(encoder.n_features, encoder.blocks),
             join_window_s=settings.join_window_s,
             default_reward=settings.default_reward,
             grace_s=settings.commit_grace_s,
@@ -127,6 +129,10 @@ class Learner:
         return published
 
     def _pass(self, cutoff: float) -> ModelRecord | None:
+        with small_matrices():  # the policy's algebra is on small matrices: one BLAS thread
+            return self._learn(cutoff)
+
+    def _learn(self, cutoff: float) -> ModelRecord | None:
         current = self.log.latest_model()
         rows = self.log.joined(current.learner_offset if current else 0, cutoff, limit=self.batch, reward=self.reward)
         if not rows:

@@ -16,6 +16,7 @@ import numpy as np
 from ..bandit.arms import ORIGINAL
 from ..bandit.features import FeatureEncoder
 from ..bandit.policies import ModelFileError, Policy
+from ..bandit.threads import limit_for_process
 from ..creative.review import review_seq, review_states
 from ..creative.storage import open_files
 from ..creative.store import CreativeStore
@@ -71,7 +72,7 @@ class Service(Outcomes):
         self.log = log or open_event_log(settings.db_url)
         self._policy_lock = threading.Lock()
         self._rng = np.random.default_rng(settings.policy.seed)
-        self.policy: Policy = settings.policy.make(self.encoder.n_features)
+        self.policy: Policy = settings.policy.make(self.encoder.n_features, self.encoder.blocks)
         self.model_version = 0
         self.model_loaded = False
         #: the safe rollout's state as of the served model (the baseline until a model says otherwise)
@@ -91,6 +92,7 @@ class Service(Outcomes):
                 "reward.rule %s has no cap: one huge order (or refund) can swamp the learner; set reward.cap", settings.reward.rule
             )
         self._threads: list[threading.Thread] = []
+        self._blas_limit = None
         self._learn_interval_s = learn_interval_s
         self.learner = None
         if learn_interval_s is not None:
@@ -103,6 +105,8 @@ class Service(Outcomes):
         if self._threads and not self._stop.is_set():
             return  # running
         self._stop = threading.Event()
+        # the policy's algebra is on small matrices: one BLAS thread for this process while it serves
+        self._blas_limit = limit_for_process()
         # decisions wait for the event log's commit: the ASGI fast path runs them here, off the event loop
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=40, thread_name_prefix="backdrop-decide")
         self._threads = [
@@ -284,6 +288,9 @@ class Service(Outcomes):
         self.log.close()
         if self._review_store is not None:
             self._review_store.close()
+        if self._blas_limit is not None:
+            self._blas_limit.restore_original_limits()
+            self._blas_limit = None
 
     # -- decide -----------------------------------------------------------------------------
 

@@ -29,8 +29,9 @@ class PolicySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    #: a servable policy's name (``backdrop.bandit.SERVABLE``)
-    name: str = "linucb"
+    #: a servable policy's name (``backdrop.bandit.SERVABLE``); pooled-ts: Thompson sampling on
+    #: styles that share a base model and learn their priors from each other (``bandit.PooledTS``)
+    name: str = "pooled-ts"
     alpha: float = Field(default=0.1, ge=0)
     #: uniform exploration mixed into the choice (> 0 keeps every logged propensity >= epsilon / K)
     epsilon: float = Field(default=0.05, ge=0, le=1)
@@ -44,10 +45,14 @@ class PolicySettings(BaseModel):
             raise ValueError(f"not a servable policy: {v!r}; choose from {', '.join(SERVABLE)}")
         return v
 
-    def make(self, n_features: int):
-        """The policy these settings describe (through the one registry, ``bandit.make_policy``)."""
-        alpha = max(self.alpha, 1e-6) if self.name == "lints" else self.alpha  # LinTS needs a posterior scale > 0
-        return make_policy(self.name, lenient=True, n_features=n_features, alpha=alpha, epsilon=self.epsilon, l2=self.l2, seed=self.seed)
+    def make(self, n_features: int, blocks: list[int] | None = None):
+        """The policy these settings describe (through the one registry, ``bandit.make_policy``);
+        ``blocks``: the feature encoder's parts (``FeatureEncoder.blocks``), for a policy with a
+        prior per part."""
+        alpha = max(self.alpha, 1e-6) if self.name in ("lints", "pooled-ts") else self.alpha  # a posterior scale > 0
+        return make_policy(
+            self.name, lenient=True, n_features=n_features, alpha=alpha, epsilon=self.epsilon, l2=self.l2, seed=self.seed, blocks=blocks
+        )
 
 
 class ExperimentArm(BaseModel):

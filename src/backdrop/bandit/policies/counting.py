@@ -9,8 +9,10 @@ from scipy import special
 
 from .base import (
     Decision,
+    DecisionBatch,
     Policy,
     _mix,
+    _shared_arms,
 )
 
 
@@ -106,6 +108,17 @@ class BetaTS(_CountingArms):
     def _distribution(self, x, arms):
         a, b = self._ab(arms)
         return a / (a + b), beta_argmax_probabilities(a, b)
+
+    def choose_many(self, X, arms):
+        shared = _shared_arms(np.asarray(X), arms)
+        if shared is None:
+            return super().choose_many(X, arms)
+        # one state for every row (no update in between): one quadrature, one draw per row and arm
+        a, b = self._ab(shared)
+        sampled = self.rng.beta(a, b, size=(len(X), len(shared)))
+        k = sampled.argmax(axis=1)
+        probs = np.broadcast_to(beta_argmax_probabilities(a, b), sampled.shape)
+        return DecisionBatch(shared, k, np.maximum(probs[np.arange(len(k)), k], 1e-300), sampled, probs)
 
     def choose(self, x, arms) -> Decision:
         arms = tuple(arms)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 from scipy import special
@@ -18,8 +19,8 @@ from .base import (
     _mix,
     _mix_rows,
     _mix_sample,
-    _per_row_arms,
     _sample_rows,
+    _shared_arms,
 )
 
 
@@ -239,11 +240,8 @@ class LinUCB(_RidgeArms):
 
     def choose_many(self, X, arms) -> Sequence[Decision]:
         X = np.asarray(X, dtype=self.dtype)
-        per_row = _per_row_arms(arms, len(X))
-        if not len(X):
-            return []
-        shared = per_row[0]
-        if not all(a is shared or a == shared for a in per_row):
+        shared = _shared_arms(X, arms)
+        if shared is None:
             return super().choose_many(X, arms)
         idx = self._indices(shared)
         scores = self._scores_rows(X, idx)
@@ -300,6 +298,12 @@ class EpsilonGreedy(_RidgeArms):
 _GL6_T, _GL6_W = np.polynomial.legendre.leggauss(6)
 
 
+@lru_cache(maxsize=64)
+def _thinning(n_edges: int, intervals: int) -> np.ndarray:
+    """Indices of ``intervals + 1`` edges spread evenly over ``n_edges`` sorted ones (ends kept)."""
+    return np.round(np.linspace(0, n_edges - 1, intervals + 1)).astype(np.intp)
+
+
 def gaussian_argmax_probabilities(mu: np.ndarray, sigma: np.ndarray, max_intervals: int = 40) -> np.ndarray:
     """P(arm a has the largest of independent N(mu_b, sigma_b^2) draws), for every a (sums to 1).
 
@@ -312,9 +316,9 @@ def gaussian_argmax_probabilities(mu: np.ndarray, sigma: np.ndarray, max_interva
     if k == 1:
         return np.ones(1)
     sigma = np.maximum(sigma, 1e-12)
-    edges = np.unique((mu[:, None] + sigma[:, None] * _BREAKS[None, :]).ravel())
+    edges = np.sort((mu[:, None] + sigma[:, None] * _BREAKS[None, :]).ravel())  # equal edges: empty intervals
     if len(edges) > max_intervals + 1:
-        edges = edges[np.round(np.linspace(0, len(edges) - 1, max_intervals + 1)).astype(np.intp)]
+        edges = edges[_thinning(len(edges), max_intervals)]
     mid, half = (edges[1:] + edges[:-1]) / 2, (edges[1:] - edges[:-1]) / 2
     s = (mid[:, None] + half[:, None] * _GL6_T[None, :]).ravel()
     w = (half[:, None] * _GL6_W[None, :]).ravel()
@@ -322,8 +326,7 @@ def gaussian_argmax_probabilities(mu: np.ndarray, sigma: np.ndarray, max_interva
     cdf = special.ndtr(z)
     pdf = np.exp(-0.5 * z * z) / sigma[None, :]
     prod = cdf.prod(axis=1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        others = np.where(cdf > 0, prod / cdf, 0.0)  # where cdf_a underflows, pdf_a is ~0 too
+    others = prod / np.maximum(cdf, 1e-300)  # where cdf_a underflows, prod is 0 as well
     p = w @ (pdf * others)
     total = p.sum()
     return p / total if total > 0 else np.full(k, 1.0 / k)
@@ -382,6 +385,12 @@ class HybridLinUCB(Policy):
     Without ``arm_features`` z = x for every arm (a shared model of the context's baseline); an
     arm missing from a given ``arm_features`` has z = 0 (nothing shared).
     The epsilon mix for propensities is as in :class:`LinUCB`.
+
+    An update costs O(k^2) for k shared features instead of an O(k^3) inverse: with u = A_i^-1 x,
+    c = 1 + x'u and w = z - B_i'u (before the event), Algorithm 2's net change is A0 += w w'/c,
+    b0 += w (r - u'b_i)/c (its rank-2 Woodbury form in span{z, B_i'u} collapses to this rank-1
+    Schur-complement update), so A0^-1 and beta follow by Sherman-Morrison, as each A_i^-1 does.
+    A0 and the A_i are kept as exact sums and re-inverted every ``refactor_every`` updates.
     """
 
     name = "hybrid-linucb"
@@ -394,10 +403,14 @@ class HybridLinUCB(Policy):
         epsilon: float = 0.05,
         arm_features: dict | None = None,
         l2: float = 1.0,
+        refactor_every: int = 512,
         seed: int | None = None,
     ):
+        if refactor_every < 1:
+            raise ValueError("refactor_every must be >= 1")
         super().__init__(n_features=n_features, seed=seed)
         self.alpha, self.epsilon, self.l2 = float(alpha), float(epsilon), float(l2)
+        self.refactor_every = int(refactor_every)
         pairs = arm_features.items() if isinstance(arm_features, dict) else (arm_features or [])
         self.arm_features = {_arm_from_json(k): np.asarray(v, np.float64) for k, v in pairs}
         dims = {len(v) for v in self.arm_features.values()} or {1}
@@ -410,17 +423,21 @@ class HybridLinUCB(Policy):
         self.A0_inv: np.ndarray = np.eye(k) / self.l2
         self.b0: np.ndarray = np.zeros(k)
         self.beta: np.ndarray = np.zeros(k)
+        self._since0 = 0
         self.A: list[np.ndarray] = []
         self.A_inv: list[np.ndarray] = []
         self.B: list[np.ndarray] = []
         self.bv: list[np.ndarray] = []
+        self._since: list[int] = []
         self._d = d
+        self._ger = _ger(np.float64)
 
     def params(self) -> dict:
         return super().params() | {
             "alpha": self.alpha,
             "epsilon": self.epsilon,
             "l2": self.l2,
+            "refactor_every": self.refactor_every,
             "arm_features": [[_arm_to_json(a), v.tolist()] for a, v in self.arm_features.items()] or None,
         }
 
@@ -430,6 +447,7 @@ class HybridLinUCB(Policy):
         self.A_inv.append(np.eye(d) / self.l2)
         self.B.append(np.zeros((d, self.k)))
         self.bv.append(np.zeros(d))
+        self._since.append(0)
 
     def _z(self, x, arm) -> np.ndarray:
         if not self.arm_features:
@@ -455,24 +473,34 @@ class HybridLinUCB(Policy):
         return scores, _mix(scores, self.epsilon)
 
     def _update(self, x, i: int, reward: float) -> None:
-        arm = self.arm_ids[i]
-        z = self._z(x, arm)
+        z = self._z(x, self.arm_ids[i])
         Ai, B, b = self.A_inv[i], self.B[i], self.bv[i]
-        BtAi = B.T @ Ai
-        self.A0 += BtAi @ B
-        self.b0 += BtAi @ b
-        self.A[i] += np.outer(x, x)
         u = Ai @ x
-        Ai -= np.outer(u, u / (1.0 + x @ u))
+        c = 1.0 + float(x @ u)
+        w = z - B.T @ u
+        e = reward - float(u @ b)
+        g = self.A0_inv @ w
+        denom = c + float(w @ g)
+        self.beta += ((e - float(w @ self.beta)) / denom) * g
+        self._ger(-1.0 / denom, g, self.A0_inv)
+        self._ger(1.0 / c, w, self.A0)
+        self.b0 += (e / c) * w
+        Ai -= np.outer(u, u / c)
+        self.A[i] += np.outer(x, x)
         B += np.outer(x, z)
         b += reward * x
-        BtAi = B.T @ Ai
-        self.A0 += np.outer(z, z) - BtAi @ B
-        self.b0 += reward * z - BtAi @ b
-        self.A0_inv = np.linalg.inv(self.A0)
-        self.beta = self.A0_inv @ self.b0
-        if self.n_updates % 512 == 511:
+        self._since[i] += 1
+        if self._since[i] >= self.refactor_every:
+            self._since[i] = 0
             self.A_inv[i] = np.linalg.inv(self.A[i])
+        self._since0 += 1
+        if self._since0 >= self.refactor_every:
+            self._refactor_shared()
+
+    def _refactor_shared(self) -> None:
+        self._since0 = 0
+        self.A0_inv = np.ascontiguousarray(np.linalg.inv(self.A0))
+        self.beta = self.A0_inv @ self.b0
 
     def coef(self, arm) -> tuple[np.ndarray, np.ndarray]:
         """(beta, theta_arm): the shared and the arm's coefficients."""
@@ -493,12 +521,13 @@ class HybridLinUCB(Policy):
 
     def _set_state(self, arrays) -> None:
         n = len(self.arm_ids)
-        self.A0, self.b0 = arrays["A0"].copy(), arrays["b0"].copy()
+        self.A0 = np.array(arrays["A0"], dtype=np.float64, order="C")
+        self.b0 = np.array(arrays["b0"], dtype=np.float64)
         if arrays["arm_A"].shape[0] != n:
             raise ValueError("arm count does not match the state")
         self.A = [a.copy() for a in arrays["arm_A"]]
         self.A_inv = [np.linalg.inv(a) for a in self.A]
         self.B = [a.copy() for a in arrays["arm_B"]]
         self.bv = [a.copy() for a in arrays["arm_b"]]
-        self.A0_inv = np.linalg.inv(self.A0)
-        self.beta = self.A0_inv @ self.b0
+        self._since = [0] * n
+        self._refactor_shared()

@@ -67,9 +67,12 @@ class ClickModel:
         # category-level style quality: unit sd, centred over the category's styles
         m = np.zeros((n_cat, n_sty))
         mrng = rng_stream(c.seed, "effects", "style")
+        shared = self._shared_quality(c) if c.quality_share else None
         for ci in range(n_cat):
             ids = pop.category_styles[ci]
             v = mrng.normal(size=len(ids))
+            if shared is not None:
+                v = math.sqrt(c.quality_share) * shared[ids] + math.sqrt(1 - c.quality_share) * v
             v = v - v.mean()
             sd = v.std()
             m[ci, ids] = v / sd if sd > 0 else 0.0
@@ -79,6 +82,8 @@ class ClickModel:
         trng = rng_stream(c.seed, "effects", "taste")
         norm = t.total(c.fields) or 1.0
         self._w = {
+            "segment_attribute": t.segment_attribute / norm,
+            "placement_attribute": t.placement_attribute / norm,
             "segment": t.segment / norm,
             "segment_category": t.segment_category / norm,
             "placement_category": t.placement_category / norm,
@@ -104,6 +109,11 @@ class ClickModel:
         self.T_segvar = vrng.normal(size=(n_seg, n_var))
         self._w_variant = c.variant_taste
         self.H_mean = np.zeros((n_cat, n_arm))
+        # attribute tastes: per segment (placement) and attribute value, summed over an arm's values
+        onehot, _ = self._attribute_onehot()
+        arng = rng_stream(c.seed, "effects", "taste", "attributes")
+        self.T_segattr = (arng.normal(size=(n_seg, onehot.shape[1])) @ onehot.T) / math.sqrt(max(onehot.sum(axis=1).max(), 1))
+        self.T_platt = (arng.normal(size=(n_pl, onehot.shape[1])) @ onehot.T) / math.sqrt(max(onehot.sum(axis=1).max(), 1))
 
         # calibration
         self.beta0, self.gamma, self.k_style, self.k_personal = (
@@ -118,6 +128,32 @@ class ClickModel:
         parts = self._parts(cal)
         self.calibration = self._calibrate(parts)
         self.best_fixed: dict[tuple[str, ...], str] = self._best_fixed_table(parts)
+
+    def _attribute_onehot(self, with_overlay: bool = True) -> tuple[np.ndarray, list[str]]:
+        """(n_arm, n_values) one-hot of every arm's attribute values, and the values' names."""
+        attrs = [{k: v for k, v in a.items() if with_overlay or k != "overlay"} for a in self.population.arm_attributes]
+        names = sorted({f"{k}={v}" for a in attrs for k, v in a.items() if v != "none"})
+        slot = {n: i for i, n in enumerate(names)}
+        onehot = np.zeros((len(attrs), len(names)))
+        for i, a in enumerate(attrs):
+            for k, v in a.items():
+                if v != "none":
+                    onehot[i, slot[f"{k}={v}"]] = 1.0
+        return onehot, names
+
+    def _shared_quality(self, c) -> np.ndarray:
+        """Per style (base), the part of its quality it has in every category (unit sd)."""
+        pop = self.population
+        n_sty = len(pop.base_styles)
+        rng = rng_stream(c.seed, "effects", "style", "shared")
+        own = rng.normal(size=n_sty)
+        onehot, _ = self._attribute_onehot(with_overlay=False)
+        base_rows = np.array([int(np.flatnonzero(pop.arm_base == b)[0]) for b in range(n_sty)])
+        per_value = rng_stream(c.seed, "effects", "style", "attributes").normal(size=onehot.shape[1])
+        counts = np.maximum(onehot[base_rows].sum(axis=1), 1.0)
+        by_attributes = onehot[base_rows] @ per_value / np.sqrt(counts)
+        a = c.quality_attribute_share
+        return math.sqrt(a) * by_attributes + math.sqrt(1 - a) * own
 
     # -- the model --------------------------------------------------------------------------------
 
@@ -141,6 +177,10 @@ class ClickModel:
         H += w["segment_category_placement"] * self.T_segcatpl[seg, cc, pl[:, None], Sz]
         if self.T_user is not None:
             H += w["user"] * self.T_user[u[:, None], Sz]
+        if w["segment_attribute"]:
+            H += w["segment_attribute"] * self.T_segattr[seg, Sa]
+        if w["placement_attribute"]:
+            H += w["placement_attribute"] * self.T_platt[pl[:, None], Sa]
         for name, (wf, table) in self.T_field.items():
             if table.ndim == 2:
                 H += wf * table[pop.categorical[name][u][:, None], Sz]

@@ -84,6 +84,11 @@ class TasteWeights(BaseModel):
     #: unit). None: :data:`DEFAULT_FIELD_TASTE` for the fields the population has, 0 for the others.
     fields: dict[str, float] | None = None
     user: float = Field(default=0.0, ge=0)  # per-user idiosyncratic taste (not learnable from features)
+    #: segment x style attribute (scene, surface, palette, podium, light, season, overlay): a taste
+    #: for podiums or for warm palettes, carried by every style that has one
+    segment_attribute: float = Field(default=0.0, ge=0)
+    #: placement x style attribute (a price tag that pays in a story but not in a square...)
+    placement_attribute: float = Field(default=0.0, ge=0)
 
     def field_weights(self, field_names) -> dict[str, float]:
         if self.fields is not None:
@@ -98,6 +103,8 @@ class TasteWeights(BaseModel):
             + self.segment_category_placement**2
             + sum(w * w for w in self.field_weights(field_names).values())
             + self.user**2
+            + self.segment_attribute**2
+            + self.placement_attribute**2
         )
 
 
@@ -117,6 +124,13 @@ class SimulationConfig(BaseModel):
     placements: dict[str, float] = Field(default_factory=lambda: {"square": 0.45, "landscape": 0.2, "story": 0.35})
 
     # -- calibrated effect sizes (population averages) --
+    #: how much of a style's quality is the style's own, the same in every category (0: each
+    #: category ranks its styles independently; 1: a style that wins in one category wins in all)
+    quality_share: float = Field(default=0.0, ge=0, le=1)
+    #: how much of that shared quality its attributes carry (0: each style is its own; 1: two styles
+    #: with the same scene, surface, palette... are equally good)
+    quality_attribute_share: float = Field(default=0.0, ge=0, le=1)
+
     #: CTR of the plain catalog image (see the module docstring for why not 1 %)
     base_ctr: float = Field(default=0.02, gt=0, lt=0.5)
     #: a generated creative (uniformly random style of the category) vs the catalog image (paper: ~ +15 %)
@@ -174,9 +188,20 @@ class SimulationConfig(BaseModel):
 #: ``paper`` is the defaults (paper-like lifts); ``strong`` has effects large enough that the
 #: learners visibly beat the best fixed style within ~10k rounds (at paper-like effect sizes
 #: that takes far more impressions than a laptop run: see the module docstring).
+#: ``shared-quality``, ``attribute-tastes`` and ``shared`` are the paper's effect sizes in worlds
+#: where what is learnt in one place holds in another: a style's quality partly the same across
+#: categories (and partly carried by its attributes), tastes partly for attributes (a segment that
+#: likes podiums likes every podium), or both. A learner is judged across these worlds, not on one.
 PRESETS: dict[str, dict] = {
     "paper": {},
     "strong": {"base_ctr": 0.10, "style_spread": 0.20, "personal_spread": 0.50},
+    "shared-quality": {"quality_share": 0.7, "quality_attribute_share": 0.5},
+    "attribute-tastes": {"taste": {"segment_attribute": 1.0, "placement_attribute": 0.5}},
+    "shared": {
+        "quality_share": 0.7,
+        "quality_attribute_share": 0.5,
+        "taste": {"segment_attribute": 1.0, "placement_attribute": 0.5},
+    },
 }
 
 

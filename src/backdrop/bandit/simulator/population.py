@@ -137,6 +137,9 @@ class Population:
         self.base_styles: list[str] = list(bases)
         #: the variants (overlays) the arms carry
         self.variants: list[str] = list(variants)
+        #: per arm, its attributes (scene, surface, ...; ``backdrop.styles.attributes``): what
+        #: attribute tastes act through; "none" everywhere for a style the library does not hold
+        self.arm_attributes: list[dict[str, str]] = self._attributes(library)
         self.arm_base = np.array(arm_base, dtype=np.intp)
         self.arm_variant = np.array(arm_variant, dtype=np.intp)
         self.product_category = np.array(product_cat, dtype=np.intp)
@@ -254,6 +257,13 @@ class Population:
             (self.users[u], tuple(self.products[p].category_path), self.placements[pl])
             for u, p, pl in zip(batch.user.tolist(), batch.product.tolist(), batch.placement.tolist(), strict=True)
         ]
+
+    def _attributes(self, library) -> list[dict[str, str]]:
+        from ...styles.attributes import arm_attributes
+
+        # a library-like object without the styles themselves (a test's stand-in) has no attributes
+        styles = library.all_styles() if hasattr(library, "all_styles") else {}
+        return [arm_attributes(arm, styles) for arm in self.style_names]
 
     def encoder_config(self, n_features: int = 64) -> FeatureConfig:
         """A feature layout for this population: segment and categorical fields one-hot, numeric standardised."""

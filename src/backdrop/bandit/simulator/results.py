@@ -41,14 +41,33 @@ class SimulationResult:
         run = self.runs.get(name)
         return float(run.p.mean()) if run is not None and self.n_rounds else None
 
+    @property
+    def window(self) -> int:
+        """The rounds the windowed lifts are over: the last 50k, or the last half of a shorter run."""
+        return min(WINDOW, max(1, self.n_rounds // 2))
+
+    def _window_ref(self, name: str) -> float | None:
+        run = self.runs.get(name)
+        return float(run.p[-self.window :].mean()) if run is not None and self.n_rounds else None
+
     def to_records(self) -> list[dict]:
-        """One JSON-able dict per policy (the table's rows)."""
-        fixed, original = self._ref("best-fixed"), self._ref("original")
+        """One JSON-able dict per policy (the table's rows).
+
+        Lifts are of the expected CTR (the true click probability of what was shown, so without
+        click noise) against each baseline the run has (None where it lacks one): the catalog
+        image, a random style (``uniform``), the non-personalized bandit (``bandit``: Thompson
+        sampling per category x style) and the best single style in hindsight (``best-fixed``);
+        ``window_*`` over the last :attr:`window` rounds only, where a learner has learnt.
+        """
+        refs = {k: self._ref(b) for k, b in _REFS.items()}
+        wrefs = {k: self._window_ref(b) for k, b in _REFS.items()}
+        w = self.window
         oracle_total = float(self.oracle_p.sum())
         out = []
         for name, r in self.runs.items():
             n = len(r.p)
             exp_ctr = float(r.p.mean()) if n else 0.0
+            win_ctr = float(r.p[-w:].mean()) if n else 0.0
             regret = float((self.oracle_p - r.p).sum())
             out.append(
                 {
@@ -58,8 +77,9 @@ class SimulationResult:
                     "clicks": int(r.clicks.sum()),
                     "ctr": float(r.clicks.mean()) if n else 0.0,
                     "expected_ctr": exp_ctr,
-                    "lift_vs_original": exp_ctr / original - 1 if original else None,
-                    "lift_vs_best_fixed": exp_ctr / fixed - 1 if fixed else None,
+                    **{f"lift_vs_{k}": exp_ctr / v - 1 if v else None for k, v in refs.items()},
+                    "window_rounds": w,
+                    **{f"window_lift_vs_{k}": win_ctr / v - 1 if v else None for k, v in wrefs.items()},
                     "cum_regret": regret,
                     "regret_share": regret / oracle_total if oracle_total else 0.0,
                     "updates": r.updates,
@@ -103,14 +123,18 @@ class SimulationResult:
         return d
 
     def to_markdown(self) -> str:
-        head = "| policy | rounds | clicks | CTR | expected CTR | vs original | vs best fixed | cum. regret | regret share | updates | in flight | s |"
+        w = f"last {self.window // 1000}k" if self.window >= 1000 else f"last {self.window}"
+        head = (
+            "| policy | rounds | clicks | expected CTR | vs catalog image | vs random style | vs bandit | vs best style | "
+            f"{w}: vs bandit | {w}: vs best style | cum. regret | s |"
+        )
         lines = [head, "|---|" + "--:|" * (head.count("|") - 2)]
         for r in self.to_records():
-            lift = lambda v: "" if v is None else f"{v:+.1%}"
             lines.append(
-                f"| {r['policy']} | {r['rounds']} | {r['clicks']} | {r['ctr']:.2%} | {r['expected_ctr']:.3%} | "
-                f"{lift(r['lift_vs_original'])} | {lift(r['lift_vs_best_fixed'])} | {r['cum_regret']:.1f} | "
-                f"{r['regret_share']:.1%} | {r['updates']} | {r['in_flight']} | {r['seconds']:.1f} |"
+                f"| {r['policy']} | {r['rounds']} | {r['clicks']} | {r['expected_ctr']:.3%} | "
+                f"{_lift(r['lift_vs_original'])} | {_lift(r['lift_vs_uniform'])} | {_lift(r['lift_vs_bandit'])} | "
+                f"{_lift(r['lift_vs_best_fixed'])} | {_lift(r['window_lift_vs_bandit'])} | "
+                f"{_lift(r['window_lift_vs_best_fixed'])} | {r['cum_regret']:.1f} | {r['seconds']:.1f} |"
             )
         return "\n".join(lines)
 
@@ -145,6 +169,67 @@ class SimulationResult:
         if title:
             fig.suptitle(title)
         return save(fig, path, dpi=100)
+
+
+#: the windowed lifts are over the last this many rounds (or the last half of a shorter run)
+WINDOW = 50_000
+
+#: lift key -> the baseline run it is against
+_REFS = {"original": "original", "uniform": "uniform", "bandit": "bandit", "best_fixed": "best-fixed"}
+
+
+def _lift(v: float | None) -> str:
+    return "" if v is None else f"{v:+.1%}"
+
+
+#: the lifts :func:`summarize` averages over seeds
+SUMMARY_KEYS = (
+    "lift_vs_uniform",
+    "lift_vs_bandit",
+    "lift_vs_best_fixed",
+    "window_lift_vs_bandit",
+    "window_lift_vs_best_fixed",
+)
+
+
+def summarize(results: list[SimulationResult]) -> list[dict]:
+    """Per policy, the mean and sd over runs (seeds) of each lift in :data:`SUMMARY_KEYS`, and the runs' values.
+
+    >>> summarize([])
+    []
+    """
+    by: dict[str, list[dict]] = {}
+    for res in results:
+        for rec in res.to_records():
+            by.setdefault(rec["policy"], []).append(rec)
+    out = []
+    for policy, recs in by.items():
+        row: dict = {"policy": policy, "kind": recs[0]["kind"], "runs": len(recs), "seconds": float(np.mean([r["seconds"] for r in recs]))}
+        for key in SUMMARY_KEYS:
+            values = [r[key] for r in recs if r[key] is not None]
+            row[key] = {
+                "mean": float(np.mean(values)) if values else None,
+                "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+                "values": values,
+            }
+        out.append(row)
+    return out
+
+
+def summary_markdown(rows: list[dict], window: int) -> str:
+    """The table of :func:`summarize`: mean +- sd over the seeds."""
+    w = f"last {window // 1000}k" if window >= 1000 else f"last {window}"
+
+    def cell(v: dict) -> str:
+        if v["mean"] is None:
+            return ""
+        return f"{v['mean']:+.1%}" + (f" ± {v['sd']:.1%}" if v["sd"] is not None else "")
+
+    head = f"| policy | seeds | vs random style | vs bandit | vs best style | {w}: vs bandit | {w}: vs best style | s per run |"
+    lines = [head, "|---|" + "--:|" * (head.count("|") - 2)]
+    for r in rows:
+        lines.append(f"| {r['policy']} | {r['runs']} | " + " | ".join(cell(r[k]) for k in SUMMARY_KEYS) + f" | {r['seconds']:.1f} |")
+    return "\n".join(lines)
 
 
 def _jsonable(o):

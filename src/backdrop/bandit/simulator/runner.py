@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
@@ -9,7 +10,8 @@ from functools import partial
 import numpy as np
 
 from ..features import FeatureEncoder
-from ..policies import Policy, Uniform, make_policy
+from ..policies import BetaTS, DecisionBatch, Policy, PooledTS, Uniform, make_policy
+from ..threads import small_matrices
 from .clicks import ClickModel
 from .config import SimulationConfig
 from .feedback import DelayedFeedback, sample_delays
@@ -20,18 +22,25 @@ from .seeds import rng_stream, stable_seed
 PolicyFactory = Callable[..., Policy]
 
 #: baselines computed from the click model rather than learnt
-BASELINES = ("original", "uniform", "best-fixed", "oracle")
-DEFAULT_BASELINES = ("original", "uniform", "best-fixed", "oracle")
+BASELINES = ("original", "uniform", "bandit", "best-fixed", "oracle")
+DEFAULT_BASELINES = ("original", "uniform", "bandit", "best-fixed", "oracle")
+
 
 #: learning policies by short name, with settings suited to click rewards of a few per cent
 #: (LinUCB's alpha=1 explores for far longer than a 20k-round run at these rates)
+def _pooled_ts(*, n_features: int, seed: int | None = None, encoder: FeatureEncoder | None = None, **kw) -> Policy:
+    """PooledTS with a prior per part of the encoder's vector (bias, user fields, hashed tokens)."""
+    return PooledTS(n_features=n_features, seed=seed, blocks=encoder.blocks if encoder is not None else None, **kw)
+
+
 POLICY_FACTORIES: dict[str, PolicyFactory] = {
+    "pooled-ts": _pooled_ts,
     "linucb": partial(make_policy, "linucb", alpha=0.1, epsilon=0.05),
     "lints": partial(make_policy, "lints", alpha=0.03),
     "epsilon-greedy": partial(make_policy, "epsilon-greedy", epsilon=0.05),
     "ucb1": partial(make_policy, "ucb1", alpha=0.1),
 }
-DEFAULT_POLICIES = ("linucb", "lints", "epsilon-greedy")
+DEFAULT_POLICIES = ("pooled-ts", "linucb")
 
 
 def policy_factories(names: Sequence[str]) -> dict[str, PolicyFactory]:
@@ -81,119 +90,117 @@ def simulate(
     as choosing round by round) and learn through ``update_many`` every
     ``config.update_every`` rounds, with the feedback whose delay has elapsed.
     """
-    t_start = time.perf_counter()
-    if click_model is None:
-        click_model = ClickModel(Population(config))
-    config = click_model.config
-    feedback = {k: v for k, v in (("delay_mean", delay_mean), ("update_every", update_every)) if v is not None}
-    if feedback:
-        config = SimulationConfig(**(config.model_dump() | feedback))
-    pop = click_model.population
-    seed = config.seed if seed is None else int(seed)
-    n = int(n_rounds)
-    if n < 1:
-        raise ValueError("n_rounds must be >= 1")
-    unknown = [b for b in baselines if b not in BASELINES]
-    if unknown:
-        raise ValueError(f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(BASELINES)}")
-    if policies is None:
-        policies = policy_factories(DEFAULT_POLICIES)
-    clash = [p for p in policies if p in baselines]
-    if clash:
-        raise ValueError(f"policy name(s) {', '.join(clash)} clash with baselines")
-    encoder = encoder or pop.encoder()
+    with small_matrices():  # the policies' algebra is on small matrices: one BLAS thread (bandit.threads)
+        t_start = time.perf_counter()
+        if click_model is None:
+            click_model = ClickModel(Population(config))
+        config = click_model.config
+        feedback = {k: v for k, v in (("delay_mean", delay_mean), ("update_every", update_every)) if v is not None}
+        if feedback:
+            config = SimulationConfig(**(config.model_dump() | feedback))
+        pop = click_model.population
+        seed = config.seed if seed is None else int(seed)
+        n = int(n_rounds)
+        if n < 1:
+            raise ValueError("n_rounds must be >= 1")
+        unknown = [b for b in baselines if b not in BASELINES]
+        if unknown:
+            raise ValueError(f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(BASELINES)}")
+        if policies is None:
+            policies = policy_factories(DEFAULT_POLICIES)
+        clash = [p for p in policies if p in baselines]
+        if clash:
+            raise ValueError(f"policy name(s) {', '.join(clash)} clash with baselines")
+        encoder = encoder or pop.encoder()
 
-    batch = pop.sample_impressions(n, rng_stream(seed, "run", "impressions"))
-    u_click = rng_stream(seed, "run", "clicks").random(n)
-    delays = sample_delays(n, config.delay_mean, rng_stream(seed, "run", "delays"))
-    p0, P, _ = click_model.probabilities(batch)
-    oracle_k = np.nanargmax(P, axis=1)
-    rows = np.arange(n)
-    oracle_p = P[rows, oracle_k]
-    groups = pop.product_set[batch.product]
-    X = encoder.encode_many(pop.contexts(batch))
-    if progress:
-        progress("setup", time.perf_counter() - t_start)
+        batch = pop.sample_impressions(n, rng_stream(seed, "run", "impressions"))
+        u_click = rng_stream(seed, "run", "clicks").random(n)
+        delays = sample_delays(n, config.delay_mean, rng_stream(seed, "run", "delays"))
+        p0, P, _ = click_model.probabilities(batch)
+        oracle_k = np.nanargmax(P, axis=1)
+        rows = np.arange(n)
+        oracle_p = P[rows, oracle_k]
+        groups = pop.product_set[batch.product]
+        X = encoder.encode_many(pop.contexts(batch))
+        if progress:
+            progress("setup", time.perf_counter() - t_start)
 
-    runs: dict[str, PolicyRun] = {}
+        runs: dict[str, PolicyRun] = {}
 
-    def add_baseline(name: str, k: np.ndarray | None) -> None:
-        t0 = time.perf_counter()
-        p = p0 if k is None else P[rows, k]
-        runs[name] = PolicyRun(
-            name,
-            "baseline",
-            p,
-            (u_click < p).astype(np.int8),
-            np.full(n, -1) if k is None else k,
-            seconds=time.perf_counter() - t0,
+        def add_baseline(name: str, k: np.ndarray | None) -> None:
+            t0 = time.perf_counter()
+            p = p0 if k is None else P[rows, k]
+            runs[name] = PolicyRun(
+                name,
+                "baseline",
+                p,
+                (u_click < p).astype(np.int8),
+                np.full(n, -1) if k is None else k,
+                seconds=time.perf_counter() - t0,
+            )
+
+        def run(name: str, policy: Policy, kind: str, arm_sets=pop.style_sets, keys=groups) -> None:
+            runs[name] = _run_policy(name, policy, arm_sets, keys, X, P, u_click, delays, config.update_every, kind)
+            if progress:
+                progress(name, runs[name].seconds)
+
+        for b in baselines:
+            if b == "original":
+                add_baseline(b, None)
+            elif b == "oracle":
+                add_baseline(b, oracle_k)
+            elif b == "uniform":
+                run(b, Uniform(seed=stable_seed(seed, b)), "baseline")
+            elif b == "bandit":
+                keys, cells = _category_cells(pop, batch)
+                run(b, BetaTS(seed=stable_seed(seed, b)), "baseline", cells, keys)
+            elif b == "best-fixed":
+                run(b, click_model.best_fixed_policy(), "baseline")
+            if progress and b in ("original", "oracle"):
+                progress(b, runs[b].seconds)
+        for name, spec in policies.items():
+            run(name, spec if isinstance(spec, Policy) else _make(spec, encoder, stable_seed(seed, name)), "policy")
+
+        k = max(1, min(int(n_checkpoints), n))
+        checkpoints = np.unique(np.linspace(1, n, k).round().astype(np.int64))
+        return SimulationResult(
+            config=config,
+            n_rounds=n,
+            seed=seed,
+            oracle_p=oracle_p,
+            runs=runs,
+            checkpoints=checkpoints,
+            calibration=click_model.calibration,
+            seconds=time.perf_counter() - t_start,
         )
 
-    for b in baselines:
-        if b == "original":
-            add_baseline(b, None)
-        elif b == "oracle":
-            add_baseline(b, oracle_k)
-        elif b == "uniform":
-            runs[b] = _run_policy(
-                b,
-                Uniform(seed=stable_seed(seed, b)),
-                pop,
-                groups,
-                X,
-                P,
-                u_click,
-                delays,
-                config.update_every,
-                "baseline",
-            )
-        elif b == "best-fixed":
-            runs[b] = _run_policy(
-                b,
-                click_model.best_fixed_policy(),
-                pop,
-                groups,
-                X,
-                P,
-                u_click,
-                delays,
-                config.update_every,
-                "baseline",
-            )
-        if progress:
-            progress(b, runs[b].seconds)
-    for name, spec in policies.items():
-        policy = spec if isinstance(spec, Policy) else spec(n_features=encoder.n_features, seed=stable_seed(seed, name))
-        runs[name] = _run_policy(
-            name,
-            policy,
-            pop,
-            groups,
-            X,
-            P,
-            u_click,
-            delays,
-            config.update_every,
-            "policy",
-        )
-        if progress:
-            progress(name, runs[name].seconds)
 
-    k = max(1, min(int(n_checkpoints), n))
-    checkpoints = np.unique(np.linspace(1, n, k).round().astype(np.int64))
-    return SimulationResult(
-        config=config,
-        n_rounds=n,
-        seed=seed,
-        oracle_p=oracle_p,
-        runs=runs,
-        checkpoints=checkpoints,
-        calibration=click_model.calibration,
-        seconds=time.perf_counter() - t_start,
-    )
+def _make(factory: PolicyFactory, encoder: FeatureEncoder, seed: int) -> Policy:
+    """``factory(n_features=..., seed=...)``, and ``encoder=`` too when the factory takes it."""
+    try:
+        takes_encoder = "encoder" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        takes_encoder = False
+    extra = {"encoder": encoder} if takes_encoder else {}
+    return factory(n_features=encoder.n_features, seed=seed, **extra)
 
 
-def _run_policy(name, policy, pop, groups, X, P, u_click, delays, update_every, kind) -> PolicyRun:
+def _category_cells(pop: Population, batch) -> tuple[np.ndarray, dict[int, tuple]]:
+    """Per round a key of its (category, style set), and per key the arms (category, style): what a
+    non-personalized bandit learns, one arm per category x style, blind to who sees the ad."""
+    cat = pop.product_category[batch.product]
+    sets = pop.product_set[batch.product]
+    keys = cat * len(pop.style_sets) + sets
+    cells = {}
+    for key in np.unique(keys).tolist():
+        c, g = divmod(key, len(pop.style_sets))
+        path = ">".join(pop.categories[c])
+        cells[key] = tuple((path, style) for style in pop.style_sets[g])
+    return keys, cells
+
+
+def _run_policy(name, policy, arm_sets, groups, X, P, u_click, delays, update_every, kind) -> PolicyRun:
+    """Run one policy; round t offers ``arm_sets[groups[t]]`` (columns of ``P`` in that order)."""
     t0 = time.perf_counter()
     n = len(groups)
     choice = np.empty(n, dtype=np.intp)
@@ -204,15 +211,15 @@ def _run_policy(name, policy, pop, groups, X, P, u_click, delays, update_every, 
         block_groups = groups[start:stop]
         for g in np.unique(block_groups):
             idx = start + np.flatnonzero(block_groups == g)
-            arms = pop.style_sets[g]
+            arms = arm_sets[g]
             decisions = policy.choose_many(X[idx], arms)
-            choice[idx] = [d.index for d in decisions]
+            choice[idx] = decisions.indices if isinstance(decisions, DecisionBatch) else [d.index for d in decisions]
         for t in range(start, stop):
             queue.push(t + int(delays[t]), t)
         due_list = queue.pop_due(stop - 1)
         if due_list:
             due = np.array(due_list, dtype=np.intp)
-            arms = [pop.style_sets[groups[t]][choice[t]] for t in due]
+            arms = [arm_sets[groups[t]][choice[t]] for t in due]
             rewards = (u_click[due] < P[due, choice[due]]).astype(np.float64)
             policy.update_many(X[due], arms, rewards)
             delivered += len(due)
