@@ -227,15 +227,15 @@ def test_simulate_prints_records_and_writes_a_plot(tmp_path, capsys):
 
 
 def test_simulate_over_seeds_prints_mean_and_sd(tmp_path, capsys):
-    args = ["simulate", "--rounds", "1200", "--preset", "shared", "--policies", "pooled-ts", "--baselines", "bandit,best-fixed"]
+    args = ["simulate", "--rounds", "1200", "--preset", "shared", "--policies", "pooled-ucb", "--baselines", "bandit,best-fixed"]
     assert main([*args, "--seeds", "1,2", "--plot", str(tmp_path / "s.png"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["seeds"] == [1, 2] and out["window"] == 600
-    pooled = {r["policy"]: r for r in out["policies"]}["pooled-ts"]
+    pooled = {r["policy"]: r for r in out["policies"]}["pooled-ucb"]
     assert pooled["runs"] == 2 and len(pooled["lift_vs_bandit"]["values"]) == 2
     assert pooled["lift_vs_bandit"]["sd"] is not None
     assert main([*args, "--seeds", "3,4", "--plot", str(tmp_path / "s.png")]) == 0
-    assert "| pooled-ts | 2 |" in capsys.readouterr().out
+    assert "| pooled-ucb | 2 |" in capsys.readouterr().out
 
 
 def test_the_cli_lists_the_simulators_presets_and_learners():

@@ -11,6 +11,7 @@ MODULES = [
     "backdrop.styles.categories",
     "backdrop.styles.params",
     "backdrop.styles.attributes",
+    "backdrop.styles.evolve",
     "backdrop.overlays.contrast",
     "backdrop.overlays.money",
     "backdrop.overlays.templates",

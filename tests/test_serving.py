@@ -52,7 +52,7 @@ def test_decide_logs_before_answering_and_retries_are_idempotent(client):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["style"] in ("color-pop", "marble-counter") and body["fallback"] is None
-    assert 0 < body["propensity"] <= 1 and body["model_version"] == 0 and body["policy"] == "pooled-ts"
+    assert 0 < body["propensity"] <= 1 and body["model_version"] == 0 and body["policy"] == "pooled-ucb"
     log = client.app.state.service.log
     logged = log.get_decision(body["decision_id"])
     assert logged is not None and logged.arm == body["style"] and logged.propensity == body["propensity"]
@@ -357,7 +357,7 @@ def test_experiment_arms_are_sticky_serve_as_configured_and_stay_isolated(small_
     assert {(s, p, q) for _, s, p, q in seen["original"]} == {("original", "control", 1.0)}
     assert {(s, p, q) for _, s, p, q in seen["fixed"]} == {("marble-counter", "fixed-style", 1.0)}
     assert {(s, p, q) for _, s, p, q in seen["random"]} == {("color-pop", "random-style", 0.5), ("marble-counter", "random-style", 0.5)}
-    assert {p for _, _, p, _ in seen["bandit"]} == {"pooled-ts"}
+    assert {p for _, _, p, _ in seen["bandit"]} == {"pooled-ucb"}
 
     log = open_event_log(db_url)
     time.sleep(0.15)

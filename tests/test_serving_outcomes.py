@@ -155,7 +155,7 @@ def test_safe_rollout_serves_the_baseline_until_the_policy_beats_it(small_store,
         assert "backdrop_rollout_phase 1.0" in metrics and 'backdrop_rollout_value{estimate="difference_low"}' in metrics
 
         after = [_decide(c, user=f"v{i}") for i in range(30)]
-        assert all(b["policy"] == "pooled-ts" for b in after)
+        assert all(b["policy"] == "pooled-ucb" for b in after)
         assert sum(b["style"] == "color-pop" for b in after) >= 25  # the policy serves what it learned
 
 

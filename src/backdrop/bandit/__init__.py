@@ -17,6 +17,7 @@ from .policies import (
     LinUCB,
     ModelFileError,
     Policy,
+    PooledUCB,
     Uniform,
     make_policy,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "LinUCB",
     "ModelFileError",
     "Policy",
+    "PooledUCB",
     "Uniform",
     "make_policy",
 ]

@@ -122,7 +122,7 @@ class FeatureEncoder:
     def blocks(self) -> list[int]:
         """Sizes of the vector's parts that mean different things: the bias, the declared user fields
         (numeric and one-hot), the hashed tokens (category, placement and their crosses); what a
-        policy with a prior per part (``PooledTS``) is given.
+        policy with a prior per part (``PooledUCB``) is given.
 
         >>> FeatureEncoder(n_features=16, numeric={"age": {}}, one_hot={"device": ["mobile", "desktop"]}).blocks
         [1, 4, 11]

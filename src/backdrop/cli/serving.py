@@ -111,7 +111,7 @@ def _add_service_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-key-file", type=Path, metavar="FILE", help="read the key for the write endpoints from FILE")
     from ..bandit.policies import SERVABLE
 
-    p.add_argument("--policy", choices=SERVABLE, help="served policy (default pooled-ts)")
+    p.add_argument("--policy", choices=SERVABLE, help="served policy (default pooled-ucb)")
     p.add_argument("--alpha", type=float, help="exploration width (LinUCB) / posterior scale (LinTS)")
     p.add_argument("--epsilon", type=float, help="uniform exploration mixed in (keeps logged propensities >= epsilon/K)")
     p.add_argument("--join-window", type=float, help="seconds a reward may take to arrive (default 600)")

@@ -23,16 +23,21 @@ from ..errors import ConfigError
 from .rewards import RewardFunction
 from .rollout import RolloutSettings
 
+#: the exploration width the service gives the linear policies when the settings name none
+LINEAR_ALPHA = {"linucb": 0.1, "hybrid-linucb": 0.1, "lints": 0.1}
+
 
 class PolicySettings(BaseModel):
     """The served policy and its exploration (the propensities in the log come from it)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    #: a servable policy's name (``backdrop.bandit.SERVABLE``); pooled-ts: Thompson sampling on
-    #: styles that share a base model and learn their priors from each other (``bandit.PooledTS``)
-    name: str = "pooled-ts"
-    alpha: float = Field(default=0.1, ge=0)
+    #: a servable policy's name (``backdrop.bandit.SERVABLE``); pooled-ucb: Thompson sampling on
+    #: styles that share a base model and learn their priors from each other (``bandit.PooledUCB``)
+    name: str = "pooled-ucb"
+    #: exploration width; None: the served policy's own (pooled-ucb: 0.7 posterior sds; the linear
+    #: policies: 0.1, which suits their unit-noise ridge at click rates of a few per cent)
+    alpha: float | None = Field(default=None, ge=0)
     #: uniform exploration mixed into the choice (> 0 keeps every logged propensity >= epsilon / K)
     epsilon: float = Field(default=0.05, ge=0, le=1)
     l2: float = Field(default=1.0, gt=0)
@@ -49,10 +54,11 @@ class PolicySettings(BaseModel):
         """The policy these settings describe (through the one registry, ``bandit.make_policy``);
         ``blocks``: the feature encoder's parts (``FeatureEncoder.blocks``), for a policy with a
         prior per part."""
-        alpha = max(self.alpha, 1e-6) if self.name in ("lints", "pooled-ts") else self.alpha  # a posterior scale > 0
-        return make_policy(
-            self.name, lenient=True, n_features=n_features, alpha=alpha, epsilon=self.epsilon, l2=self.l2, seed=self.seed, blocks=blocks
-        )
+        params: dict = {"epsilon": self.epsilon, "l2": self.l2, "seed": self.seed, "blocks": blocks}
+        alpha = self.alpha if self.alpha is not None else LINEAR_ALPHA.get(self.name)
+        if alpha is not None:
+            params["alpha"] = max(alpha, 1e-6) if self.name in ("lints", "pooled-ucb") else alpha  # a posterior scale > 0
+        return make_policy(self.name, lenient=True, n_features=n_features, **params)
 
 
 class ExperimentArm(BaseModel):

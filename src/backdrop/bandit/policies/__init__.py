@@ -21,8 +21,8 @@ given ``x`` and ``arms``:
 * **LinTS**: the sampled score of each arm is Gaussian, N(theta_a.x, v^2 x'A_a^-1 x), so the
   probability that an arm wins is computed by quadrature, not estimated by sampling.
 * **BetaTS**: likewise with Beta posteriors (quadrature over [0, 1]).
-* **PooledTS**: Thompson sampling on arms that share a base model and learn their priors from
-  each other (empirical Bayes); the propensity is the exact probability of winning, as for LinTS.
+* **PooledUCB**: arms that share a base model and learn their priors from each other (empirical
+  Bayes), an upper bound in posterior sds, and the same epsilon mix as LinUCB.
 * **Uniform**: 1/K. **FixedArm**: 1 for its arm (uniform over ``arms`` when its arm is not offered).
 """
 
@@ -45,7 +45,7 @@ from .linear import (
     LinUCB,
     gaussian_argmax_probabilities,
 )
-from .pooled import PooledTS, win_probability
+from .pooled import PooledUCB
 from .registry import POLICIES, REGISTRY, SERVABLE, make_policy
 
 __all__ = [
@@ -66,10 +66,9 @@ __all__ = [
     "LinUCB",
     "ModelFileError",
     "Policy",
-    "PooledTS",
+    "PooledUCB",
     "Uniform",
     "beta_argmax_probabilities",
     "gaussian_argmax_probabilities",
     "make_policy",
-    "win_probability",
 ]

@@ -6,7 +6,7 @@ import io
 import json
 import math
 import zipfile
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,44 +53,13 @@ class DecisionBatch(Sequence):
     Bulk users read the arrays directly: ``indices`` (n,) (each row's chosen arm's position in
     ``arms``, i.e. :attr:`Decision.index` per row), ``propensity`` (n,), ``scores`` and
     ``probabilities`` (n, K). (Not ``index``: that name is :meth:`Sequence.index`.)
-
-    ``propensity`` and ``probabilities`` may be given as one function returning both, called on
-    first use: a policy whose propensities cost a quadrature per row (Thompson sampling) then
-    charges nothing to a caller that reads only the choices, as the simulator does.
     """
 
-    __slots__ = ("_lazy", "_probabilities", "_propensity", "arms", "indices", "scores")
+    __slots__ = ("arms", "indices", "probabilities", "propensity", "scores")
 
-    def __init__(
-        self,
-        arms: tuple,
-        indices: np.ndarray,
-        propensity: np.ndarray | None,
-        scores: np.ndarray,
-        probabilities: np.ndarray | None,
-        lazy: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
-    ):
-        if lazy is None and (propensity is None or probabilities is None):
-            raise ValueError("give propensity and probabilities, or a function that computes them")
-        self.arms, self.indices, self.scores = arms, indices, scores
-        self._propensity, self._probabilities, self._lazy = propensity, probabilities, lazy
-
-    def _resolve(self) -> None:
-        if self._lazy is not None:
-            self._propensity, self._probabilities = self._lazy()
-            self._lazy = None
-
-    @property
-    def propensity(self) -> np.ndarray:
-        self._resolve()
-        assert self._propensity is not None
-        return self._propensity
-
-    @property
-    def probabilities(self) -> np.ndarray:
-        self._resolve()
-        assert self._probabilities is not None
-        return self._probabilities
+    def __init__(self, arms: tuple, indices: np.ndarray, propensity: np.ndarray, scores: np.ndarray, probabilities: np.ndarray):
+        self.arms, self.indices, self.propensity = arms, indices, propensity
+        self.scores, self.probabilities = scores, probabilities
 
     def __len__(self) -> int:
         return len(self.indices)

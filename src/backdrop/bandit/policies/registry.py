@@ -15,11 +15,11 @@ from .linear import (
     LinTS,
     LinUCB,
 )
-from .pooled import PooledTS
+from .pooled import PooledUCB
 
 #: every policy class by class name (what a model file records)
 POLICIES: dict[str, type[Policy]] = {
-    cls.__name__: cls for cls in (PooledTS, LinUCB, HybridLinUCB, LinTS, EpsilonGreedy, UCB1, BetaTS, Uniform, FixedArm, FixedStyle)
+    cls.__name__: cls for cls in (PooledUCB, LinUCB, HybridLinUCB, LinTS, EpsilonGreedy, UCB1, BetaTS, Uniform, FixedArm, FixedStyle)
 }
 
 
@@ -28,7 +28,7 @@ REGISTRY: dict[str, type[Policy]] = {cls.name: cls for cls in POLICIES.values()}
 
 
 #: the policies a decision service can serve with no more than the offered arms and a context
-SERVABLE = ("pooled-ts", "linucb", "lints", "epsilon-greedy", "hybrid-linucb", "uniform")
+SERVABLE = ("pooled-ucb", "linucb", "lints", "epsilon-greedy", "hybrid-linucb", "uniform")
 
 
 def _init_params(cls: type) -> set[str]:

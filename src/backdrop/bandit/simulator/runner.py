@@ -10,7 +10,7 @@ from functools import partial
 import numpy as np
 
 from ..features import FeatureEncoder
-from ..policies import BetaTS, DecisionBatch, Policy, PooledTS, Uniform, make_policy
+from ..policies import BetaTS, DecisionBatch, Policy, PooledUCB, Uniform, make_policy
 from ..threads import small_matrices
 from .clicks import ClickModel
 from .config import SimulationConfig
@@ -28,19 +28,19 @@ DEFAULT_BASELINES = ("original", "uniform", "bandit", "best-fixed", "oracle")
 
 #: learning policies by short name, with settings suited to click rewards of a few per cent
 #: (LinUCB's alpha=1 explores for far longer than a 20k-round run at these rates)
-def _pooled_ts(*, n_features: int, seed: int | None = None, encoder: FeatureEncoder | None = None, **kw) -> Policy:
-    """PooledTS with a prior per part of the encoder's vector (bias, user fields, hashed tokens)."""
-    return PooledTS(n_features=n_features, seed=seed, blocks=encoder.blocks if encoder is not None else None, **kw)
+def _pooled_ucb(*, n_features: int, seed: int | None = None, encoder: FeatureEncoder | None = None, **kw) -> Policy:
+    """PooledUCB with a prior per part of the encoder's vector (bias, user fields, hashed tokens)."""
+    return PooledUCB(n_features=n_features, seed=seed, blocks=encoder.blocks if encoder is not None else None, **kw)
 
 
 POLICY_FACTORIES: dict[str, PolicyFactory] = {
-    "pooled-ts": _pooled_ts,
+    "pooled-ucb": _pooled_ucb,
     "linucb": partial(make_policy, "linucb", alpha=0.1, epsilon=0.05),
     "lints": partial(make_policy, "lints", alpha=0.03),
     "epsilon-greedy": partial(make_policy, "epsilon-greedy", epsilon=0.05),
     "ucb1": partial(make_policy, "ucb1", alpha=0.1),
 }
-DEFAULT_POLICIES = ("pooled-ts", "linucb")
+DEFAULT_POLICIES = ("pooled-ucb", "linucb")
 
 
 def policy_factories(names: Sequence[str]) -> dict[str, PolicyFactory]:
@@ -159,7 +159,7 @@ def simulate(
             if progress and b in ("original", "oracle"):
                 progress(b, runs[b].seconds)
         for name, spec in policies.items():
-            run(name, spec if isinstance(spec, Policy) else _make(spec, encoder, stable_seed(seed, name)), "policy")
+            run(name, spec if isinstance(spec, Policy) else build_policy(spec, encoder, stable_seed(seed, name)), "policy")
 
         k = max(1, min(int(n_checkpoints), n))
         checkpoints = np.unique(np.linspace(1, n, k).round().astype(np.int64))
@@ -175,7 +175,7 @@ def simulate(
         )
 
 
-def _make(factory: PolicyFactory, encoder: FeatureEncoder, seed: int) -> Policy:
+def build_policy(factory: PolicyFactory, encoder: FeatureEncoder, seed: int) -> Policy:
     """``factory(n_features=..., seed=...)``, and ``encoder=`` too when the factory takes it."""
     try:
         takes_encoder = "encoder" in inspect.signature(factory).parameters
