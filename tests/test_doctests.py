@@ -33,6 +33,7 @@ MODULES = [
     "backdrop.bandit.evaluation",
     "backdrop.experiments.stats",
     "backdrop.experiments.breakdown",
+    "backdrop.experiments.evolve",
     "backdrop.console.auth",
     "backdrop.console.sessions",
     "backdrop.console.results",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -95,3 +97,72 @@ def test_bad_loop_settings_are_refused():
         EvolutionSettings(correlation=1.5)
     with pytest.raises(ValueError):
         EvolutionSettings(max_arms=1)
+
+
+# -- on a real store and service ----------------------------------------------------------------
+
+
+def test_the_loop_on_a_store_breeds_the_winner_retires_the_loser_and_the_service_starts_the_variant_from_its_parent(
+    small_store, tmp_path, capsys
+):
+    """Serve juices through the real service (color-pop clicked 30%, marble-counter 3%), run `backdrop
+    evolve` on its log, make the variant's creatives with `backdrop generate`, and serve them."""
+    import json
+    import shutil
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from backdrop.cli import main
+    from backdrop.serving.app import create_app
+    from backdrop.serving.learner import Learner
+    from backdrop.serving.settings import load_settings
+
+    store = tmp_path / "store"
+    shutil.copytree(small_store, store)
+    db = tmp_path / "events.sqlite"
+
+    def settings():
+        return load_settings(None, store=store, db=str(db), api_key="k" * 32, join_window_s=0.05, commit_grace_s=2.5, log_timeout_ms=2000.0)
+
+    rng = np.random.default_rng(0)
+    juices = ("apple-juice", "banana-juice", "carrot-juice")
+    with TestClient(create_app(settings())) as c:
+        for i in range(450):
+            body = c.post("/v1/decide", json={"item_id": juices[i % 3], "placement": "square", "user": {"id": f"u{i}"}}).json()
+            if rng.random() < (0.3 if body["style"] == "color-pop" else 0.03):
+                c.post("/v1/feedback", json={"decision_id": body["decision_id"], "reward": 1}, headers={"X-API-Key": "k" * 32})
+    capsys.readouterr()
+    out = tmp_path / "evolved.yaml"
+    args = ["evolve", "--store", str(store), "--db", str(db), "--min-impressions", "30", "--parents", "1", "--out", str(out)]
+    assert main([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["decisions"] == 450
+    juice = "Groceries > Juices"
+    assert [w["style"] for w in report["winners"][juice]] == ["color-pop"]
+    assert [r["style"] for r in report["retire"][juice]] == ["marble-counter"]
+    (bred,) = report["bred"]
+    variant = bred["variant"]
+    assert bred["parent"] == "color-pop" and parent_of(variant) == "color-pop"
+    assert variant in [s.name for s in StyleLibrary.load(out).for_category(("Groceries", "Juices"))]
+    assert main(args) == 0  # the readable form says the same
+    text = capsys.readouterr().out
+    assert f"wrote {out}" in text and "retire" in text and f"--styles {variant}" in text
+
+    demo = Path(__file__).resolve().parents[1] / "src" / "backdrop" / "data" / "demo" / "products.csv"
+    main(["generate", str(demo), "--out", str(store), "--limit", "3", "--placements", "square", "--style-library", str(out),
+          "--styles", variant, "--workers", "1", "--no-progress", "--json"])  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["generated"] >= 3
+
+    with TestClient(create_app(settings())) as c:
+        service = c.app.state.service
+        learner = Learner.for_settings(service.log, service.settings)
+        learner.clock = lambda: time.time() + 10
+        learner.drain()
+        service.reload_model()
+        body = c.post("/v1/decide", json={"item_id": "apple-juice", "placement": "square", "user": {"id": "new"}}).json()
+        logged = service.log.get_decision(body["decision_id"])
+        assert variant in logged.arms  # the variant is an arm now
+        means, _ = service.policy._means_widths(np.asarray(logged.context), ("color-pop", variant, "marble-counter"))
+        # never shown, the variant starts between its parent and the loser: half the parent's edge
+        assert means[0] > means[1] > means[2]

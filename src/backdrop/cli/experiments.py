@@ -1,4 +1,4 @@
-"""The experiment commands: abtest, study, cost."""
+"""The experiment commands: abtest, study, cost, evolve."""
 
 from __future__ import annotations
 
@@ -108,7 +108,97 @@ def register(sub) -> dict:
     )
     co.add_argument("--json", action="store_true")
 
-    return {"abtest": cmd_abtest, "study": cmd_study, "cost": cmd_cost}
+    ev = sub.add_parser(
+        "evolve",
+        help="which styles win per category (and audience), variants of the winners, styles to retire",
+        formatter_class=_Formatter,
+        description=(
+            "Read the decision service's log for a store and estimate, per category, the click rate each\n"
+            "style would have had shown to everyone (self-normalised inverse propensity weighting of the\n"
+            "logged choices, 95% intervals; --by FIELD also per audience). The best --parents styles of\n"
+            "each category (shown at least --min-impressions times) breed a variant each: palette,\n"
+            "surface, podium or light changed (backdrop.styles.evolve), written with the rest of the\n"
+            "style library to --out. Make their creatives with `backdrop generate --style-library OUT\n"
+            "--styles VARIANTS`: they pass QA and review like any creative, and the service's learner\n"
+            "(pooled-ucb) starts each from what it knows of its parent. Styles whose interval lies wholly\n"
+            "below the best's are listed to retire. `backdrop simulate --evolve` measures the loop."
+        ),
+    )
+    ev.add_argument("--store", type=Path, required=True, metavar="STORE", help="the store (its products and categories)")
+    ev.add_argument("--db", metavar="URL", help="event log: postgresql://... or an sqlite path (default: the store's)")
+    ev.add_argument("--by", metavar="FIELD", help="also estimate per value of this user field (e.g. segment)")
+    ev.add_argument("--min-impressions", type=_positive_int, default=300, help="impressions before a style is judged")
+    ev.add_argument("--parents", type=int, default=2, help="winners per category that breed a variant")
+    ev.add_argument("--style-library", type=Path, metavar="YAML", help="the library the store was made with (default: the packaged one)")
+    ev.add_argument("--out", type=Path, metavar="YAML", help="the library with the variants (default: STORE/evolved-styles.yaml)")
+    ev.add_argument("--seed", type=int, default=0, help="the variants' mutations")
+    ev.add_argument("--json", action="store_true")
+
+    return {"abtest": cmd_abtest, "study": cmd_study, "cost": cmd_cost, "evolve": cmd_evolve}
+
+
+def cmd_evolve(args) -> int:
+    import time
+
+    import yaml
+
+    from ..creative.store import CreativeStore
+    from ..experiments import evolve
+    from ..serving.eventlog import open_event_log
+    from ..styles import DEFAULT_LIBRARY_FILE, StyleLibrary
+
+    if not args.store.is_dir():
+        raise BackdropError(f"--store {args.store}: no such store directory")
+    store = CreativeStore(args.store.resolve())
+    try:
+        category_of = {p["product_id"]: p["category"] for p in store.products()}
+    finally:
+        store.close()
+    if not category_of:
+        raise BackdropError(f"--store {args.store}: no products (run `backdrop generate` first)")
+    log = open_event_log(existing_event_log(args.db or str(args.store)))
+    try:
+        rows = [row for batch in log.joined_batches(time.time()) for row in batch]
+    finally:
+        log.close()
+    values = evolve.style_values(rows, category_of, by=args.by)
+    plan = evolve.plan(values, min_impressions=args.min_impressions, parents=args.parents)
+    library_path = args.style_library or DEFAULT_LIBRARY_FILE
+    library = StyleLibrary.load(library_path)
+    raw, bred = evolve.breed(yaml.safe_load(Path(library_path).read_text()), library, plan.winners, seed=args.seed)
+    out = args.out or args.store / "evolved-styles.yaml"
+    if bred:
+        evolve.write_library(raw, out)
+    if args.json:
+        print(json.dumps(evolve.to_dict(plan, bred) | {"library": str(out) if bred else None, "decisions": len(rows)}))
+        return 0
+    _print_evolution(plan, bred, out, len(rows), args)
+    return 0
+
+
+def _print_evolution(plan, bred, out: Path, decisions: int, args) -> None:
+    print(f"{decisions:,} logged decisions; click rate had each style been shown to everyone (SNIPS, 95% interval):")
+    by_cat: dict[str, list] = {}
+    for v in plan.values:
+        by_cat.setdefault(v.category, []).append(v)
+    for cat, vs in sorted(by_cat.items()):
+        print(f"\n{cat}")
+        for v in sorted(vs, key=lambda v: (v.audience, -v.value)):
+            mark = " *" if v in plan.winners.get(cat, []) else " retire" if v in plan.retire.get(cat, []) else ""
+            who = f"[{v.audience}] " if v.audience else ""
+            print(f"  {who}{v.style:<28} {v.value:6.2%}  [{v.low:.2%}, {v.high:.2%}]  shown {v.shown:,}{mark}")
+    if not plan.winners:
+        print(f"\nno style has {args.min_impressions:,} impressions in its category yet: nothing to breed or retire")
+        return
+    print("\n* winner (breeds a variant); retire: its interval lies wholly below the best's")
+    if bred:
+        names = ",".join(b["variant"] for b in bred)
+        print(f"\nwrote {out} with {len(bred)} variant(s):")
+        for b in bred:
+            print(f"  {b['variant']} ({b['category']}): {b['description']}")
+        print(
+            f"\nmake their creatives (QA and review as usual):\n  backdrop generate CATALOG --out {args.store} --style-library {out} --styles {names}"
+        )
 
 
 def cmd_abtest(args) -> int:
