@@ -185,8 +185,8 @@ def _print_evolution(plan, bred, out: Path, decisions: int, args) -> None:
         print(f"\n{cat}")
         for v in sorted(vs, key=lambda v: (v.audience, -v.value)):
             mark = " *" if v in plan.winners.get(cat, []) else " retire" if v in plan.retire.get(cat, []) else ""
-            who = f"[{v.audience}] " if v.audience else ""
-            print(f"  {who}{v.style:<28} {v.value:6.2%}  [{v.low:.2%}, {v.high:.2%}]  shown {v.shown:,}{mark}")
+            label = f"{v.style} [{v.audience}]" if v.audience else v.style
+            print(f"  {label:<44} {v.value:7.2%}  [{v.low:.2%}, {v.high:.2%}]  shown {v.shown:,}{mark}")
     if not plan.winners:
         print(f"\nno style has {args.min_impressions:,} impressions in its category yet: nothing to breed or retire")
         return
