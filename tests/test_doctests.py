@@ -26,6 +26,7 @@ MODULES = [
     "backdrop.creative.fetch",
     "backdrop.creative.export",
     "backdrop.creative.store_index",
+    "backdrop.creative.rotation",
     "backdrop.bandit.features",
     "backdrop.bandit.policies.linear",
     "backdrop.bandit.policies.registry",

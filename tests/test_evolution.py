@@ -166,3 +166,19 @@ def test_the_loop_on_a_store_breeds_the_winner_retires_the_loser_and_the_service
         means, _ = service.policy._means_widths(np.asarray(logged.context), ("color-pop", variant, "marble-counter"))
         # never shown, the variant starts between its parent and the loser: half the parent's edge
         assert means[0] > means[1] > means[2]
+
+        # the loser leaves the juices' rotation at the next store refresh; its creatives stay
+        assert main([*args, "--retire"]) == 0
+        assert "retired marble-counter from Groceries > Juices" in capsys.readouterr().out
+        service.refresh_index()
+        offered = {a for item in juices for a in service.index.by_item.get((item, "square"), {})}
+        assert "marble-counter" not in offered and {"color-pop", variant} <= offered
+        assert (
+            service.index.retired == 6 and 'backdrop_creatives{status="retired"} 6.0' in c.get("/metrics").text
+        )  # 3 juices x 2 placements
+        assert main(["evolve", "--store", str(store), "--unretire", "Groceries > Juices=marble-counter"]) == 0
+        assert "back in Groceries > Juices's rotation" in capsys.readouterr().out
+        service.refresh_index()
+        assert "marble-counter" in service.index.by_item[("apple-juice", "square")]
+        assert main(["evolve", "--store", str(store), "--unretire", "Groceries > Juices=marble-counter"]) == 2
+        assert "is not retired" in capsys.readouterr().err

@@ -121,7 +121,9 @@ def register(sub) -> dict:
             "style library to --out. Make their creatives with `backdrop generate --style-library OUT\n"
             "--styles VARIANTS`: they pass QA and review like any creative, and the service's learner\n"
             "(pooled-ucb) starts each from what it knows of its parent. Styles whose interval lies wholly\n"
-            "below the best's are listed to retire. `backdrop simulate --evolve` measures the loop."
+            "below the best's are listed to retire; --retire takes them out of their category's rotation\n"
+            "(the service drops them at its next store refresh; --unretire puts one back). `backdrop simulate\n"
+            "--evolve` measures the loop."
         ),
     )
     ev.add_argument("--store", type=Path, required=True, metavar="STORE", help="the store (its products and categories)")
@@ -132,6 +134,18 @@ def register(sub) -> dict:
     ev.add_argument("--style-library", type=Path, metavar="YAML", help="the library the store was made with (default: the packaged one)")
     ev.add_argument("--out", type=Path, metavar="YAML", help="the library with the variants (default: STORE/evolved-styles.yaml)")
     ev.add_argument("--seed", type=int, default=0, help="the variants' mutations")
+    ev.add_argument(
+        "--retire",
+        action="store_true",
+        help="take the styles to retire out of their category's rotation (the service drops them at its next store refresh; "
+        "their creatives stay)",
+    )
+    ev.add_argument(
+        "--unretire",
+        action="append",
+        metavar="CATEGORY=STYLE",
+        help="put a retired style back into its category's rotation (repeatable); nothing else is done",
+    )
     ev.add_argument("--json", action="store_true")
 
     return {"abtest": cmd_abtest, "study": cmd_study, "cost": cmd_cost, "evolve": cmd_evolve}
@@ -142,6 +156,7 @@ def cmd_evolve(args) -> int:
 
     import yaml
 
+    from ..creative import rotation
     from ..creative.store import CreativeStore
     from ..experiments import evolve
     from ..serving.eventlog import open_event_log
@@ -151,7 +166,10 @@ def cmd_evolve(args) -> int:
         raise BackdropError(f"--store {args.store}: no such store directory")
     store = CreativeStore(args.store.resolve())
     try:
+        if args.unretire:
+            return _unretire(store, args.unretire)
         category_of = {p["product_id"]: p["category"] for p in store.products()}
+        out_of_rotation = rotation.retired(store)
     finally:
         store.close()
     if not category_of:
@@ -169,10 +187,43 @@ def cmd_evolve(args) -> int:
     out = args.out or args.store / "evolved-styles.yaml"
     if bred:
         evolve.write_library(raw, out)
+    retired_now = []
+    if args.retire and plan.retire:
+        store = CreativeStore(args.store.resolve())
+        try:
+            for cat, losers in plan.retire.items():
+                best = plan.winners[cat][0]
+                for v in losers:
+                    why = (
+                        f"{v.value:.2%} [{v.low:.2%}, {v.high:.2%}] below {best.style}'s {best.value:.2%} [{best.low:.2%}, {best.high:.2%}]"
+                    )
+                    rotation.retire(store, cat, v.style, why)
+                    retired_now.append({"category": cat, "style": v.style, "why": why})
+        finally:
+            store.close()
     if args.json:
-        print(json.dumps(evolve.to_dict(plan, bred) | {"library": str(out) if bred else None, "decisions": len(rows)}))
+        extra = {"library": str(out) if bred else None, "decisions": len(rows), "retired_now": retired_now}
+        print(json.dumps(evolve.to_dict(plan, bred) | extra | {"out_of_rotation": [list(k) for k in out_of_rotation]}))
         return 0
     _print_evolution(plan, bred, out, len(rows), args)
+    for r in retired_now:
+        print(f"retired {r['style']} from {r['category']}: {r['why']}")
+    if plan.retire and not args.retire:
+        print("(run with --retire to take the styles to retire out of rotation)")
+    return 0
+
+
+def _unretire(store, pairs: list[str]) -> int:
+    from ..creative import rotation
+
+    for pair in pairs:
+        category, sep, style = pair.rpartition("=")
+        if not sep or not category.strip() or not style.strip():
+            raise BackdropError(f"--unretire {pair}: give CATEGORY=STYLE, e.g. 'Groceries > Juices=wood-table'")
+        if rotation.unretire(store, category.strip(), style.strip()):
+            print(f"{style.strip()} is back in {category.strip()}'s rotation")
+        else:
+            raise BackdropError(f"--unretire {pair}: {style.strip()} is not retired in {category.strip()}")
     return 0
 
 

@@ -31,7 +31,7 @@ from ..text import redact_url
 from .storage import StoreFiles, is_remote, open_files
 from .store_index import PostgresIndex, is_postgres, open_sqlite
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 KEY_VERSION = 2
 QA_STATUSES = ("ok", "flagged")
 FORMATS = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG"}
@@ -103,6 +103,14 @@ _SCHEMA = [
     """CREATE INDEX IF NOT EXISTS creatives_style ON creatives (style, placement)""",
     """CREATE INDEX IF NOT EXISTS creatives_qa ON creatives (qa_status)""",
     """CREATE INDEX IF NOT EXISTS products_category ON products (category)""",
+    # styles taken out of a category's rotation (their creatives stay): `backdrop evolve --retire`
+    """CREATE TABLE IF NOT EXISTS retired (
+        category TEXT NOT NULL,
+        style TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (category, style)
+    )""",
 ]
 #: schema 1 -> 2: every creative gets a QA status (rows from before the checks existed are "ok"
 #: with no reasons: they were never checked, and say so in their metrics' absence of "qa")
@@ -112,6 +120,7 @@ _UPGRADES = {
         "ALTER TABLE creatives ADD COLUMN qa_reasons TEXT NOT NULL DEFAULT '[]'",
     ],
     # schema 2 -> 3: the review tables and the console's indexes (created by _SCHEMA's IF NOT EXISTS)
+    # schema 3 -> 4: the retired table (likewise)
 }
 
 
@@ -547,6 +556,7 @@ _TABLE_COLUMNS = {
     "creatives": [c.strip() for c in _COLUMNS.split(",")],
     "subjects": ["image_sha256", "method", "data", "created_at"],
     "reviews": ["key", "status", "reviewer", "reason", "at", "seq"],
+    "retired": ["category", "style", "reason", "at"],
 }
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..bandit.arms import ORIGINAL
 from ..creative.review import PENDING_REVIEW, REJECTED, SERVABLE, WITHHELD, review_states, servability
+from ..creative.rotation import is_retired, retired
 from ..creative.store import CreativeStore
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class CreativeIndex:
     rejected_baselines: frozenset[tuple[str, str]] = frozenset()
     #: served creatives that are not a baseline (generated scenes, and their overlay variants)
     served_generated: int = 0
+    #: creatives of styles retired from their category's rotation (``creative.rotation``): not offered
+    retired: int = 0
 
     def baseline_choices(self, item: str, placement: str) -> tuple[_Creative, ...]:
         """What can show an item's baseline on a placement, best first: its fitted ``original`` (the photo
@@ -174,9 +177,15 @@ class CreativeIndex:
             placements: set[str] = set()
             broken = []
             reviews, seq = review_states(store)
+            out_of_rotation = retired(store)
+            n_retired = 0
             for p in store.products():
                 products[p["product_id"]] = p
             for r in store.creatives():
+                product = products.get(r.product_id)
+                if out_of_rotation and product is not None and is_retired(r.arm, product["category"], out_of_rotation):
+                    n_retired += 1
+                    continue
                 placements.add(r.placement)
                 path = store.files.local_path(r.path)
                 if sizes is not None:
@@ -224,5 +233,6 @@ class CreativeIndex:
             loaded_at=time.time(),
             candidates=tuple(candidates),
             catalog=catalog,
+            retired=n_retired,
         )
         return snapshot.with_reviews(reviews, seq)

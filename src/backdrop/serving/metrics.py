@@ -46,7 +46,8 @@ class Metrics:
         self.creatives = Gauge(
             "backdrop_creatives",
             "Creatives in the index: served, withheld because QA flagged them, rejected in review, pending review"
-            " (when review is required), or broken (file does not match the index)",
+            " (when review is required), broken (file does not match the index), or retired (the style left its"
+            " category's rotation)",
             ["status"],
             registry=r,
         )

@@ -228,6 +228,7 @@ class Service(Outcomes):
             ("rejected", index.rejected),
             ("pending-review", index.pending),
             ("broken", len({*index.broken, *self.damaged.keys})),
+            ("retired", index.retired),
         ):
             self.metrics.creatives.labels(status).set(n)
         self.metrics.review_seq.set(index.review_seq)
