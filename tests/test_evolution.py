@@ -182,3 +182,37 @@ def test_the_loop_on_a_store_breeds_the_winner_retires_the_loser_and_the_service
         assert "marble-counter" in service.index.by_item[("apple-juice", "square")]
         assert main(["evolve", "--store", str(store), "--unretire", "Groceries > Juices=marble-counter"]) == 2
         assert "is not retired" in capsys.readouterr().err
+
+
+def test_evaluate_log_compares_with_the_non_personalized_bandit(small_store, tmp_path, capsys):
+    """`backdrop evaluate log --store` puts the bandit a retailer would run beside the candidates."""
+    import json
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from backdrop.cli import main
+    from backdrop.serving.app import create_app
+    from backdrop.serving.settings import load_settings
+
+    store = tmp_path / "store"
+    shutil.copytree(small_store, store)
+    settings = load_settings(None, store=store, api_key="k" * 32, join_window_s=0.05, commit_grace_s=2.5, log_timeout_ms=2000.0)
+    rng = np.random.default_rng(3)
+    with TestClient(create_app(settings)) as c:
+        for i in range(240):
+            body = c.post(
+                "/v1/decide", json={"item_id": ("apple-juice", "banana-juice")[i % 2], "placement": "square", "user": {"id": f"u{i}"}}
+            ).json()
+            if rng.random() < (0.3 if body["style"] == "color-pop" else 0.03):
+                c.post("/v1/feedback", json={"decision_id": body["decision_id"], "reward": 1}, headers={"X-API-Key": "k" * 32})
+    capsys.readouterr()
+    args = ["evaluate", "log", "--store", str(store), "--join-window", "0", "--commit-grace", "0", "--bootstrap", "50", "--json"]
+    assert main(args) == 0
+    records = json.loads(capsys.readouterr().out)
+    by = {(r["policy"], r["estimator"]): r for r in records}
+    assert {("pooled-ucb", "snips"), ("bandit", "snips"), ("uniform", "snips")} <= set(by)
+    # the bandit learns color-pop's edge per category: it beats showing styles at random
+    assert by[("bandit", "snips")]["value"] > by[("uniform", "snips")]["value"]
+    assert main(["evaluate", "log", "--db", str(store / "events.sqlite"), "--policy", "bandit"]) == 2
+    assert "needs --store" in capsys.readouterr().err

@@ -62,7 +62,9 @@ def register(sub) -> dict:
             "What would another policy have earned on the decisions the service logged? Walks the log in order;\n"
             "the candidate scores each logged context (its probability of every offered style), then learns\n"
             "from the logged choice and reward, as it would have online. IPS, SNIPS and DR with bootstrap\n"
-            "intervals, next to the served policy's own CTR. Decisions whose join window is still open are skipped."
+            "intervals, next to the served policy's own CTR. Decisions whose join window is still open are skipped.\n"
+            "With --store the non-personalized bandit (a retailer's per-category A/B winner-picking) is one of\n"
+            "the candidates: what personalization adds is the difference."
         ),
     )
     el_db = el.add_mutually_exclusive_group(required=True)
@@ -73,7 +75,8 @@ def register(sub) -> dict:
         action="append",
         metavar="SPEC",
         default=None,
-        help="candidate, e.g. linucb:alpha=0.5,epsilon=0.05 (repeatable; default: linucb:alpha=0.5 and uniform)",
+        help="candidate, e.g. linucb:alpha=0.5,epsilon=0.05, or bandit: the non-personalized bandit (Thompson sampling "
+        "per category x style; needs --store) (repeatable; default: pooled-ucb, with --store bandit, and uniform)",
     )
     el.add_argument("--join-window", type=float, default=600.0, help="seconds a reward may take to arrive")
     el.add_argument("--default-reward", type=float, default=0.0)
@@ -182,20 +185,38 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _categories(store: Path) -> dict[str, str]:
+    from ..creative.store import CreativeStore
+
+    st = CreativeStore(store.resolve(), readonly=True)
+    try:
+        return {p["product_id"]: p["category"] for p in st.products()}
+    finally:
+        st.close()
+
+
 def _evaluate_log(args) -> int:
     from ..serving import offline
     from ..serving.eventlog import open_event_log
 
     url = existing_event_log(args.db or str(args.store))
-    specs = args.policy or ["linucb:alpha=0.5", "uniform"]
+    bandit = offline.CATEGORY_BANDIT
+    specs = args.policy or ["pooled-ucb", *([bandit] if args.store else []), "uniform"]
+    category_of = _categories(args.store) if args.store and bandit in specs else None
     log = open_event_log(url)
     try:
         records = []
         for spec in specs:
-            try:
-                factory = offline.parse_policy_spec(spec)
-            except ValueError as e:
-                raise BackdropError(f"--policy {spec}: {e}") from None
+            arm_key = None
+            if spec == bandit:
+                if category_of is None:
+                    raise BackdropError(f"--policy {bandit}: needs --store (the products' categories), not --db")
+                factory, arm_key = offline.category_bandit(category_of)
+            else:
+                try:
+                    factory = offline.parse_policy_spec(spec)
+                except ValueError as e:
+                    raise BackdropError(f"--policy {spec}: {e}") from None
             for r in offline.evaluate_log(
                 log,
                 factory,
@@ -204,6 +225,7 @@ def _evaluate_log(args) -> int:
                 n_boot=args.bootstrap,
                 seed=args.seed,
                 grace_s=args.commit_grace,
+                arm_key=arm_key,
             ):
                 r = dict(r)
                 if r["policy"] != "logged":

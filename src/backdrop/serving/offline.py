@@ -8,7 +8,7 @@ probabilities the served policy really had; the served policy's own CTR is the r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Mapping
 
 import numpy as np
 from pydantic import ValidationError
@@ -48,6 +48,25 @@ def parse_policy_spec(spec: str) -> Callable[[int], Policy]:
     return settings.make
 
 
+#: the non-personalized bandit's name in ``evaluate log`` (``--policy bandit``)
+CATEGORY_BANDIT = "bandit"
+
+
+def category_bandit(category_of: Mapping[str, str]) -> tuple[Callable[[int], Policy], Callable[[DecisionRecord, str], Hashable]]:
+    """The non-personalized bandit an A/B-testing retailer would run: Beta Thompson sampling per
+    category x style, blind to who sees the ad; (its factory, its ``arm_key``) for :func:`evaluate_log`.
+    An item the store does not know counts as its own category."""
+    from ..bandit.policies import BetaTS
+
+    def factory(n_features: int) -> Policy:
+        return BetaTS(seed=0)
+
+    def key(d: DecisionRecord, style: str) -> Hashable:
+        return (category_of.get(d.item_id, d.item_id), style)
+
+    return factory, key
+
+
 def evaluate_log(
     log: EventLog,
     factory: Callable[[int], Policy],
@@ -59,11 +78,14 @@ def evaluate_log(
     grace_s: float = COMMIT_GRACE_S,
     now: float | None = None,
     where: Callable[[DecisionRecord], bool] | None = None,
+    arm_key: Callable[[DecisionRecord, str], Hashable] | None = None,
 ) -> list[dict]:
     """Records ``{policy, estimator, value, ci_low, ci_high, n}``: ``logged`` (the served CTR), then IPS/SNIPS/DR.
 
     Every activated decision with a choice of styles counts (``where`` narrows it, e.g. to one
     experiment arm); the catalog-image control and fallbacks offered no choice and are left out.
+    ``arm_key(decision, style)`` names the arms the candidate learns (default: the style itself);
+    the non-personalized bandit learns ``(category, style)`` (:func:`category_bandit`).
     """
     import time
 
@@ -86,8 +108,9 @@ def evaluate_log(
     policy = factory(X.shape[1])
     dist = np.zeros((len(rows), len(arms)))
     for i, (d, r) in enumerate(rows):
-        dist[i, [col[a] for a in d.arms]] = policy.probabilities(X[i], d.arms)
-        policy.update(X[i], d.arm, r)
+        offered = d.arms if arm_key is None else [arm_key(d, a) for a in d.arms]
+        dist[i, [col[a] for a in d.arms]] = policy.probabilities(X[i], offered)
+        policy.update(X[i], d.arm if arm_key is None else arm_key(d, d.arm), r)
     q = shrunk_ctr_reward_model(action, reward, len(arms))(X)
     # a style not offered in a row has probability 0 under both policies; q there is never weighted in
     low, high = bootstrap_interval(reward, n_boot=n_boot, seed=seed)
