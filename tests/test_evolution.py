@@ -147,12 +147,15 @@ def test_the_loop_on_a_store_breeds_the_winner_retires_the_loser_and_the_service
     assert variant in [s.name for s in StyleLibrary.load(out).for_category(("Groceries", "Juices"))]
     assert main(args) == 0  # the readable form says the same
     text = capsys.readouterr().out
-    assert f"wrote {out}" in text and "retire" in text and f"--styles {variant}" in text
+    assert f"wrote {out}" in text and "retire" in text and f"--styles {variant} --category 'Groceries > Juices'" in text
 
     demo = Path(__file__).resolve().parents[1] / "src" / "backdrop" / "data" / "demo" / "products.csv"
-    main(["generate", str(demo), "--out", str(store), "--limit", "3", "--placements", "square", "--style-library", str(out),
-          "--styles", variant, "--workers", "1", "--no-progress", "--json"])  # fmt: skip
-    assert json.loads(capsys.readouterr().out)["generated"] >= 3
+    assert main(["generate", str(demo), "--out", str(store), "--category", "Groceries > Juices", "--placements", "square",
+                 "--style-library", str(out), "--styles", variant, "--workers", "1", "--no-progress", "--json"]) == 0  # fmt: skip
+    made = json.loads(capsys.readouterr().out)
+    assert made["generated"] >= 3 and made["failed"] == 0  # the juices only: no product without the variant's style
+    assert main(["generate", str(demo), "--out", str(store), "--category", "Groceries > Teas", "--no-progress"]) == 1
+    assert "is in 'Groceries > Teas'" in capsys.readouterr().err
 
     with TestClient(create_app(settings())) as c:
         service = c.app.state.service

@@ -244,11 +244,13 @@ def _print_evolution(plan, bred, out: Path, decisions: int, args) -> None:
     print("\n* winner (breeds a variant); retire: its interval lies wholly below the best's")
     if bred:
         names = ",".join(b["variant"] for b in bred)
+        cats = " ".join(f"--category '{c}'" for c in sorted({b["products"] for b in bred}))
         print(f"\nwrote {out} with {len(bred)} variant(s):")
         for b in bred:
             print(f"  {b['variant']} ({b['category']}): {b['description']}")
         print(
-            f"\nmake their creatives (QA and review as usual):\n  backdrop generate CATALOG --out {args.store} --style-library {out} --styles {names}"
+            f"\nmake their creatives (QA and review as usual):\n  backdrop generate CATALOG --out {args.store} --style-library {out} "
+            f"--styles {names} {cats}"
         )
 
 

@@ -118,7 +118,8 @@ def plan(values: list[StyleValue], min_impressions: int = 300, parents: int = 2)
 
 def breed(library_yaml: dict, library: StyleLibrary, winners: Mapping[str, list[StyleValue]], seed: int = 0) -> tuple[dict, list[dict]]:
     """A copy of the library's YAML with one variant of every winner added to the winner's category
-    (under the category's library key), and what was bred: ``[{category, parent, variant, description}]``."""
+    (under the category's library key), and what was bred: ``[{category, products, parent, variant,
+    description}]`` (``products``: the store's category the winner won in)."""
     raw = yaml.safe_load(yaml.safe_dump(library_yaml))  # a deep copy of plain data
     styles = library.all_styles()
     bred: list[dict] = []
@@ -135,7 +136,9 @@ def breed(library_yaml: dict, library: StyleLibrary, winners: Mapping[str, list[
             raw.setdefault("styles", {})[child.name] = spec
             if child.name not in listed:
                 listed.append(child.name)
-            bred.append({"category": key, "parent": parent.name, "variant": child.name, "description": child.description})
+            bred.append(
+                {"category": key, "products": category, "parent": parent.name, "variant": child.name, "description": child.description}
+            )
     return raw, bred
 
 
