@@ -22,6 +22,7 @@ MODULES = [
     "backdrop.generators.diffusion.schedulers",
     "backdrop.generators.diffusion.lora",
     "backdrop.generators.diffusion.configs",
+    "backdrop.creative.catalog",
     "backdrop.creative.feeds",
     "backdrop.creative.fetch",
     "backdrop.creative.export",

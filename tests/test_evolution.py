@@ -155,7 +155,7 @@ def test_the_loop_on_a_store_breeds_the_winner_retires_the_loser_and_the_service
     made = json.loads(capsys.readouterr().out)
     assert made["generated"] >= 3 and made["failed"] == 0  # the juices only: no product without the variant's style
     assert main(["generate", str(demo), "--out", str(store), "--category", "Groceries > Teas", "--no-progress"]) == 1
-    assert "is in 'Groceries > Teas'" in capsys.readouterr().err
+    assert "(none in 'Groceries > Teas')" in capsys.readouterr().err
 
     with TestClient(create_app(settings())) as c:
         service = c.app.state.service

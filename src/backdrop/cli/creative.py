@@ -55,12 +55,7 @@ def register(sub) -> dict:
     )
     _add_generation_options(g)
     g.add_argument("--limit", type=_positive_int, help="only the first N good products")
-    g.add_argument(
-        "--category",
-        action="append",
-        metavar="PATH",
-        help="only products in this category or below it, e.g. 'Groceries > Juices' (repeatable)",
-    )
+    g.add_argument("--category", action="append", metavar="PATH", help="only products in this category or below (repeatable)")
     g.add_argument("--strict", action="store_true", help="exit 1 without generating anything if any row is bad")
     g.add_argument(
         "--image-cache",
@@ -397,19 +392,12 @@ def cmd_generate(args) -> int:
         print(f"backdrop generate: {len(catalog.errors)} bad row(s) in {args.catalog} (--strict): nothing generated", file=sys.stderr)
         _print_summary(args, nothing)
         return 1
-    if not catalog.products:
-        print(f"backdrop generate: no usable product in {args.catalog}", file=sys.stderr)
+    products = [p for p in catalog.products if not args.category or any(map(p.in_category, args.category))][: args.limit]
+    if not products:
+        where = f" (none in {' or '.join(map(repr, args.category))})" if catalog.products else ""
+        print(f"backdrop generate: no usable product in {args.catalog}{where}", file=sys.stderr)
         _print_summary(args, nothing)
         return 1
-    products = catalog.products
-    if args.category:
-        wanted = [tuple(part.strip().lower() for part in c.split(">")) for c in args.category]
-        products = [p for p in products if any(tuple(x.lower() for x in p.category_path[: len(w)]) == w for w in wanted)]
-        if not products:
-            print(f"backdrop generate: no product of {args.catalog} is in {' or '.join(map(repr, args.category))}", file=sys.stderr)
-            _print_summary(args, nothing)
-            return 1
-    products = products[: args.limit] if args.limit else products
     from ..creative.local import default_categories
 
     for path, n in sorted(default_categories(products, config).items()):

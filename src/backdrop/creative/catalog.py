@@ -66,6 +66,16 @@ class Product:
     def category(self) -> str:
         return self.category_path[-1]
 
+    def in_category(self, path: str) -> bool:
+        """Whether the product is in ``path`` or below it (case-insensitive).
+
+        >>> p = Product("p", "Mug", ("Home", "Kitchen", "Mugs"), Path("mug.png"))
+        >>> p.in_category("home > kitchen"), p.in_category("Home > Garden")
+        (True, False)
+        """
+        wanted = tuple(part.strip().lower() for part in path.split(">"))
+        return tuple(x.lower() for x in self.category_path[: len(wanted)]) == wanted
+
     @property
     def category_str(self) -> str:
         return " > ".join(self.category_path)
