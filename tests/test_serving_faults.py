@@ -235,8 +235,11 @@ def test_two_replicas_and_learner_survive_kill_9_under_load(small_store, pg_url,
             for (k, a), b in zip(online._state().items(), offline._state().values(), strict=True):
                 np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=k)
             assert m.n_rewards == len(rewards)
-            # the replicas serve the learner's latest version
-            assert httpx.get(f"http://127.0.0.1:{ports[1]}/readyz").json()["model_version"] >= m.version - 1
+            # the replicas pick up the learner's latest version (they poll for it: wait, with a bound)
+            deadline = time.time() + 30
+            while (served := httpx.get(f"http://127.0.0.1:{ports[1]}/readyz").json()["model_version"]) < m.version - 1:
+                assert time.time() < deadline, f"replica still serves model version {served} of {m.version} after 30 s"
+                time.sleep(0.2)
         finally:
             log.close()
     finally:
