@@ -223,9 +223,13 @@ class LinUCB(_RidgeArms):
 
     def _scores(self, x, arms: tuple) -> np.ndarray:
         means, widths = self._means_widths(x, arms)
-        widths *= self.alpha  # in place: scores = means + alpha * widths
+        widths *= self._width_scale()  # in place: scores = means + alpha * widths
         widths += means
         return widths
+
+    def _width_scale(self) -> float:
+        """What ``sqrt(x' A^-1 x)`` is multiplied by in the bound: ``alpha`` (a subclass may rescale it)."""
+        return self.alpha
 
     def _distribution(self, x, arms):
         scores = self._scores(x, arms)
@@ -270,7 +274,7 @@ class LinUCB(_RidgeArms):
             np.einsum("nkd,nd->nk", R, Xb, out=widths[start : start + block])
         np.maximum(widths, 0.0, out=widths)
         np.sqrt(widths, out=widths)
-        widths *= self.alpha
+        widths *= self._width_scale()
         scores += widths
         return scores
 

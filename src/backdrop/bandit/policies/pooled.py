@@ -32,15 +32,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from ...styles.evolve import VARIANT_OF, parent_of
-from .base import Decision, DecisionBatch, _mix, _mix_rows, _mix_sample, _sample_rows, _shared_arms
-from .linear import _RidgeArms
+from .linear import LinUCB
 
 #: EM steps for the prior variances per update, from ``prior_sd`` (a fixed start keeps the model a
 #: function of the data, not of how it was batched)
 EM_STEPS = 1
 
 
-class PooledUCB(_RidgeArms):
+class PooledUCB(LinUCB):
     """Hierarchical Bayes over arms that share a base model, an upper confidence bound on top (see the module docstring).
 
     * ``blocks``: sizes of the feature blocks that get a prior variance each (they sum to
@@ -74,7 +73,8 @@ class PooledUCB(_RidgeArms):
         seed: int | None = None,
         dtype: str = "float64",
     ):
-        super().__init__(n_features=n_features, l2=1.0, refactor_every=1, dtype=dtype, seed=seed)
+        # LinUCB's bound and epsilon mix, on this posterior (``_width_scale``); l2 and refactor_every are unused
+        super().__init__(n_features=n_features, alpha=alpha, epsilon=epsilon, l2=1.0, refactor_every=1, dtype=dtype, seed=seed)
         blocks = [1, n_features - 1] if blocks is None else [int(b) for b in blocks]
         if min(blocks) < 1 or sum(blocks) != n_features:
             raise ValueError(f"blocks must be positive sizes summing to n_features={n_features}, got {blocks}")
@@ -85,7 +85,7 @@ class PooledUCB(_RidgeArms):
         self._d = n_features
         self._block_of = np.repeat(np.arange(len(blocks)), blocks)
         self.prior_sd, self.base_rate = float(prior_sd), float(base_rate)
-        self.alpha, self.epsilon, self.learn_prior = float(alpha), float(epsilon), bool(learn_prior)
+        self.learn_prior = bool(learn_prior)
         #: prior variance of a deviation per block, relative to the squared mean reward (effects are
         #: relative: +10 % at a 2 % CTR is 0.002, at a 10 % CTR 0.01)
         self.rel_tau2 = np.full(len(blocks), self.prior_sd**2)
@@ -223,34 +223,9 @@ class PooledUCB(_RidgeArms):
 
     # -- choosing -------------------------------------------------------------------------------
 
-    def _scores(self, x, arms: tuple) -> np.ndarray:
-        means, widths = self._means_widths(x, arms)
-        return means + self.alpha * math.sqrt(self.noise) * widths
-
-    def _distribution(self, x, arms):
-        scores = self._scores(x, arms)
-        return scores, _mix(scores, self.epsilon)
-
-    def choose(self, x, arms) -> Decision:
-        arms = tuple(arms)
-        scores = self._scores(self._check_x(x), arms)
-        probs, k = _mix_sample(scores, self.epsilon, self.rng.random())
-        return Decision(arms[k], float(probs[k]), scores, probs, arms)
-
-    def choose_many(self, X, arms) -> Sequence[Decision]:
-        X = np.asarray(X, dtype=np.float64)
-        shared = _shared_arms(X, arms)
-        if shared is None:
-            return super().choose_many(X, arms)
-        idx = self._indices(shared)
-        theta, A_inv = self.theta[idx], self.A_inv[idx]
-        K, d = A_inv.shape[0], A_inv.shape[1]
-        var = np.einsum("nkd,nd->nk", (X @ A_inv.reshape(K * d, d).T).reshape(len(X), K, d), X)
-        scores = X @ theta.T + self.alpha * np.sqrt(self.noise * np.maximum(var, 0.0))
-        probs, best = _mix_rows(scores, self.epsilon, with_best=True)
-        ks = _sample_rows(probs, best, self.epsilon, self.rng.random(len(X)))
-        # the same draw per row as choose() would make: one uniform each, from the same stream
-        return DecisionBatch(shared, ks, probs[np.arange(len(X)), ks], scores, probs)
+    def _width_scale(self) -> float:
+        # A^-1 here is the posterior covariance in units of the noise: sigma sqrt(x' A^-1 x) is the posterior sd
+        return self.alpha * math.sqrt(self.noise)
 
     def _state(self) -> dict:
         return super()._state() | {"moments": np.array([self.reward_sum, self.n_rewards], float)}
