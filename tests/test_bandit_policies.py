@@ -69,6 +69,41 @@ def test_hybrid_linucb_equals_the_joint_ridge_solution():
         assert np.abs(theta - w[k + j * D : k + (j + 1) * D]).max() < 1e-8
 
 
+def test_hybrid_linucb_shares_only_the_first_shared_dims_features_and_still_solves_the_joint_ridge():
+    X, chosen, r, arms = _stream(1200, k=3, seed=4)
+    feats = {"a0": [1.0, 0.0], "a1": [0.0, 1.0], "a2": [1.0, 1.0]}
+    s = 3
+    p = HybridLinUCB(n_features=D, arm_features=feats, shared_dims=s, seed=0)
+    assert p.k == 2 * s
+    p.update_many(X, chosen, r)
+    k = 2 * s
+    Z = np.zeros((len(X), k + 3 * D))
+    for n, (x, a) in enumerate(zip(X, chosen, strict=True)):
+        Z[n, :k] = np.kron(feats[a], x[:s])
+        j = arms.index(a)
+        Z[n, k + j * D : k + (j + 1) * D] = x
+    w = _ridge(Z, r)
+    for j, a in enumerate(arms):
+        beta, theta = p.coef(a)
+        assert np.abs(beta - w[:k]).max() < 1e-8
+        assert np.abs(theta - w[k + j * D : k + (j + 1) * D]).max() < 1e-8
+    assert Policy.from_bytes(p.to_bytes()).shared_dims == s
+    for bad in (0, D + 1):
+        with pytest.raises(ValueError, match="shared_dims"):
+            HybridLinUCB(n_features=D, shared_dims=bad)
+
+
+def test_hybrid_linucb_starts_a_bred_variant_from_its_parent_s_attributes():
+    feats = {"good": [1.0, 1.0, 0.0], "plain": [1.0, 0.0, 1.0]}
+    p = HybridLinUCB(n_features=2, arm_features=feats, shared_dims=1, alpha=0.0, epsilon=0.0, seed=0)
+    x = np.array([1.0, 0.5])
+    for n in range(400):
+        p.update(x, "good", float(n % 3 == 0))  # clicks a third of the time
+        p.update(x, "plain", 0.0)
+    # neither variant was ever served: the one bred from "good" (overlay kept) starts from its attributes
+    assert p.choose(x, ["plain__v1a2b", "good__v9f3c"]).arm == "good__v9f3c"
+
+
 @pytest.mark.parametrize("cls", [LinUCB, LinTS, EpsilonGreedy, HybridLinUCB, UCB1, BetaTS])
 def test_batched_updates_give_the_same_model_as_one_by_one(cls):
     X, chosen, r, arms = _stream(900, k=4, seed=3)

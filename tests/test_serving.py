@@ -237,6 +237,32 @@ def test_drain_folds_what_is_inside_its_join_window_once_the_writers_stopped(sma
     assert learner.drain() == []
 
 
+def test_hybrid_linucb_is_served_with_the_library_s_attributes_and_learns_through_them(small_store, db_url):
+    settings = _settings(small_store, db_url, join_window_s=600, policy={"name": "hybrid-linucb"})
+    app = create_app(settings)
+    with TestClient(app) as c:
+        policy = app.state.service.policy
+        assert policy.name == "hybrid-linucb" and policy.shared_dims == 1  # the bias: user fields are hashed here
+        assert {"color-pop", "marble-counter", "color-pop+price"} <= set(policy.arm_features)
+        ids = []
+        for _ in range(40):
+            body = _decide(c).json()
+            assert body["policy"] == "hybrid-linucb" and 0 < body["propensity"] <= 1
+            ids.append(body["decision_id"])
+        for decision_id in ids[::3]:
+            assert c.post("/v1/feedback", json={"decision_id": decision_id, "reward": 1}, headers=AUTH).status_code == 200
+        log = app.state.service.log
+        (model,) = Learner.for_settings(log, settings).drain()
+        served = Policy.from_bytes(model.blob)
+        assert served.name == "hybrid-linucb" and served.n_updates == 40 and served.shared_dims == 1
+        assert np.abs(served.beta).max() > 0  # the attributes' shared model learnt from the clicks
+        deadline = time.time() + 60  # only stops a hang: the replica polls every model_poll_s
+        while app.state.service.model_version != model.version:
+            assert time.time() < deadline, f"the replica still serves model version {app.state.service.model_version} after 60 s"
+            time.sleep(0.02)
+        assert _decide(c).json()["model_version"] == model.version
+
+
 def test_two_publishers_of_one_version_conflict(small_store, db_url):
     log = open_event_log(db_url)
     log.migrate()

@@ -56,6 +56,7 @@ def test_each_studys_log_ends_with_a_model_of_all_its_traffic(studies):
         assert latest is not None, f"{out}: no model version was published"
         assert latest.learner_offset == rows[-1][0].logged_seq
         assert latest.n_decisions == len(learnable(rows)) > 0
+        assert latest.policy == "pooled-ucb"  # the service's default learner serves the personalised arm
 
 
 def test_study_report_renders_every_plot_in_chromium(studies, browser):

@@ -55,7 +55,7 @@ def register(sub) -> dict:
         description=(
             "Serve a synthetic audience (the simulator's click model over the store's products and styles)\n"
             "through `backdrop serve` over HTTP with four arms: the catalog image (control), a random\n"
-            "generated style, the best single style, and LinUCB per (user, item, placement). Then analyse the\n"
+            "generated style, the best single style, and the bandit (--policy) per (user, item, placement). Then analyse the\n"
             "service's own event log: the paper-style table with intervals, the ablations each isolating one\n"
             "step, CTR over time, regret against the oracle, and what off-policy evaluation on the random\n"
             "arm's log predicted. Writes DIR/report.html (first line: the clicks are simulated), study.json\n"
@@ -71,6 +71,14 @@ def register(sub) -> dict:
     )
     st.add_argument("--style-spread", type=float, default=0.10, help="click model: best single style vs random style")
     st.add_argument("--personal-spread", type=float, default=0.10, help="click model: best style per impression vs best single style")
+    from ..bandit.policies import SERVABLE
+
+    st.add_argument(
+        "--policy",
+        default="pooled-ucb",
+        choices=[n for n in SERVABLE if n != "uniform"],
+        help="the personalised arm's policy, as the service serves it",
+    )
     st.add_argument("--seed", type=int, default=0)
     st.add_argument("--no-progress", action="store_true")
     st.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -320,6 +328,7 @@ def cmd_study(args) -> int:
             generated_lift=args.generated_lift,
             style_spread=args.style_spread,
             personal_spread=args.personal_spread,
+            policy=args.policy,
             seed=args.seed,
         )
     except ValidationError as e:

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import BackdropError
 from ..text import redact_url
 from ._common import Formatter as _Formatter
-from ._common import generated_key, read_key_file
+from ._common import existing_event_log, generated_key, read_key_file
 from ._common import positive_int as _positive_int
 from .console import add_console_options
 
@@ -65,6 +65,15 @@ def register(sub) -> dict:
         ),
     )
     _add_service_options(ln)
+    ln.add_argument(
+        "--warm-start",
+        nargs="?",
+        const="",
+        metavar="LOG",
+        help="first publish a model learnt from every shown decision with a style in LOG (default: this event log), "
+        "an A/B test's random- and fixed-style arms included: the bandit starts from what the test learnt. "
+        "Only for an event log without a model yet",
+    )
     ln.add_argument("--once", action="store_true", help="one pass, then exit (prints the new version)")
     ln.add_argument("--interval", type=float, default=5.0, help="seconds between passes")
     ln.add_argument("--json", action="store_true")
@@ -286,6 +295,8 @@ def cmd_learn(args) -> int:
     log.migrate()
     learner = _learner(settings, log)
     try:
+        if args.warm_start is not None:
+            _warm_start(args, settings, log)
         if args.once:
             record = learner.run_once()
             out = {
@@ -302,3 +313,31 @@ def cmd_learn(args) -> int:
     finally:
         log.close()
     return 0
+
+
+def _warm_start(args, settings, log) -> None:
+    from ..bandit.features import FeatureEncoder
+    from ..serving.eventlog import open_event_log
+    from ..serving.warmstart import warm_start
+
+    encoder = FeatureEncoder(settings.features)
+    source = open_event_log(existing_event_log(args.warm_start)) if args.warm_start else None
+    try:
+        record = warm_start(
+            log,
+            lambda: settings.policy.make(encoder.n_features, encoder.blocks),
+            source,
+            join_window_s=settings.join_window_s,
+            default_reward=settings.default_reward,
+            grace_s=settings.commit_grace_s,
+            reward=settings.reward,
+        )
+    finally:
+        if source is not None:
+            source.close()
+    where = redact_url(args.warm_start) if args.warm_start else "this log"
+    print(
+        f"warm start: model version {record.version} learnt from {record.n_decisions} shown decisions of {where}"
+        f" ({record.n_rewards} with feedback)",
+        file=sys.stderr,
+    )

@@ -8,8 +8,8 @@ demo store, with an A/B/n experiment configured in the service:
 * ``random`` -- a generated creative in a uniformly random stored style (isolates "generated vs
   catalog image", and is the randomised log that off-policy evaluation needs);
 * ``fixed`` -- the best single style of each product's style set (the retailer's best default);
-* ``personalized`` -- LinUCB choosing the style per (user, item, placement), trained online by the
-  service's learner on its own traffic only.
+* ``personalized`` -- the service's policy (default its default, ``pooled-ucb``) choosing the style
+  per (user, item, placement), trained online by the service's learner on its own traffic only.
 
 A "style" here is an arm as the service serves it: a style, or a style with an overlay
 (``"studio-sweep+price"``, as ``backdrop demo`` makes them). The audience's click model knows each
@@ -63,7 +63,7 @@ ARMS = ("original", "random", "fixed", "personalized")
 ABLATIONS = (
     ("generated vs catalog image", "random", "original", "a generated background, style left to chance"),
     ("style choice vs random style", "fixed", "random", "choosing the best single style per product"),
-    ("personalised vs best single style", "personalized", "fixed", "LinUCB per (user, item, placement)"),
+    ("personalised vs best single style", "personalized", "fixed", "the bandit per (user, item, placement)"),
     ("generated + best style vs catalog image", "fixed", "original", "the paper's first A/B"),
     ("personalised vs catalog image", "personalized", "original", "everything together"),
 )
@@ -83,8 +83,9 @@ class StudyConfig(BaseModel):
     style_spread: float = Field(default=0.10, ge=0, le=5)
     personal_spread: float = Field(default=0.10, ge=0, le=5)
     seed: int = 0
-    #: the served LinUCB
-    alpha: float = 0.1
+    #: the served policy (a servable name, ``backdrop.bandit.SERVABLE``) and its exploration (None: its own default)
+    policy: str = "pooled-ucb"
+    alpha: float | None = None
     epsilon: float = 0.05
     #: the service's join window and the learner's pass interval (short: the study is compressed in time)
     join_window_s: float = 5.0
@@ -278,7 +279,7 @@ def run_study(store: Path, out: Path, config: StudyConfig | None = None, progres
         # the study analyses every impression, so none may fall back unlogged on a loaded machine
         # (an ad server wants the 50 ms default: an ad now, unlogged, rather than a late one)
         "log_timeout_ms": 5000,
-        "policy": {"name": "linucb", "alpha": config.alpha, "epsilon": config.epsilon, "seed": config.seed},
+        "policy": served_policy(config).model_dump(mode="json"),
         "features": population.encoder_config(64).model_dump(),
         "experiment": {
             "name": f"study-{config.seed}",
@@ -584,9 +585,16 @@ def analyse(db: Path, population, clicks: ClickModel, batch, served: Served, con
     }
 
 
+def served_policy(config: StudyConfig):
+    """The personalised arm's policy settings, as the service is given them."""
+    from ..serving.settings import PolicySettings
+
+    return PolicySettings(name=config.policy, alpha=config.alpha, epsilon=config.epsilon, seed=config.seed)
+
+
 def off_policy_first(db: Path, population, clicks: ClickModel, config: StudyConfig, table: dict) -> list[dict]:
     """What the randomised arm's log alone predicts for the fixed and the personalised arm, next to what they gave."""
-    from ..bandit import LinUCB
+    from ..bandit.features import FeatureEncoder
     from ..serving.eventlog import open_event_log
     from ..serving.offline import evaluate_log
 
@@ -612,10 +620,10 @@ def off_policy_first(db: Path, population, clicks: ClickModel, config: StudyConf
             q = shrunk_ctr_reward_model(action, reward, len(arms))(np.zeros((len(rows), 1)))
             for est in estimate(reward, action, pscore, dist, q, estimators=("ips", "snips", "dr"), n_boot=500, seed=config.seed):
                 out.append({"target": "fixed", **est.to_dict()})
-            dim = len(rows[0][0].context)
+            encoder = FeatureEncoder(population.encoder_config(len(rows[0][0].context)))
             for rec in evaluate_log(
                 log,
-                lambda _d: LinUCB(n_features=dim, alpha=config.alpha, epsilon=config.epsilon, seed=config.seed),
+                lambda _d: served_policy(config).make(encoder.n_features, encoder.blocks),
                 join_window_s=0,
                 grace_s=0,
                 now=time.time() + 1e9,

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDi
 
 from ..bandit.features import FeatureConfig
 from ..bandit.policies import SERVABLE, make_policy
+from ..bandit.policies.sharing import hybrid_sharing
 from ..creative.storage import is_remote
 from ..errors import ConfigError
 from .rewards import RewardFunction
@@ -42,6 +43,10 @@ class PolicySettings(BaseModel):
     epsilon: float = Field(default=0.05, ge=0, le=1)
     l2: float = Field(default=1.0, gt=0)
     seed: int | None = None
+    #: hybrid-linucb: the style library whose styles' attributes (scene, surface, palette, podium,
+    #: light, season; the overlay) the arms share what they learn through; default: the built-in one.
+    #: A library from `backdrop evolve` describes its variants exactly; without it a variant has its parent's
+    style_library: Path | None = None
 
     @field_validator("name")
     @classmethod
@@ -55,6 +60,8 @@ class PolicySettings(BaseModel):
         ``blocks``: the feature encoder's parts (``FeatureEncoder.blocks``), for a policy with a
         prior per part."""
         params: dict = {"epsilon": self.epsilon, "l2": self.l2, "seed": self.seed, "blocks": blocks}
+        if self.name == "hybrid-linucb":
+            params |= hybrid_sharing(self.style_library, n_features, blocks)
         alpha = self.alpha if self.alpha is not None else LINEAR_ALPHA.get(self.name)
         if alpha is not None:
             params["alpha"] = max(alpha, 1e-6) if self.name in ("lints", "pooled-ucb") else alpha  # a posterior scale > 0

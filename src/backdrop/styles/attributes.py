@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from . import Style, StyleLibrary
+from .evolve import parent_of
 
 #: the attributes every arm has, in this order (an arm without a value for one has "none")
 ATTRIBUTES = ("scene", "surface", "palette", "podium", "light", "season", "overlay")
@@ -43,9 +44,17 @@ def style_attributes(style: Style) -> dict[str, str]:
 
 def arm_attributes(arm: str, styles: Mapping[str, Style]) -> dict[str, str]:
     """Attributes of an arm (a style, or ``STYLE+VARIANT``) among ``styles`` (``StyleLibrary.all_styles()``);
-    a style not among them has "none" for all."""
+    a bred variant not among them (``PARENT__vTAG``) has its parent's, any other style "none" for all.
+
+    >>> styles = StyleLibrary.load().all_styles()
+    >>> arm_attributes("podium-pastel__v1a2b+price", styles) == arm_attributes("podium-pastel+price", styles)
+    True
+    """
     base, _, variant = arm.partition(VARIANT_SEP)
     style = styles.get(base)
+    while style is None and (parent := parent_of(base)) is not None:
+        base = parent
+        style = styles.get(base)
     attrs = style_attributes(style) if style is not None else dict.fromkeys(ATTRIBUTES, "none")
     if variant:
         attrs["overlay"] = variant
@@ -88,3 +97,15 @@ def arm_feature_vectors(arms: Iterable[str], library: StyleLibrary) -> dict[str,
     attrs = {arm: arm_attributes(arm, styles) for arm in arms}
     enc = AttributeEncoder(attrs)
     return {arm: enc.vector(a).tolist() for arm, a in attrs.items()}
+
+
+def library_arm_features(library: StyleLibrary, overlays: Iterable[str] = ()) -> dict[str, list[float]]:
+    """Attribute vectors, on one vocabulary, of every style in ``library`` alone and with each of
+    ``overlays`` (``STYLE+OVERLAY``): every arm a service may be asked to serve from it.
+
+    >>> feats = library_arm_features(StyleLibrary.load(), ["price"])
+    >>> len(feats["podium-pastel"]) == len(feats["podium-pastel+price"]), "podium-pastel+price" in feats
+    (True, True)
+    """
+    arms = [arm for name in library.all_styles() for arm in (name, *(f"{name}{VARIANT_SEP}{o}" for o in overlays))]
+    return arm_feature_vectors(arms, library)

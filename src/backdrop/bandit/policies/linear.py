@@ -9,6 +9,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import special
 
+from ...styles.evolve import parent_of
 from .base import (
     _BREAKS,
     Decision,
@@ -387,7 +388,12 @@ class HybridLinUCB(Policy):
     surface); the shared features are z = kron(arm_features[a], x), so what is learnt about a
     feature of one style transfers to every style that has it, and a new style starts warm.
     Without ``arm_features`` z = x for every arm (a shared model of the context's baseline); an
-    arm missing from a given ``arm_features`` has z = 0 (nothing shared).
+    arm missing from a given ``arm_features`` has its parent's vector when it is a bred variant
+    (``PARENT__vTAG``, :mod:`backdrop.styles.evolve`), else z = 0 (nothing shared).
+    ``shared_dims``: only the first ``shared_dims`` context features enter z (the bias and the
+    declared user fields, ``FeatureEncoder.blocks``), so the shared block has k = m * shared_dims
+    features instead of m * d: what attributes are worth, and to whom, is shared; each arm's own
+    model still sees the whole context.
     The epsilon mix for propensities is as in :class:`LinUCB`.
 
     An update costs O(k^2) for k shared features instead of an O(k^3) inverse: with u = A_i^-1 x,
@@ -406,12 +412,15 @@ class HybridLinUCB(Policy):
         alpha: float = 1.0,
         epsilon: float = 0.05,
         arm_features: dict | None = None,
+        shared_dims: int | None = None,
         l2: float = 1.0,
         refactor_every: int = 512,
         seed: int | None = None,
     ):
         if refactor_every < 1:
             raise ValueError("refactor_every must be >= 1")
+        if shared_dims is not None and not 1 <= shared_dims <= n_features:
+            raise ValueError(f"shared_dims must be between 1 and n_features ({n_features}), got {shared_dims}")
         super().__init__(n_features=n_features, seed=seed)
         self.alpha, self.epsilon, self.l2 = float(alpha), float(epsilon), float(l2)
         self.refactor_every = int(refactor_every)
@@ -421,7 +430,8 @@ class HybridLinUCB(Policy):
         if len(dims) != 1:
             raise ValueError("all arm feature vectors must have the same length")
         self.m = dims.pop()
-        d, k = n_features, self.m * n_features
+        self.shared_dims = int(shared_dims) if shared_dims is not None else n_features
+        d, k = n_features, self.m * self.shared_dims
         self.k = k
         self.A0: np.ndarray = np.eye(k) * self.l2
         self.A0_inv: np.ndarray = np.eye(k) / self.l2
@@ -442,6 +452,7 @@ class HybridLinUCB(Policy):
             "epsilon": self.epsilon,
             "l2": self.l2,
             "refactor_every": self.refactor_every,
+            "shared_dims": self.shared_dims,
             "arm_features": [[_arm_to_json(a), v.tolist()] for a, v in self.arm_features.items()] or None,
         }
 
@@ -455,11 +466,13 @@ class HybridLinUCB(Policy):
 
     def _z(self, x, arm) -> np.ndarray:
         if not self.arm_features:
-            return x
+            return x[: self.shared_dims]
         f = self.arm_features.get(arm)
+        while f is None and isinstance(arm, str) and (arm := parent_of(arm)) is not None:
+            f = self.arm_features.get(arm)
         if f is None:  # an arm nobody described shares nothing
             return np.zeros(self.k)
-        return np.kron(f, x)
+        return np.kron(f, x[: self.shared_dims])
 
     def _distribution(self, x, arms):
         scores = np.empty(len(arms))

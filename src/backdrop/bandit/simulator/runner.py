@@ -10,7 +10,8 @@ from functools import partial
 import numpy as np
 
 from ..features import FeatureEncoder
-from ..policies import BetaTS, DecisionBatch, Policy, PooledUCB, Uniform, make_policy
+from ..policies import BetaTS, DecisionBatch, HybridLinUCB, Policy, PooledUCB, Uniform, make_policy
+from ..policies.sharing import hybrid_sharing
 from ..threads import small_matrices
 from .clicks import ClickModel
 from .config import SimulationConfig
@@ -33,9 +34,16 @@ def _pooled_ucb(*, n_features: int, seed: int | None = None, encoder: FeatureEnc
     return PooledUCB(n_features=n_features, seed=seed, blocks=encoder.blocks if encoder is not None else None, **kw)
 
 
+def _hybrid_linucb(*, n_features: int, seed: int | None = None, encoder: FeatureEncoder | None = None, **kw) -> Policy:
+    """HybridLinUCB sharing through the library's style attributes, as the service builds it."""
+    sharing = hybrid_sharing(None, n_features, encoder.blocks if encoder is not None else None)
+    return HybridLinUCB(n_features=n_features, seed=seed, alpha=0.1, epsilon=0.05, **sharing | kw)
+
+
 POLICY_FACTORIES: dict[str, PolicyFactory] = {
     "pooled-ucb": _pooled_ucb,
     "linucb": partial(make_policy, "linucb", alpha=0.1, epsilon=0.05),
+    "hybrid-linucb": _hybrid_linucb,
     "lints": partial(make_policy, "lints", alpha=0.03),
     "epsilon-greedy": partial(make_policy, "epsilon-greedy", epsilon=0.05),
     "ucb1": partial(make_policy, "ucb1", alpha=0.1),
