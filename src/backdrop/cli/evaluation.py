@@ -15,7 +15,7 @@ from ._common import positive_int as _positive_int
 #: ``bandit.simulator``'s presets and learners, spelled out so that ``--help`` does not load numpy
 #: (a test checks they match)
 SIM_PRESETS = ["paper", "strong", "shared-quality", "attribute-tastes", "shared"]
-SIM_POLICIES = ["pooled-ucb", "linucb", "lints", "epsilon-greedy", "ucb1"]
+SIM_POLICIES = ["pooled-ucb", "linucb", "hybrid-linucb", "lints", "epsilon-greedy", "ucb1"]
 
 
 def register(sub) -> dict:
