@@ -249,3 +249,22 @@ def studies(small_store, tmp_path_factory):
         d = tmp_path_factory.mktemp(f"study{seed}")
         out[seed] = (run_study(small_store, d, config), config, d)
     return out
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def review_store(request, tmp_path):
+    """A store of 2 products x 2 placements x 2 styles, its index in SQLite or in PostgreSQL."""
+    demo = Path(__file__).resolve().parents[1] / "src" / "backdrop" / "data" / "demo" / "products.csv"
+    args = ["generate", str(demo), "--out", str(tmp_path / "s"), "--placements", "square,story", "--limit", "2"]
+    args += ["--styles", "color-pop,marble-counter", "--workers", "1", "--no-progress", "--json"]
+    index = None
+    if request.param == "postgresql":
+        index = request.getfixturevalue("pg_url")
+        args += ["--index", index]
+    from backdrop.cli import main
+    from backdrop.creative.store import CreativeStore
+
+    assert main(args) == 0
+    s = CreativeStore(tmp_path / "s", index=index)
+    yield s
+    s.close()

@@ -44,24 +44,6 @@ def store(small_store, tmp_path):
     return shutil.copytree(small_store, tmp_path / "store")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def review_store(request, tmp_path):
-    """A store of 2 products x 2 placements x 2 styles, its index in SQLite or in PostgreSQL."""
-    from pathlib import Path
-
-    demo = Path(__file__).resolve().parents[1] / "src" / "backdrop" / "data" / "demo" / "products.csv"
-    args = ["generate", str(demo), "--out", str(tmp_path / "s"), "--placements", "square,story", "--limit", "2"]
-    args += ["--styles", "color-pop,marble-counter", "--workers", "1", "--no-progress", "--json"]
-    index = None
-    if request.param == "postgresql":
-        index = request.getfixturevalue("pg_url")
-        args += ["--index", index]
-    assert main(args) == 0
-    s = CreativeStore(tmp_path / "s", index=index)
-    yield s
-    s.close()
-
-
 def test_review_states_are_audited_and_filtered_in_sql(review_store):
     s = review_store
     records = s.creatives()

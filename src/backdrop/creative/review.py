@@ -33,6 +33,31 @@ SERVABILITY_TEXT = {
     PENDING_REVIEW: "not served: awaiting review (review is required)",
     WITHHELD: "withheld: flagged by QA, nobody approved it",
 }
+#: why a creative is rejected: the reviewers' fixed list, the same as the QA labels'
+#: (``benchmarks/labels``); "other" takes words of its own
+REJECT_REASONS = {
+    "hovering": "hovering: a gap between the product and the surface or its shadow",
+    "cut-part": "cut part: a part of the product is missing",
+    "fringe": "fringe: a rim of the photo's background along the outline",
+    "trapped-background": "trapped background: the photo's background left inside the product",
+    "wrong-scene": "wrong scene for the product",
+    "unreadable-overlay": "unreadable overlay: text or a badge that cannot be read, or covers the product",
+    "bad-texture": "bad texture: a broken or unconvincing surface",
+    "other": "other (say what)",
+}
+#: which reviewer's reason a QA check stands for: how the checks are scored against the reviews
+QA_CHECK_REASON = {
+    "cut-part": "cut-part",
+    "cut-not-flush": "cut-part",
+    "cropped-by-canvas": "cut-part",
+    "trapped-background": "trapped-background",
+    "fringe": "fringe",
+    "halo": "fringe",
+    "hovering": "hovering",
+    "on-model-packshot-scene": "wrong-scene",
+    "overlay-dropped": "unreadable-overlay",
+    "overlay-contrast": "unreadable-overlay",
+}
 #: the grid's status filter: a review state, QA-flagged creatives nobody has looked at yet, or all.
 #: "pending" (and "flagged") is what awaits review: never an :data:`~backdrop.creative.store.ORIGINAL`
 #: rendition, which :func:`servability` serves without approval (a reviewer may still reject one:
@@ -111,6 +136,44 @@ class ReviewChange:
     role: str
     reason: str
     at: float
+    #: the reviewer's action it was part of (one click, of any size; 0: from before actions were recorded)
+    action: int = 0
+    #: the action this change undid (0: none)
+    undoes: int = 0
+
+
+def review_reason(status: str, code: str = "", note: str = "") -> str:
+    """The reason recorded with a change: a rejection needs a code of :data:`REJECT_REASONS` ("other"
+    needs a note too), written ``code`` or ``code: note``; an approval or a reset takes the note alone.
+
+    >>> review_reason("rejected", "fringe"), review_reason("rejected", "other", " the logo is upside down ")
+    ('fringe', 'other: the logo is upside down')
+    >>> review_reason("approved", note="sliver only at 2x")
+    'sliver only at 2x'
+    >>> review_reason("rejected")
+    Traceback (most recent call last):
+    ...
+    ValueError: a rejection needs a reason: one of hovering, cut-part, fringe, trapped-background, wrong-scene, unreadable-overlay, bad-texture, other
+    """
+    note = " ".join(note.split())[:500]
+    if status != "rejected":
+        return note
+    if code not in REJECT_REASONS:
+        raise ValueError(f"a rejection needs a reason: one of {', '.join(REJECT_REASONS)}")
+    if code == "other" and not note:
+        raise ValueError('a rejection for "other" needs a few words of what is wrong')
+    return f"{code}: {note}" if note else code
+
+
+def reason_code(reason: str) -> str:
+    """The :data:`REJECT_REASONS` code a recorded reason starts with; "other" for words without one
+    (a rejection from before the list), "" for none.
+
+    >>> reason_code("fringe"), reason_code("other: upside down"), reason_code("product cut off"), reason_code("")
+    ('fringe', 'other', 'other', '')
+    """
+    code = reason.split(":", 1)[0].strip()
+    return code if code in REJECT_REASONS else ("other" if reason.strip() else "")
 
 
 def servability(
@@ -145,30 +208,32 @@ def servability(
     return SERVABLE
 
 
-def _missing_table(e: Exception) -> bool:
+def missing_table(e: Exception) -> bool:
     """A store from before reviews existed, opened read-only (so not migrated): nothing reviewed yet."""
     text = str(e).lower()
     return "no such table" in text or ("relation" in text and "does not exist" in text)
 
 
-def _query(store: CreativeStore, sql: str, args: tuple | list = ()) -> list:
+def query_or_empty(store: CreativeStore, sql: str, args: tuple | list = ()) -> list:
+    """The rows of a read of the store's index; none when a table it reads is not there yet (a store
+    from before that table, opened read-only, so not migrated)."""
     try:
         return list(store._db().execute(sql, args).fetchall())
     except Exception as e:
-        if _missing_table(e):
+        if missing_table(e):
             return []
         raise
 
 
 def review_seq(store: CreativeStore) -> int:
     """The number of the last review change (0: none): the service reloads the states when it moves."""
-    rows = _query(store, "SELECT MAX(seq) FROM review_audit")
+    rows = query_or_empty(store, "SELECT MAX(seq) FROM review_audit")
     return int(rows[0][0]) if rows and rows[0][0] is not None else 0
 
 
 def review_states(store: CreativeStore) -> tuple[dict[str, str], int]:
     """(key -> "approved" or "rejected" for every reviewed creative, the seq they are as of)."""
-    rows = _query(store, "SELECT key, status, seq FROM reviews WHERE status <> 'pending'")
+    rows = query_or_empty(store, "SELECT key, status, seq FROM reviews WHERE status <> 'pending'")
     seq = max((int(r[2]) for r in rows), default=0)
     return {k: s for k, s, _ in rows}, max(seq, review_seq(store))
 
@@ -185,13 +250,14 @@ class ReviewState:
 
 def review_details(store: CreativeStore) -> dict[str, ReviewState]:
     """key -> its review, for every creative reviewed (absent: pending); empty for a store from before reviews."""
-    rows = _query(store, "SELECT key, status, reviewer, reason, at FROM reviews WHERE status <> 'pending'")
+    rows = query_or_empty(store, "SELECT key, status, reviewer, reason, at FROM reviews WHERE status <> 'pending'")
     return {k: ReviewState(s, who or "", why or "", None if at is None else float(at)) for k, s, who, why, at in rows}
 
 
 def set_review(store: CreativeStore, keys: list[str], status: str, *, reviewer: str, role: str, reason: str = "") -> list[ReviewChange]:
-    """Set the review state of ``keys``; returns the changes made (a key already in that state is not
-    changed, nor audited again). Unknown keys are an error and nothing is changed."""
+    """Set the review state of ``keys`` as one action of ``reviewer`` (what :func:`undo_last` reverts);
+    returns the changes made (a key already in that state is not changed, nor audited again).
+    Unknown keys are an error and nothing is changed."""
     if status not in REVIEW_STATUSES:
         raise ValueError(f"status must be one of {', '.join(REVIEW_STATUSES)}, got {status!r}")
     if not reviewer:
@@ -217,22 +283,82 @@ def set_review(store: CreativeStore, keys: list[str], status: str, *, reviewer: 
             unknown = [k for k in keys if k not in known]
             if unknown:
                 raise StoreError(f"{len(unknown)} creative(s) not in the store (first: {unknown[0]}); nothing was changed")
+            action = _next_action(db)
             for key in keys:
                 previous = current.get(key, "pending")
-                if previous == status:
-                    continue
-                (seq,) = db.execute(
-                    "INSERT INTO review_audit (key, status, previous, reviewer, role, reason, at) VALUES (?,?,?,?,?,?,?) RETURNING seq",
-                    (key, status, previous, reviewer, role, reason, now),
-                ).fetchone()
-                db.execute(
-                    "INSERT OR REPLACE INTO reviews (key, status, reviewer, reason, at, seq) VALUES (?,?,?,?,?,?)",
-                    (key, status, reviewer, reason, now, int(seq)),
-                )
-                changes.append(ReviewChange(int(seq), key, status, previous, reviewer, role, reason, now))
+                if previous != status:
+                    changes.append(_record(db, key, status, previous, reviewer, role, reason, now, action))
     except sqlite3.OperationalError as e:
         raise StoreError(f"{store.index_path}: cannot save the review: {e}") from None
     return changes
+
+
+def _next_action(db) -> int:
+    """A new action's number (inside the write transaction, so no two actions share one)."""
+    (last,) = db.execute("SELECT COALESCE(MAX(action), 0) FROM review_audit").fetchone()
+    return int(last) + 1
+
+
+def _record(db, key: str, status: str, previous: str, reviewer: str, role: str, reason: str, at: float, action: int, undoes: int = 0):
+    (seq,) = db.execute(
+        "INSERT INTO review_audit (key, status, previous, reviewer, role, reason, at, action, undoes)"
+        " VALUES (?,?,?,?,?,?,?,?,?) RETURNING seq",
+        (key, status, previous, reviewer, role, reason, at, action, undoes),
+    ).fetchone()
+    db.execute(
+        "INSERT OR REPLACE INTO reviews (key, status, reviewer, reason, at, seq) VALUES (?,?,?,?,?,?)",
+        (key, status, reviewer, reason, at, int(seq)),
+    )
+    return ReviewChange(int(seq), key, status, previous, reviewer, role, reason, at, action, undoes)
+
+
+@dataclass(frozen=True)
+class Undone:
+    """What :func:`undo_last` did: the action it reverted, the changes it made, and how many of the
+    action's creatives it left alone because someone changed them since."""
+
+    action: int
+    changes: list[ReviewChange]
+    kept: int
+
+
+def undo_last(store: CreativeStore, *, reviewer: str, role: str) -> Undone:
+    """Revert ``reviewer``'s last action not undone yet (of any size: one creative, a product, a
+    style), wherever they are in the grid: each creative goes back to what it was before, as a new
+    action recorded in the audit (``undoes`` names the one reverted). A creative whose state is no
+    longer the one the action set (someone changed it since) keeps its newer state. Pressed again,
+    it undoes the action before.
+    :class:`StoreError` when there is nothing to undo."""
+    if store.readonly:
+        raise StoreError(f"{store.location}: the store is open read-only; reviews cannot be saved")
+    db = store._db()
+    now = time.time()
+    try:
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute(
+                "SELECT MAX(action) FROM review_audit WHERE reviewer = ? AND action > 0 AND undoes = 0"
+                " AND action NOT IN (SELECT undoes FROM review_audit WHERE reviewer = ? AND undoes > 0)",
+                (reviewer, reviewer),
+            ).fetchone()
+            target = int(row[0]) if row and row[0] is not None else 0
+            if not target:
+                raise StoreError(f"{reviewer} has nothing to undo")
+            rows = db.execute(
+                "SELECT a.key, a.previous, a.status, COALESCE(r.status, 'pending') FROM review_audit a LEFT JOIN reviews r ON r.key = a.key"
+                " WHERE a.action = ? ORDER BY a.seq",
+                (target,),
+            ).fetchall()
+            action = _next_action(db)
+            changes, kept = [], 0
+            for key, previous, status, now_status in rows:
+                if now_status != status:
+                    kept += 1  # changed since: the newer decision stands
+                    continue
+                changes.append(_record(db, key, previous, status, reviewer, role, f"undo of action {target}", now, action, target))
+    except sqlite3.OperationalError as e:
+        raise StoreError(f"{store.index_path}: cannot save the undo: {e}") from None
+    return Undone(target, changes, kept)
 
 
 def _from(store: CreativeStore, products: bool = True, reviews: bool = True) -> str:
@@ -246,7 +372,7 @@ def _from(store: CreativeStore, products: bool = True, reviews: bool = True) -> 
             store._db().execute("SELECT 1 FROM reviews LIMIT 1").fetchall()
             sql += " LEFT JOIN reviews r ON r.key = c.key"
         except Exception as e:
-            if not _missing_table(e):
+            if not missing_table(e):
                 raise
             sql += (
                 " LEFT JOIN (SELECT '' AS key, NULL AS status, NULL AS reviewer, NULL AS reason, NULL AS at WHERE 1=0) r ON r.key = c.key"
@@ -287,13 +413,25 @@ def _where(f: ReviewFilter) -> tuple[str, list, bool]:
     return " AND ".join(where), args, f.status != "all"
 
 
+def keys_matching(store: CreativeStore, f: ReviewFilter, *, only_unflagged: bool = False) -> list[str]:
+    """The keys of every creative ``f`` selects, on every page (a bulk action's selection), in the
+    grid's order; with ``only_unflagged``, those QA did not flag (a flagged one needs a look of its own)."""
+    where, args, _ = _where(f)
+    if only_unflagged:
+        where += " AND c.qa_status <> 'flagged'"
+    return [
+        k
+        for (k,) in query_or_empty(
+            store, f"SELECT c.key {_from(store)} WHERE {where} ORDER BY c.product_id, c.placement, c.style, c.key", args
+        )
+    ]
+
+
 def keys_of_style(store: CreativeStore, style: str, category: str = "", *, only_pending_unflagged: bool = False) -> list[str]:
     """The creatives of ``style`` (all its overlay variants) in ``category`` and below (all when empty);
     with ``only_pending_unflagged``, just those nobody reviewed that QA did not flag."""
-    where, args, _ = _where(ReviewFilter(status="all", style=style, category=category))
-    if only_pending_unflagged:
-        where += " AND (r.status IS NULL OR r.status = 'pending') AND c.qa_status <> 'flagged'"
-    return [k for (k,) in _query(store, f"SELECT c.key {_from(store)} WHERE {where} ORDER BY c.key", args)]
+    f = ReviewFilter(status="pending" if only_pending_unflagged else "all", style=style, category=category)
+    return keys_matching(store, f, only_unflagged=only_pending_unflagged)
 
 
 _COLUMNS = (
@@ -314,16 +452,18 @@ def review_page(store: CreativeStore, f: ReviewFilter, offset: int = 0, limit: i
         counts = review_counts(store)
         total = sum(counts[s] for s in ("pending", "approved", "rejected", "baseline")) if f.status == "all" else counts[f.status]
     else:
-        total = int(_query(store, f"SELECT COUNT(*) {_from(store, False, reviewed)} WHERE {where}", args)[0][0])
+        total = int(query_or_empty(store, f"SELECT COUNT(*) {_from(store, False, reviewed)} WHERE {where}", args)[0][0])
     flagged_where = f"{where} AND c.qa_status = 'flagged'"
-    n_flagged = int(_query(store, f"SELECT COUNT(*) {_from(store, False, reviewed)} WHERE {flagged_where}", args)[0][0])
+    n_flagged = int(query_or_empty(store, f"SELECT COUNT(*) {_from(store, False, reviewed)} WHERE {flagged_where}", args)[0][0])
     rows: list = []
     source = _from(store)
     if offset < n_flagged:
-        rows = _query(store, f"{_COLUMNS} {source} WHERE {flagged_where}{_ORDER}", [*args, int(limit), int(offset)])
+        rows = query_or_empty(store, f"{_COLUMNS} {source} WHERE {flagged_where}{_ORDER}", [*args, int(limit), int(offset)])
     if len(rows) < limit and f.status != "flagged":
         rest = max(0, offset - n_flagged)
-        rows += _query(store, f"{_COLUMNS} {source} WHERE {where} AND c.qa_status <> 'flagged'{_ORDER}", [*args, limit - len(rows), rest])
+        rows += query_or_empty(
+            store, f"{_COLUMNS} {source} WHERE {where} AND c.qa_status <> 'flagged'{_ORDER}", [*args, limit - len(rows), rest]
+        )
     items = []
     for key, pid, title, category, style, params, placement, w, h, qa, reasons, status, who, why, at in rows:
         overlay = str((json.loads(params).get("overlay") or {}).get("name", ""))
@@ -354,12 +494,12 @@ def review_counts(store: CreativeStore) -> dict[str, int]:
     and how many are ``baseline``: original renditions nobody reviewed, served without approval (the
     four states add up to every creative). From the QA and style indexes and the (small) reviews
     table, without joining every creative."""
-    by_qa = dict(_query(store, "SELECT qa_status, COUNT(*) FROM creatives GROUP BY qa_status"))
-    originals = dict(_query(store, "SELECT qa_status, COUNT(*) FROM creatives WHERE style = ? GROUP BY qa_status", (ORIGINAL,)))
+    by_qa = dict(query_or_empty(store, "SELECT qa_status, COUNT(*) FROM creatives GROUP BY qa_status"))
+    originals = dict(query_or_empty(store, "SELECT qa_status, COUNT(*) FROM creatives WHERE style = ? GROUP BY qa_status", (ORIGINAL,)))
     n_originals = sum(int(n) for n in originals.values())
     total, flagged = sum(int(n) for n in by_qa.values()), int(by_qa.get("flagged", 0)) - int(originals.get("flagged", 0))
     out = {"pending": total - n_originals, "flagged": flagged, "approved": 0, "rejected": 0, "baseline": n_originals}
-    rows = _query(
+    rows = query_or_empty(
         store,
         "SELECT r.status, CASE WHEN c.qa_status = 'flagged' THEN 1 ELSE 0 END, CASE WHEN c.style = ? THEN 1 ELSE 0 END, COUNT(*)"
         " FROM reviews r JOIN creatives c ON c.key = r.key WHERE r.status <> 'pending' GROUP BY 1, 2, 3",
@@ -379,13 +519,13 @@ def review_counts(store: CreativeStore) -> dict[str, int]:
 def filter_options(store: CreativeStore) -> dict[str, list[str]]:
     """The values the grid's filters offer: categories (with every parent), styles and placements."""
     categories: set[str] = set()
-    for (category,) in _query(store, "SELECT DISTINCT category FROM products"):
+    for (category,) in query_or_empty(store, "SELECT DISTINCT category FROM products"):
         parts = category.split(" > ")
         categories.update(" > ".join(parts[: i + 1]) for i in range(len(parts)))
     return {
         "category": sorted(categories),
-        "style": [s for (s,) in _query(store, "SELECT DISTINCT style FROM creatives ORDER BY style")],
-        "placement": [p for (p,) in _query(store, "SELECT DISTINCT placement FROM creatives ORDER BY placement")],
+        "style": [s for (s,) in query_or_empty(store, "SELECT DISTINCT style FROM creatives ORDER BY style")],
+        "placement": [p for (p,) in query_or_empty(store, "SELECT DISTINCT placement FROM creatives ORDER BY placement")],
     }
 
 
@@ -395,5 +535,5 @@ def audit(store: CreativeStore, key: str | None = None, limit: int = 200) -> lis
     if key:
         sql += " WHERE key = ?"
         args.append(key)
-    rows = _query(store, sql + " ORDER BY seq DESC LIMIT ?", [*args, int(limit)])
+    rows = query_or_empty(store, sql + " ORDER BY seq DESC LIMIT ?", [*args, int(limit)])
     return [ReviewChange(int(s), k, st, prev, who, role, why, float(at)) for s, k, st, prev, who, role, why, at in rows]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from .review import _query
+from .review import query_or_empty
 from .store import CreativeStore
 
 
@@ -33,7 +33,7 @@ def unretire(store: CreativeStore, category: str, style: str) -> bool:
 
 def retired(store: CreativeStore) -> dict[tuple[str, str], str]:
     """(category, style) -> why, for every retired style; empty for a store from before retirement."""
-    return {(c, s): why for c, s, why in _query(store, "SELECT category, style, reason FROM retired")}
+    return {(c, s): why for c, s, why in query_or_empty(store, "SELECT category, style, reason FROM retired")}
 
 
 def is_retired(arm: str, category: str, retired_styles: dict[tuple[str, str], str]) -> bool:

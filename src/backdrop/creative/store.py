@@ -31,7 +31,7 @@ from ..text import redact_url
 from .storage import StoreFiles, is_remote, open_files
 from .store_index import PostgresIndex, is_postgres, open_sqlite
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 KEY_VERSION = 2
 QA_STATUSES = ("ok", "flagged")
 FORMATS = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG"}
@@ -95,9 +95,13 @@ _SCHEMA = [
         reviewer TEXT NOT NULL,
         role TEXT NOT NULL,
         reason TEXT NOT NULL,
-        at REAL NOT NULL
+        at REAL NOT NULL,
+        action INTEGER NOT NULL DEFAULT 0,
+        undoes INTEGER NOT NULL DEFAULT 0
     )""",
     """CREATE INDEX IF NOT EXISTS review_audit_key ON review_audit (key)""",
+    # a reviewer's actions (one per click, of any size) and what undid them: `u` in the console
+    """CREATE INDEX IF NOT EXISTS review_audit_action ON review_audit (reviewer, action)""",
     # the review console filters and pages 100k creatives in SQL (the grid's order is an index's)
     """CREATE INDEX IF NOT EXISTS creatives_review_order ON creatives (product_id, placement, style, key)""",
     """CREATE INDEX IF NOT EXISTS creatives_style ON creatives (style, placement)""",
@@ -121,6 +125,11 @@ _UPGRADES = {
     ],
     # schema 2 -> 3: the review tables and the console's indexes (created by _SCHEMA's IF NOT EXISTS)
     # schema 3 -> 4: the retired table (likewise)
+    # schema 4 -> 5: review changes grouped into actions, and undos (rows from before: action 0, each its own)
+    5: [
+        "ALTER TABLE review_audit ADD COLUMN action INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE review_audit ADD COLUMN undoes INTEGER NOT NULL DEFAULT 0",
+    ],
 }
 
 
@@ -348,7 +357,9 @@ class CreativeStore:
             if not fresh:
                 for v in range(version + 1, SCHEMA_VERSION + 1):
                     for stmt in _UPGRADES.get(v, []):
-                        db.execute(stmt)
+                        table = stmt.split()[2]  # ALTER TABLE name ...: a table made later by _SCHEMA is made whole
+                        if db.execute(f"SELECT name FROM sqlite_master WHERE name='{table}'").fetchone() is not None:
+                            db.execute(stmt)
             for stmt in _SCHEMA[1:]:
                 db.execute(stmt)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
