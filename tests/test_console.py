@@ -260,7 +260,9 @@ def test_sign_in_sets_a_strict_session_cookie_and_state_changes_need_csrf(store,
             "/console/review", json={"keys": [key], "status": "rejected", "csrf": token}, headers={"Origin": "https://evil.example"}
         )
         assert cross.status_code == 403
-        ok = c.post("/console/review", json={"keys": [key], "status": "rejected", "csrf": token, "reason": "blurry"})
+        bare = c.post("/console/review", json={"keys": [key], "status": "rejected", "csrf": token})
+        assert bare.status_code == 400 and "needs a reason" in bare.json()["detail"]  # a rejection says why
+        ok = c.post("/console/review", json={"keys": [key], "status": "rejected", "csrf": token, "reason_code": "other", "note": "blurry"})
         assert ok.status_code == 200 and ok.json()["items"][0]["reviewer"] == "Ana"
         form = c.post("/console/review", data={"keys": key, "status": "pending", "csrf": token}, follow_redirects=False)
         assert form.status_code == 303  # a plain form post works too (no JavaScript)
@@ -296,7 +298,7 @@ def test_the_grid_labels_the_baseline_and_does_not_count_it_as_awaiting_review(s
         token = _csrf(c)
         key = sorted(originals)[0]
         assert f'name="keys" value="{key}"' in page
-        body = c.post("/console/review", json={"keys": [key], "status": "rejected", "csrf": token}).json()
+        body = c.post("/console/review", json={"keys": [key], "status": "rejected", "reason_code": "wrong-scene", "csrf": token}).json()
         assert body["counts"]["rejected"] == 1 and body["counts"]["baseline"] == len(originals) - 1
         assert body["counts"]["pending"] == n_generated
         assert "served without approval" in c.get(f"/console/creatives/{key}").text
@@ -313,14 +315,19 @@ def test_roles_decide_what_a_user_may_change(store, tmp_path):
             assert _login(c, name, keys[name]).status_code == 303
             token = _csrf(c)
             assert c.post("/console/review", json={"keys": [records[0].key], "status": "approved", "csrf": token}).status_code == status
-            whole = c.post("/console/review/style", json={"style": style, "status": "rejected", "csrf": token})
-            assert whole.status_code == 403 and "admin" in whole.json()["detail"]
+            whole = c.post("/console/review/bulk", json={"style": style, "status": "rejected", "reason_code": "fringe", "csrf": token})
+            assert whole.status_code == 403 and ("admin" if name == "re" else "reviewer role") in whole.json()["detail"]
     with TestClient(_console(store, tmp_path, Keyring.from_users_file(users))) as c:
         assert _login(c, "ad", keys["re"]).status_code == 401  # another user's key
         assert _login(c, "ad", keys["ad"]).status_code == 303
-        whole = c.post("/console/review/style", json={"style": style, "status": "approved", "csrf": _csrf(c)})
+        token = _csrf(c)
+        seen = c.post("/console/review/bulk", json={"style": style, "status": "approved", "csrf": token})
         n_style = sum(1 for r in records if r.style == style)
-        assert whole.status_code == 200 and whole.json()["matched"] == n_style - 1  # the one approved already is not pending
+        assert seen.status_code == 200 and seen.json()["matched"] == n_style - 1  # the one approved already is not pending
+        stale = c.post("/console/review/bulk", json={"style": style, "status": "approved", "expected": n_style, "csrf": token})
+        assert stale.status_code == 409 and f"it is {n_style - 1} creatives now" in stale.json()["detail"]
+        whole = c.post("/console/review/bulk", json={"style": style, "status": "approved", "expected": n_style - 1, "csrf": token})
+        assert whole.status_code == 200 and whole.json()["changed"] == n_style - 1
         cookie = c.cookies.get("backdrop_console")
     add_user(users, "ad", "viewer")  # a changed users file signs everybody out
     with TestClient(_console(store, tmp_path, Keyring.from_users_file(users))) as c:

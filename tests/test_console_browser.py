@@ -203,13 +203,13 @@ def test_a_reviewer_rejects_with_the_keyboard_and_the_service_stops_serving_it(s
         # focus order: the skip link, the sections, sign out, then the page in reading order
         page.locator("body").focus()
         order = []
-        for _ in range(6):
+        for _ in range(8):
             page.keyboard.press("Tab")
             order.append(page.evaluate("document.activeElement.textContent.trim() || document.activeElement.id"))
-        assert order[:5] == ["Skip to content", "Review", "Results", "Audit", "Sign out"] and order[5].startswith("Pending")
+        assert order[:7] == ["Skip to content", "Review", "Products", "Results", "QA", "Audit", "Sign out"]
 
-        # review with the keyboard: j/k move, a approves, r rejects with the reason, u resets
-        page.fill("#reason", "background artifact")
+        assert order[7].startswith("Pending")
+        # review with the keyboard: j/k move, a approves, r then a number rejects with that reason, u undoes
         page.locator("#main").focus()
         page.keyboard.press("j")
         first = cards.nth(0).get_attribute("data-key")
@@ -218,18 +218,22 @@ def test_a_reviewer_rejects_with_the_keyboard_and_the_service_stops_serving_it(s
         rejected, title = cards.nth(1).get_attribute("data-key"), cards.nth(1).get_attribute("data-title")
         assert page.evaluate("document.activeElement.dataset.key") == rejected  # moved on
         page.keyboard.press("r")
+        assert page.inner_text("#status-message").startswith("Reason? 1 hovering · 2 cut-part · 3 fringe")
+        page.keyboard.press("3")
         page.wait_for_selector(f".card[data-key='{rejected}'].state-rejected")
         confirmed_at = time.monotonic()
-        assert page.inner_text("#status-message") == f"Rejected: {title}"
+        assert page.inner_text("#status-message") == f"Rejected: {title}. u undoes it."
+        assert page.input_value("#grid-code") == ""  # the reason was for that rejection only
         third = cards.nth(2).get_attribute("data-key")
         page.keyboard.press("a")
         page.wait_for_selector(f".card[data-key='{third}'].state-approved")
         page.keyboard.press("k")
+        page.keyboard.press("k")  # wherever the focus is, u undoes the last action: the third card's approval
         page.keyboard.press("u")
         page.wait_for_selector(f".card[data-key='{third}'].state-pending")
+        assert page.inner_text("#status-message").startswith("Undid your action")
         assert (page.inner_text("#count-approved"), page.inner_text("#count-rejected")) == ("1", "1")
         _looked_at(page, shots, "review")
-        page.keyboard.press("k")
         page.keyboard.press("o")  # full size, beside the catalog image
         page.wait_for_selector("dialog#viewer[open]")
         _until(page, "[...document.querySelectorAll('dialog img')].every(i => i.complete && i.naturalWidth > 0)")
@@ -259,7 +263,7 @@ def test_a_reviewer_rejects_with_the_keyboard_and_the_service_stops_serving_it(s
         # what was decided is in the audit, with who and why; the creative's own page shows it
         page.goto(console.url + "/console/audit")
         text = page.inner_text("main")
-        assert "Rita" in text and "background artifact" in text and "rejected" in text
+        assert "Rita" in text and "fringe" in text and "rejected" in text
         _looked_at(page, shots, "audit")
         _accessible(page, "audit")
         page.goto(f"{console.url}/console/creatives/{rejected}")
@@ -286,3 +290,131 @@ def test_a_reviewer_rejects_with_the_keyboard_and_the_service_stops_serving_it(s
             console.stop()
         serve.stop()
     print(f"the service stopped serving the rejected creative {stopped_after:.2f} s after the reviewer's key press was confirmed")
+
+
+def test_a_reviewer_clears_a_product_zooms_in_undoes_and_sees_qa_and_the_audit(small_store, tmp_path, chromium):
+    """Product by product: the style x placement grid, the product's pending approved in one
+    confirmed action and undone, the viewer at 100% with the catalog photo at the same scale and the
+    keys working inside it, the audit filtered and exported, QA against the reviewers, a phone's width."""
+    store = shutil.copytree(small_store, tmp_path / "store")
+    shots = Path(os.environ.get("BACKDROP_SCREENSHOTS", tmp_path / "shots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    users = tmp_path / "users.yaml"
+    key = add_user(users, "Rita", "reviewer")
+    console = _Process(
+        ["console", "--store", str(store), "--users", str(users), "--thumb-cache", str(tmp_path / "thumbs")],
+        "/console/login",
+        tmp_path / "c.log",
+    )
+    try:
+        page = chromium.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+        errors: list[str] = []
+        missing: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+        page.goto(console.url + "/console/login")
+        page.fill("#name", "Rita")
+        page.fill("#key", key)
+        page.press("#key", "Enter")
+        page.wait_for_url("**/console/review")
+
+        # the products awaiting review, then one product's grid
+        page.click("header nav a:text('Products')")
+        page.wait_for_url("**/console/products")
+        rows = page.locator("table.products tbody tr")
+        assert rows.count() == 4
+        _looked_at(page, shots, "products")
+        _accessible(page, "products")
+        rows.nth(0).locator("a").first.click()
+        page.wait_for_url("**/console/products/*")
+        pid = page.url.rsplit("/", 1)[1]
+        cells = page.locator("table.matrix .card")
+        n = cells.count()
+        placements = page.locator("table.matrix thead th").count() - 1
+        assert n >= 4 and placements >= 2
+        _looked_at(page, shots, "product")
+        _accessible(page, "product")
+
+        # the viewer: 100% is the creative's own pixels, the catalog photo at the same scale; keys work in it
+        page.locator("table.matrix .card:not(.baseline)").nth(1).focus()
+        page.keyboard.press("o")
+        page.wait_for_selector("dialog#viewer[open]")
+        _until(page, "[...document.querySelectorAll('dialog img')].every(i => i.complete && i.naturalWidth > 0)")
+        page.keyboard.press("z")
+        widths = page.evaluate("[...document.querySelectorAll('dialog .pane img')].map(i => [i.naturalWidth, parseFloat(i.style.width)])")
+        assert all(abs(w - natural) <= 1 for natural, w in widths), widths  # 100%, both
+        assert page.inner_text("#viewer-scale") == "100% (both)" and page.inner_text("#viewer-meta").count("·") == 2
+        _looked_at(page, shots, "viewer-100")
+        viewed = page.get_attribute("dialog#viewer", "data-key")
+        page.keyboard.press("a")
+        page.wait_for_selector(f".card[data-key='{viewed}'].state-approved")
+        assert page.get_attribute("dialog#viewer", "data-key") not in (viewed, None)  # on to the next, in the viewer
+        page.keyboard.press("Escape")
+
+        # the product's pending in one action, confirmed with its count and its creatives
+        pending = page.locator("table.matrix .card.state-pending:not(.baseline)").count()
+        page.click("button:text('Approve this product')")
+        page.wait_for_url("**/console/review/bulk")
+        heading = page.inner_text("h1")
+        assert re.fullmatch(rf"Approve {pending} creatives\?", heading), heading
+        assert page.locator(".confirm-thumbs img").count() == min(12, pending)
+        _looked_at(page, shots, "bulk-confirm")
+        _accessible(page, "bulk-confirm")
+        page.click("button.confirm")
+        page.wait_for_url(f"**/console/products/{pid}?notice=*")
+        assert f"Approved {pending} creatives" in page.inner_text("#notice")
+        assert page.locator("table.matrix .card.state-approved").count() == pending + 1
+        # undo: the product's approval goes, the viewer's single approval stays
+        page.locator("#main").focus()
+        page.keyboard.press("u")
+        _until(page, f"document.querySelectorAll('table.matrix .card.state-pending:not(.baseline)').length === {pending}")
+        message = page.inner_text("#status-message")
+        assert message.startswith("Undid your action") and f"{pending} creatives back" in message
+        page.reload()
+        assert page.locator("table.matrix .card.state-approved").count() == 1
+
+        # a rejection that needs words: "other" asks for them
+        page.locator("table.matrix .card.state-pending").first.focus()
+        target = page.evaluate("document.activeElement.dataset.key")
+        page.keyboard.press("r")
+        page.keyboard.press("8")
+        assert page.evaluate("document.activeElement.id") == "grid-note"
+        page.keyboard.type("label upside down")
+        page.keyboard.press("Enter")
+        page.wait_for_selector(f".card[data-key='{target}'].state-rejected")
+
+        # the audit: who, which product, style and placement, filtered, exported
+        page.goto(console.url + "/console/audit")
+        audit = page.inner_text("main")
+        assert "other: label upside down" in audit and "undo of" in audit
+        _looked_at(page, shots, "audit-filtered")
+        page.select_option("#a-action", "rejected")
+        page.click("button:text('Show')")
+        page.wait_for_url("**action=rejected**")
+        assert page.locator("table.audit tbody tr").count() == 1
+        with page.expect_download() as download:
+            page.click("#audit-csv")
+        text = Path(download.value.path()).read_text()
+        assert text.splitlines()[0].startswith("seq,at,reviewer") and len(text.splitlines()) == 2 and pid in text
+        _accessible(page, "audit")
+
+        # QA against the reviewers
+        page.click("header nav a:text('QA')")
+        page.wait_for_url("**/console/qa")
+        assert "QA missed them" in page.inner_text("main")
+        _looked_at(page, shots, "qa")
+        _accessible(page, "qa")
+
+        # a phone: the header wraps instead of overflowing
+        phone = chromium.new_page(viewport={"width": 390, "height": 844})
+        phone.context.add_cookies(page.context.cookies())
+        phone.goto(console.url + "/console/review")
+        wide = phone.evaluate(
+            "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)"
+            ".map(e => e.tagName + '.' + e.className + '#' + e.id).slice(0, 8)"
+        )
+        assert wide == [], f"wider than a phone: {wide}"
+        _looked_at(phone, shots, "review-phone")
+        assert errors == [] and missing == [], (errors, missing)
+    finally:
+        console.stop()

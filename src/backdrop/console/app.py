@@ -12,33 +12,30 @@ A request is signed in when its cookie verifies and its session is live server-s
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
-from ..creative.review import STATUS_FILTERS, ReviewFilter
+from ..creative.review import REJECT_REASONS
 from ..render import environment, pct, pvalue
-from .auth import COOKIE, ROLES, User
+from . import audit_routes, review_routes
+from .auth import COOKIE, ROLES
 from .core import Console, ConsoleConfig, ConsoleError, Forbidden
-from .sessions import Locked, SignInLimiter, client_address, is_trusted_proxy, trusted_networks
+from .sessions import Locked, SignInLimiter, client_address, trusted_networks
+from .web import LoginRequired, Web, safe_next
 
 STATIC = Path(__file__).resolve().parent / "static"
 _CSP = (
     "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; "
     "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 )
-
-
-class LoginRequired(Exception):
-    pass
 
 
 def create_console(config: ConsoleConfig) -> FastAPI:
@@ -49,86 +46,12 @@ def create_console(config: ConsoleConfig) -> FastAPI:
     sessions = console.sessions
     limiter = SignInLimiter(config.limits)
     app = FastAPI(title="Backdrop review console", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    icon = (STATIC / "favicon.svg").read_bytes()
     app.state.console = console
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    def base(request: Request) -> str:
-        return request.scope.get("root_path", "").rstrip("/")
-
-    def user_of(request: Request) -> User | None:
-        user = keyring.verify(request.cookies.get(COOKIE))
-        return user if user is not None and sessions.check(user) else None
-
-    def peer(request: Request) -> str | None:
-        return request.client.host if request.client else None
-
-    def scheme(request: Request) -> str:
-        """http or https as the client sees it: a trusted proxy's X-Forwarded-Proto, else the connection's."""
-        forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
-        if forwarded in ("http", "https") and is_trusted_proxy(peer(request), proxies):
-            return forwarded
-        return request.url.scheme
-
-    def require(request: Request, role: str = "viewer") -> User:
-        user = user_of(request)
-        if user is None:
-            raise LoginRequired
-        if not user.can(role):
-            raise Forbidden(f"{user.name} is a {user.role}: this needs the {role} role")
-        return user
-
-    def wants_json(request: Request) -> bool:
-        return "application/json" in request.headers.get("accept", "") or request.headers.get("content-type", "").startswith(
-            "application/json"
-        )
-
-    def same_origin(request: Request) -> bool:
-        origin = request.headers.get("origin")
-        if origin is None:  # not a browser (the CSRF token is still needed)
-            return True
-        host = request.headers.get("host", "")
-        return origin in (f"http://{host}", f"https://{host}")
-
-    async def form(request: Request) -> dict:
-        """A form post or a JSON body as a dict (``keys`` always a list)."""
-        body = await request.body()
-        if request.headers.get("content-type", "").startswith("application/json"):
-            try:
-                data = json.loads(body or b"{}")
-            except ValueError:
-                raise ConsoleError("the body is not JSON") from None
-            if not isinstance(data, dict):
-                raise ConsoleError("the body must be a JSON object")
-        else:
-            parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-            data = {k: (v if k == "keys" else v[-1]) for k, v in parsed.items()}
-        keys = data.get("keys", [])
-        data["keys"] = [str(k) for k in (keys if isinstance(keys, list) else [keys])]
-        return data
-
-    def checked(request: Request, data: dict) -> User:
-        """The signed-in user of a state change whose CSRF token and origin are right."""
-        user = require(request, "viewer")
-        if not same_origin(request):
-            raise Forbidden("cross-origin request refused")
-        if not keyring.csrf_ok(user, data.get("csrf") or request.headers.get("x-csrf-token")):
-            raise Forbidden("missing or stale CSRF token: reload the page and try again")
-        return user
-
-    def page(request: Request, template: str, user: User | None, status: int = 200, **context) -> HTMLResponse:
-        html = (
-            environment()
-            .get_template(f"console/{template}")
-            .render(
-                base=base(request),
-                user=user,
-                csrf=keyring.csrf_token(user) if user else "",
-                readonly_reason=console.readonly_reason,
-                version=__version__,
-                **context,
-            )
-        )
-        return HTMLResponse(html, status_code=status)
+    web = Web(console, proxies)
+    base, page, form = web.base, web.page, web.form
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
@@ -142,16 +65,16 @@ def create_console(config: ConsoleConfig) -> FastAPI:
 
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, exc: LoginRequired):
-        if wants_json(request) or request.method != "GET":
+        if web.wants_json(request) or request.method != "GET":
             return JSONResponse({"detail": "sign in first"}, status_code=401)
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"{base(request)}/login?{urlencode({'next': target})}", status_code=303)
 
     @app.exception_handler(ConsoleError)
     async def refused(request: Request, exc: ConsoleError):  # the one mapping of console errors to HTTP
-        if wants_json(request):
+        if web.wants_json(request):
             return JSONResponse({"detail": str(exc)}, status_code=exc.status)
-        return page(request, "error.html.j2", user_of(request), status=exc.status, message=str(exc))
+        return page(request, "error.html.j2", web.user_of(request), status=exc.status, message=str(exc))
 
     # -- signing in --------------------------------------------------------------------------
 
@@ -159,18 +82,22 @@ def create_console(config: ConsoleConfig) -> FastAPI:
     def home(request: Request):
         return RedirectResponse(f"{base(request)}/review", status_code=303)
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon():
+        return Response(icon, media_type="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"})
+
     @app.get("/login", response_class=HTMLResponse)
     def login_page(request: Request, next: str = ""):
-        return page(request, "login.html.j2", None, next=_safe_next(next, base(request)), error="", shared=keyring.shared_key)
+        return page(request, "login.html.j2", None, next=safe_next(next, base(request)), error="", shared=keyring.shared_key)
 
     @app.post("/login")
     async def login(request: Request):
         data = await form(request)
-        nxt = _safe_next(str(data.get("next", "")), base(request))
-        if not same_origin(request):
+        nxt = safe_next(str(data.get("next", "")), base(request))
+        if not web.same_origin(request):
             raise Forbidden("cross-origin sign-in refused")
         name = str(data.get("name", ""))
-        address = client_address(peer(request), request.headers.getlist("x-forwarded-for"), proxies)
+        address = client_address(web.peer(request), request.headers.getlist("x-forwarded-for"), proxies)
         try:
             attempt = limiter.begin(address, keyring.account(name))
         except Locked as e:  # this address only, and the key is not even checked
@@ -189,7 +116,7 @@ def create_console(config: ConsoleConfig) -> FastAPI:
             return page(request, "login.html.j2", None, 401, next=nxt, error="Wrong name or key.", shared=keyring.shared_key)
         sessions.create(user)
         response = RedirectResponse(nxt or f"{base(request)}/review", status_code=303)
-        secure = config.secure_cookie if config.secure_cookie is not None else scheme(request) == "https"
+        secure = config.secure_cookie if config.secure_cookie is not None else web.scheme(request) == "https"
         response.set_cookie(
             COOKIE,
             keyring.sign(user, hours=config.session_hours),
@@ -203,77 +130,30 @@ def create_console(config: ConsoleConfig) -> FastAPI:
 
     @app.post("/logout")
     async def logout(request: Request):
-        user = checked(request, await form(request))
+        user = web.checked(request, await form(request))
         sessions.revoke(user)  # a copy of the cookie is nobody from now on
         response = RedirectResponse(f"{base(request)}/login", status_code=303)
         response.delete_cookie(COOKIE, path=base(request) or "/")
         return response
 
-    # -- review ------------------------------------------------------------------------------
-
-    @app.get("/review", response_class=HTMLResponse)
-    def review_grid(
-        request: Request,
-        status: str = "pending",
-        category: str = "",
-        style: str = "",
-        placement: str = "",
-        product: str = "",
-        page_no: int = 1,
-    ):
-        user = require(request)
-        if status not in STATUS_FILTERS:
-            raise ConsoleError(f"status must be one of {', '.join(STATUS_FILTERS)}")
-        f = ReviewFilter(status, category, style, placement, product)
-        data = console.page(f, max(1, page_no))
-        query = {"status": status, "category": category, "style": style, "placement": placement, "product": product}
-        links = {
-            "prev": _link(base(request), query, data["page"] - 1) if data["page"] > 1 else None,
-            "next": _link(base(request), query, data["page"] + 1) if data["page"] < data["pages"] else None,
-        }
-        return page(
-            request,
-            "review.html.j2",
-            user,
-            filter=f,
-            statuses=STATUS_FILTERS,
-            links=links,
-            here=_link(base(request), query, data["page"]),
-            **data,
-        )
-
-    @app.post("/review")
-    async def review(request: Request):
-        data = await form(request)
-        user = checked(request, data)
-        changes = console.review(user, data["keys"], str(data.get("status", "")), str(data.get("reason", "")))
-        if not wants_json(request):
-            return RedirectResponse(_safe_next(str(data.get("next", "")), base(request)) or f"{base(request)}/review", status_code=303)
-        return {
-            "changed": len(changes),
-            "items": [{"key": c.key, "status": c.status, "reviewer": c.reviewer, "reason": c.reason, "at": c.at} for c in changes],
-            "counts": console.counts(),
-        }
-
-    @app.post("/review/style")
-    async def review_style(request: Request):
-        data = await form(request)
-        user = checked(request, data)
-        out = console.review_style(
-            user, str(data.get("style", "")), str(data.get("category", "")), str(data.get("status", "")), str(data.get("reason", ""))
-        )
-        if not wants_json(request):
-            return RedirectResponse(_safe_next(str(data.get("next", "")), base(request)) or f"{base(request)}/review", status_code=303)
-        return out
+    review_routes.add(app, web)
+    audit_routes.add(app, web)
 
     @app.get("/creatives/{key}", response_class=HTMLResponse)
     def creative_page(request: Request, key: str):
-        user = require(request)
+        user = web.require(request)
         record = console.creative(key)
         product = console.product(record.product_id)
         history = console.audit(key)
         return page(
-            request, "creative.html.j2", user, record=record, product=product, history=history, latest=history[0] if history else None
+            request,
+            "creative.html.j2",
+            user,
+            record=record,
+            product=product,
+            history=history,
+            latest=history[0] if history else None,
+            reasons=REJECT_REASONS,
         )
 
     # -- images ------------------------------------------------------------------------------
@@ -284,37 +164,32 @@ def create_console(config: ConsoleConfig) -> FastAPI:
 
     @app.get("/img/{key}")
     def full_image(request: Request, key: str):
-        require(request)
+        web.require(request)
         return image(console.creative_bytes(key))
 
     @app.get("/thumb/{key}")
     def thumbnail(request: Request, key: str):
-        require(request)
+        web.require(request)
         return image(console.thumbnail(key))
 
     @app.get("/catalog/{product_id}")
     def catalog_image(request: Request, product_id: str, thumb: bool = False):
-        require(request)
+        web.require(request)
         return image(console.catalog_thumbnail(product_id) if thumb else console.catalog_bytes(product_id))
 
     # -- results and audit ----------------------------------------------------------------------
 
     @app.get("/results", response_class=HTMLResponse)
     def results_page(request: Request):
-        user = require(request)
+        user = web.require(request)
         return page(request, "results.html.j2", user, r=console.results())
 
     @app.get("/results.json")
     def results_json(request: Request):
-        require(request)
+        web.require(request)
         data = dict(console.results())
         data.pop("plots", None)
         return data
-
-    @app.get("/audit", response_class=HTMLResponse)
-    def audit_page(request: Request, key: str = ""):
-        user = require(request)
-        return page(request, "audit.html.j2", user, changes=console.audit(key or None), key=key)
 
     app.router.on_shutdown.append(console.close)
     environment().filters.update(when=_when, ms=_ms, pct=pct, pvalue=pvalue)
@@ -332,18 +207,6 @@ def console_app(config: ConsoleConfig) -> FastAPI:
         return RedirectResponse("/console/review", status_code=303)
 
     return root
-
-
-def _link(base: str, query: dict, page_no: int) -> str:
-    q = {k: v for k, v in query.items() if v} | ({"page_no": page_no} if page_no > 1 else {})
-    return f"{base}/review" + (f"?{urlencode(q)}" if q else "")
-
-
-def _safe_next(target: str, base: str) -> str:
-    """Only a path of this console (never another site) is a place to go after signing in."""
-    if target.startswith(f"{base}/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return ""
 
 
 def _when(t: float | None) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..creative import audit as audits
 from ..creative import review as reviews
 from ..creative.store import CreativeStore, StoreError
 from ..errors import BackdropError, EnvironmentFailure
@@ -27,6 +28,37 @@ from .sessions import SignInLimits, open_sessions, state_dir
 RESULTS_TTL_S = 5.0
 #: how long the filters' choices (categories, styles, placements: they change when a catalog is generated) are reused
 OPTIONS_TTL_S = 30.0
+
+
+@dataclass(frozen=True)
+class BulkSelection:
+    """What a bulk action would change: the keys, the flagged creatives it leaves for a look of
+    their own, and the creatives themselves (the confirmation lists them)."""
+
+    status: str
+    filter: reviews.ReviewFilter
+    keys: list[str]
+    flagged_left: int
+    items: list
+
+    def by_product(self) -> list[tuple[str, str, int]]:
+        """(product id, title, creatives) in the selection, most first."""
+        counts: dict[tuple[str, str], int] = {}
+        for it in self.items:
+            counts[(it.product_id, it.title)] = counts.get((it.product_id, it.title), 0) + 1
+        return sorted(((pid, title, n) for (pid, title), n in counts.items()), key=lambda t: (-t[2], t[0]))
+
+    def by_arm(self) -> list[tuple[str, int]]:
+        counts: dict[str, int] = {}
+        for it in self.items:
+            counts[it.arm] = counts.get(it.arm, 0) + 1
+        return sorted(counts.items(), key=lambda t: (-t[1], t[0]))
+
+
+@dataclass(frozen=True)
+class BulkDone:
+    selection: BulkSelection
+    changes: list
 
 
 class ConsoleError(BackdropError):
@@ -128,37 +160,83 @@ class Console:
         with self.lock:
             return reviews.review_counts(self.store)
 
-    def review(self, user: User, keys: list[str], status: str, reason: str) -> list[reviews.ReviewChange]:
-        if not user.can("reviewer"):
-            raise Forbidden(f"{user.name} is a {user.role}: reviewing needs the reviewer role")
-        self._writable()
+    def review(self, user: User, keys: list[str], status: str, code: str = "", note: str = "") -> list[reviews.ReviewChange]:
+        """Set ``keys`` to ``status`` as one action; a rejection takes a reason ``code`` from
+        :data:`~backdrop.creative.review.REJECT_REASONS` (and ``note``: words of the reviewer's own)."""
+        self._can_review(user)
         if not keys:
             raise ConsoleError("no creative selected")
-        if status not in reviews.REVIEW_STATUSES:
-            raise ConsoleError(f"status must be one of {', '.join(reviews.REVIEW_STATUSES)}")
+        reason = self.reason_for(status, code, note)
         try:
             with self.lock:
-                return reviews.set_review(self.store, keys, status, reviewer=user.name, role=user.role, reason=reason.strip()[:500])
+                return reviews.set_review(self.store, keys, status, reviewer=user.name, role=user.role, reason=reason)
         except StoreError as e:
             raise NotFound(str(e)) from None
 
-    def review_style(self, user: User, style: str, category: str, status: str, reason: str) -> dict:
-        """A whole style of a category: approving takes the pending creatives QA did not flag (a
-        flagged one needs a look of its own); rejecting takes them all."""
-        if not user.can("admin"):
-            raise Forbidden(f"{user.name} is a {user.role}: a whole style at once needs the admin role")
+    def undo(self, user: User) -> reviews.Undone:
+        """Revert ``user``'s last action not undone yet, of any size (:func:`~backdrop.creative.review.undo_last`)."""
+        self._can_review(user)
+        try:
+            with self.lock:
+                return reviews.undo_last(self.store, reviewer=user.name, role=user.role)
+        except StoreError as e:
+            raise Conflict(str(e)) from None
+
+    def bulk(self, user: User, f: reviews.ReviewFilter, status: str) -> BulkSelection:
+        """What a bulk action on every creative ``f`` selects (all pages) would change: approving takes
+        the pending ones QA did not flag (a flagged one needs a look of its own); rejecting takes the
+        pending ones; one product's creatives need the reviewer role, anything wider the admin role."""
+        self._can_review(user)
         if status not in ("approved", "rejected"):
-            raise ConsoleError("a whole style is approved or rejected")
-        if not style:
-            raise ConsoleError("choose the style")
-        self._writable()
+            raise ConsoleError("a bulk action approves or rejects")
+        if not (f.product or f.style or f.category or f.placement):
+            raise ConsoleError("choose what to act on: a product, a style, a category or a placement")
+        if not f.product and not user.can("admin"):
+            raise Forbidden(f"{user.name} is a {user.role}: more than one product at once needs the admin role")
+        pending = reviews.ReviewFilter("pending", f.category, f.style, f.placement, f.product)
         with self.lock:
-            keys = reviews.keys_of_style(self.store, style, category, only_pending_unflagged=status == "approved")
-            flagged = 0
-            if status == "approved":
-                flagged = reviews.review_page(self.store, reviews.ReviewFilter("flagged", category, style), limit=1)[1]
-            changes = reviews.set_review(self.store, keys, status, reviewer=user.name, role=user.role, reason=reason.strip()[:500])
-        return {"changed": len(changes), "matched": len(keys), "flagged_left_pending": flagged}
+            keys = reviews.keys_matching(self.store, pending, only_unflagged=status == "approved")
+            flagged = reviews.review_page(
+                self.store, reviews.ReviewFilter("flagged", f.category, f.style, f.placement, f.product), limit=1
+            )[1]
+            items = reviews.review_page(self.store, pending, limit=len(keys) + flagged + 1)[0] if keys else []
+        chosen = set(keys)
+        picked = [it for it in items if it.key in chosen]
+        if not user.can("admin") and len({it.product_id for it in picked}) > 1:  # "product" also matches title words
+            raise Forbidden(f"{user.name} is a {user.role}: these filters select more than one product; that needs the admin role")
+        return BulkSelection(status, f, keys, flagged if status == "approved" else 0, picked)
+
+    def bulk_apply(self, user: User, f: reviews.ReviewFilter, status: str, expected: int, code: str = "", note: str = "") -> BulkDone:
+        """Apply a bulk action the user confirmed for ``expected`` creatives; refused (409) when the
+        selection changed since they looked (someone else reviewed some)."""
+        reason = self.reason_for(status, code, note)
+        selection = self.bulk(user, f, status)
+        if len(selection.keys) != expected:
+            raise Conflict(
+                f"the selection changed since you confirmed it: it is {len(selection.keys)} creatives now, not {expected}; look again"
+            )
+        self._writable()
+        try:
+            with self.lock:
+                changes = reviews.set_review(self.store, selection.keys, status, reviewer=user.name, role=user.role, reason=reason)
+        except StoreError as e:
+            raise NotFound(str(e)) from None
+        return BulkDone(selection, changes)
+
+    def _can_review(self, user: User) -> None:
+        if not user.can("reviewer"):
+            raise Forbidden(f"{user.name} is a {user.role}: reviewing needs the reviewer role")
+        self._writable()
+
+    @staticmethod
+    def reason_for(status: str, code: str, note: str) -> str:
+        """The reason recorded for a change (a rejection needs its code); a ConsoleError saying why not."""
+        if status not in reviews.REVIEW_STATUSES:
+            raise ConsoleError(f"status must be one of {', '.join(reviews.REVIEW_STATUSES)}")
+        try:
+            return reviews.review_reason(status, code, note)
+        except ValueError as e:
+            raise ConsoleError(str(e)) from None
 
     def _writable(self) -> None:
         if self.readonly_reason:
@@ -167,6 +245,54 @@ class Console:
     def audit(self, key: str | None, limit: int = 200) -> list[reviews.ReviewChange]:
         with self.lock:
             return reviews.audit(self.store, key or None, limit)
+
+    def audit_page(self, f: audits.AuditFilter, page: int, size: int = 100) -> dict:
+        with self.lock:
+            rows, total = audits.audit_page(self.store, f, offset=(page - 1) * size, limit=size)
+            who = audits.reviewers(self.store)
+        return {"rows": rows, "total": total, "page": page, "pages": max(1, -(-total // size)), "size": size, "reviewers": who}
+
+    def audit_csv(self, f: audits.AuditFilter) -> str:
+        with self.lock:
+            rows, _ = audits.audit_page(self.store, f, limit=10**9)
+        return audits.audit_csv(rows)
+
+    def qa_agreement(self) -> dict:
+        with self.lock:
+            return audits.qa_agreement(self.store)
+
+    def products(self, category: str, product: str, open_only: bool, page: int) -> dict:
+        size = self.config.page_size
+        with self.lock:
+            items, total = reviews.product_progress(
+                self.store, category=category, product=product, open_only=open_only, offset=(page - 1) * size, limit=size
+            )
+            if self._options is None or time.monotonic() - self._options[0] > OPTIONS_TTL_S:
+                self._options = (time.monotonic(), reviews.filter_options(self.store))
+            options = self._options[1]
+        return {"items": items, "total": total, "page": page, "pages": max(1, -(-total // size)), "options": options}
+
+    def product_view(self, product_id: str) -> dict:
+        """One product: its catalog record, its creatives as a style x placement grid (rows: the
+        arms, columns: the placements), and the next product with creatives awaiting review."""
+        product = self.product(product_id)
+        with self.lock:
+            items = reviews.review_page(self.store, reviews.ReviewFilter("all", product=product_id), limit=10_000)[0]
+            progress = reviews.product_progress(self.store, product=product_id, limit=10_000)[0]
+            open_ids = [p.product_id for p in reviews.product_progress(self.store, open_only=True, limit=10**9)[0]]
+        items = [it for it in items if it.product_id == product_id]  # the filter also matches titles
+        placements = sorted({it.placement for it in items})
+        arms = sorted({it.arm for it in items}, key=lambda a: (a != reviews.ORIGINAL, a))
+        cells = {(it.arm, it.placement): it for it in items}
+        later = [pid for pid in open_ids if pid > product_id]
+        return {
+            "product": product,
+            "progress": next((p for p in progress if p.product_id == product_id), None),
+            "placements": placements,
+            "rows": [(arm, [cells.get((arm, pl)) for pl in placements]) for arm in arms],
+            "items": items,
+            "next_open": next(iter(later or [pid for pid in open_ids if pid != product_id]), None),
+        }
 
     def creative(self, key: str):
         with self.lock:

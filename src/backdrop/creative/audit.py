@@ -52,7 +52,8 @@ class AuditRow:
 
 
 def _where(f: AuditFilter) -> tuple[str, list]:
-    where, args = ["1=1"], []
+    where: list[str] = ["1=1"]
+    args: list[str | float] = []
     for column, value in (("a.reviewer", f.reviewer), ("a.status", f.status), ("a.key", f.key.strip())):
         if value:
             where.append(f"{column} = ?")
@@ -174,7 +175,7 @@ def qa_agreement(store: CreativeStore) -> dict:
             (q, reasons, "pending", "")
             for q, reasons in query_or_empty(store, "SELECT qa_status, qa_reasons FROM creatives WHERE style <> ?", (ORIGINAL,))
         ]
-    totals = Counter()
+    totals: Counter = Counter()
     checks: dict[str, Counter] = {}
     missed: Counter = Counter()
     for qa, reasons, status, reason in rows:

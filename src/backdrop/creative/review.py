@@ -103,6 +103,8 @@ class ReviewItem:
     reviewer: str
     reason: str
     at: float | None
+    #: what the generator was asked for (the viewer shows it)
+    prompt: str = ""
 
     @property
     def arm(self) -> str:
@@ -436,7 +438,7 @@ def keys_of_style(store: CreativeStore, style: str, category: str = "", *, only_
 
 _COLUMNS = (
     "SELECT c.key, c.product_id, p.title, p.category, c.style, c.params, c.placement, c.width, c.height, c.qa_status,"
-    " c.qa_reasons, r.status, r.reviewer, r.reason, r.at"
+    " c.qa_reasons, r.status, r.reviewer, r.reason, r.at, c.prompt"
 )
 #: the grid's order within the flagged and the other creatives: the creatives_review_order index
 _ORDER = " ORDER BY c.product_id, c.placement, c.style, c.key LIMIT ? OFFSET ?"
@@ -465,7 +467,7 @@ def review_page(store: CreativeStore, f: ReviewFilter, offset: int = 0, limit: i
             store, f"{_COLUMNS} {source} WHERE {where} AND c.qa_status <> 'flagged'{_ORDER}", [*args, limit - len(rows), rest]
         )
     items = []
-    for key, pid, title, category, style, params, placement, w, h, qa, reasons, status, who, why, at in rows:
+    for key, pid, title, category, style, params, placement, w, h, qa, reasons, status, who, why, at, prompt in rows:
         overlay = str((json.loads(params).get("overlay") or {}).get("name", ""))
         items.append(
             ReviewItem(
@@ -484,6 +486,7 @@ def review_page(store: CreativeStore, f: ReviewFilter, offset: int = 0, limit: i
                 who or "",
                 why or "",
                 None if at is None else float(at),
+                prompt or "",
             )
         )
     return items, total
@@ -537,3 +540,44 @@ def audit(store: CreativeStore, key: str | None = None, limit: int = 200) -> lis
         args.append(key)
     rows = query_or_empty(store, sql + " ORDER BY seq DESC LIMIT ?", [*args, int(limit)])
     return [ReviewChange(int(s), k, st, prev, who, role, why, float(at)) for s, k, st, prev, who, role, why, at in rows]
+
+
+@dataclass(frozen=True)
+class ProductProgress:
+    """How far the review of one product's creatives has come (the catalog photo's own renditions,
+    served without approval, are not counted)."""
+
+    product_id: str
+    title: str
+    category: str
+    total: int
+    pending: int
+    flagged: int
+    approved: int
+    rejected: int
+
+    @property
+    def done(self) -> bool:
+        return self.pending == 0
+
+
+def product_progress(
+    store: CreativeStore, *, category: str = "", product: str = "", open_only: bool = False, offset: int = 0, limit: int = 50
+) -> tuple[list[ProductProgress], int]:
+    """Per product (in id order, from ``offset``), its creatives' review counts; how many products
+    match in all. ``open_only``: just the products with creatives awaiting review."""
+    f = ReviewFilter("all", category=category, product=product)
+    where, args, _ = _where(f)
+    pending = "(r.status IS NULL OR r.status = 'pending')"
+    rows = query_or_empty(
+        store,
+        f"SELECT c.product_id, p.title, p.category, COUNT(*), SUM(CASE WHEN {pending} THEN 1 ELSE 0 END),"
+        f" SUM(CASE WHEN {pending} AND c.qa_status = 'flagged' THEN 1 ELSE 0 END),"
+        " SUM(CASE WHEN r.status = 'approved' THEN 1 ELSE 0 END), SUM(CASE WHEN r.status = 'rejected' THEN 1 ELSE 0 END)"
+        f" {_from(store)} WHERE {where} AND c.style <> ? GROUP BY c.product_id, p.title, p.category ORDER BY c.product_id",
+        [*args, ORIGINAL],
+    )
+    items = [ProductProgress(pid, title, cat, *(int(v or 0) for v in counts)) for pid, title, cat, *counts in rows]
+    if open_only:
+        items = [p for p in items if not p.done]
+    return items[offset : offset + limit], len(items)

@@ -1,27 +1,34 @@
-// The review grid's keyboard and in-place updates. Every action is also a plain form post: this
-// only saves the page reload. j/k move, a/r/u set approved/rejected/pending, x selects, o opens.
+// The review pages' keyboard, viewer and in-place updates. Every action is also a plain form post:
+// this only saves the page reload. j/k move, a approves, r rejects (1-8 picks the reason), u undoes
+// the reviewer's last action wherever the focus is, x selects, o opens the viewer (z zooms).
 (() => {
   "use strict";
   const base = document.body.dataset.base || "";
   const csrf = document.querySelector('meta[name="csrf-token"]')?.content || "";
   const canReview = ["reviewer", "admin"].includes(document.body.dataset.role);
-  const cards = [...document.querySelectorAll(".card")];
+  const cards = [...document.querySelectorAll(".card[data-key]")];
   const live = document.getElementById("status-message");
-  const reason = document.getElementById("reason");
   const viewer = document.getElementById("viewer");
+  const code = document.getElementById("grid-code");
+  const note = document.getElementById("grid-note");
+  const reasons = code ? [...code.options].map((o) => o.value).filter(Boolean) : [];
   let current = -1;
+  let awaitingReason = false;
 
   function say(text, error) {
-    if (!live) return;
-    live.textContent = text;
-    live.classList.toggle("error", Boolean(error));
+    for (const el of [live, viewer?.open ? document.getElementById("viewer-message") : null]) {
+      if (!el) continue;
+      el.textContent = text;
+      el.classList.toggle("error", Boolean(error));
+    }
   }
 
   function focusCard(i) {
     if (!cards.length) return;
     current = Math.max(0, Math.min(cards.length - 1, i));
-    cards[current].focus();
-    cards[current].scrollIntoView({ block: "nearest" });
+    cards[current].focus({ preventScroll: Boolean(viewer?.open) });
+    if (!viewer?.open) cards[current].scrollIntoView({ block: "nearest" });
+    if (viewer?.open) fill(cards[current]);
   }
 
   function show(card, item) {
@@ -40,46 +47,150 @@
       review.append(by);
     }
     card.dataset.status = item.status;
+    if (viewer?.open && cards[current] === card) fill(card);
+  }
+
+  function counts(body) {
+    for (const [name, value] of Object.entries(body.counts || {})) {
+      const el = document.getElementById(`count-${name}`);
+      if (el) el.textContent = value.toLocaleString("en");
+    }
+  }
+
+  async function post(path, payload) {
+    let response;
+    try {
+      response = await fetch(`${base}${path}`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRF-Token": csrf },
+        body: JSON.stringify(payload),
+        credentials: "same-origin",
+      });
+    } catch (e) {
+      say(`Not saved: ${e}`, true);
+      return null;
+    }
+    const body = await response.json().catch(() => ({ detail: response.statusText }));
+    if (!response.ok) { say(`Not saved: ${body.detail}`, true); return null; }
+    return body;
+  }
+
+  function apply(body) {
+    for (const item of body.items || []) {
+      const card = cards.find((c) => c.dataset.key === item.key);
+      if (card) show(card, item);
+    }
+    counts(body);
   }
 
   async function review(keys, status) {
     if (!canReview) { say("Your role cannot review.", true); return false; }
     if (!keys.length) { say("Select creatives first (x, or the Select boxes).", true); return false; }
-    let response;
-    try {
-      response = await fetch(`${base}/review`, {
-        method: "POST",
-        headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRF-Token": csrf },
-        body: JSON.stringify({ keys, status, reason: status === "rejected" && reason ? reason.value : "" }),
-        credentials: "same-origin",
-      });
-    } catch (e) {
-      say(`Not saved: ${e}`, true);
-      return false;
+    const payload = { keys, status, reason_code: status === "rejected" && code ? code.value : "", note: note ? note.value : "" };
+    const body = await post("/review", payload);
+    if (!body) return false;
+    apply(body);
+    if (status === "rejected" || status === "approved") {  // a reason is for one action: the next starts clean
+      if (code) code.value = "";
+      if (note) note.value = "";
     }
-    const body = await response.json().catch(() => ({ detail: response.statusText }));
-    if (!response.ok) { say(`Not saved: ${body.detail}`, true); return false; }
-    for (const key of keys) {  // a key already in that state is not in the changes: shown as asked
-      const card = cards.find((c) => c.dataset.key === key);
-      const item = body.items.find((i) => i.key === key);
-      if (card && item) show(card, item);
-    }
-    for (const [name, value] of Object.entries(body.counts || {})) {
-      const el = document.getElementById(`count-${name}`);
-      if (el) el.textContent = value.toLocaleString("en");
-    }
-    const n = keys.length;
     const one = cards.find((c) => c.dataset.key === keys[0]);
-    say(`${status === "pending" ? "Back to pending" : status[0].toUpperCase() + status.slice(1)}: ${n === 1 && one ? one.dataset.title : n + " creatives"}`);
+    const what = keys.length === 1 && one ? one.dataset.title : `${keys.length} creatives`;
+    say(`${status === "pending" ? "Back to pending" : status[0].toUpperCase() + status.slice(1)}: ${what}. u undoes it.`);
     return true;
+  }
+
+  async function undo() {
+    if (!canReview) { say("Your role cannot review.", true); return; }
+    const body = await post("/review/undo", {});
+    if (!body) return;
+    apply(body);
+    say(body.message);
+  }
+
+  async function reject(card) {
+    if (code && !code.value) {
+      awaitingReason = true;
+      say(`Reason? ${reasons.map((r, i) => `${i + 1} ${r}`).join(" · ")} (Esc: cancel)`);
+      return;
+    }
+    if (code?.value === "other" && note && !note.value.trim()) {
+      const words = viewer?.open ? window.prompt("What is wrong with it?") : null;
+      if (words === null && !viewer?.open) {
+        awaitingReason = false;
+        note.focus();
+        say("Type what is wrong, then Enter.");
+        return;
+      }
+      if (!words) { say("Not rejected: \"other\" needs a few words.", true); return; }
+      note.value = words;
+    }
+    if (await review([card.dataset.key], "rejected")) focusCard(current + 1);
+  }
+
+  // -- both images at the same scale, zoom and pan (the viewer; a creative's details page) ---------
+  function scaler(root) {
+    const panes = [...root.querySelectorAll(".pane")];
+    const images = panes.map((p) => p.querySelector("img"));
+    const state = { zoom: "fit", images };
+    function layout(center = true) {
+      if (!images.length || images.some((img) => !img.naturalWidth)) return;
+      let scale = Number(state.zoom);
+      if (state.zoom === "fit") {
+        scale = Math.min(...images.map((img, i) => Math.min(panes[i].clientWidth / img.naturalWidth, panes[i].clientHeight / img.naturalHeight)));
+      }
+      images.forEach((img) => { img.style.width = `${Math.round(img.naturalWidth * scale)}px`; });
+      if (center) panes.forEach((p) => {  // zoomed in, start from the middle, where the product mostly is
+        p.scrollLeft = (p.scrollWidth - p.clientWidth) / 2;
+        p.scrollTop = (p.scrollHeight - p.clientHeight) / 2;
+      });
+      const label = root.querySelector(".scale");
+      if (label) label.textContent = `${Math.round(scale * 100)}% (both)`;
+    }
+    state.setZoom = (z) => {
+      state.zoom = z;
+      root.querySelectorAll("[data-zoom]").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.zoom === z)));
+      layout();
+    };
+    images.forEach((img) => img.addEventListener("load", () => layout()));
+    window.addEventListener("resize", () => layout(false));
+    root.querySelectorAll("[data-zoom]").forEach((b) => b.addEventListener("click", () => state.setZoom(b.dataset.zoom)));
+    let drag = null;
+    panes.forEach((pane) => {
+      pane.addEventListener("pointerdown", (e) => { drag = { x: e.clientX, y: e.clientY }; pane.setPointerCapture(e.pointerId); });
+      pane.addEventListener("pointermove", (e) => {
+        if (!drag) return;
+        const dx = e.clientX - drag.x, dy = e.clientY - drag.y;
+        drag = { x: e.clientX, y: e.clientY };
+        panes.forEach((p) => { p.scrollLeft -= dx; p.scrollTop -= dy; });  // both together: the same spot side by side
+      });
+      pane.addEventListener("pointerup", () => { drag = null; });
+    });
+    state.setZoom("fit");
+    return state;
+  }
+  const view = viewer ? scaler(viewer) : null;
+  document.querySelectorAll(".same-scale").forEach((root) => scaler(root));
+
+  function fill(card) {
+    viewer.dataset.key = card.dataset.key;
+    document.getElementById("viewer-title").textContent = card.dataset.title;
+    document.getElementById("viewer-meta").textContent = `${card.dataset.arm} · ${card.dataset.placement} · ${card.dataset.size}`;
+    const state = document.getElementById("viewer-state");
+    state.replaceChildren(card.querySelector(".review").cloneNode(true));
+    const qa = document.getElementById("viewer-qa");
+    qa.hidden = !card.dataset.qa;
+    qa.textContent = card.dataset.qa ? `Flagged by QA:\n${card.dataset.qa}` : "";
+    document.getElementById("viewer-prompt").textContent = card.dataset.prompt || "–";
+    view.images[0].src = card.dataset.full;
+    view.images[1].src = card.dataset.catalog;
   }
 
   function open(card) {
     if (!viewer || !card) return;
-    document.getElementById("viewer-creative").src = card.dataset.full;
-    document.getElementById("viewer-catalog").src = card.dataset.catalog;
-    document.getElementById("viewer-title").textContent = card.dataset.title;
+    fill(card);
     viewer.showModal();
+    view.setZoom("fit");
   }
 
   cards.forEach((card, i) => {
@@ -87,23 +198,48 @@
     card.addEventListener("dblclick", () => open(card));
   });
 
+  note?.addEventListener("keydown", async (e) => {
+    if (e.key !== "Enter" || current < 0 || code?.value !== "other") return;
+    e.preventDefault();
+    if (await review([cards[current].dataset.key], "rejected")) focusCard(current + 1);
+  });
+
   document.addEventListener("keydown", async (e) => {
-    if (e.ctrlKey || e.metaKey || e.altKey || e.target.matches("input, select, textarea, button")) return;
-    if (viewer?.open && e.key !== "Escape") return;
+    if (e.ctrlKey || e.metaKey || e.altKey || e.target.matches("input, select, textarea")) return;
+    if (e.target.matches("button") && e.key === "Enter") return;
     const card = current >= 0 ? cards[current] : null;
+    if (awaitingReason) {
+      const n = Number(e.key);
+      awaitingReason = false;
+      if (e.key === "Escape") { say("Not rejected."); e.preventDefault(); return; }
+      if (n >= 1 && n <= reasons.length && card) {
+        code.value = reasons[n - 1];
+        e.preventDefault();
+        await reject(card);
+        return;
+      }
+      say("Not rejected: a reason is a number from the list.", true);
+      return;
+    }
     switch (e.key) {
       case "j": focusCard(current + 1); break;
       case "k": focusCard(current - 1); break;
-      case "a": case "r": case "u":
+      case "a":
         if (!card) { focusCard(0); break; }
-        if (await review([card.dataset.key], { a: "approved", r: "rejected", u: "pending" }[e.key]) && e.key !== "u") focusCard(current + 1);
+        if (await review([card.dataset.key], "approved")) focusCard(current + 1);
         break;
+      case "r":
+        if (!card) { focusCard(0); break; }
+        await reject(card);
+        break;
+      case "u": await undo(); break;
+      case "z": if (viewer?.open) view.setZoom({ fit: "1", 1: "2", 2: "fit" }[view.zoom]); break;
       case "x": {
         const box = card?.querySelector('input[type="checkbox"]');
         if (box) box.checked = !box.checked;
         break;
       }
-      case "o": case "Enter": if (card) open(card); break;
+      case "o": case "Enter": if (card && !viewer?.open) open(card); break;
       default: return;
     }
     e.preventDefault();
@@ -111,11 +247,16 @@
 
   const bulk = document.getElementById("bulk");
   bulk?.addEventListener("submit", async (e) => {
-    e.preventDefault();
-    const keys = [...document.querySelectorAll('input[name="keys"][form="bulk"]:checked')].map((b) => b.value);
-    if (await review(keys, e.submitter.value)) {
-      document.querySelectorAll('input[name="keys"][form="bulk"]:checked').forEach((b) => { b.checked = false; });
+    if (e.submitter?.classList.contains("whole")) {  // a whole product: the server's confirmation page
+      if (e.submitter.value === "rejected" && code && !code.value) { e.preventDefault(); say("Choose the reason for the rejection first.", true); code.focus(); }
+      return;
     }
+    e.preventDefault();
+    if (e.submitter?.id === "undo") { await undo(); return; }
+    const boxes = () => [...document.querySelectorAll('input[name="keys"][form="bulk"]:checked')];
+    const status = e.submitter.value;
+    if (status === "rejected" && code && !code.value) { say("Choose the reason for the rejection first.", true); code.focus(); return; }
+    if (await review(boxes().map((b) => b.value), status)) boxes().forEach((b) => { b.checked = false; });
   });
   document.getElementById("select-all")?.addEventListener("change", (e) => {
     document.querySelectorAll('input[name="keys"][form="bulk"]').forEach((b) => { b.checked = e.target.checked; });
