@@ -372,6 +372,15 @@ def test_the_results_are_the_studys_numbers(studies, small_store):
     assert {row["group"] for row in r["by_placement"]} == {"square", "story"}
     assert r["models"] and r["models"][-1]["version"] == len(r["models"])
     assert r["plots"]["ctr"].startswith("data:image/png;base64,")
+    # for whom: each context field the study's users carried, and the policy against the best single style
+    fields = {f["field"] for f in r["for_whom"]}
+    assert {"segment", "placement"} <= fields
+    v = r["vs_best_style"]
+    personalized = study["personalized"]
+    assert v["policy_decisions"] == personalized["n"] and v["policy_ctr"] == pytest.approx(personalized["ctr"], rel=1e-9)
+    assert v["decisions"] == result["table"]["impressions"] - study["original"]["n"]
+    assert v["lift_low"] is None or v["lift_low"] <= v["lift"] <= v["lift_high"]
+    assert v["verdict"]
 
 
 def test_the_service_mounts_the_console_with_its_own_metrics(store, tmp_path):

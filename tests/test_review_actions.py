@@ -135,3 +135,24 @@ def test_qa_agreement_counts_flags_against_the_reviewers_verdicts(review_store):
     }
     assert by["halo"]["approved"] == by["hovering"]["approved"] == 1
     assert a["missed"] == [{"reason": "bad-texture", "rejected": 1}]
+
+
+def test_qa_evaluate_prints_the_agreement_from_the_store_s_reviews(review_store, capsys):
+    from backdrop.cli import main
+
+    s = review_store
+    gen = _generated(s)
+    with s._db() as db:
+        db.execute(
+            "UPDATE creatives SET qa_status = 'flagged', qa_reasons = ? WHERE key = ?",
+            (json.dumps([{"check": "hovering", "detail": "d"}]), gen[0].key),
+        )
+    set_review(s, [gen[0].key], "rejected", reviewer="Ana", role="reviewer", reason="hovering")
+    set_review(s, [gen[1].key], "rejected", reviewer="Ana", role="reviewer", reason="cut-part")
+    args = ["qa", "evaluate", str(s.root)] + (["--store-index", s.index_url] if s.index_url.startswith("postgres") else [])
+    assert main([*args, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out == qa_agreement(s) and out["totals"]["recall"] == 0.5 and out["missed"] == [{"reason": "cut-part", "rejected": 1}]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "precision 100.0%" in text and "recall 50.0%" in text and "| hovering | hovering | 1 | 1 | 1 | 0 | 0 |" in text

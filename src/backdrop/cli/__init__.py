@@ -1,7 +1,7 @@
 """The `backdrop` command line: argument parsing and printing only; the work is in the library.
 One module per command group: creative (generate, segment, report, store, styles, demo), evaluation
-(evaluate, simulate), serving (serve, learn), console (console, console-user), experiments (abtest, study,
-cost), export (feed).
+(evaluate, simulate), serving (serve, learn), console (console, console-user), qa (evaluate), experiments
+(abtest, study, cost, evolve), export (feed).
 
 Exit codes: 0 success, 1 the data had problems (bad rows with --strict, nothing succeeded),
 2 bad usage or configuration, 3 the environment failed the run (disk full, permissions, read-only
@@ -15,12 +15,12 @@ import sys
 
 from .. import __version__
 from ..errors import BackdropError, EnvironmentFailure
-from . import console, creative, evaluation, experiments, export, serving
+from . import console, creative, evaluation, experiments, export, qa, serving
 from ._common import Formatter
 from .creative import DEMO_DIR, DEMO_PLACEMENTS, DEMO_STYLES_PER_PRODUCT
 
 __all__ = ["DEMO_DIR", "DEMO_PLACEMENTS", "DEMO_STYLES_PER_PRODUCT", "build_parser", "main"]
-GROUPS = (creative, export, evaluation, serving, console, experiments)
+GROUPS = (creative, export, evaluation, serving, console, qa, experiments)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:

@@ -3,6 +3,7 @@ service's Prometheus metrics, with the statistics ``backdrop abtest`` uses."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 
@@ -10,10 +11,13 @@ import numpy as np
 
 from ..bandit.arms import ORIGINAL
 from ..experiments import abtest
+from ..experiments.audience import Decision, context_breakdown, lift_over_best_style
 from ..experiments.breakdown import breakdown
 from ..render import figure, png_data_uri
 from ..serving.eventlog.base import LogUnavailable
 from ..serving.eventlog.reader import LogReader
+from ..serving.rollout import APPRENTICE
+from ..serving.service import CONTROL, FIXED_STYLE, RANDOM_STYLE
 
 #: the per-category table groups by the first levels of the category path (a catalog has thousands of leaves)
 CATEGORY_DEPTH = 2
@@ -31,6 +35,16 @@ _EXPERIMENT = (
     " ORDER BY d.seq"
 )
 _INACTIVE = "SELECT COUNT(*) FROM decisions WHERE activated_at IS NULL"
+#: the shown decisions with a choice, newest first: who saw what (the "for whom" breakdowns)
+_CONTEXTS = (
+    f"SELECT d.item_id, d.placement, d.arm, d.propensity, d.policy, d.user_features, CASE WHEN {_CLICKED} THEN 1 ELSE 0 END"
+    " FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.decision_id"
+    " WHERE d.activated_at IS NOT NULL AND d.fallback IS NULL ORDER BY d.seq DESC LIMIT ?"
+)
+#: how many of the newest decisions the "for whom" figures read (a page must stay quick on a large log)
+CONTEXT_ROWS = 200_000
+#: the policies of decisions an experiment's arm made, not the served bandit
+_NOT_THE_POLICY = frozenset({CONTROL, FIXED_STYLE, RANDOM_STYLE, APPRENTICE})
 _MODELS = "SELECT version, created_at, policy, learner_offset, n_decisions, n_rewards, n_expired FROM models ORDER BY version"
 
 
@@ -41,13 +55,15 @@ def results(
 
     Keys: ``log`` (the event log, redacted), ``error`` (why there are no figures, or None),
     ``summary``, ``by_arm``, ``by_category``, ``by_placement`` (:func:`breakdown` rows, lift over the
-    catalog image), ``experiment`` (:func:`abtest.analyze`, or None), ``models``, ``service``."""
+    catalog image), ``for_whom`` and ``vs_best_style`` (:func:`for_whom`), ``experiment``
+    (:func:`abtest.analyze`, or None), ``models``, ``service``."""
     out: dict = {"log": reader.redacted_url, "error": None, "experiment": None, "models": [], "service": service_metrics(metrics_text)}
     try:
         counts = reader.query(_COUNTS)
         experiment = reader.query(_EXPERIMENT)
         models = reader.query(_MODELS)
         inactive = int(reader.query(_INACTIVE)[0][0])
+        contexts = reader.query(_CONTEXTS, (CONTEXT_ROWS,))
     except LogUnavailable as e:
         out["error"] = str(e)
         return out
@@ -61,6 +77,7 @@ def results(
     out["by_arm"] = group(lambda r: "all")
     out["by_category"] = group(lambda r: " > ".join(categories.get(r[2], "(not in the store)").split(" > ")[:CATEGORY_DEPTH]))
     out["by_placement"] = group(lambda r: r[1])
+    out["for_whom"], out["vs_best_style"] = for_whom(contexts, categories)
     out["models"] = [
         {
             "version": int(v),
@@ -85,6 +102,24 @@ def results(
             out["experiment"] = abtest.analyze(imp, planned_shares=planned_shares)
     out["plots"] = plots(out)
     return out
+
+
+def for_whom(contexts: list, categories: dict[str, str]) -> tuple[list[dict], dict]:
+    """The context breakdowns and the policy's lift over the best single style per category, from
+    the newest :data:`CONTEXT_ROWS` shown decisions (``_CONTEXTS`` rows)."""
+    rows = []
+    for item, placement, arm, propensity, policy, features, clicked in contexts:
+        try:
+            user = json.loads(features) if features else {}
+        except ValueError:
+            user = {}
+        category = " > ".join(categories.get(item, "(not in the store)").split(" > ")[:CATEGORY_DEPTH])
+        rows.append(Decision(category, placement, arm, float(propensity), policy not in _NOT_THE_POLICY, float(clicked), user))
+    out = context_breakdown(rows)
+    lift = lift_over_best_style(rows)
+    lift["window"] = len(rows)
+    lift["capped"] = len(rows) >= CONTEXT_ROWS
+    return out, lift
 
 
 def plots(data: dict) -> dict[str, str]:
