@@ -500,25 +500,28 @@ def test_flagged_creatives_come_first_in_the_report_and_are_not_served(tmp_path,
     capsys.readouterr()
     # flag one creative the way a QA check does, to follow it through the report and the service
     s = CreativeStore(store)
-    victim = next(r for r in s.creatives(product_id="box-1") if r.style != ORIGINAL)  # the baseline is never withheld
+    victim, other = [r for r in s.creatives(product_id="box-1") if r.style != ORIGINAL][:2]  # the baseline is never withheld
     with s._db() as db:
-        db.execute(
-            "UPDATE creatives SET qa_status='flagged', qa_reasons=? WHERE key=?",
-            (json.dumps([{"check": "halo", "detail": "a ring"}]), victim.key),
-        )
+        for r in (victim, other):
+            db.execute(
+                "UPDATE creatives SET qa_status='flagged', qa_reasons=? WHERE key=?",
+                (json.dumps([{"check": "halo", "detail": "a ring"}]), r.key),
+            )
     assert main(["report", str(store), "--out", str(tmp_path / "r.html")]) == 0
     html = (tmp_path / "r.html").read_text()
     assert html.index('id="flagged"') < html.index('class="product')
     assert html.index('id="box-1"') < html.index('id="odd-1"')  # the product with a flag comes first
-    assert "halo</span>: a ring" in html
+    flags = html[html.index('<table class="flags">') : html.index("</table>", html.index('<table class="flags">'))]
+    assert flags.count("<tr><td>") == 1 and '<span class="check">halo</span> 2' in flags  # one row per product, its flags counted
+    assert f'href="#c-{victim.key}"' in flags and "halo</span> a ring" in flags
 
     from backdrop.serving.index import CreativeIndex
 
     idx = CreativeIndex.load(store)
-    assert victim.key not in idx.files and idx.withheld == 1
+    assert victim.key not in idx.files and idx.withheld == 2
     assert victim.style not in idx.by_item[("box-1", "square")]
     idx = CreativeIndex.load(store, serve_flagged=True)
-    assert victim.key in idx.files and idx.withheld == 0
+    assert victim.key in idx.files and other.key in idx.files and idx.withheld == 0
 
 
 def test_a_schema_1_store_is_migrated_and_keeps_its_creatives(tmp_path):

@@ -120,12 +120,20 @@ def test_write_endpoints_need_the_api_key(client):
         ({"item_id": "apple-juice", "placement": "square", "colour": 1}, 422, "colour"),
         ({"item_id": "apple-juice", "placement": "square", "user": {"features": {f"k{i}": 1 for i in range(65)}}}, 422, "at most 64"),
         ({"item_id": "apple-juice", "placement": "square", "user": {"features": {"k": "v" * 300}}}, 422, "at most 256 characters"),
+        ({"item_id": "apple-juice", "product_id": "apple-juice", "placement": "square"}, 422, "not both"),
+        ({"placement": "square"}, 422, "item_id"),
     ],
 )
 def test_bad_decide_input_names_the_field(client, body, status, needle):
     r = client.post("/v1/decide", json=body)
     assert r.status_code == status, r.text
     assert needle in json.dumps(r.json())
+
+
+def test_decide_takes_the_catalog_s_product_id_as_the_item(client):
+    r = client.post("/v1/decide", json={"product_id": "apple-juice", "placement": "square"})
+    assert r.status_code == 200, r.text
+    assert r.json()["item_id"] == "apple-juice" and r.json()["style"] in ("color-pop", "marble-counter")
 
 
 def test_nan_and_oversized_bodies_are_rejected(client):

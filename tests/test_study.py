@@ -2,13 +2,14 @@
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
 
 from backdrop.cli import main
 from backdrop.experiments.study import ARMS
-from conftest import SEEDS
+from conftest import MAGENTO, SEEDS
 
 
 def test_the_study_recovers_the_configured_effects_in_most_seeds(studies):
@@ -122,6 +123,21 @@ def test_cost_prints_the_table_and_one_estimate(small_store, capsys):
     assert e["images"] == 6000 and e["generated_images"] == pytest.approx(6600)
     assert e["gpu_hours"] == pytest.approx(6600 / e["gpu_images_per_s"] / 3600)
     assert "measured" in e["bytes_per_creative_source"]
+
+
+def test_cost_counts_styles_from_the_catalog_or_the_store_and_never_prints_zero_for_a_small_figure(small_store, capsys):
+    magento = MAGENTO / "products.csv"
+    assert main(["cost", "--catalog", str(magento), "--json"]) == 0
+    e = json.loads(capsys.readouterr().out)
+    assert e["inputs"]["products"] == 50 and 7 <= e["inputs"]["styles"] <= 8  # the library gives these categories 7-8 styles
+    assert e["images"] == round(50 * e["inputs"]["placements"] * e["inputs"]["styles"]) and e["provenance"]["styles"] == "measured"
+    assert main(["cost", "--products", "60", "--store", str(small_store), "--json"]) == 0
+    e = json.loads(capsys.readouterr().out)
+    assert e["provenance"]["styles"] == "measured" and 1 <= e["inputs"]["styles"] <= 3  # the small store made up to 3
+    assert main(["cost", "--products", "60"]) == 0
+    out = capsys.readouterr().out
+    assert "| GPU-hours | 0.0 |" not in out and re.search(r"\| GPU-hours \| 0\.0[1-9]\d* \|", out)
+    assert re.search(r"decisions/s mean / peak \| 0\.00\d+ / 0\.0\d+ \|", out) and "assumed (the default" in out
 
 
 def _stub_service(answer):

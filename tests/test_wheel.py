@@ -52,6 +52,8 @@ def test_the_wheel_runs_demo_and_cost_from_an_empty_directory(tmp_path):
         "backdrop/templates/console/review.html.j2",
         "backdrop/console/static/console.js",
         "backdrop/console/static/console.css",
+        "backdrop/console/static/favicon.svg",
+        "backdrop/templates/console/product.html.j2",
     ):
         assert needed in names, needed
     site = tmp_path / "site"

@@ -589,14 +589,12 @@ def cmd_report(args) -> int:
     counts = review_counts(store)
     usable = Counter(usability(store, args.review_required).values())
     store.close()
-    if args.json:
-        summary = {"report": str(path), "creatives": n, "approved": counts["approved"], "rejected": counts["rejected"]}
-        print(json.dumps(summary | {"usable": usable["servable"], "not_usable": {k: v for k, v in usable.items() if k != "servable"}}))
-    else:
-        print(
-            f"wrote {path} ({n} creatives, {usable['servable']} usable, {counts['rejected']} rejected in review);"
-            f" open it in a browser: file://{path.resolve()}"
-        )
+    summary = {"report": str(path), "creatives": n, "approved": counts["approved"], "rejected": counts["rejected"]}
+    summary |= {"usable": usable["servable"], "not_usable": {k: v for k, v in usable.items() if k != "servable"}}
+    text = (
+        f"wrote {path} ({n} creatives, {usable['servable']} usable, {counts['rejected']} rejected in review); open: file://{path.resolve()}"
+    )
+    print(json.dumps(summary) if args.json else text)
     return 0
 
 
@@ -640,10 +638,12 @@ def cmd_demo(args) -> int:
     if args.json:
         print(json.dumps(out))
     else:
+        n, pl, k = len(catalog.products), len(DEMO_PLACEMENTS), DEMO_STYLES_PER_PRODUCT
         print(
-            f"demo: {len(catalog.products)} products x {len(DEMO_PLACEMENTS)} placements x ({DEMO_STYLES_PER_PRODUCT} styles + the catalog photo): "
-            f"generated {summary.generated}, skipped {summary.skipped}, failed {summary.failed}, "
-            f"flagged by QA {summary.flagged} in {elapsed:.1f} s"
+            f"demo: {n} products x {pl} placements ({', '.join(DEMO_PLACEMENTS)}; `generate` makes every placement) x (up to {k} styles"
+            f" + the catalog photo) = up to {n * pl * (k + 1)} images; each styled one also with a price tag, and a sale badge where"
+            f" the product is on sale\ncreatives: generated {summary.generated}, skipped {summary.skipped} (already in the store),"
+            f" failed {summary.failed}, flagged by QA {summary.flagged}, in {elapsed:.1f} s"
         )
         print(f"open the report: file://{report.resolve()}")
         print(f"review the creatives in the browser: backdrop console --store {store_dir}")

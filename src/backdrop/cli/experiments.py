@@ -96,9 +96,20 @@ def register(sub) -> dict:
             "10M table of the README."
         ),
     )
-    co.add_argument("--products", type=_positive_int, help="catalog size (default: the 10k/1M/10M table)")
+    co.add_argument("--products", type=_positive_int, help="catalog size (default: --catalog's, else the 10k/1M/10M table)")
+    co.add_argument(
+        "--catalog",
+        type=Path,
+        metavar="CATALOG",
+        help="count the products and the styles the style library gives each one's category from this catalog (CSV/JSON/feed)",
+    )
+    co.add_argument("--style-library", type=Path, metavar="YAML", help="with --catalog: the style library (default: the built-in one)")
     co.add_argument("--placements", type=_positive_int, help="ad placements per product (default: the placement file's)")
-    co.add_argument("--styles", type=_positive_int, default=5, help="styles per product and placement")
+    co.add_argument(
+        "--styles",
+        type=float,
+        help="styles per product and placement (default: measured from --store, else from --catalog, else 5, assumed)",
+    )
     co.add_argument("--gpu-images-per-s", type=float, help="measured images/s per GPU (default: estimate from counted FLOPs)")
     co.add_argument("--gpu-hour-usd", type=float, default=3.0, help="price of a GPU-hour (assumed)")
     co.add_argument("--regeneration-rate", type=float, default=0.10, help="share of images the artifact gate regenerates")
@@ -368,7 +379,18 @@ def cmd_study(args) -> int:
 def cmd_cost(args) -> int:
     from ..experiments import cost
 
-    inputs = {"styles": args.styles, "gpu_hour_usd": args.gpu_hour_usd, "regeneration_rate": args.regeneration_rate}
+    inputs: dict = {"gpu_hour_usd": args.gpu_hour_usd, "regeneration_rate": args.regeneration_rate}
+    products = args.products
+    if args.styles is not None:
+        inputs["styles"] = args.styles
+    elif args.store is not None and (per_slot := cost.scan_store(args.store).styles_per_slot):
+        inputs["styles"] = per_slot
+        inputs["styles_source"] = f"measured: generated styles per product and placement in {args.store}"
+    if args.catalog is not None:
+        mean, n, source = cost.styles_from_catalog(args.catalog, args.style_library)
+        products = products or n
+        if "styles" not in inputs:
+            inputs["styles"], inputs["styles_source"] = mean, source
     for key in ("placements", "gpu_images_per_s", "decisions_per_s_per_core", "files_per_image"):
         if getattr(args, key) is not None:
             inputs[key] = getattr(args, key)
@@ -383,12 +405,12 @@ def cmd_cost(args) -> int:
     if args.decisions_per_day is not None:
         inputs["decisions_per_day"] = args.decisions_per_day
     store = args.store
-    if args.products is None:
+    if products is None:
         estimates = cost.table(store=store, **inputs)
         print(json.dumps([e.to_dict() for e in estimates]) if args.json else cost.table_markdown(estimates))
         return 0
     if "decisions_per_day" not in inputs:
-        inputs["decisions_per_day"] = 10.0 * args.products
-    e = cost.estimate(cost.CostInputs(products=args.products, **inputs), store=store)
+        inputs["decisions_per_day"] = 10.0 * products
+    e = cost.estimate(cost.CostInputs(products=products, **inputs), store=store)
     print(json.dumps(e.to_dict()) if args.json else e.to_markdown())
     return 0

@@ -29,7 +29,16 @@ def register(sub) -> dict:
             "The feedback and model endpoints need an API key: BACKDROP_API_KEY, --api-key-file FILE, or a\n"
             "generated one written to STORE/api-key (mode 600); --api-key KEY works but shows in `ps`.\n"
             "A store on read-only media is served as is (pass --db for the event log and a key).\n"
-            "The review console is mounted at /console (see `backdrop console --help`; --no-console to leave it out)."
+            "The review console is mounted at /console (see `backdrop console --help`; --no-console to leave it out).\n\n"
+            "An ad server asks, once per impression:\n"
+            '  POST /v1/decide  {"item_id": "apple-juice", "placement": "square",\n'
+            '                    "user": {"id": "u123", "features": {"segment": "runners", "device": "mobile"}}}\n'
+            '  item_id is the catalog\'s product_id ("product_id" is accepted too); optional: "styles": [...] to\n'
+            '  choose among, "request_id" (a retry gets the same answer), "activate": false (prefetch).\n'
+            '  -> {"decision_id": ..., "style": ..., "creative": {"url": ..., "width": ..., "height": ...},\n'
+            '      "propensity": ..., "policy": ..., "model_version": ..., "fallback": null}\n'
+            'and reports the click: POST /v1/feedback {"decision_id": ..., "reward": 1} with the X-API-Key header.\n'
+            "Every field, with its limits: the OpenAPI schema at /openapi.json (or /docs)."
         ),
     )
     sv.epilog = _environment_help()

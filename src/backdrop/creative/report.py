@@ -18,6 +18,9 @@ import io
 import json
 import os
 from collections import Counter, defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from PIL import Image
@@ -39,7 +42,7 @@ def thumbnail(src: Path | bytes, dst: Path, max_side: int = THUMB_MAX) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as opened:
         im: Image.Image = opened
-        im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)  # box-reduce first: 3x faster, same look
         if im.mode in ("RGBA", "LA", "P"):
             im = im.convert("RGBA")
             bg = Image.new("RGB", im.size, (255, 255, 255))
@@ -129,6 +132,7 @@ def write_contact_sheet(store: CreativeStore, out: str | Path, title: str = "Bac
     products = {p["product_id"]: p for p in store.products()}
 
     sections, flagged = [], []
+    jobs: list[Callable[[], None]] = []  # the thumbnails, made in parallel once the page is laid out
     checks: Counter = Counter()
     # products with flagged creatives first, then by id
     order = sorted(by_product, key=lambda pid: (not any(r.flagged for r in by_product[pid]), pid))
@@ -148,7 +152,7 @@ def write_contact_sheet(store: CreativeStore, out: str | Path, title: str = "Bac
         src = Path(info.get("image_path") or "")
         if src.is_file():
             dst = files / "originals" / f"{anchor}.jpg"
-            thumbnail(src, dst, 200)
+            jobs.append(partial(thumbnail, src, dst, 200))
             original = _rel(dst, out)
         rows = []
         for style in styles:
@@ -164,12 +168,10 @@ def write_contact_sheet(store: CreativeStore, out: str | Path, title: str = "Bac
                 if local is None:  # object storage: the thumbnail, and a full-size preview to link to
                     full = files / "full" / f"{r.key}.jpg"
                     if not (dst.exists() and full.exists()):
-                        data = store.read_bytes(r)
-                        thumbnail(data, dst)
-                        thumbnail(data, full, max(r.width, r.height))
+                        jobs.append(partial(_remote_thumbnails, store, r, dst, full))
                     local = full
                 else:
-                    thumbnail(local, dst)
+                    jobs.append(partial(thumbnail, local, dst))
                 tip = f"key {r.key} · seed {r.seed} · {r.generator}@{r.generator_version} · {json.dumps(r.metrics)}"
                 if r.prompt:  # the original rendition has none
                     tip = f"{r.prompt}\n{tip}"
@@ -221,6 +223,21 @@ def write_contact_sheet(store: CreativeStore, out: str | Path, title: str = "Bac
                 "n_flagged": sum(r.flagged for r in recs),
             }
         )
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # decoding and resizing release the GIL
+        list(pool.map(lambda job: job(), jobs))  # list(): a job's exception is raised here
+    flagged_by_product: dict[str, list[dict]] = defaultdict(list)
+    for f in flagged:
+        flagged_by_product[f["product_id"]].append(f)
+    flagged_groups = [
+        {
+            "product_id": pid,
+            "anchor": _safe(pid),
+            "title": products.get(pid, {"title": pid})["title"],
+            "entries": entries,
+            "checks": Counter(reason["check"] for f in entries for reason in f["reasons"]).most_common(),
+        }
+        for pid, entries in flagged_by_product.items()
+    ]
     page = render(
         "contact_sheet.html.j2",
         title=title,
@@ -228,6 +245,7 @@ def write_contact_sheet(store: CreativeStore, out: str | Path, title: str = "Bac
         n_creatives=len(records),
         n_flagged=len(flagged),
         flagged=flagged,
+        flagged_groups=flagged_groups,
         rejected=rejected,
         n_approved=sum(1 for r in records if r.key in reviews and reviews[r.key].status == "approved"),
         n_usable=sum(1 for u in usable_as.values() if u == SERVABLE),
@@ -239,6 +257,12 @@ def write_contact_sheet(store: CreativeStore, out: str | Path, title: str = "Bac
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, out)
     return out
+
+
+def _remote_thumbnails(store: CreativeStore, r, dst: Path, full: Path) -> None:
+    data = store.read_bytes(r)
+    thumbnail(data, dst)
+    thumbnail(data, full, max(r.width, r.height))
 
 
 def _safe(name: str) -> str:

@@ -132,7 +132,8 @@ class CostInputs:
 
     products: int
     placements: int = field(default=DEFAULT_PLACEMENTS)
-    styles: int = DEFAULT_STYLES
+    #: styles per product and placement (a mean: categories get different numbers of styles)
+    styles: float = DEFAULT_STYLES
     regeneration_rate: float = DEFAULT_REGENERATION_RATE
     gpu_images_per_s: float | None = None
     gpu_hour_usd: float = DEFAULT_GPU_HOUR_USD
@@ -152,12 +153,15 @@ class CostInputs:
     decisions_per_s_per_core_source: str | None = None
     log_bytes_per_decision_source: str | None = None
     decisions_per_day_source: str | None = None
+    styles_source: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("products", "placements", "styles"):
+        for name in ("products", "placements"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise CostError(f"{name} must be a positive whole number, got {v!r}")
+        if isinstance(self.styles, bool) or not isinstance(self.styles, (int, float)) or not self.styles >= 1:
+            raise CostError(f"styles must be a number >= 1 (styles per product and placement), got {self.styles!r}")
 
         def number(name: str, *, minimum: float, strict: bool, optional: bool = False) -> None:
             v = getattr(self, name)
@@ -198,6 +202,12 @@ class StoreMeasurement:
     #: generated images the files belong to: distinct (product, placement, style), the catalog
     #: photo's own rendition (style ``original``) not counted
     images: int = 0
+    #: distinct (product, placement) with a generated image
+    slots: int = 0
+
+    @property
+    def styles_per_slot(self) -> float | None:
+        return self.images / self.slots if self.slots else None
 
     @property
     def source(self) -> str:
@@ -244,6 +254,7 @@ def scan_store(store_dir: str | Path) -> StoreMeasurement:
     formats: set[str] = set()
     placements: set[str] = set()
     images: set[tuple[str, str, str]] = set()
+    slots: set[tuple[str, str]] = set()
     for r in records:
         path = (root / r.path).resolve()
         if not path.is_relative_to(creatives_dir) or not path.is_file() or path in sizes:
@@ -253,12 +264,47 @@ def scan_store(store_dir: str | Path) -> StoreMeasurement:
         placements.add(r.placement)
         if r.style != "original":
             images.add((r.product_id, r.placement, r.style))
+            slots.add((r.product_id, r.placement))
     if not sizes:
         what = "no creatives in its index" if not records else f"none of the {len(records)} indexed creative files exist"
         raise CostError(f"{root}: cannot measure bytes per creative: {what}")
     total = sum(sizes.values())
     return StoreMeasurement(
-        total / len(sizes), len(sizes), total, tuple(sorted(formats)), tuple(sorted(placements)), str(root), images=len(images)
+        total / len(sizes),
+        len(sizes),
+        total,
+        tuple(sorted(formats)),
+        tuple(sorted(placements)),
+        str(root),
+        images=len(images),
+        slots=len(slots),
+    )
+
+
+def styles_from_catalog(catalog: str | Path, style_library: str | Path | None = None, on=None) -> tuple[float, int, str]:
+    """(mean styles per product, products, source): what the style library gives each product's
+    category in ``catalog`` on the day ``on`` (default today; seasonal styles out of season left out)."""
+    import datetime as dt
+
+    from ..creative.catalog import load_catalog
+    from ..creative.pipeline import category_for
+    from ..styles import StyleLibrary
+
+    loaded = load_catalog(Path(catalog))
+    if not loaded.products:
+        raise CostError(f"{catalog}: no usable product to count styles for ({len(loaded.errors)} bad rows)")
+    library = StyleLibrary.load(style_library)
+    day = on or dt.date.today()
+    default = len(library.for_category("default", on=day))
+    counts = [len([s for s in category_for(p, library).styles if s.in_season(day)]) or default for p in loaded.products]
+    mean = sum(counts) / len(counts)
+    return (
+        mean,
+        len(counts),
+        (
+            f"measured: the style library's styles for the categories of the {len(counts)} products in {catalog} on {day.isoformat()}"
+            f" ({min(counts)}-{max(counts)} per product; products photographed on a person may get fewer)"
+        ),
     )
 
 
@@ -317,10 +363,14 @@ class CostEstimate:
     def to_markdown(self) -> str:
         i = self.inputs
         rows = [
-            ("images (products x placements x styles)", f"{self.images:,} = {i.products:,} x {i.placements} x {i.styles}", ""),
+            (
+                "images (products x placements x styles)",
+                f"{self.images:,} = {i.products:,} x {i.placements} x {i.styles:.3g}",
+                self.assumptions["styles"].split(": ", 1)[1],
+            ),
             ("images generated (with gate regenerations)", f"{self.generated_images:,.0f}", f"regeneration rate {i.regeneration_rate:.0%}"),
             ("images/s per GPU", f"{self.gpu_images_per_s:.2f}", self.gpu_figure_source),
-            ("GPU-hours", f"{self.gpu_hours:,.1f}", ""),
+            ("GPU-hours", _qty(self.gpu_hours), ""),
             ("GPU cost", _usd(self.gpu_cost_usd), f"${i.gpu_hour_usd:g}/GPU-hour (assumed)"),
             ("bytes per creative", f"{self.bytes_per_creative:,.0f}", self.bytes_per_creative_source),
             ("stored files per image", f"{self.files_per_image:,.2f}", self.files_per_image_source),
@@ -332,7 +382,7 @@ class CostEstimate:
                 ("decisions/day", f"{self.decisions_per_day:,.0f}", ""),
                 (
                     "decisions/s mean / peak",
-                    f"{self.mean_decisions_per_s:,.1f} / {self.peak_decisions_per_s:,.1f}",
+                    f"{_qty(self.mean_decisions_per_s)} / {_qty(self.peak_decisions_per_s)}",
                     f"peak = {i.peak_to_mean:g} x mean (assumed)",
                 ),
                 ("decisions/s per core", f"{self.decisions_per_s_per_core:,.0f}", self.serving_figure_source),
@@ -346,6 +396,15 @@ class CostEstimate:
         out = ["| figure | value | source |", "|---|---:|---|"]
         out += [f"| {a} | {b} | {_cell(c)} |" for a, b, c in rows]
         return "\n".join(out) + "\n"
+
+
+def _qty(x: float) -> str:
+    """A figure as people read it: one decimal from 10 up, three significant digits below (never 0.0 for a small one).
+
+    >>> _qty(1234.56), _qty(0.0412), _qty(0)
+    ('1,234.6', '0.0412', '0')
+    """
+    return f"{x:,.1f}" if abs(x) >= 10 else f"{x:.3g}"
 
 
 def _usd(x: float, sign: str = "$") -> str:
@@ -378,7 +437,7 @@ def estimate(inputs: CostInputs, store: str | Path | None = None) -> CostEstimat
     process (only when there is traffic to serve).
     """
     i = inputs
-    images = i.products * i.placements * i.styles
+    images = round(i.products * i.placements * i.styles)
     generated = images * (1.0 + i.regeneration_rate)
 
     if i.gpu_images_per_s is None:
@@ -421,9 +480,10 @@ def estimate(inputs: CostInputs, store: str | Path | None = None) -> CostEstimat
         log_bpd, log_src = measure_log_bytes_per_decision(), log_bytes_source()
     log_per_day = i.decisions_per_day * (log_bpd or 0.0)
 
+    styles_src = i.styles_source or ("assumed (the default; --catalog or --store measures it)" if i.styles == DEFAULT_STYLES else "given")
     assumptions = {
         "placements": f"{i.placements}" + (" (every placement in config/placements.yaml)" if i.placements == DEFAULT_PLACEMENTS else ""),
-        "styles": f"{i.styles} styles per product and placement" + (" (default)" if i.styles == DEFAULT_STYLES else ""),
+        "styles": f"{i.styles:.3g} styles per product and placement: {styles_src}",
         "regeneration_rate": f"{i.regeneration_rate:.0%} of images regenerated by the artifact gate"
         + (" (assumed, README 'GPU throughput and cost')" if i.regeneration_rate == DEFAULT_REGENERATION_RATE else ""),
         "gpu_images_per_s": f"{gpu_ips:.2f} images/s per GPU: {gpu_src}"
@@ -434,6 +494,7 @@ def estimate(inputs: CostInputs, store: str | Path | None = None) -> CostEstimat
         "storage_usd_per_gb_month": f"${i.storage_usd_per_gb_month:g} per GB-month: assumed object-storage price (S3 Standard list price)",
     }
     provenance = {
+        "styles": _kind(styles_src),
         "gpu_images_per_s": "estimated" if i.gpu_images_per_s is None else _kind(gpu_src),
         "gpu_hour_usd": "assumed",
         "regeneration_rate": "assumed" if i.regeneration_rate == DEFAULT_REGENERATION_RATE else "given",
@@ -564,7 +625,7 @@ def table_markdown(estimates: list[CostEstimate]) -> str:
     notes = [
         "",
         (
-            f"Images = products x {i.placements} placements x {i.styles} styles; GPU-hours include "
+            f"Images = products x {i.placements} placements x {i.styles:.3g} styles; GPU-hours include "
             f"{i.regeneration_rate:.0%} artifact-gate regenerations; storage holds the kept creative and its stored "
             "variants (files per image); "
             "serving cores cover the peak (mean decisions/s x peak-to-mean); GB/TB are decimal, a month is 730 h."

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -14,6 +15,7 @@ from pydantic import (
     StrictStr,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 
 from .rewards import EVENT_TYPE_PATTERN
@@ -67,7 +69,12 @@ class DecideRequest(BaseModel):
         json_schema_extra={"not": {"type": "string", "pattern": f"^{PERSONALIZER_NAMESPACE}"}},
     )
     user: User = Field(default_factory=User)
-    item_id: str = Field(min_length=1, max_length=256)
+    item_id: str = Field(
+        min_length=1,
+        max_length=256,
+        validation_alias=AliasChoices("item_id", "product_id"),
+        description="The product (the catalog's product_id; `product_id` is accepted as a name for this field too)",
+    )
     placement: str = Field(min_length=1, max_length=64)
     styles: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
         default=None, description="Only consider these styles (default: every style stored for the item and placement)"
@@ -77,6 +84,13 @@ class DecideRequest(BaseModel):
         description="false: the impression may not happen (prefetch, below the fold); the decision is logged inactive "
         "and counts only once POST /v1/activate says it was shown (within the activation window)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_product_name(cls, data):
+        if isinstance(data, dict) and "item_id" in data and "product_id" in data:
+            raise ValueError("give the product as item_id or as product_id, not both")
+        return data
 
     @field_validator("request_id")
     @classmethod
