@@ -131,3 +131,21 @@ def test_the_audit_pages_filters_and_shows_what_each_change_was_about(client, st
     assert bad.status_code == 400 and "YYYY-MM-DD" in bad.text
     qa = c.get("/console/qa").text
     assert "QA against the reviewers" in qa and 'id="qa-precision">–' in qa  # nothing flagged was reviewed yet
+
+
+def test_the_console_makes_the_pending_thumbnails_before_anyone_asks(store, tmp_path):
+    import time
+
+    cache = tmp_path / "warm-thumbs"
+    config = ConsoleConfig(store=store, keyring=Keyring.from_console_key(KEY), thumb_cache=cache)
+    pending = [r.key for r in _generated(store)]
+    with TestClient(console_app(config)):
+        deadline = time.monotonic() + 60  # only stops a hang: ~50 ms a thumbnail
+        while not all(any((cache / k[:2]).glob(f"{k}-*.webp")) for k in pending):
+            made = len(list(cache.rglob("*.webp")))
+            assert time.monotonic() < deadline, f"after 60 s {made} of {len(pending)} pending thumbnails were made"
+            time.sleep(0.05)
+    quiet = ConsoleConfig(store=store, keyring=Keyring.from_console_key(KEY), thumb_cache=tmp_path / "cold", warm_thumbnails=False)
+    with TestClient(console_app(quiet)):
+        pass
+    assert not (tmp_path / "cold").exists() or not list((tmp_path / "cold").rglob("*.webp"))

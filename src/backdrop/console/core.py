@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from ..creative import audit as audits
@@ -20,7 +21,7 @@ from ..creative.store import CreativeStore, StoreError
 from ..errors import BackdropError, EnvironmentFailure
 from ..serving.eventlog.reader import LogReader
 from .auth import Keyring, User
-from .images import Thumbnails, default_cache
+from .images import Thumbnails, ThumbnailWarmer, default_cache
 from .results import results
 from .sessions import SignInLimits, open_sessions, state_dir
 
@@ -106,6 +107,8 @@ class ConsoleConfig:
     trusted_proxies: Sequence[str] = ()
     #: failed sign-ins allowed per address, and the slow-down per account
     limits: SignInLimits = field(default_factory=SignInLimits)
+    #: make the pending creatives' thumbnails in the background, in the grid's order, before anyone asks
+    warm_thumbnails: bool = True
 
 
 class Console:
@@ -131,6 +134,18 @@ class Console:
             logging.getLogger("backdrop.console").warning("%s", warning)
         self._results: tuple[float, dict] | None = None
         self._options: tuple[float, dict] | None = None
+        self.warmer = ThumbnailWarmer(self.thumbs, self._pending_in_order).start() if config.warm_thumbnails else None
+
+    def _pending_in_order(self):
+        """The pending creatives' (key, read) in the grid's order, a page at a time."""
+        page, f = 0, reviews.ReviewFilter("pending")
+        while True:
+            with self.lock:
+                items, _ = reviews.review_page(self.store, f, offset=page * 200, limit=200)
+            if not items:
+                return
+            yield [(it.key, partial(self.creative_bytes, it.key)) for it in items]
+            page += 1
 
     def _session_paths(self) -> list[str | Path]:
         if self.config.sessions is not None:
@@ -139,6 +154,8 @@ class Console:
         return [fallback] if self.store.remote else [self.store.root / "console-sessions.sqlite", fallback]
 
     def close(self) -> None:
+        if self.warmer is not None:
+            self.warmer.stop()
         self.store.close()
         self.log.close()
         self.sessions.close()
