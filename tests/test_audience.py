@@ -1,5 +1,7 @@
 """For whom a style works, and whether personalization beats the best single style (pure functions)."""
 
+import json
+
 import numpy as np
 
 from backdrop.experiments.audience import MIN_CLICKS, Decision, context_breakdown, lift_over_best_style
@@ -50,6 +52,15 @@ def test_thin_data_is_said_to_be_thin():
     v = lift_over_best_style(_world(2_000, 4))
     assert v["clicks"] < MIN_CLICKS and not v["enough"] and v["verdict"].startswith("too thin to tell")
     assert lift_over_best_style([])["verdict"].startswith("no decision of the served policy")
+
+
+def test_two_decisions_give_no_figure_rather_than_nan():
+    """Two styles shown once each: no half values the other half's pick. The figures are None (JSON
+    has no NaN: the console's results.json answered 500 on the README's two-decision walk)."""
+    rows = [Decision("Shoes", "feed", "a", 0.5, True, 1.0, {}), Decision("Shoes", "feed", "b", 0.5, True, 0.0, {})]
+    v = lift_over_best_style(rows)
+    assert v["best_style_ctr"] is None and v["lift"] is None and v["verdict"].startswith("too thin to tell")
+    json.dumps(v, allow_nan=False)
 
 
 def test_context_breakdown_names_each_device_s_own_leader_and_puts_numbers_in_thirds():

@@ -220,7 +220,7 @@ def test_serve_decides_serves_the_creative_and_joins_a_click_and_the_console_sig
             page = c.get(f"/creatives/{overlay.key}")
             assert page.status_code == 200 and overlay.arm in page.text
             results = c.get("/results.json")
-            assert results.status_code == 200, results.text
+            assert results.status_code == 200, console_log.read_text()[-3000:]
             assert results.json()["summary"]["decisions"] == 2  # the two decisions above, from STORE/events.sqlite
 
 

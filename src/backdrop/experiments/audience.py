@@ -204,7 +204,8 @@ def lift_over_best_style(rows: Sequence[Decision], n_boot: int = 200, seed: int 
     rng = np.random.default_rng(seed)
     everything = np.arange(len(styled))
     p_ctr = policy_ctr(everything)
-    b_ctr = float(np.mean([best_style_ctr(everything, rng) for _ in range(10)]))  # over splits: one split's luck is not the estimate
+    splits = [b for b in (best_style_ctr(everything, rng) for _ in range(10)) if np.isfinite(b)]
+    b_ctr = float(np.mean(splits)) if splits else float("nan")  # over splits: one split's luck is not the estimate
     lifts = []
     for _ in range(n_boot):
         sample = rng.integers(0, len(styled), len(styled))
@@ -230,7 +231,7 @@ def lift_over_best_style(rows: Sequence[Decision], n_boot: int = 200, seed: int 
         verdict = "not yet distinguishable from the best single style per category"
     return out | {
         "policy_ctr": p_ctr,
-        "best_style_ctr": float(b_ctr),
+        "best_style_ctr": float(b_ctr) if np.isfinite(b_ctr) else None,  # no split valued its pick: no figure (JSON has no NaN)
         "lift": None if lift is None else float(lift),
         "lift_low": low,
         "lift_high": high,
