@@ -86,6 +86,17 @@ def test_every_command_has_help(command):
     assert "usage: backdrop " + command in out and len(out) > 300
 
 
+def test_a_reader_that_goes_away_gets_no_traceback():
+    """`backdrop styles --json | head -c 0`: the pipe is closed before the first write."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        r = subprocess.run([str(BIN), "styles", "--json"], stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert r.returncode == 141 and "Traceback" not in r.stderr and "BrokenPipeError" not in r.stderr, r.stderr
+
+
 def test_killed_run_resumes_without_losing_or_redoing_work(tmp_path):
     store = tmp_path / "store"
     cmd = [

@@ -334,6 +334,11 @@ def test_a_reviewer_clears_a_product_zooms_in_undoes_and_sees_qa_and_the_audit(s
         assert n >= 4 and placements >= 2
         _looked_at(page, shots, "product")
         _accessible(page, "product")
+        page.keyboard.press("o")  # nothing focused yet: o opens the first creative
+        page.wait_for_selector("dialog#viewer[open]")
+        assert page.get_attribute("dialog#viewer", "data-key") == cells.first.get_attribute("data-key")
+        page.keyboard.press("Escape")
+        page.wait_for_selector("dialog#viewer:not([open])", state="attached")
 
         # the viewer: 100% is the creative's own pixels, the catalog photo at the same scale; keys work in it
         page.locator("table.matrix .card:not(.baseline)").nth(1).focus()
@@ -344,6 +349,15 @@ def test_a_reviewer_clears_a_product_zooms_in_undoes_and_sees_qa_and_the_audit(s
         widths = page.evaluate("[...document.querySelectorAll('dialog .pane img')].map(i => [i.naturalWidth, parseFloat(i.style.width)])")
         assert all(abs(w - natural) <= 1 for natural, w in widths), widths  # 100%, both
         assert page.inner_text("#viewer-scale") == "100% (both)" and page.inner_text("#viewer-meta").count("·") == 2
+        # zoomed in, the creative's pane starts at the product (its layout box's centre), not the canvas's middle
+        off = page.evaluate(
+            """(() => { const p = document.querySelector('dialog .pane'), i = p.querySelector('img');
+            const [fx, fy] = i.dataset.focus.split(',').map(Number);
+            const want = (f, size, view, max) => Math.max(0, Math.min(max, f * size - view / 2));
+            return [p.scrollLeft - want(fx, i.offsetWidth, p.clientWidth, p.scrollWidth - p.clientWidth),
+                    p.scrollTop - want(fy, i.offsetHeight, p.clientHeight, p.scrollHeight - p.clientHeight), fy]; })()"""
+        )
+        assert abs(off[0]) <= 2 and abs(off[1]) <= 2 and off[2] != 0.5, off
         _looked_at(page, shots, "viewer-100")
         viewed = page.get_attribute("dialog#viewer", "data-key")
         page.keyboard.press("a")

@@ -11,6 +11,7 @@ media: `generate` never reports those as success).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .. import __version__
@@ -57,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"backdrop {args.command}: interrupted; finished work is kept, run again to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): no traceback, and none at exit's flush either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a command killed by SIGPIPE
 
 
 if __name__ == "__main__":

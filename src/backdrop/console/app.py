@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
-from ..creative.review import REJECT_REASONS
+from ..creative.review import REJECT_REASONS, product_focus
 from ..render import environment, pct, pvalue
 from . import audit_routes, review_routes
 from .auth import COOKIE, ROLES
@@ -154,6 +154,7 @@ def create_console(config: ConsoleConfig) -> FastAPI:
             history=history,
             latest=history[0] if history else None,
             reasons=REJECT_REASONS,
+            focus=product_focus(record.params, record.width, record.height),
         )
 
     # -- images ------------------------------------------------------------------------------

@@ -105,6 +105,8 @@ class ReviewItem:
     at: float | None
     #: what the generator was asked for (the viewer shows it)
     prompt: str = ""
+    #: the product's centre in the creative, as shares of its width and height (zoomed in, the viewer starts there)
+    focus: tuple[float, float] = (0.5, 0.5)
 
     @property
     def arm(self) -> str:
@@ -468,7 +470,8 @@ def review_page(store: CreativeStore, f: ReviewFilter, offset: int = 0, limit: i
         )
     items = []
     for key, pid, title, category, style, params, placement, w, h, qa, reasons, status, who, why, at, prompt in rows:
-        overlay = str((json.loads(params).get("overlay") or {}).get("name", ""))
+        p = json.loads(params)
+        overlay = str((p.get("overlay") or {}).get("name", ""))
         items.append(
             ReviewItem(
                 key,
@@ -487,9 +490,24 @@ def review_page(store: CreativeStore, f: ReviewFilter, offset: int = 0, limit: i
                 why or "",
                 None if at is None else float(at),
                 prompt or "",
+                product_focus(p, int(w), int(h)),
             )
         )
     return items, total
+
+
+def product_focus(params: dict, width: int, height: int) -> tuple[float, float]:
+    """Where the product sits in a creative (its layout box's centre) as shares of the canvas; the
+    middle when the record has no box (a baseline, an older store).
+
+    >>> product_focus({"box": [229, 0, 851, 1459]}, 1080, 1920)
+    (0.5, 0.38)
+    """
+    box = params.get("box")
+    if not (isinstance(box, list) and len(box) == 4 and width > 0 and height > 0):
+        return (0.5, 0.5)
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return (round((x0 + x1) / 2 / width, 3), round((y0 + y1) / 2 / height, 3))
 
 
 def review_counts(store: CreativeStore) -> dict[str, int]:

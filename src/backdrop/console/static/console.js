@@ -140,9 +140,10 @@
         scale = Math.min(...images.map((img, i) => Math.min(panes[i].clientWidth / img.naturalWidth, panes[i].clientHeight / img.naturalHeight)));
       }
       images.forEach((img) => { img.style.width = `${Math.round(img.naturalWidth * scale)}px`; });
-      if (center) panes.forEach((p) => {  // zoomed in, start from the middle, where the product mostly is
-        p.scrollLeft = (p.scrollWidth - p.clientWidth) / 2;
-        p.scrollTop = (p.scrollHeight - p.clientHeight) / 2;
+      if (center) panes.forEach((p, i) => {  // zoomed in, start from the product (the creative's layout box; the photo's middle)
+        const [fx, fy] = (images[i].dataset.focus || "0.5,0.5").split(",").map(Number);
+        p.scrollLeft = fx * images[i].offsetWidth - p.clientWidth / 2;
+        p.scrollTop = fy * images[i].offsetHeight - p.clientHeight / 2;
       });
       const label = root.querySelector(".scale");
       if (label) label.textContent = `${Math.round(scale * 100)}% (both)`;
@@ -182,6 +183,7 @@
     qa.hidden = !card.dataset.qa;
     qa.textContent = card.dataset.qa ? `Flagged by QA:\n${card.dataset.qa}` : "";
     document.getElementById("viewer-prompt").textContent = card.dataset.prompt || "–";
+    view.images[0].dataset.focus = card.dataset.focus || "0.5,0.5";
     view.images[0].src = card.dataset.full;
     view.images[1].src = card.dataset.catalog;
   }
@@ -206,7 +208,7 @@
 
   document.addEventListener("keydown", async (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey || e.target.matches("input, select, textarea")) return;
-    if (e.target.matches("button") && e.key === "Enter") return;
+    if (e.target.matches("a, button") && e.key === "Enter") return;  // Enter follows a link, presses a button
     const card = current >= 0 ? cards[current] : null;
     if (awaitingReason) {
       const n = Number(e.key);
@@ -239,7 +241,10 @@
         if (box) box.checked = !box.checked;
         break;
       }
-      case "o": case "Enter": if (card && !viewer?.open) open(card); break;
+      case "o":  // with nothing focused yet: the first creative
+        if (!viewer?.open && cards.length) { if (!card) focusCard(0); open(cards[current]); }
+        break;
+      case "Enter": if (card && !viewer?.open) open(card); break;
       default: return;
     }
     e.preventDefault();
