@@ -52,9 +52,10 @@ lint: install-test
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
+# the suite on two workers, whole files each (module fixtures built once), longest files first (tests/conftest.py)
 test: lint
 	scripts/ensure-chromium.sh
-	PYTHONDONTWRITEBYTECODE= BACKDROP_REQUIRE_ALL=1 $(BIN)/python -m pytest -q
+	PYTHONDONTWRITEBYTECODE= BACKDROP_REQUIRE_ALL=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # newest uv first, then every package to its newest release the ranges in pyproject.toml allow
 lock: $(UV)

@@ -20,6 +20,27 @@ MAGENTO = SHARED_DATA / "magento-catalog"
 STRICT = bool(os.environ.get("BACKDROP_REQUIRE_ALL"))
 
 
+#: the longest test files (measured with --durations on 2 cores), run first: `make test` spreads whole files
+#: over two workers (pytest-xdist, --dist loadfile), and a 140 s file started last leaves the other idle
+LONGEST_FIRST = (
+    "test_wheel.py",
+    "test_diffusion.py",
+    "test_object_storage.py",
+    "test_console.py",
+    "test_serving_faults.py",
+    "test_cli.py",
+    "test_console_browser.py",
+    "test_realcatalog.py",
+    "test_overlays.py",
+    "test_diffusion_models.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST_FIRST)))  # stable: the rest keep their order
+
+
 def need(condition: bool, reason: str) -> None:
     """Skip the calling test when ``condition`` is false, or fail under `make test` (BACKDROP_REQUIRE_ALL=1)."""
     if condition:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from ._common import Formatter as _Formatter
@@ -155,6 +156,7 @@ def register(sub) -> dict:
     d.add_argument("--out", "-o", type=Path, default=Path("demo-out"), help="output directory (store/ and report.html)")
     d.add_argument("--workers", type=_positive_int, help="worker processes (default: one per core)")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--products", type=_positive_int, metavar="N", help="only the first N sample products (default: all 20)")
     d.add_argument("--on", type=_day, metavar="YYYY-MM-DD", help="plan seasonal styles as on this day (default: today)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.add_argument("--json", action="store_true")
@@ -599,8 +601,6 @@ def cmd_report(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    import time
-
     from ..creative.catalog import load_catalog
     from ..creative.local import run_local
     from ..creative.report import write_contact_sheet
@@ -623,8 +623,8 @@ def cmd_demo(args) -> int:
     catalog = load_catalog(DEMO_DIR / "products.csv")
     for err in catalog.errors:
         print(err, file=sys.stderr)
-    store_dir = args.out / "store"
-    summary = run_local(catalog.products, config, store_dir, workers=args.workers, progress=not args.no_progress)
+    store_dir, products = args.out / "store", catalog.products[: args.products]
+    summary = run_local(products, config, store_dir, workers=args.workers, progress=not args.no_progress)
     for err in summary.errors:
         print(err, file=sys.stderr)
     report = write_contact_sheet(CreativeStore(store_dir, readonly=True), args.out / "report.html", title="Backdrop demo")
@@ -632,13 +632,13 @@ def cmd_demo(args) -> int:
     out = summary.to_dict() | {
         "report": str(report),
         "store": str(store_dir),
-        "products": len(catalog.products),
+        "products": len(products),
         "seconds": round(elapsed, 2),
     }
     if args.json:
         print(json.dumps(out))
     else:
-        n, pl, k = len(catalog.products), len(DEMO_PLACEMENTS), DEMO_STYLES_PER_PRODUCT
+        n, pl, k = len(products), len(DEMO_PLACEMENTS), DEMO_STYLES_PER_PRODUCT
         print(
             f"demo: {n} products x {pl} placements ({', '.join(DEMO_PLACEMENTS)}; `generate` makes every placement) x (up to {k} styles"
             f" + the catalog photo) = up to {n * pl * (k + 1)} images; each styled one also with a price tag, and a sale badge where"
