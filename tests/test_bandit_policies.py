@@ -49,17 +49,13 @@ def test_sherman_morrison_matches_closed_form_ridge_after_thousands_of_updates(c
         assert np.abs(q.A_inv[i] @ q.A[i] - np.eye(D)).max() < 1e-10
 
 
-def test_hybrid_linucb_equals_the_joint_ridge_solution():
-    X, chosen, r, arms = _stream(1500, k=3, seed=2)
-    feats = {"a0": [1.0, 0.0], "a1": [0.0, 1.0], "a2": [1.0, 1.0]}
-    p = HybridLinUCB(n_features=D, arm_features=feats, seed=0)
-    for x, a, y in zip(X, chosen, r, strict=True):
-        p.update(x, a, y)
-    # joint design: [kron(f_a, x) | x in arm a's block], ridge with l2 = 1 on every coefficient
-    k = 2 * D
-    Z = np.zeros((len(X), k + 3 * D))
+def _assert_solves_the_joint_ridge(p, X, chosen, r, arms, feats, shared):
+    """Each arm's coefficients are the joint ridge's (l2 = 1 on every coefficient) over the design
+    [kron(f_a, x[:shared]) | x in arm a's block]."""
+    k = len(next(iter(feats.values()))) * shared
+    Z = np.zeros((len(X), k + len(arms) * D))
     for n, (x, a) in enumerate(zip(X, chosen, strict=True)):
-        Z[n, :k] = np.kron(feats[a], x)
+        Z[n, :k] = np.kron(feats[a], x[:shared])
         j = arms.index(a)
         Z[n, k + j * D : k + (j + 1) * D] = x
     w = _ridge(Z, r)
@@ -67,6 +63,15 @@ def test_hybrid_linucb_equals_the_joint_ridge_solution():
         beta, theta = p.coef(a)
         assert np.abs(beta - w[:k]).max() < 1e-8
         assert np.abs(theta - w[k + j * D : k + (j + 1) * D]).max() < 1e-8
+
+
+def test_hybrid_linucb_equals_the_joint_ridge_solution():
+    X, chosen, r, arms = _stream(1500, k=3, seed=2)
+    feats = {"a0": [1.0, 0.0], "a1": [0.0, 1.0], "a2": [1.0, 1.0]}
+    p = HybridLinUCB(n_features=D, arm_features=feats, seed=0)
+    for x, a, y in zip(X, chosen, r, strict=True):
+        p.update(x, a, y)
+    _assert_solves_the_joint_ridge(p, X, chosen, r, arms, feats, shared=D)
 
 
 def test_hybrid_linucb_shares_only_the_first_shared_dims_features_and_still_solves_the_joint_ridge():
@@ -76,17 +81,7 @@ def test_hybrid_linucb_shares_only_the_first_shared_dims_features_and_still_solv
     p = HybridLinUCB(n_features=D, arm_features=feats, shared_dims=s, seed=0)
     assert p.k == 2 * s
     p.update_many(X, chosen, r)
-    k = 2 * s
-    Z = np.zeros((len(X), k + 3 * D))
-    for n, (x, a) in enumerate(zip(X, chosen, strict=True)):
-        Z[n, :k] = np.kron(feats[a], x[:s])
-        j = arms.index(a)
-        Z[n, k + j * D : k + (j + 1) * D] = x
-    w = _ridge(Z, r)
-    for j, a in enumerate(arms):
-        beta, theta = p.coef(a)
-        assert np.abs(beta - w[:k]).max() < 1e-8
-        assert np.abs(theta - w[k + j * D : k + (j + 1) * D]).max() < 1e-8
+    _assert_solves_the_joint_ridge(p, X, chosen, r, arms, feats, shared=s)
     assert Policy.from_bytes(p.to_bytes()).shared_dims == s
     for bad in (0, D + 1):
         with pytest.raises(ValueError, match="shared_dims"):

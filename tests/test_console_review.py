@@ -113,6 +113,8 @@ def test_stale_pages_go_to_the_last_page_and_the_console_has_its_icon(client):
     icon = c.get("/console/favicon.ico")
     assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
     assert c.get("/console/products?page_no=99", follow_redirects=False).status_code == 303
+    audit = c.get("/console/audit?reviewer=Ana&page_no=9", follow_redirects=False)  # the audit pages the same way
+    assert audit.status_code == 303 and audit.headers["location"] == "/console/audit?reviewer=Ana"
 
 
 def test_the_audit_pages_filters_and_shows_what_each_change_was_about(client, store):

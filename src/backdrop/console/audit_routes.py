@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..creative.audit import AUDIT_STATUSES, AuditFilter
 from .core import ConsoleError
@@ -49,19 +48,12 @@ def add(app: FastAPI, web: Web) -> None:
         f = _filter(reviewer, action, since, until, key, product)
         data = console.audit_page(f, max(1, page_no))
         q = {"reviewer": reviewer, "action": action, "since": since, "until": until, "key": key, "product": product}
-        query = {k: v for k, v in q.items() if v}
-        base = web.base(request)
-
-        def link(n: int) -> str:
-            return f"{base}/audit?" + urlencode(query | ({"page_no": n} if n > 1 else {}))
-
-        links = {
-            "prev": link(data["page"] - 1) if data["page"] > 1 else None,
-            "next": link(data["page"] + 1) if data["page"] < data["pages"] else None,
-        }
-        csv_link = f"{base}/audit.csv" + (f"?{urlencode(query)}" if query else "")
+        links = web.paged(request, "/audit", q, data)
+        if isinstance(links, RedirectResponse):
+            return links
+        csv_link = web.link(request, "/audit.csv", q)
         return web.page(
-            request, "audit.html.j2", user, q=q, filtered=bool(query), actions=AUDIT_STATUSES, links=links, csv_link=csv_link, **data
+            request, "audit.html.j2", user, q=q, filtered=any(q.values()), actions=AUDIT_STATUSES, links=links, csv_link=csv_link, **data
         )
 
     @app.get("/audit.csv")

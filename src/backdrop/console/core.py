@@ -170,7 +170,7 @@ class Console:
             if self._options is None or time.monotonic() - self._options[0] > OPTIONS_TTL_S:
                 self._options = (time.monotonic(), reviews.filter_options(self.store))
             options = self._options[1]
-        pages = max(1, -(-total // size))
+        pages = page_count(total, size)
         return {"items": items, "total": total, "page": page, "pages": pages, "counts": counts, "options": options, "size": size}
 
     def counts(self) -> dict[str, int]:
@@ -267,7 +267,7 @@ class Console:
         with self.lock:
             rows, total = audits.audit_page(self.store, f, offset=(page - 1) * size, limit=size)
             who = audits.reviewers(self.store)
-        return {"rows": rows, "total": total, "page": page, "pages": max(1, -(-total // size)), "size": size, "reviewers": who}
+        return {"rows": rows, "total": total, "page": page, "pages": page_count(total, size), "size": size, "reviewers": who}
 
     def audit_csv(self, f: audits.AuditFilter) -> str:
         with self.lock:
@@ -287,7 +287,7 @@ class Console:
             if self._options is None or time.monotonic() - self._options[0] > OPTIONS_TTL_S:
                 self._options = (time.monotonic(), reviews.filter_options(self.store))
             options = self._options[1]
-        return {"items": items, "total": total, "page": page, "pages": max(1, -(-total // size)), "options": options}
+        return {"items": items, "total": total, "page": page, "pages": page_count(total, size), "options": options}
 
     def product_view(self, product_id: str) -> dict:
         """One product: its catalog record, its creatives as a style x placement grid (rows: the
@@ -364,3 +364,12 @@ class Console:
         data["metrics_error"] = error
         self._results = (now, data)
         return data
+
+
+def page_count(total: int, size: int) -> int:
+    """How many pages of ``size`` rows hold ``total`` rows; an empty listing is one empty page.
+
+    >>> page_count(0, 60), page_count(60, 60), page_count(61, 60)
+    (1, 1, 2)
+    """
+    return max(1, -(-total // size))

@@ -3,19 +3,12 @@ product by product view."""
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from ..creative.review import REJECT_REASONS, STATUS_FILTERS, ReviewFilter
 from .core import ConsoleError
 from .web import Web
-
-
-def _link(base: str, path: str, query: dict, page_no: int) -> str:
-    q = {k: v for k, v in query.items() if v} | ({"page_no": page_no} if page_no > 1 else {})
-    return f"{base}{path}" + (f"?{urlencode(q)}" if q else "")
 
 
 def _count(n: int, what: str = "creative") -> str:
@@ -47,13 +40,9 @@ def add(app: FastAPI, web: Web) -> None:
         f = ReviewFilter(status, category, style, placement, product)
         query = {"status": status, "category": category, "style": style, "placement": placement, "product": product}
         data = console.page(f, max(1, page_no))
-        if data["page"] > data["pages"]:  # a page that no longer exists (reviews emptied it): the last one
-            return RedirectResponse(_link(web.base(request), "/review", query, data["pages"]), status_code=303)
-        base = web.base(request)
-        links = {
-            "prev": _link(base, "/review", query, data["page"] - 1) if data["page"] > 1 else None,
-            "next": _link(base, "/review", query, data["page"] + 1) if data["page"] < data["pages"] else None,
-        }
+        links = web.paged(request, "/review", query, data)
+        if isinstance(links, RedirectResponse):
+            return links
         return web.page(
             request,
             "review.html.j2",
@@ -62,7 +51,7 @@ def add(app: FastAPI, web: Web) -> None:
             statuses=STATUS_FILTERS,
             reasons=REJECT_REASONS,
             links=links,
-            here=_link(base, "/review", query, data["page"]),
+            here=links["here"],
             **data,
         )
 
@@ -140,13 +129,9 @@ def add(app: FastAPI, web: Web) -> None:
         open_only = open == "1"
         data = console.products(category, product, open_only, max(1, page_no))
         query = {"category": category, "product": product, "open": "1" if open_only else "0"}
-        if data["page"] > data["pages"]:
-            return RedirectResponse(_link(web.base(request), "/products", query, data["pages"]), status_code=303)
-        base = web.base(request)
-        links = {
-            "prev": _link(base, "/products", query, data["page"] - 1) if data["page"] > 1 else None,
-            "next": _link(base, "/products", query, data["page"] + 1) if data["page"] < data["pages"] else None,
-        }
+        links = web.paged(request, "/products", query, data)
+        if isinstance(links, RedirectResponse):
+            return links
         return web.page(request, "products.html.j2", user, category=category, product=product, open_only=open_only, links=links, **data)
 
     @app.get("/products/{product_id}", response_class=HTMLResponse)

@@ -111,6 +111,23 @@ class Web:
         )
         return HTMLResponse(html, status_code=status)
 
+    def link(self, request: Request, path: str, query: dict, page_no: int = 1) -> str:
+        """``path`` of this console with the filters in ``query`` that are set, at page ``page_no``."""
+        q = {k: v for k, v in query.items() if v} | ({"page_no": page_no} if page_no > 1 else {})
+        return f"{self.base(request)}{path}" + (f"?{urlencode(q)}" if q else "")
+
+    def paged(self, request: Request, path: str, query: dict, data: dict) -> dict | RedirectResponse:
+        """The prev, next and here links of page ``data["page"]`` of ``data["pages"]`` of a listing; a page
+        past the end (reviews emptied it) is a redirect to the last one."""
+        page, pages = data["page"], data["pages"]
+        if page > pages:
+            return RedirectResponse(self.link(request, path, query, pages), status_code=303)
+        return {
+            "prev": self.link(request, path, query, page - 1) if page > 1 else None,
+            "next": self.link(request, path, query, page + 1) if page < pages else None,
+            "here": self.link(request, path, query, page),
+        }
+
     def back(self, request: Request, target: str, fallback: str, notice: str = "") -> RedirectResponse:
         """A 303 to ``target`` when it is a path of this console (else ``fallback``), carrying ``notice``."""
         to = safe_next(target, self.base(request)) or f"{self.base(request)}{fallback}"
